@@ -1,0 +1,181 @@
+"""`workbook`: check your FastAPI Advanced exercises and follow your progress.
+
+A thin click front end; the work happens in the `workbook` package (manifest, engine,
+report, state).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from workbook import __version__
+from workbook.engine import GraderError, ProblemResult, grade_many
+from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
+from workbook.report import Style, human_problem, human_progress, json_report
+from workbook.state import load_state, problem_status, record_result, save_state
+
+EXERCISES = ROOT / "exercises"
+SOLUTIONS = ROOT / "solutions"
+
+
+def _manifest() -> Manifest:
+    try:
+        return load_manifest()
+    except ManifestError as exc:
+        raise click.ClickException(f"{exc}. Restore workbook.toml from the workbook's repository.") from exc
+
+
+class ProblemNumber(click.ParamType):
+    """A problem number from the manifest, e.g. `2`."""
+
+    name = "N"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Problem:
+        if isinstance(value, Problem):
+            return value
+        manifest = _manifest()
+        numbers = ", ".join(str(p.number) for p in manifest.problems)
+        try:
+            return manifest.by_number(int(str(value)))
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a problem number; choose one of {numbers}.", param, ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="workbook")
+def main() -> None:
+    """Exercises for the FastAPI Advanced chapter, graded on your machine.
+
+    Start with `workbook check 1`, edit exercises/p1_dependency_chain/app.py,
+    and check again until every check passes.
+    """
+
+
+@main.command("list")
+def list_problems() -> None:
+    """List the problems with their last known status."""
+    state = load_state()
+    style = Style.detect()
+    for problem in _manifest().problems:
+        entry = problem_status(state, problem.slug)
+        if entry is None:
+            status = "not checked yet"
+        else:
+            status = f"{entry.get('status', '?')} ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
+        click.echo(f"{problem.number}. {problem.title:<40} {style.dim(status)}")
+
+
+@main.command()
+@click.argument("problems", nargs=-1, type=ProblemNumber())
+@click.option("--all", "all_problems", is_flag=True, help="Check every problem.")
+@click.option("--solutions", is_flag=True, help="Grade the reference solutions instead of exercises/.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Grade another folder laid out like exercises/ (a submission).",
+)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-k", "keyword", metavar="TEXT", help="Run only the checks whose id contains TEXT.")
+@click.option("--seed", type=int, help="Replay a run's random test data.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 8), default=2, show_default=True, help="Problems graded at once.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary line of each problem.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show what your code printed during failing checks.")
+def check(
+    problems: tuple[Problem, ...],
+    all_problems: bool,
+    solutions: bool,
+    directory: Path | None,
+    output_format: str,
+    keyword: str | None,
+    seed: int | None,
+    jobs: int,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Grade problems N... (default: the first one not yet passed).
+
+    Exit status: 0 when every check passed, 1 when any did not, 2 for a usage error.
+    """
+    if solutions and directory:
+        raise click.UsageError("Use either --solutions or --dir, not both.")
+    if all_problems and problems:
+        raise click.UsageError("Give problem numbers or --all, not both.")
+    manifest = _manifest()
+    target = (directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES)
+    learner_run = target == EXERCISES and not keyword
+    selected = _select(manifest, problems, all_problems)
+    style = Style.detect()
+
+    def show(result: ProblemResult) -> None:
+        if output_format == "text":
+            click.echo(human_problem(result, style, verbose=verbose, quiet=quiet))
+            click.echo()
+
+    try:
+        results = grade_many(selected, target, jobs=jobs, keyword=keyword, seed=seed, on_result=show)
+    except GraderError as exc:
+        raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
+    if learner_run:
+        _remember(results)
+    if output_format == "json":
+        click.echo(json_report(results, target))
+    elif learner_run:
+        solved = _solved_count(manifest)
+        click.echo(human_progress(solved, len(manifest.problems), style))
+    sys.exit(0 if all(result.status == "pass" for result in results) else 1)
+
+
+def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: bool) -> list[Problem]:
+    if all_problems:
+        return list(manifest.problems)
+    if problems:
+        return list({problem.number: problem for problem in problems}.values())
+    state = load_state()
+    for problem in manifest.problems:
+        entry = problem_status(state, problem.slug)
+        if not entry or entry.get("status") != "pass":
+            return [problem]
+    return list(manifest.problems)
+
+
+def _remember(results: list[ProblemResult]) -> None:
+    state = load_state()
+    for result in results:
+        record_result(state, result.problem.slug, result.status, result.passed, result.total)
+    try:
+        save_state(state)
+    except OSError as exc:
+        click.echo(f"Note: could not save your progress ({exc}).", err=True)
+
+
+def _solved_count(manifest: Manifest) -> int:
+    state = load_state()
+    return sum(
+        1 for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass"
+    )
+
+
+@main.command()
+def status() -> None:
+    """Show your progress across all problems."""
+    manifest = _manifest()
+    state = load_state()
+    style = Style.detect()
+    for problem in manifest.problems:
+        entry = problem_status(state, problem.slug)
+        if entry is None:
+            line = f"  {'-':5} {problem.number}. {problem.title}  (not checked yet)"
+        else:
+            mark = style.mark(entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail")
+            line = f"  {mark} {problem.number}. {problem.title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
+        click.echo(line)
+    click.echo(human_progress(_solved_count(manifest), len(manifest.problems), style))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,80 @@
+"""Shared helpers for the project's own tests: build graded folders, grade them, and
+read the wrong/alternative-solution corpus in tests/corpus/<slug>.toml."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from workbook.engine import ProblemResult, grade
+from workbook.manifest import ROOT, Problem, load_manifest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MANIFEST = load_manifest()
+PROBLEMS = MANIFEST.problems
+SOLUTIONS = ROOT / "solutions"
+EXERCISES = ROOT / "exercises"
+CORPUS = Path(__file__).parent / "corpus"
+# Not the learner's fault, so never acceptable on a stub or a wrong solution.
+ENGINE_KINDS = {"internal", "not-run"}
+
+
+def corpus(problem: Problem) -> dict[str, list[dict[str, Any]]]:
+    path = CORPUS / f"{problem.slug}.toml"
+    if not path.exists():
+        return {"wrong": [], "alternative": []}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {"wrong": data.get("wrong", []), "alternative": data.get("alternative", [])}
+
+
+def cases(kind: str) -> list[tuple[Problem, dict[str, Any]]]:
+    return [(problem, case) for problem in PROBLEMS for case in corpus(problem)[kind]]
+
+
+def case_id(value: Any) -> str:
+    return value.slug if isinstance(value, Problem) else value["name"] if isinstance(value, dict) else str(value)
+
+
+def build_case(problem: Problem, case: dict[str, Any], root: Path) -> Path:
+    """Lay out one corpus case as a graded folder: a folder of its own, or the reference
+    solution with the case's edits applied. Returns the graded root."""
+    destination = root / problem.slug
+    source = CORPUS / case["folder"] if "folder" in case else SOLUTIONS / problem.slug
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    for edit in case.get("edits", []):
+        apply_edit(destination / edit["file"], edit["old"], edit["new"], case["name"])
+    return root
+
+
+def apply_edit(path: Path, old: str, new: str, name: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    count = text.count(old)
+    assert count == 1, f"corpus case {name}: the text to replace occurs {count} times in {path.name}:\n{old}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def write_problem(root: Path, problem: Problem, files: dict[str, str]) -> Path:
+    """A graded root whose problem folder holds exactly `files` (relative path -> source)."""
+    folder = root / problem.slug
+    for relative, source in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    return root
+
+
+def failures(result: ProblemResult) -> str:
+    return "\n".join(f"- {c.id} [{c.status}/{c.kind}]: {c.message}" for c in result.checks if c.status != "pass")
+
+
+def engine_errors(result: ProblemResult) -> list[str]:
+    return [f"{c.id}: {c.message}" for c in result.checks if c.kind in ENGINE_KINDS]
+
+
+__all__ = ["grade", "ROOT", "MANIFEST"]

@@ -1,0 +1,339 @@
+"""What graders use: the learner's module, a client that remembers what it sent, and
+failures phrased as sentences a learner can act on.
+
+This module is also a pytest plugin (``graders/conftest.py`` loads it), so a grader
+runs the same way under ``workbook check`` and under bare ``pytest``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+from workbook.manifest import ROOT, Problem, load_manifest
+
+TARGET_ENV = "WORKBOOK_TARGET"
+SEED_ENV = "WORKBOOK_SEED"
+MAX_BODY_CHARS = 300
+MAX_MESSAGE_CHARS = 2500
+
+T = TypeVar("T")
+
+
+class CheckFailed(AssertionError):
+    """The learner's code behaved differently from the problem statement."""
+
+
+class LearnerImportError(Exception):
+    """The learner's code could not be imported; the message says why, in learner terms."""
+
+
+class CheckTimeout(Exception):
+    """Something the grader waited for did not happen in time."""
+
+
+# The runner restarts the grading process after a check that left a thread stuck in
+# learner code, so the next check starts clean.
+state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None}
+
+
+def seed() -> int:
+    """The seed for this run's random test data (set WORKBOOK_SEED to replay a run)."""
+    if SEED_ENV not in os.environ:
+        os.environ[SEED_ENV] = str(random.SystemRandom().randrange(1, 10**6))
+    return int(os.environ[SEED_ENV])
+
+
+rng = random.Random(seed())
+
+
+def target_root() -> Path:
+    """The folder being graded: laid out like exercises/ (one sub-folder per problem)."""
+    return Path(os.environ.get(TARGET_ENV) or ROOT / "exercises").resolve()
+
+
+# --- loading the learner's code -------------------------------------------------------
+
+
+def import_learner(problem: Problem) -> ModuleType:
+    """Import the learner's module afresh, so no state leaks from one check to the next."""
+    folder = target_root() / problem.slug
+    if not folder.is_dir():
+        raise LearnerImportError(f"There is no folder {problem.slug}/ in {folder.parent}.")
+    _forget_modules(problem.module.split(".")[0], folder)
+    _put_first_on_path(folder)
+    state["problem_dir"] = folder
+    try:
+        module = importlib.import_module(problem.module)
+    except SyntaxError as exc:
+        raise LearnerImportError(_describe_syntax_error(exc, folder)) from None
+    except BaseException as exc:  # noqa: BLE001 - learner code may raise anything, even SystemExit
+        raise LearnerImportError(_describe_import_exception(exc, folder)) from None
+    if not hasattr(module, "app"):
+        raise LearnerImportError(
+            f"{_relative_module_file(problem)} defines no `app`. "
+            "Keep the line `app = FastAPI(...)` at module level."
+        )
+    return module
+
+
+def _forget_modules(root_name: str, folder: Path) -> None:
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if name == root_name or name.startswith(root_name + ".") or is_under(file, folder):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _put_first_on_path(folder: Path) -> None:
+    previous = state.get("problem_dir")
+    if previous is not None and str(previous) in sys.path:
+        sys.path.remove(str(previous))
+    sys.path.insert(0, str(folder))
+
+
+def _relative_module_file(problem: Problem) -> str:
+    return problem.module.replace(".", "/") + ".py"
+
+
+def is_under(file: str, folder: Path) -> bool:
+    if not file:
+        return False
+    try:
+        Path(file).resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe_syntax_error(exc: SyntaxError, folder: Path) -> str:
+    where = _short_path(exc.filename or "?", folder)
+    code = (exc.text or "").rstrip()
+    lines = [f"Python cannot read {where}, line {exc.lineno}: {exc.msg}."]
+    if code:
+        lines.append(f"    {code.strip()}")
+    return "\n".join(lines)
+
+
+def _describe_import_exception(exc: BaseException, folder: Path) -> str:
+    if isinstance(exc, SystemExit):
+        return f"Importing your code called sys.exit({exc.code!r}); a module must not exit when imported."
+    if isinstance(exc, KeyboardInterrupt):
+        return "Importing your code raised KeyboardInterrupt."
+    frames = learner_frames(exc, folder)
+    head = f"Importing your code raised {type(exc).__name__}: {exc}"
+    return head + ("\n" + frames if frames else "")
+
+
+def learner_frames(exc: BaseException, folder: Path | None = None) -> str:
+    """The traceback of `exc` trimmed to the frames in the learner's files."""
+    folder = folder or state.get("problem_dir")
+    if folder is None:
+        return ""
+    lines = []
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if is_under(frame.filename, folder):
+            lines.append(f"  {_short_path(frame.filename, folder)}, line {frame.lineno}, in {frame.name}")
+            if frame.line:
+                lines.append(f"    {frame.line.strip()}")
+    return "\n".join(lines[-12:])
+
+
+def _short_path(filename: str, folder: Path) -> str:
+    try:
+        return f"{folder.name}/{Path(filename).resolve().relative_to(folder)}"
+    except ValueError:
+        return filename
+
+
+# --- talking to the learner's app -----------------------------------------------------
+
+
+def client(app: Any, *, raise_server_exceptions: bool = True, **kwargs: Any) -> Any:
+    """A TestClient that remembers the last request, so failures can say what was sent."""
+    from fastapi.testclient import TestClient
+
+    test_client = TestClient(app, raise_server_exceptions=raise_server_exceptions, **kwargs)
+    test_client.event_hooks = {"request": [_remember_request], "response": []}
+    return test_client
+
+
+def _remember_request(request: Any) -> None:
+    state["last_sent"] = describe_request(request)
+
+
+def describe_request(request: Any) -> str:
+    url = request.url
+    target = url.path + (f"?{url.query.decode()}" if url.query else "")
+    text = f"{request.method} {target}"
+    shown = [f"{name}: {_abbreviate(value)}" for name, value in request.headers.items() if _worth_showing(name)]
+    if shown:
+        text += " with header " + ", ".join(shown)
+    body = _request_body(request)
+    if body:
+        text += f" and body {body}" if shown else f" with body {body}"
+    return text
+
+
+def _worth_showing(header: str) -> bool:
+    header = header.lower()
+    return header == "authorization" or header.startswith("x-")
+
+
+def _abbreviate(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def _request_body(request: Any) -> str:
+    try:
+        content = request.content
+    except Exception:  # noqa: BLE001 - a streamed body cannot be shown; say nothing about it
+        return ""
+    if not content:
+        return ""
+    return clip(content.decode("utf-8", "replace"))
+
+
+def last_sent() -> str | None:
+    return state["last_sent"]
+
+
+def clip(text: str, limit: int = MAX_BODY_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def show(value: Any) -> str:
+    """A value as the learner would see it on the wire: compact JSON."""
+    try:
+        return clip(json.dumps(value, ensure_ascii=False))
+    except (TypeError, ValueError):
+        return clip(repr(value))
+
+
+def response_text(response: Any) -> str:
+    body = response.text
+    return f"status {response.status_code} with body {clip(body)}" if body else f"status {response.status_code} with an empty body"
+
+
+# --- failing with a sentence ----------------------------------------------------------
+
+
+def fail(what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None) -> NoReturn:
+    """Fail the check: what went wrong, what was sent, what was expected, what came back."""
+    lines = [what]
+    if sent:
+        lines.append(f"  sent:     {sent}")
+    if expected is not None:
+        lines.append(f"  expected: {expected}")
+    if got is not None:
+        lines.append(f"  got:      {got}")
+    raise CheckFailed(clip("\n".join(lines), MAX_MESSAGE_CHARS))
+
+
+def expect(condition: bool, what: str, **details: str) -> None:
+    if not condition:
+        fail(what, **details)
+
+
+def expect_status(response: Any, status: int | Iterable[int], what: str | None = None) -> None:
+    allowed = {status} if isinstance(status, int) else set(status)
+    if response.status_code in allowed:
+        return
+    wanted = " or ".join(str(code) for code in sorted(allowed))
+    fail(
+        what or f"The answer should have status {wanted}.",
+        sent=describe_request(response.request),
+        expected=f"status {wanted}",
+        got=response_text(response),
+    )
+
+
+def json_body(response: Any, what: str | None = None) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        fail(
+            what or "The answer should be JSON.",
+            sent=describe_request(response.request),
+            expected="a JSON body",
+            got=response_text(response),
+        )
+
+
+def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
+    body = json_body(response, what)
+    if body != expected:
+        fail(
+            what or "The JSON body is not the expected one.",
+            sent=describe_request(response.request),
+            expected=show(expected),
+            got=show(body),
+        )
+    return body
+
+
+def within(seconds: float, action: Callable[[], T], what: str) -> T:
+    """Run `action` but give up after `seconds`: a learner's server may never answer."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the calling thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="workbook-within")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        state["tainted"] = True
+        raise CheckTimeout(f"{what}: nothing happened within {seconds:g} s.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+# --- the pytest side ------------------------------------------------------------------
+
+
+@pytest.fixture
+def problem(request: pytest.FixtureRequest) -> Problem:
+    """The manifest entry of the problem whose grader folder holds the requesting test."""
+    return load_manifest().by_slug(Path(str(request.path)).parent.name)
+
+
+@pytest.fixture
+def before_import() -> None:
+    """Override in a grader to prepare the world (patch, set the environment) before the
+    learner's module is imported."""
+
+
+@pytest.fixture
+def learner(problem: Problem, before_import: None) -> ModuleType:
+    """The learner's module for this problem, imported afresh for this check."""
+    return import_learner(problem)
+
+
+@pytest.fixture(autouse=True)
+def fresh_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each check runs in an empty working directory: relative paths the learner's code
+    writes to never leak from one check into the next."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state["last_sent"] = None

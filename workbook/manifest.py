@@ -1,0 +1,86 @@
+"""The manifest (workbook.toml) is the one place that describes the problems."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_PATH = ROOT / "workbook.toml"
+
+
+class ManifestError(Exception):
+    """The manifest is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    number: int
+    slug: str
+    title: str
+    module: str
+    files: tuple[str, ...]
+    lesson: str
+    hints: tuple[str, ...]
+    weights: dict[str, float] = field(default_factory=dict)
+    check_timeout_s: float = 4.0
+    time_limit_s: float = 60.0
+
+    @property
+    def grader_dir(self) -> Path:
+        return ROOT / "graders" / self.slug
+
+    def weight(self, check_id: str) -> float:
+        return float(self.weights.get(check_id, 1.0))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    title: str
+    problems: tuple[Problem, ...]
+
+    def by_number(self, number: int) -> Problem:
+        for problem in self.problems:
+            if problem.number == number:
+                return problem
+        raise KeyError(number)
+
+    def by_slug(self, slug: str) -> Problem:
+        for problem in self.problems:
+            if problem.slug == slug:
+                return problem
+        raise KeyError(slug)
+
+
+def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ManifestError(f"cannot read the manifest {path}: {exc}") from exc
+    defaults = data.get("workbook", {})
+    try:
+        problems = tuple(_problem(entry, defaults) for entry in data["problems"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"the manifest {path} is malformed: {exc!r}") from exc
+    return Manifest(title=defaults.get("title", "Workbook"), problems=problems)
+
+
+def _problem(entry: dict, defaults: dict) -> Problem:
+    return Problem(
+        number=int(entry["number"]),
+        slug=str(entry["slug"]),
+        title=str(entry["title"]),
+        module=str(entry.get("module", "app")),
+        files=tuple(entry["files"]),
+        lesson=str(entry.get("lesson", "")),
+        hints=tuple(entry.get("hints", ())),
+        weights=dict(entry.get("weights", {})),
+        check_timeout_s=float(entry.get("check_timeout_s", defaults.get("check_timeout_s", 4.0))),
+        time_limit_s=float(entry.get("time_limit_s", defaults.get("time_limit_s", 60.0))),
+    )

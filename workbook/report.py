@@ -1,0 +1,113 @@
+"""How results are shown: a calm human summary on a terminal, plain text when piped or
+when NO_COLOR is set, and one JSON document for CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from workbook.engine import CheckResult, ProblemResult
+from workbook.manifest import Problem
+
+JSON_VERSION = 1
+BAR_WIDTH = 20
+
+
+@dataclass(frozen=True)
+class Style:
+    color: bool
+    unicode: bool
+
+    @classmethod
+    def detect(cls, stream: Any = None) -> Style:
+        stream = stream or sys.stdout
+        tty = bool(getattr(stream, "isatty", lambda: False)())
+        encoding = (getattr(stream, "encoding", "") or "").lower()
+        return cls(color=tty and "NO_COLOR" not in os.environ, unicode=tty and "utf" in encoding)
+
+    def mark(self, status: str) -> str:
+        marks = {"pass": ("✔", "PASS", "green"), "fail": ("✘", "FAIL", "red"), "error": ("!", "ERROR", "yellow")}
+        symbol, word, colour = marks[status]
+        text = symbol if self.unicode else f"{word:5}"
+        return click.style(text, fg=colour, bold=True) if self.color else text
+
+    def bold(self, text: str) -> str:
+        return click.style(text, bold=True) if self.color else text
+
+    def dim(self, text: str) -> str:
+        return click.style(text, dim=True) if self.color else text
+
+    def bar(self, done: int, total: int) -> str:
+        filled = round(BAR_WIDTH * done / total) if total else 0
+        full, empty = ("█", "░") if self.unicode else ("#", ".")
+        return "[" + full * filled + empty * (BAR_WIDTH - filled) + "]"
+
+
+def describe_target(target: Path, problem: Problem) -> str:
+    folder = target / problem.slug
+    try:
+        shown = folder.relative_to(Path.cwd())
+    except ValueError:
+        shown = folder
+    return str(shown)
+
+
+def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False, quiet: bool = False) -> str:
+    problem = result.problem
+    lines = [style.bold(f"Problem {problem.number} · {problem.title}") + style.dim(f"  ({describe_target(result.target, problem)})")]
+    if not quiet:
+        for check in result.checks:
+            lines.extend(_check_lines(check, problem, style, verbose))
+    summary = f"{result.passed}/{result.total} checks passed"
+    lines.append(("  " + style.mark(result.status) + " " if quiet else "  ") + summary)
+    return "\n".join(lines)
+
+
+def _check_lines(check: CheckResult, problem: Problem, style: Style, verbose: bool) -> list[str]:
+    lines = [f"  {style.mark(check.status)} {check.title}"]
+    if check.status == "pass":
+        return lines
+    for text in (check.message or "").splitlines():
+        lines.append("      " + text)
+    if verbose and check.output:
+        lines.append("      your code printed:")
+        lines.extend("        " + text for text in check.output.splitlines()[-20:])
+    lines.append(style.dim(f"      re-run only this check: workbook check {problem.number} -k {check.id}"))
+    return lines
+
+
+def human_progress(solved: int, total: int, style: Style) -> str:
+    return f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
+
+
+def json_report(results: list[ProblemResult], target: Path) -> str:
+    document = {"version": JSON_VERSION, "target": str(target), "problems": [_problem_json(r) for r in results]}
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _problem_json(result: ProblemResult) -> dict[str, Any]:
+    problem = result.problem
+    return {
+        "number": problem.number,
+        "slug": problem.slug,
+        "title": problem.title,
+        "status": result.status,
+        "passed": result.passed,
+        "total": result.total,
+        "checks": [
+            {
+                "id": check.id,
+                "title": check.title,
+                "status": check.status,
+                "message": check.message,
+                "duration_s": check.duration_s,
+            }
+            for check in result.checks
+        ],
+    }

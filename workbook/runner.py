@@ -1,0 +1,238 @@
+"""The grading child process: runs one problem's graders and reports each check as a JSON
+line in an events file. The parent (engine.py) trusts only that file, never our output.
+
+Started as ``python -I -c BOOT ROOT --problem SLUG --events FILE --check-timeout S NODEID...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+# A process that must be replaced after a check left a thread stuck in learner code.
+EXIT_RESTART = 3
+MAX_OUTPUT_CHARS = 2000
+
+
+class LearnerExit(Exception):
+    """The learner's code tried to end the process (sys.exit, KeyboardInterrupt)."""
+
+
+class Events:
+    def __init__(self, path: str) -> None:
+        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._file.write(json.dumps({"event": event, **fields}) + "\n")
+        self._file.flush()
+
+
+def main(argv: list[str]) -> None:
+    args = _parse(argv)
+    sys.argv = sys.argv[:1]  # learner code has no business with our arguments
+    sys.dont_write_bytecode = True  # never leave __pycache__ in the learner's folder
+    events = Events(args.events)
+
+    # Warm imports, so the import time limit is the learner's alone.
+    from fastapi.testclient import TestClient  # noqa: F401
+
+    from workbook import grading
+    from workbook.manifest import ROOT, load_manifest
+
+    problem = load_manifest().by_slug(args.problem)
+    events.emit("ready")
+    events.emit("importing")
+    try:
+        grading.import_learner(problem)
+    except grading.LearnerImportError as exc:
+        events.emit("import", ok=False, message=str(exc))
+        _leave(0)
+    events.emit("import", ok=True)
+
+    pytest.main(_pytest_args(ROOT, problem.grader_dir, args.nodeids), plugins=[Reporter(events, args.check_timeout)])
+    events.emit("done")
+    _leave(0)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="workbook-runner")
+    parser.add_argument("--problem", required=True)
+    parser.add_argument("--events", required=True)
+    parser.add_argument("--check-timeout", type=float, required=True)
+    parser.add_argument("nodeids", nargs="+")
+    return parser.parse_args(argv)
+
+
+def _pytest_args(root: Path, grader_dir: Path, nodeids: list[str]) -> list[str]:
+    graders = root / "graders"
+    return [
+        *nodeids,
+        "-c",
+        str(graders / "pytest.ini"),
+        "--rootdir",
+        str(graders),
+        "--confcutdir",
+        str(graders),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        # We never show pytest's traceback, and building it costs ~0.4 s per failing check.
+        "--tb=no",
+    ]
+
+
+def _leave(code: int) -> None:
+    """Exit at once: a thread stuck in learner code must not keep the process alive."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Reporter:
+    """A pytest plugin: runs each check's body under a time limit and reports it."""
+
+    def __init__(self, events: Events, check_timeout: float) -> None:
+        self.events = events
+        self.check_timeout = check_timeout
+        self.started: dict[str, float] = {}
+        self.outcome: dict[str, dict[str, Any]] = {}
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.started[nodeid] = time.perf_counter()
+        self.events.emit("start", id=_check_id(nodeid))
+
+    def pytest_pyfunc_call(self, pyfuncitem: Any) -> bool:
+        from workbook import grading
+
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        what = "This check"
+        try:
+            grading.within(self.check_timeout, lambda: _call_guarded(pyfuncitem.obj, kwargs), what)
+        except grading.CheckTimeout:
+            raise grading.CheckTimeout(
+                f"This check did not finish within {self.check_timeout:g} s: something in your code "
+                "never returns (an endless loop, or waiting for something that never comes)."
+            ) from None
+        return True
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
+        outcome = yield
+        report = outcome.get_result()
+        if call.excinfo is not None and item.nodeid not in self.outcome:
+            self.outcome[item.nodeid] = classify(call.excinfo.value)
+        if call.when == "call" and _tainted():
+            self._finish(item.nodeid, report)
+            _leave(EXIT_RESTART)
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        self._finish(nodeid, None)
+
+    def _finish(self, nodeid: str, report: Any) -> None:
+        if nodeid not in self.started:
+            return
+        result = self.outcome.get(nodeid, {"status": "pass", "message": None, "kind": "pass"})
+        duration = time.perf_counter() - self.started.pop(nodeid)
+        self.events.emit("result", id=_check_id(nodeid), duration_s=round(duration, 4), **result)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        captured = (report.capstdout or "") + (report.capstderr or "")
+        if captured and report.nodeid in self.outcome:
+            self.outcome[report.nodeid]["output"] = captured[-MAX_OUTPUT_CHARS:]
+
+
+def _tainted() -> bool:
+    from workbook import grading
+
+    return bool(grading.state["tainted"])
+
+
+def _call_guarded(function: Any, kwargs: dict[str, Any]) -> Any:
+    try:
+        return function(**kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise LearnerExit(_exit_text(exc)).with_traceback(exc.__traceback__) from None
+
+
+def _exit_text(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"Your code called sys.exit({exc.code!r}); a web app must never end the process."
+    return "Your code raised KeyboardInterrupt."
+
+
+def _check_id(nodeid: str) -> str:
+    name = nodeid.rsplit("::", 1)[-1]
+    return name.removeprefix("test_")
+
+
+def classify(exc: BaseException) -> dict[str, Any]:
+    """Turn what a check raised into a status and a message for the learner."""
+    from workbook import grading
+
+    sent = grading.last_sent()
+    if isinstance(exc, grading.LearnerImportError):
+        return {"status": "error", "message": str(exc), "kind": "import"}
+    if isinstance(exc, grading.CheckTimeout):
+        return {"status": "error", "message": _with_sent(str(exc), sent, "last request sent"), "kind": "timeout"}
+    frames = grading.learner_frames(exc)
+    if isinstance(exc, LearnerExit):
+        return {"status": "fail", "message": _with_sent(str(exc), sent, "while handling"), "kind": "learner"}
+    if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
+        return {"status": "fail", "message": str(exc) or "A check assertion failed.", "kind": "assertion"}
+    if frames or _raised_in_learner_code(exc):
+        head = f"{sent} made your code raise" if sent else "Your code raised"
+        return {"status": "fail", "message": f"{head} {_exception_text(exc)}\n{frames}".rstrip(), "kind": "learner"}
+    if _raised_in_workbook(exc):
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        text = (
+            "The grader itself failed; this is a bug in the workbook, not in your code: "
+            f"{_exception_text(exc)} at {Path(where.filename).name}:{where.lineno}"
+        )
+        return {"status": "error", "message": text, "kind": "internal"}
+    head = f"While handling {sent}, the framework raised" if sent else "The framework raised"
+    return {"status": "fail", "message": f"{head} {_exception_text(exc)}", "kind": "learner"}
+
+
+def _exception_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if len(text) > 600:
+        text = text[:597] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _with_sent(text: str, sent: str | None, label: str) -> str:
+    return f"{text}\n  {label}: {sent}" if sent else text
+
+
+def _innermost_file(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return frames[-1].filename if frames else ""
+
+
+def _raised_in_learner_code(exc: BaseException) -> bool:
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    return folder is not None and grading.is_under(_innermost_file(exc), folder)
+
+
+def _raised_in_workbook(exc: BaseException) -> bool:
+    from workbook import grading
+    from workbook.manifest import ROOT
+
+    file = _innermost_file(exc)
+    return any(grading.is_under(file, ROOT / part) for part in ("graders", "workbook"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
