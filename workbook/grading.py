@@ -337,3 +337,78 @@ def fresh_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state["last_sent"] = None
+
+
+# --- a real server --------------------------------------------------------------------
+
+
+class Server:
+    """A learner's app served by a real uvicorn process on a loopback port."""
+
+    def __init__(self, process: Any, port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self, limit: int = 1500) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """One SIGTERM (a second would skip the lifespan shutdown), then wait; returns the
+        exit code, or None when it had to be killed."""
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM if os.name == "posix" else signal.CTRL_BREAK_EVENT)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                return None
+        return self.process.returncode
+
+
+def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout: float = 8.0) -> Server:
+    """Start `uvicorn <module>:app` for the learner's problem on a free loopback port and wait
+    (bounded) until it accepts connections. Stop it with `Server.stop()`."""
+    import socket
+    import subprocess
+    import time
+
+    folder = target_root() / problem.slug
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = Path.cwd() / f"uvicorn-{port}.log"
+    command = [sys.executable, "-m", "uvicorn", f"{problem.module}:app", "--app-dir", str(folder),
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail("uvicorn exited before it served anything.", expected="a running server",
+                 got=f"exit code {process.returncode}; its output ends with:\n{server.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop(timeout=2)
+    fail(f"uvicorn did not accept connections within {ready_timeout:g} s.", got=server.log())
