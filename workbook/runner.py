@@ -184,14 +184,19 @@ def classify(exc: BaseException) -> dict[str, Any]:
         return {"status": "error", "message": str(exc), "kind": "import"}
     if isinstance(exc, grading.CheckTimeout):
         return {"status": "error", "message": _with_sent(str(exc), sent, "last request sent"), "kind": "timeout"}
-    frames = grading.learner_frames(exc)
-    if isinstance(exc, LearnerExit):
-        return {"status": "fail", "message": _with_sent(str(exc), sent, "while handling"), "kind": "learner"}
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
         return {"status": "fail", "message": str(exc) or "A check assertion failed.", "kind": "assertion"}
-    if frames or _raised_in_learner_code(exc):
+    # The framework may wrap what the learner's code raised (task groups, cancellation).
+    chain = list(_exception_chain(exc))
+    exiting = next((e for e in chain if isinstance(e, (LearnerExit, SystemExit, KeyboardInterrupt))), None)
+    if exiting is not None:
+        text = str(exiting) if isinstance(exiting, LearnerExit) else _exit_text(exiting)
+        return {"status": "fail", "message": _with_sent(text, sent, "while handling"), "kind": "learner"}
+    learner = next((e for e in chain if grading.learner_frames(e)), None)
+    if learner is not None:
         head = f"{sent} made your code raise" if sent else "Your code raised"
-        return {"status": "fail", "message": f"{head} {_exception_text(exc)}\n{frames}".rstrip(), "kind": "learner"}
+        message = f"{head} {_exception_text(learner)}\n{grading.learner_frames(learner)}"
+        return {"status": "fail", "message": message, "kind": "learner"}
     if _raised_in_workbook(exc):
         where = traceback.extract_tb(exc.__traceback__)[-1]
         text = (
@@ -200,7 +205,25 @@ def classify(exc: BaseException) -> dict[str, Any]:
         )
         return {"status": "error", "message": text, "kind": "internal"}
     head = f"While handling {sent}, the framework raised" if sent else "The framework raised"
-    return {"status": "fail", "message": f"{head} {_exception_text(exc)}", "kind": "learner"}
+    text = f"{head} {_exception_text(exc)}"
+    if type(exc).__name__ == "CancelledError":
+        # SystemExit in a worker thread reaches the test client only as a bare cancellation.
+        text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
+    return {"status": "fail", "message": text, "kind": "learner"}
+
+
+def _exception_chain(exc: BaseException, limit: int = 30) -> Any:
+    """`exc`, the exceptions it was raised from or during, and the members of groups."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo and len(seen) < limit:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(getattr(current, "exceptions", ()) or ())
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 def _exception_text(exc: BaseException) -> str:
