@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from workbook import __version__
+from workbook import __version__, instructor_commands, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import Style, human_problem, human_progress, json_report
@@ -175,6 +175,12 @@ def status() -> None:
             line = f"  {mark} {problem.number}. {problem.title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
         click.echo(line)
     click.echo(human_progress(_solved_count(manifest), len(manifest.problems), style))
+
+
+# The learner's loop (hint, reset, watch, run, doctor) and the instructors' tools (grade,
+# merge, dev check) each live in a module of their own and add their commands here.
+learner_commands.register(main)
+instructor_commands.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
