@@ -106,7 +106,7 @@ def check(
     if all_problems and problems:
         raise click.UsageError("Give problem numbers or --all, not both.")
     manifest = _manifest()
-    target = (directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES)
+    target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
     learner_run = target == EXERCISES and not keyword
     selected = _select(manifest, problems, all_problems)
     style = Style.detect()
@@ -155,9 +155,7 @@ def _remember(results: list[ProblemResult]) -> None:
 
 def _solved_count(manifest: Manifest) -> int:
     state = load_state()
-    return sum(
-        1 for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass"
-    )
+    return sum(1 for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass")
 
 
 @main.command()
@@ -171,8 +169,12 @@ def status() -> None:
         if entry is None:
             line = f"  {'-':5} {problem.number}. {problem.title}  (not checked yet)"
         else:
-            mark = style.mark(entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail")
-            line = f"  {mark} {problem.number}. {problem.title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
+            mark = style.mark(
+                entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail"
+            )
+            line = (
+                f"  {mark} {problem.number}. {problem.title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
+            )
         click.echo(line)
     click.echo(human_progress(_solved_count(manifest), len(manifest.problems), style))
 

@@ -80,12 +80,11 @@ def test_forged_pass_output_and_exit_zero_gain_nothing(tmp_path):
 
 
 def test_handler_that_never_returns_fails_only_its_checks(tmp_path):
-    hang = ('    # Why', '    import time\n    while True:\n        time.sleep(0.01)\n    # Why')
     source = SOLUTION.replace(
         "    # Why check the key before the id",
         "    import time\n    while True:\n        time.sleep(0.01)\n    # Why check the key before the id",
     )
-    assert source != SOLUTION and hang
+    assert source != SOLUTION
     only = ["list_starts_empty", "delete_unknown_id_is_404", "delete_with_wrong_key_is_403", "create_user_answers_201"]
     result = grade_source(tmp_path, source, only=only)
     statuses = {c.id: (c.status, c.kind) for c in result.checks}
@@ -100,8 +99,9 @@ def test_handler_that_never_returns_fails_only_its_checks(tmp_path):
 
 def test_busy_async_handler_is_stopped(tmp_path):
     source = SOLUTION.replace(
-        'def list_users(repo: UserRepository = Depends(get_user_repo)) -> list[dict]:',
-        'async def list_users(repo: UserRepository = Depends(get_user_repo)) -> list[dict]:\n    while True:\n        pass',
+        "def list_users(repo: UserRepository = Depends(get_user_repo)) -> list[dict]:",
+        "async def list_users(repo: UserRepository = Depends(get_user_repo)) -> list[dict]:\n"
+        "    while True:\n        pass",
     )
     result = grade_source(tmp_path, source, only=["list_starts_empty", "settings_defaults_and_values"])
     assert [(c.id, c.status, c.kind) for c in result.checks] == [

@@ -6,6 +6,7 @@ child's exit status can change a result; only the events file counts.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from workbook.manifest import ROOT, Problem
+from workbook.manifest import GRADERS_ENV, ROOT, Problem
 
 STARTUP_TIMEOUT_S = 30.0
 BACKSTOP_GRACE_S = 3.0
@@ -107,6 +108,23 @@ def _checks_in(path: Path) -> Iterator[Check]:
             yield Check(id=check_id, title=title, nodeid=f"{path}::{node.name}")
 
 
+def grader_weights(problem: Problem) -> dict[str, float]:
+    """Weights a grader file declares as a module-level `WEIGHTS = {"check_id": 2}`, read
+    statically like the checks; the manifest's `weights` table overrides them."""
+    weights: dict[str, float] = {}
+    for path in sorted(problem.grader_dir.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "WEIGHTS" for t in node.targets):
+                try:
+                    declared = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                if isinstance(declared, dict):
+                    weights.update({str(k): float(v) for k, v in declared.items()})
+    return weights
+
+
 def select_checks(checks: list[Check], keyword: str | None = None, only: Iterable[str] | None = None) -> list[Check]:
     """The checks whose id contains `keyword`, or whose id is in `only`."""
     if only is not None:
@@ -128,10 +146,16 @@ def grade(
     only: Iterable[str] | None = None,
     seed: int | None = None,
     check_timeout_s: float | None = None,
+    graders: Path | None = None,
 ) -> ProblemResult:
-    """Grade one problem of `target_root` (a folder laid out like exercises/)."""
+    """Grade one problem of `target_root` (a folder laid out like exercises/), with the
+    graders in `graders` (laid out like graders/) when given."""
     if check_timeout_s is not None:
         problem = replace(problem, check_timeout_s=check_timeout_s)
+    if graders is not None:
+        problem = replace(problem, graders=Path(graders).resolve())
+    if problem.grader_dir.is_dir():
+        problem = replace(problem, weights={**grader_weights(problem), **problem.weights})
     checks = select_checks(discover_checks(problem), keyword, only)
     run_seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
     result = ProblemResult(problem=problem, target=target_root, seed=run_seed)
@@ -153,11 +177,12 @@ def grade_many(
     keyword: str | None = None,
     seed: int | None = None,
     on_result: Callable[[ProblemResult], None] | None = None,
+    graders: Path | None = None,
 ) -> list[ProblemResult]:
     """Grade several problems, `jobs` at a time, reporting each in order as soon as it can."""
     problems = list(problems)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade, p, target_root, keyword=keyword, seed=seed) for p in problems]
+        futures = [pool.submit(grade, p, target_root, keyword=keyword, seed=seed, graders=graders) for p in problems]
         results = []
         for future in futures:
             results.append(future.result())
@@ -234,6 +259,7 @@ def _spawn(
     env.update(
         WORKBOOK_TARGET=str(target_root),
         WORKBOOK_SEED=str(seed),
+        **{GRADERS_ENV: str(problem.grader_dir.parent)},
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONIOENCODING="utf-8",
@@ -268,10 +294,8 @@ def _spawn(
 def _kill(child: subprocess.Popen) -> None:
     """End the child and anything it started (a learner's app may start servers)."""
     if os.name == "posix":
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     else:  # pragma: no cover - Windows has no process groups to kill
         child.kill()
     child.wait()
@@ -402,7 +426,9 @@ class _Watch:
                 "exit",
             )
         elif self.phase == "startup":
-            self._fail_all_pending(f"The grading process failed to start (exit code {code}); run `workbook doctor`.", "internal")
+            self._fail_all_pending(
+                f"The grading process failed to start (exit code {code}); run `workbook doctor`.", "internal"
+            )
 
     def _fail_current(self, message: str, kind: str) -> None:
         if self.current is None:

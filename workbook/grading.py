@@ -82,8 +82,7 @@ def import_learner(problem: Problem) -> ModuleType:
         raise LearnerImportError(_describe_import_exception(exc, folder)) from None
     if not hasattr(module, "app"):
         raise LearnerImportError(
-            f"{_relative_module_file(problem)} defines no `app`. "
-            "Keep the line `app = FastAPI(...)` at module level."
+            f"{_relative_module_file(problem)} defines no `app`. Keep the line `app = FastAPI(...)` at module level."
         )
     return module
 
@@ -223,7 +222,11 @@ def show(value: Any) -> str:
 
 def response_text(response: Any) -> str:
     body = response.text
-    return f"status {response.status_code} with body {clip(body)}" if body else f"status {response.status_code} with an empty body"
+    return (
+        f"status {response.status_code} with body {clip(body)}"
+        if body
+        else f"status {response.status_code} with an empty body"
+    )
 
 
 # --- failing with a sentence ----------------------------------------------------------
@@ -393,18 +396,40 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log_path = Path.cwd() / f"uvicorn-{port}.log"
-    command = [sys.executable, "-m", "uvicorn", f"{problem.module}:app", "--app-dir", str(folder),
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{problem.module}:app",
+        "--app-dir",
+        str(folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--lifespan",
+        "on",
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
+        )
     server = Server(process, port, log_path)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            fail("uvicorn exited before it served anything.", expected="a running server",
-                 got=f"exit code {process.returncode}; its output ends with:\n{server.log()}")
+            fail(
+                "uvicorn exited before it served anything.",
+                expected="a running server",
+                got=f"exit code {process.returncode}; its output ends with:\n{server.log()}",
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,16 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_PATH = ROOT / "workbook.toml"
+# An instructor may grade with a manifest or a grader folder of their own; the engine passes
+# both to its child processes through these variables, so every process reads the same ones.
+MANIFEST_ENV = "WORKBOOK_MANIFEST"
+GRADERS_ENV = "WORKBOOK_GRADERS"
+BUNDLED_GRADERS = ROOT / "graders"
+
+
+def graders_root() -> Path:
+    """The grader folder in use: WORKBOOK_GRADERS, else the bundled graders/."""
+    return Path(os.environ.get(GRADERS_ENV) or BUNDLED_GRADERS).resolve()
 
 
 class ManifestError(Exception):
@@ -31,10 +42,11 @@ class Problem:
     weights: dict[str, float] = field(default_factory=dict)
     check_timeout_s: float = 4.0
     time_limit_s: float = 60.0
+    graders: Path | None = None  # a grader folder laid out like graders/; None: graders_root()
 
     @property
     def grader_dir(self) -> Path:
-        return ROOT / "graders" / self.slug
+        return (self.graders or graders_root()) / self.slug
 
     def weight(self, check_id: str) -> float:
         return float(self.weights.get(check_id, 1.0))
@@ -58,7 +70,8 @@ class Manifest:
         raise KeyError(slug)
 
 
-def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
+def load_manifest(path: Path | None = None) -> Manifest:
+    path = path or Path(os.environ.get(MANIFEST_ENV) or MANIFEST_PATH)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

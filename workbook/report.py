@@ -60,7 +60,10 @@ def describe_target(target: Path, problem: Problem) -> str:
 
 def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False, quiet: bool = False) -> str:
     problem = result.problem
-    lines = [style.bold(f"Problem {problem.number} · {problem.title}") + style.dim(f"  ({describe_target(result.target, problem)})")]
+    lines = [
+        style.bold(f"Problem {problem.number} · {problem.title}")
+        + style.dim(f"  ({describe_target(result.target, problem)})")
+    ]
     if not quiet:
         for check in result.checks:
             lines.extend(_check_lines(check, problem, style, verbose))

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -73,11 +72,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _pytest_args(root: Path, grader_dir: Path, nodeids: list[str]) -> list[str]:
-    graders = root / "graders"
+    # The grader folder in use (bundled, or an instructor's --graders copy); a copy without
+    # settings of its own runs with the bundled ones.
+    graders = grader_dir.parent
+    ini = graders / "pytest.ini"
+    if not ini.is_file():
+        ini = root / "graders" / "pytest.ini"
     return [
         *nodeids,
         "-c",
-        str(graders / "pytest.ini"),
+        str(ini),
         "--rootdir",
         str(graders),
         "--confcutdir",
@@ -251,10 +255,10 @@ def _raised_in_learner_code(exc: BaseException) -> bool:
 
 def _raised_in_workbook(exc: BaseException) -> bool:
     from workbook import grading
-    from workbook.manifest import ROOT
+    from workbook.manifest import ROOT, graders_root
 
     file = _innermost_file(exc)
-    return any(grading.is_under(file, ROOT / part) for part in ("graders", "workbook"))
+    return any(grading.is_under(file, folder) for folder in (ROOT / "graders", ROOT / "workbook", graders_root()))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,26 @@ def record_result(data: dict[str, Any], slug: str, status: str, passed: int, tot
         "total": total,
         "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# --- hints and backups (the learner's loop) --------------------------------------------
+# Hints live beside "problems", not inside an entry: record_result() rewrites entries whole.
+
+
+def state_dir() -> Path:
+    """The folder holding the state file, backups included."""
+    return state_path().parent
+
+
+def hints_revealed(data: dict[str, Any], slug: str) -> int:
+    """How many of problem `slug`'s hints the learner has seen."""
+    hints = data.get("hints")
+    value = hints.get(slug, 0) if isinstance(hints, dict) else 0
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def record_hints_revealed(data: dict[str, Any], slug: str, count: int) -> None:
+    hints = data.get("hints")
+    if not isinstance(hints, dict):
+        hints = data["hints"] = {}
+    hints[slug] = max(0, int(count))

@@ -16,7 +16,9 @@ import pytest
 from workbook.grading import client, expect, expect_json, expect_status, fail, json_body, rng, show
 
 REAL_CONNECT = sqlite3.connect
-USERS_TABLE = "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
+USERS_TABLE = (
+    "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
+)
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Guido", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan"]
 
 
@@ -84,7 +86,11 @@ def rows_in(path: Path) -> list[tuple]:
     try:
         return connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
     except sqlite3.OperationalError as exc:
-        fail("The overridden database file has no usable `users` table.", expected="table users(id, name, email)", got=str(exc))
+        fail(
+            "The overridden database file has no usable `users` table.",
+            expected="table users(id, name, email)",
+            got=str(exc),
+        )
     finally:
         connection.close()
 
@@ -100,16 +106,24 @@ def test_settings_defaults_and_values(learner: Any) -> None:
     except TypeError as exc:
         fail("Settings must accept database_path= and api_key=, each with a default.", got=f"TypeError: {exc}")
     got = (settings.database_path, settings.api_key)
-    expect(got == ("chosen.db", "chosen-key"), "Settings must keep the values it is given.",
-           expected=show(["chosen.db", "chosen-key"]), got=show(list(got)))
+    expect(
+        got == ("chosen.db", "chosen-key"),
+        "Settings must keep the values it is given.",
+        expected=show(["chosen.db", "chosen-key"]),
+        got=show(list(got)),
+    )
 
 
 def test_get_settings_reads_environment(learner: Any, config: dict) -> None:
     """get_settings() takes DATABASE_PATH and API_KEY from the environment"""
     settings = learner.get_settings()
     got = [str(settings.database_path), settings.api_key]
-    expect(got == [str(config["db"]), config["key"]], "get_settings() should read DATABASE_PATH and API_KEY.",
-           expected=show([str(config["db"]), config["key"]]), got=show(got))
+    expect(
+        got == [str(config["db"]), config["key"]],
+        "get_settings() should read DATABASE_PATH and API_KEY.",
+        expected=show([str(config["db"]), config["key"]]),
+        got=show(got),
+    )
 
 
 # --- the three endpoints --------------------------------------------------------------
@@ -128,8 +142,12 @@ def test_create_user_answers_201(api: Any) -> None:
     response = api.post("/users", json=user)
     expect_status(response, 201, "A successful POST /users should answer 201 Created, not 200.")
     body = json_body(response)
-    expect(isinstance(body, dict) and isinstance(body.get("id"), int), "The created user should carry its integer id.",
-           expected='{"id": <int>, "name": ..., "email": ...}', got=show(body))
+    expect(
+        isinstance(body, dict) and isinstance(body.get("id"), int),
+        "The created user should carry its integer id.",
+        expected='{"id": <int>, "name": ..., "email": ...}',
+        got=show(body),
+    )
     expect_json(response, {"id": body["id"], **user})
 
 
@@ -137,20 +155,30 @@ def test_list_in_id_order(api: Any) -> None:
     """GET /users lists every created user, ordered by id"""
     # Names and emails sort opposite to creation order, so ORDER BY name (or email) shows.
     firsts = sorted(rng.sample(FIRST_NAMES, rng.randrange(3, 6)), reverse=True)
-    users = [{"name": f"{first} {rng.randrange(1000, 9999)}", "email": f"{first.lower()}@{rng.randrange(10**6)}.example.com"}
-             for first in firsts]
+    users = [
+        {"name": f"{first} {rng.randrange(1000, 9999)}", "email": f"{first.lower()}@{rng.randrange(10**6)}.example.com"}
+        for first in firsts
+    ]
     created = [create(api, user) for user in users]
     response = api.get("/users")
     expect_status(response, 200)
-    expect_json(response, sorted(created, key=lambda user: user["id"]),
-                "GET /users should list every user as {id, name, email}, ordered by id.")
+    expect_json(
+        response,
+        sorted(created, key=lambda user: user["id"]),
+        "GET /users should list every user as {id, name, email}, ordered by id.",
+    )
 
 
 def test_create_rejects_invalid_body(api: Any) -> None:
     """POST /users answers 422 for a blank or too long name and for an email without @"""
     good = new_user()
-    for bad in ({**good, "name": ""}, {**good, "name": "   "}, {**good, "name": "x" * 101},
-                {**good, "email": "no-at-sign.example.com"}, {"name": good["name"]}):
+    for bad in (
+        {**good, "name": ""},
+        {**good, "name": "   "},
+        {**good, "name": "x" * 101},
+        {**good, "email": "no-at-sign.example.com"},
+        {"name": good["name"]},
+    ):
         expect_status(api.post("/users", json=bad), 422, "An invalid user must be refused with 422.")
 
 
@@ -182,8 +210,11 @@ def test_delete_with_wrong_key_is_403(api: Any, learner: Any) -> None:
     """DELETE with a wrong X-API-Key is refused with 403 and deletes nothing"""
     user = create(api, new_user())
     wrong = app_key(learner) + "-wrong"
-    expect_status(api.delete(f"/users/{user['id']}", headers={"X-API-Key": wrong}), 403,
-                  "A wrong API key must be refused with 403 Forbidden.")
+    expect_status(
+        api.delete(f"/users/{user['id']}", headers={"X-API-Key": wrong}),
+        403,
+        "A wrong API key must be refused with 403 Forbidden.",
+    )
     expect_json(api.get("/users"), [user], "A refused DELETE must not delete anything.")
 
 
@@ -191,8 +222,11 @@ def test_delete_unknown_id_is_404(api: Any, learner: Any) -> None:
     """DELETE of an id that does not exist answers 404"""
     user = create(api, new_user())
     missing = user["id"] + rng.randrange(100, 1000)
-    expect_status(api.delete(f"/users/{missing}", headers={"X-API-Key": app_key(learner)}), 404,
-                  "Deleting an unknown id should answer 404 Not Found.")
+    expect_status(
+        api.delete(f"/users/{missing}", headers={"X-API-Key": app_key(learner)}),
+        404,
+        "Deleting an unknown id should answer 404 Not Found.",
+    )
 
 
 # --- the chain: overrides, connections ------------------------------------------------
@@ -201,7 +235,9 @@ def test_delete_unknown_id_is_404(api: Any, learner: Any) -> None:
 def override_settings(learner: Any, tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / f"override-{rng.randrange(10**6)}.db"
     key = f"override-{rng.randrange(16**8):08x}"
-    learner.app.dependency_overrides[learner.get_settings] = lambda: learner.Settings(database_path=str(path), api_key=key)
+    learner.app.dependency_overrides[learner.get_settings] = lambda: learner.Settings(
+        database_path=str(path), api_key=key
+    )
     return path, key
 
 
@@ -211,18 +247,29 @@ def test_settings_override_chooses_database(learner: Any, api: Any, tmp_path: Pa
     users = [create(api, new_user()) for _ in range(2)]
     expected = [(user["id"], user["name"], user["email"]) for user in users]
     found = rows_in(path)
-    expect(found == expected, "With get_settings overridden, the users must land in the overridden file. "
-           "Does get_db take its settings through Depends(get_settings)?", expected=show(expected), got=show(found))
+    expect(
+        found == expected,
+        "With get_settings overridden, the users must land in the overridden file. "
+        "Does get_db take its settings through Depends(get_settings)?",
+        expected=show(expected),
+        got=show(found),
+    )
 
 
 def test_settings_override_chooses_api_key(learner: Any, api: Any, tmp_path: Path) -> None:
     """Overriding get_settings changes which X-API-Key DELETE accepts"""
     _, key = override_settings(learner, tmp_path)
     user = create(api, new_user())
-    expect_status(api.delete(f"/users/{user['id']}", headers={"X-API-Key": key + "x"}), 403,
-                  "Only the overridden key may be accepted.")
-    expect_status(api.delete(f"/users/{user['id']}", headers={"X-API-Key": key}), 204,
-                  "The key from the overridden settings must be accepted. Does DELETE get its settings through Depends?")
+    expect_status(
+        api.delete(f"/users/{user['id']}", headers={"X-API-Key": key + "x"}),
+        403,
+        "Only the overridden key may be accepted.",
+    )
+    expect_status(
+        api.delete(f"/users/{user['id']}", headers={"X-API-Key": key}),
+        204,
+        "The key from the overridden settings must be accepted. Does DELETE get its settings through Depends?",
+    )
 
 
 def test_one_connection_per_request(api: Any, opened: list) -> None:
@@ -232,10 +279,18 @@ def test_one_connection_per_request(api: Any, opened: list) -> None:
         response = api.request(method, path, json=body)
         expect_status(response, 201 if method == "POST" else 200)
         count = len(opened) - before
-        expect(count == 1, f"{method} {path} should open exactly one connection (in get_db).",
-               expected="1 sqlite3.connect call", got=f"{count} calls")
-        expect(opened[-1].was_closed, f"The connection opened for {method} {path} was never closed.",
-               expected="connection.close() after the request (in a finally: block)", got="the connection still open")
+        expect(
+            count == 1,
+            f"{method} {path} should open exactly one connection (in get_db).",
+            expected="1 sqlite3.connect call",
+            got=f"{count} calls",
+        )
+        expect(
+            opened[-1].was_closed,
+            f"The connection opened for {method} {path} was never closed.",
+            expected="connection.close() after the request (in a finally: block)",
+            got="the connection still open",
+        )
 
 
 def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> None:
@@ -245,9 +300,11 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     create(api, user)
     before = len(opened)
     expect_status(api.post("/users", json=user), 409, "A duplicate email should answer 409.")
-    expect(len(opened) > before and all(c.was_closed for c in opened[before:]),
-           "After a request that ended in 409 the connection must still be closed (use try/finally).",
-           got="the connection left open")
+    expect(
+        len(opened) > before and all(c.was_closed for c in opened[before:]),
+        "After a request that ended in 409 the connection must still be closed (use try/finally).",
+        got="the connection left open",
+    )
 
     def broken(self: Any) -> list:
         raise RuntimeError("boom from the grader")
@@ -255,9 +312,11 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     learner.UserRepository.list_users = broken
     before = len(opened)
     api.get("/users")
-    expect(len(opened) > before and all(c.was_closed for c in opened[before:]),
-           "After list_users() raised, the connection must still be closed (use try/finally).",
-           got="the connection left open")
+    expect(
+        len(opened) > before and all(c.was_closed for c in opened[before:]),
+        "After list_users() raised, the connection must still be closed (use try/finally).",
+        got="the connection left open",
+    )
 
 
 def test_repository_override_reaches_every_endpoint(learner: Any, api: Any) -> None:
@@ -280,12 +339,22 @@ def test_repository_override_reaches_every_endpoint(learner: Any, api: Any) -> N
     extra = new_user()
     response = api.post("/users", json=extra)
     expect_status(response, 201)
-    expect_json(response, {"id": stored[0]["id"] + 1, **extra}, "POST /users must return what the overriding repository created.")
+    expect_json(
+        response,
+        {"id": stored[0]["id"] + 1, **extra},
+        "POST /users must return what the overriding repository created.",
+    )
     key = {"X-API-Key": app_key(learner)}
-    expect_status(api.delete(f"/users/{stored[0]['id']}", headers=key), 204,
-                  "DELETE must ask the overriding repository, which knows this id.")
-    expect_status(api.delete(f"/users/{stored[0]['id'] - 1}", headers=key), 404,
-                  "DELETE must ask the overriding repository, which does not know this id.")
+    expect_status(
+        api.delete(f"/users/{stored[0]['id']}", headers=key),
+        204,
+        "DELETE must ask the overriding repository, which knows this id.",
+    )
+    expect_status(
+        api.delete(f"/users/{stored[0]['id'] - 1}", headers=key),
+        404,
+        "DELETE must ask the overriding repository, which does not know this id.",
+    )
 
 
 def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
@@ -296,14 +365,28 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         repo = learner.UserRepository(connection)
         users = [new_user() for _ in range(3)]
         created = [repo.create_user(u["name"], u["email"]) for u in users]
-        expected = [{"id": c.get("id") if isinstance(c, dict) else None, **u} for c, u in zip(created, users)]
-        expect(created == expected, "create_user(name, email) should return {id, name, email}.",
-               expected=show(expected), got=show(created))
+        expected = [
+            {"id": c.get("id") if isinstance(c, dict) else None, **u} for c, u in zip(created, users, strict=True)
+        ]
+        expect(
+            created == expected,
+            "create_user(name, email) should return {id, name, email}.",
+            expected=show(expected),
+            got=show(created),
+        )
         listed = repo.list_users()
-        expect(listed == expected, "list_users() should return the users, ordered by id.",
-               expected=show(expected), got=show(listed))
+        expect(
+            listed == expected,
+            "list_users() should return the users, ordered by id.",
+            expected=show(expected),
+            got=show(listed),
+        )
         results = [repo.delete_user(created[1]["id"]), repo.delete_user(created[1]["id"])]
-        expect(results == [True, False], "delete_user(id) returns True when it deleted a user, then False.",
-               expected="[true, false]", got=show(results))
+        expect(
+            results == [True, False],
+            "delete_user(id) returns True when it deleted a user, then False.",
+            expected="[true, false]",
+            got=show(results),
+        )
     finally:
         connection.close()

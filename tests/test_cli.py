@@ -1,0 +1,153 @@
+"""The `workbook` command line: exit codes, the JSON report, progress, usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from support import MANIFEST, ROOT, write_problem
+
+import cli
+from workbook.engine import discover_checks
+
+P1 = MANIFEST.by_number(1)
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path, monkeypatch):
+    """Progress goes to a temporary folder, never to the checkout's .workbook/."""
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli.main, list(args))
+
+
+def test_check_solutions_exits_0_and_reports_every_check():
+    result = run("check", "1", "--solutions")
+    assert result.exit_code == 0, result.output
+    total = len(discover_checks(P1))
+    assert f"{total}/{total} checks passed" in result.output
+    assert result.output.count("PASS") == total and "FAIL" not in result.output
+
+
+def test_check_stub_exits_1_with_a_message_and_rerun_hint():
+    result = run("check", "1")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output
+    assert "is not written yet" in result.output
+    assert "re-run only this check: workbook check 1 -k " in result.output
+
+
+def test_json_report_has_the_documented_shape():
+    result = run("check", "1", "--solutions", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert set(document) == {"version", "target", "problems"}
+    assert document["version"] == 1
+    assert document["target"] == str(ROOT / "solutions")
+    (problem,) = document["problems"]
+    assert {k: problem[k] for k in ("number", "slug", "title", "status")} == {
+        "number": 1,
+        "slug": P1.slug,
+        "title": P1.title,
+        "status": "pass",
+    }
+    assert problem["passed"] == problem["total"] == len(problem["checks"])
+    for check in problem["checks"]:
+        assert set(check) == {"id", "title", "status", "message", "duration_s"}
+        assert check["status"] == "pass" and check["message"] is None
+        assert isinstance(check["duration_s"], float)
+
+
+def test_json_check_ids_do_not_depend_on_the_code(tmp_path):
+    root = write_problem(tmp_path, P1, {"app.py": "this is not python\n"})
+    broken = json.loads(run("check", "1", "--dir", str(root), "--format", "json").output)
+    good = json.loads(run("check", "1", "--solutions", "--format", "json").output)
+    ids = [[c["id"] for c in doc["problems"][0]["checks"]] for doc in (broken, good)]
+    assert ids[0] == ids[1]
+    assert {c["status"] for c in broken["problems"][0]["checks"]} == {"error"}
+    assert broken["problems"][0]["status"] == "error"
+
+
+def test_dir_without_the_problem_folder_is_an_error_not_a_crash(tmp_path):
+    result = run("check", "1", "--dir", str(tmp_path), "--format", "json")
+    assert result.exit_code == 1, result.output
+    problem = json.loads(result.output)["problems"][0]
+    assert problem["status"] == "error"
+    assert "There is no folder p1_dependency_chain/" in problem["checks"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["check", "9"], "'9' is not a problem number"),
+        (["check", "two"], "'two' is not a problem number"),
+        (["check", "1", "--dir", "/no/such/folder"], "does not exist"),
+        (["check", "1", "--solutions", "--dir", "."], "either --solutions or --dir"),
+        (["check", "1", "--format", "yaml"], "'yaml' is not one of"),
+        (["hello"], "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(args, complaint):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert complaint in result.output
+
+
+def test_progress_is_recorded_and_shown_by_status_and_list(tmp_path, monkeypatch):
+    learner_copy = write_problem(
+        tmp_path / "copy", P1, {"app.py": (ROOT / "solutions" / P1.slug / "app.py").read_text()}
+    )
+    monkeypatch.setattr(cli, "EXERCISES", learner_copy)
+    assert run("check", "1").exit_code == 0
+    status = run("status")
+    assert status.exit_code == 0
+    assert f"1. {P1.title}" in status.output
+    assert f"1 of {len(MANIFEST.problems)} problems solved" in status.output
+    listing = run("list")
+    assert "pass (" in listing.output
+
+
+def test_a_corrupt_state_file_means_not_checked_yet(tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_text("{not json")
+    result = run("status")
+    assert result.exit_code == 0, result.output
+    assert "not checked yet" in result.output
+
+
+def test_solutions_and_dir_runs_do_not_touch_progress(tmp_path):
+    run("check", "1", "--solutions")
+    assert not (tmp_path / "state" / "state.json").exists()
+
+
+def test_installed_console_script_answers_help():
+    completed = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "Usage:" in completed.stdout and "check" in completed.stdout
+
+
+def test_piped_output_has_no_colour_codes():
+    completed = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", "check", "1", "--solutions", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "NO_COLOR"},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "\x1b[" not in completed.stdout
+    assert completed.stderr == ""
