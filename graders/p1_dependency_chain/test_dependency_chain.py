@@ -69,6 +69,16 @@ def new_user() -> dict[str, str]:
     return {"name": name, "email": f"{name.split()[0].lower()}.{rng.randrange(10**6)}@example.com"}
 
 
+def users_in_reverse_order(count: int) -> list[dict[str, str]]:
+    """Users whose names and emails sort opposite to their creation order, so a list
+    ordered by name (or email) instead of id always shows."""
+    firsts = sorted(rng.sample(FIRST_NAMES, count), reverse=True)
+    return [
+        {"name": f"{first} {rng.randrange(1000, 9999)}", "email": f"{first.lower()}@{rng.randrange(10**6)}.example.com"}
+        for first in firsts
+    ]
+
+
 def create(api: Any, user: dict[str, str]) -> dict:
     response = api.post("/users", json=user)
     expect_status(response, 201, "Creating a user should answer 201 Created.")
@@ -153,13 +163,7 @@ def test_create_user_answers_201(api: Any) -> None:
 
 def test_list_in_id_order(api: Any) -> None:
     """GET /users lists every created user, ordered by id"""
-    # Names and emails sort opposite to creation order, so ORDER BY name (or email) shows.
-    firsts = sorted(rng.sample(FIRST_NAMES, rng.randrange(3, 6)), reverse=True)
-    users = [
-        {"name": f"{first} {rng.randrange(1000, 9999)}", "email": f"{first.lower()}@{rng.randrange(10**6)}.example.com"}
-        for first in firsts
-    ]
-    created = [create(api, user) for user in users]
+    created = [create(api, user) for user in users_in_reverse_order(rng.randrange(3, 6))]
     response = api.get("/users")
     expect_status(response, 200)
     expect_json(
@@ -363,7 +367,7 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
     try:
         connection.execute(USERS_TABLE)
         repo = learner.UserRepository(connection)
-        users = [new_user() for _ in range(3)]
+        users = users_in_reverse_order(3)
         created = [repo.create_user(u["name"], u["email"]) for u in users]
         expected = [
             {"id": c.get("id") if isinstance(c, dict) else None, **u} for c, u in zip(created, users, strict=True)
