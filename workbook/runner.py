@@ -198,9 +198,8 @@ def classify(exc: BaseException) -> dict[str, Any]:
         return {"status": "fail", "message": _with_sent(text, sent, "while handling"), "kind": "learner"}
     learner = next((e for e in chain if grading.learner_frames(e)), None)
     if learner is not None:
-        head = f"{sent} made your code raise" if sent else "Your code raised"
-        message = f"{head} {_exception_text(learner)}\n{grading.learner_frames(learner)}"
-        return {"status": "fail", "message": message, "kind": "learner"}
+        text = _with_sent(f"Your code raised {_exception_text(learner)}", sent, "while handling")
+        return {"status": "fail", "message": f"{text}\n{grading.learner_frames(learner)}", "kind": "learner"}
     if _raised_in_workbook(exc):
         where = traceback.extract_tb(exc.__traceback__)[-1]
         text = (
