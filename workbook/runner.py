@@ -48,6 +48,7 @@ def main(argv: list[str]) -> None:
     from workbook.manifest import ROOT, load_manifest
 
     problem = load_manifest().by_slug(args.problem)
+    grading.cheap_password_hashing()  # before the first import of the learner's code
     events.emit("ready")
     events.emit("importing")
     try:

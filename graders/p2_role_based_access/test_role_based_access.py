@@ -1,0 +1,618 @@
+"""Grader for problem 2 — role-based access control with JWT.
+
+Each check runs against a freshly imported app. bcrypt's default cost is lowered to its
+minimum before the import (the seed users are hashed at import time, and a cost-12 hash
+takes a quarter of a second); the checks still verify that users_db holds bcrypt hashes.
+Tokens are minted here, with the app's SECRET_KEY, so every attack is built by hand:
+`alg: none`, a wrong key, a changed payload, an expired `exp`, missing claims, odd roles.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import Depends
+
+from workbook.grading import client, describe_request, expect, expect_status, fail, json_body, rng, show
+
+USERS = {"alice": ("alice-secret", "admin"), "bob": ("bob-secret", "editor"), "carol": ("carol-secret", "viewer")}
+BY_ROLE = {role: name for name, (_, role) in USERS.items()}
+RANK = {"viewer": 1, "editor": 2, "admin": 3}
+# Every endpoint of the contract, with the lowest role it admits.
+ENDPOINTS = [("GET", "/admin/dashboard", "admin"), ("POST", "/posts", "editor"), ("GET", "/posts", "viewer")]
+WORDS = ["release", "notes", "roadmap", "retro", "launch", "budget", "hiring", "design", "incident", "review"]
+
+
+@pytest.fixture
+def api(learner: Any) -> Iterator[Any]:
+    # One event loop for all of a check's requests: cheaper than one per request.
+    with client(learner.app) as test_client:
+        yield test_client
+
+
+# --- tokens, built by hand ------------------------------------------------------------
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def b64url_json(value: Any) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def secret_key(learner: Any) -> str:
+    key = getattr(learner, "SECRET_KEY", None)
+    expect(isinstance(key, str) and key != "", "app.py must define SECRET_KEY, a non-empty string.", got=show(key))
+    return key
+
+
+def sign(header: dict, claims: Any, key: str) -> str:
+    signing_input = b64url_json(header) + "." + b64url_json(claims)
+    digest = hmac.new(key.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
+    return signing_input + "." + b64url(digest)
+
+
+def minted(learner: Any, claims: Any, key: str | None = None) -> str:
+    """An HS256 token over `claims`, signed with the app's SECRET_KEY (or `key`)."""
+    return sign({"alg": "HS256", "typ": "JWT"}, claims, key if key is not None else secret_key(learner))
+
+
+def claims_for(name: str, role: Any = None, **extra: Any) -> dict[str, Any]:
+    claims = {"sub": name, "role": role if role is not None else USERS[name][1], "exp": int(time.time()) + 600}
+    claims.update(extra)
+    return claims
+
+
+def token_for_role(learner: Any, role: str) -> str:
+    return minted(learner, claims_for(BY_ROLE[role]))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_post() -> dict[str, str]:
+    title = " ".join(rng.sample(WORDS, 2)).capitalize() + f" #{rng.randrange(1000)}"
+    return {"title": title, "body": f"{rng.choice(WORDS)} {rng.randrange(10**6)}"}
+
+
+def call(api: Any, method: str, path: str, token: str | None) -> Any:
+    headers = bearer(token) if token is not None else {}
+    body = new_post() if method == "POST" else None
+    return api.request(method, path, headers=headers, json=body)
+
+
+# --- expectations ---------------------------------------------------------------------
+
+
+def expect_401(response: Any, what: str) -> None:
+    expect_status(response, 401, what)
+    challenge = response.headers.get("www-authenticate", "")
+    expect(
+        challenge.lower().startswith("bearer"),
+        "A 401 answer must tell the client how to authenticate: add the header WWW-Authenticate: Bearer "
+        '(HTTPException(..., headers={"WWW-Authenticate": "Bearer"})).',
+        sent=describe_request(response.request),
+        expected="the header WWW-Authenticate: Bearer",
+        got=f"WWW-Authenticate: {challenge}" if challenge else "no WWW-Authenticate header",
+    )
+
+
+def expect_401_everywhere(api: Any, token: str | None, what: str) -> None:
+    for method, path, _ in ENDPOINTS:
+        expect_401(call(api, method, path, token), what)
+
+
+def expect_403_everywhere(api: Any, token: str, what: str) -> None:
+    for method, path, _ in ENDPOINTS:
+        expect_status(call(api, method, path, token), 403, what)
+
+
+def seeded_user(learner: Any, name: str) -> dict:
+    db = getattr(learner, "users_db", None)
+    expect(isinstance(db, dict), "app.py must define users_db, a dict keyed by username.", got=show(type(db).__name__))
+    record = db.get(name)
+    expect(
+        isinstance(record, dict),
+        f"users_db must hold a record for {name!r}.",
+        expected=f'users_db[{name!r}] = {{"username": ..., "role": ..., "hashed_password": ...}}',
+        got=show(record),
+    )
+    return record
+
+
+def login(api: Any, username: str, password: str) -> Any:
+    return api.post("/token", data={"username": username, "password": password})
+
+
+def login_token(api: Any, name: str) -> str:
+    response = login(api, name, USERS[name][0])
+    expect_status(response, 200, f"Logging in as {name} with the right password should answer 200.")
+    body = json_body(response)
+    token = body.get("access_token") if isinstance(body, dict) else None
+    expect(
+        isinstance(token, str) and token != "",
+        'POST /token should answer {"access_token": <str>, "token_type": "bearer"}.',
+        got=show(body),
+    )
+    return token
+
+
+def decoded(learner: Any, token: str) -> dict:
+    from jose import jwt
+
+    key = secret_key(learner)
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"verify_exp": False})
+    except Exception as exc:  # noqa: BLE001 - whatever the learner's token makes python-jose raise
+        fail(
+            "The access token must be a JWT signed with SECRET_KEY using HS256.",
+            expected='a token jwt.decode(token, SECRET_KEY, algorithms=["HS256"]) accepts',
+            got=f"{type(exc).__name__}: {exc} for {show(token)}",
+        )
+    expect(isinstance(claims, dict), "The token's payload must be a JSON object.", got=show(claims))
+    return claims
+
+
+def add_route(learner: Any, role: str) -> str:
+    """A route the grader adds to the learner's app, protected by require_role(role)."""
+    path = f"/grader/{role}-{rng.randrange(10**6)}"
+    learner.app.add_api_route(
+        path, lambda: {"ok": True}, methods=["GET"], dependencies=[Depends(learner.require_role(role))]
+    )
+    return path
+
+
+# --- users_db and passwords -----------------------------------------------------------
+
+
+def test_users_are_seeded_with_roles(learner: Any) -> None:
+    """users_db holds alice (admin), bob (editor) and carol (viewer), keyed by username"""
+    for name, (_, role) in USERS.items():
+        record = seeded_user(learner, name)
+        got = {"username": record.get("username"), "role": record.get("role")}
+        expect(
+            got == {"username": name, "role": role},
+            f"users_db[{name!r}] should name the user and their role.",
+            expected=show({"username": name, "role": role}),
+            got=show(got),
+        )
+
+
+def test_passwords_are_bcrypt_hashes(learner: Any) -> None:
+    """users_db stores a bcrypt hash of each password that pwd_context verifies"""
+    context = getattr(learner, "pwd_context", None)
+    expect(
+        hasattr(context, "verify") and hasattr(context, "identify"),
+        'app.py must define pwd_context = CryptContext(schemes=["bcrypt"], ...).',
+        got=show(repr(context)),
+    )
+    for name, (password, _) in USERS.items():
+        hashed = seeded_user(learner, name).get("hashed_password")
+        expect(
+            isinstance(hashed, str) and hashed.startswith(("$2a$", "$2b$", "$2y$")),
+            f'users_db[{name!r}]["hashed_password"] should be a bcrypt hash (it starts with $2b$).',
+            expected="pwd_context.hash(password)",
+            got=show(hashed),
+        )
+        expect(
+            context.verify(password, hashed) is True,
+            f"pwd_context.verify should accept {name}'s password.",
+            expected=f'pwd_context.verify({password!r}, users_db[{name!r}]["hashed_password"]) is True',
+            got="False",
+        )
+        expect(
+            context.verify(password + "!", hashed) is False,
+            f"{name}'s hash must not accept a wrong password.",
+            got="pwd_context.verify accepted a wrong password",
+        )
+
+
+def test_no_plaintext_passwords_stored(learner: Any) -> None:
+    """No record in users_db contains a plaintext password"""
+    db = getattr(learner, "users_db", None)
+    expect(isinstance(db, dict), "app.py must define users_db, a dict keyed by username.", got=show(type(db).__name__))
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [s for item in value.values() for s in strings(item)]
+        if isinstance(value, (list, tuple, set)):
+            return [s for item in value for s in strings(item)]
+        return []
+
+    stored = strings(db)
+    leaked = sorted({password for password, _ in USERS.values() if any(password in text for text in stored)})
+    expect(
+        leaked == [],
+        "users_db must keep only password hashes: anyone who reads it would learn these passwords.",
+        expected="no plaintext password anywhere in users_db",
+        got=f"found {show(leaked)}",
+    )
+
+
+# --- logging in -----------------------------------------------------------------------
+
+
+def test_login_returns_bearer_token(api: Any) -> None:
+    """POST /token with a right username and password answers 200 with an access_token of type bearer"""
+    name = rng.choice(sorted(USERS))
+    response = login(api, name, USERS[name][0])
+    expect_status(response, 200, f"Logging in as {name} with the right password should answer 200.")
+    body = json_body(response)
+    expect(
+        isinstance(body, dict) and isinstance(body.get("access_token"), str) and body.get("token_type") == "bearer",
+        "POST /token should answer with the token and its type.",
+        expected='{"access_token": <str>, "token_type": "bearer"}',
+        got=show(body),
+    )
+
+
+def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
+    """the token from POST /token is signed with SECRET_KEY (HS256) and carries sub, role and exp 30 minutes ahead"""
+    name = rng.choice(sorted(USERS))
+    token = login_token(api, name)
+    try:
+        header = json.loads(unb64url(token.split(".")[0]))
+    except ValueError:
+        header = None
+    expect(
+        isinstance(header, dict) and header.get("alg") == "HS256",
+        "The token must be signed with HS256.",
+        expected='a header {"alg": "HS256", ...}',
+        got=show(header),
+    )
+    claims = decoded(learner, token)
+    got = {"sub": claims.get("sub"), "role": claims.get("role")}
+    expect(
+        got == {"sub": name, "role": USERS[name][1]},
+        f"The token for {name} must carry sub and role.",
+        expected=show({"sub": name, "role": USERS[name][1]}),
+        got=show(claims),
+    )
+    exp = claims.get("exp")
+    ahead = exp - time.time() if isinstance(exp, (int, float)) else None
+    expect(
+        ahead is not None and abs(ahead - 30 * 60) <= 60,
+        "The token's exp must lie 30 minutes ahead.",
+        expected="exp = now + 30 minutes (a number of seconds since 1970)",
+        got=show(exp) if ahead is None else f"exp {ahead / 60:.1f} minutes ahead",
+    )
+
+
+def test_wrong_password_is_401(api: Any) -> None:
+    """POST /token with a wrong password is refused with 401 and WWW-Authenticate: Bearer"""
+    name = rng.choice(sorted(USERS))
+    wrong = rng.choice([USERS[name][0] + "x", USERS[name][0].upper(), "password"])
+    expect_401(login(api, name, wrong), "A wrong password must be refused with 401 Unauthorized.")
+
+
+def test_unknown_user_is_401(api: Any) -> None:
+    """POST /token for a username that does not exist is refused with 401 and WWW-Authenticate: Bearer"""
+    name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
+    expect_401(login(api, name, "alice-secret"), "An unknown username must be refused with 401 Unauthorized.")
+
+
+def test_create_access_token_expiry(learner: Any) -> None:
+    """create_access_token(data) keeps the claims and sets exp 30 minutes ahead, or expires_delta ahead when given"""
+    claims = {"sub": "bob", "role": "editor", "x-nonce": rng.randrange(10**6)}
+    minutes = rng.randrange(2, 20)
+    for delta, wanted in ((None, 30), (timedelta(minutes=minutes), minutes)):
+        given = dict(claims)
+        token = learner.create_access_token(given) if delta is None else learner.create_access_token(given, delta)
+        expect(isinstance(token, str), "create_access_token must return the encoded token as a str.", got=show(token))
+        expect(
+            given == claims,
+            "create_access_token must not change the dict it is given (copy it first).",
+            expected=show(claims),
+            got=show(given),
+        )
+        got = decoded(learner, token)
+        exp = got.pop("exp", None)
+        expect(
+            got == claims,
+            "The token must carry exactly the claims it was given, plus exp.",
+            expected=show(claims),
+            got=show(got),
+        )
+        ahead = exp - time.time() if isinstance(exp, (int, float)) else None
+        call_text = (
+            "create_access_token(data)" if delta is None else f"create_access_token(data, timedelta(minutes={minutes}))"
+        )
+        expect(
+            ahead is not None and abs(ahead - wanted * 60) <= 60,
+            f"{call_text} must set exp {wanted} minutes ahead.",
+            expected=f"exp = now + {wanted} minutes",
+            got=show(exp) if ahead is None else f"exp {ahead / 60:.1f} minutes ahead",
+        )
+
+
+def test_login_tokens_open_the_right_endpoints(api: Any) -> None:
+    """logging in as alice, bob and carol gives tokens that open exactly the endpoints of their roles"""
+    for name, (_, role) in USERS.items():
+        token = login_token(api, name)
+        for method, path, lowest in ENDPOINTS:
+            admitted = RANK[role] >= RANK[lowest]
+            wanted = (201 if method == "POST" else 200) if admitted else 403
+            expect_status(
+                call(api, method, path, token),
+                wanted,
+                f"{name} ({role}) logged in through POST /token; {method} {path} needs {lowest} or higher.",
+            )
+
+
+# --- the role x endpoint matrix -------------------------------------------------------
+
+
+def test_dashboard_admits_admin(learner: Any, api: Any) -> None:
+    """GET /admin/dashboard answers 200 with a JSON object for an admin"""
+    response = api.get("/admin/dashboard", headers=bearer(token_for_role(learner, "admin")))
+    expect_status(response, 200, "An admin's token must open the dashboard.")
+    body = json_body(response)
+    expect(isinstance(body, dict), "The dashboard should answer with a JSON object.", expected="{...}", got=show(body))
+
+
+def test_dashboard_refuses_editor_and_viewer(learner: Any, api: Any) -> None:
+    """GET /admin/dashboard answers 403 (not 401) for an editor and for a viewer"""
+    for role in ("editor", "viewer"):
+        response = api.get("/admin/dashboard", headers=bearer(token_for_role(learner, role)))
+        expect_status(response, 403, f"A valid {role} token is known but not allowed here: 403 Forbidden.")
+
+
+def test_create_post_admits_editor_and_admin(learner: Any, api: Any) -> None:
+    """POST /posts answers 201 with {id, title, body, author} for an editor and for an admin"""
+    for role in ("editor", "admin"):
+        post = new_post()
+        response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
+        expect_status(response, 201, f"A {role} may create posts; a created post answers 201 Created.")
+        body = json_body(response)
+        expect(
+            isinstance(body, dict) and "id" in body,
+            "The created post must carry its id.",
+            expected='{"id": ..., "title": ..., "body": ..., "author": ...}',
+            got=show(body),
+        )
+        wanted = {"id": body["id"], **post, "author": BY_ROLE[role]}
+        expect(
+            body == wanted,
+            "POST /posts answers the created post, with author = the token's sub.",
+            expected=show(wanted),
+            got=show(body),
+        )
+
+
+def test_create_post_refuses_viewer(learner: Any, api: Any) -> None:
+    """POST /posts answers 403 for a viewer and creates nothing"""
+    viewer = bearer(token_for_role(learner, "viewer"))
+    expect_status(
+        api.post("/posts", json=new_post(), headers=viewer), 403, "A viewer may read posts but not write them."
+    )
+    response = api.get("/posts", headers=viewer)
+    expect_status(response, 200)
+    body = json_body(response)
+    expect(body == [], "A refused POST /posts must not store the post.", expected="[]", got=show(body))
+
+
+def test_list_posts_admits_every_role(learner: Any, api: Any) -> None:
+    """GET /posts answers 200 with a list for a viewer, an editor and an admin"""
+    for role in ("viewer", "editor", "admin"):
+        response = api.get("/posts", headers=bearer(token_for_role(learner, role)))
+        expect_status(response, 200, f"Every authenticated user may list posts, a {role} too.")
+        body = json_body(response)
+        expect(isinstance(body, list), "GET /posts should answer a JSON list.", expected="[...]", got=show(body))
+
+
+def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
+    """GET /posts lists every created post, in creation order"""
+    created = []
+    for index in range(rng.randrange(3, 6)):
+        role = rng.choice(["editor", "admin"])
+        post = new_post()
+        if index == 1:
+            post["title"] = ("Long title " * 20)[:200]
+        response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
+        expect_status(response, 201, f"A {role} may create posts (titles of 1 to 200 characters).")
+        created.append(json_body(response))
+    ids = [post.get("id") if isinstance(post, dict) else None for post in created]
+    expect(len({json.dumps(i) for i in ids}) == len(ids), "Each post must get an id of its own.", got=show(ids))
+    response = api.get("/posts", headers=bearer(token_for_role(learner, "viewer")))
+    expect_status(response, 200)
+    body = json_body(response)
+    expect(
+        body == created,
+        "GET /posts should list the posts exactly as they were created, oldest first.",
+        expected=show(created),
+        got=show(body),
+    )
+
+
+def test_post_author_comes_from_token(learner: Any, api: Any) -> None:
+    """the author of a post is the token's sub, whatever the request body says"""
+    post = {**new_post(), "author": "mallory"}
+    response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, "editor")))
+    expect_status(response, 201)
+    body = json_body(response)
+    got = body.get("author") if isinstance(body, dict) else body
+    expect(
+        got == "bob",
+        "The author must come from the token (sub), never from the request body.",
+        expected='"author": "bob"',
+        got=show(got),
+    )
+
+
+def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
+    """POST /posts answers 422 for an empty title, a title over 200 characters and a missing title or body"""
+    good = new_post()
+    editor = bearer(token_for_role(learner, "editor"))
+    for bad in (
+        {**good, "title": ""},
+        {**good, "title": "x" * 201},
+        {"body": good["body"]},
+        {"title": good["title"]},
+        {**good, "body": 5},
+    ):
+        expect_status(api.post("/posts", json=bad, headers=editor), 422, "An invalid post must be refused with 422.")
+
+
+# --- 401: who are you? ----------------------------------------------------------------
+
+
+def test_no_token_is_401(api: Any) -> None:
+    """a request without an Authorization header is refused with 401 and WWW-Authenticate: Bearer"""
+    expect_401_everywhere(api, None, "Without a token the caller is unknown: 401 Unauthorized.")
+
+
+def test_malformed_token_is_401(api: Any) -> None:
+    """a token that is not a JWT at all is rejected with 401"""
+    token = rng.choice(["not-a-jwt", "abc.def", "x.y.z", "Zm9v.YmFy.YmF6"]) + str(rng.randrange(100))
+    expect_401_everywhere(api, token, "A token that cannot be decoded must be rejected with 401, never 500.")
+
+
+def test_bad_signature_is_401(learner: Any, api: Any) -> None:
+    """a token signed with another secret key is rejected with 401"""
+    token = minted(learner, claims_for("alice"), key=secret_key(learner) + f"-forged-{rng.randrange(10**6)}")
+    expect_401_everywhere(api, token, "A token whose signature does not match SECRET_KEY must be rejected with 401.")
+
+
+def test_tampered_payload_is_401(learner: Any, api: Any) -> None:
+    """a viewer's token whose payload was changed to role admin after signing is rejected with 401"""
+    header, _, signature = minted(learner, claims_for("carol")).split(".")
+    forged = ".".join([header, b64url_json(claims_for("carol", role="admin")), signature])
+    expect_401_everywhere(api, forged, "The signature covers the payload: a changed payload must be rejected with 401.")
+
+
+def test_alg_none_is_401(api: Any) -> None:
+    """a token signed with `alg: none` (no signature at all) is rejected with 401"""
+    token = b64url_json({"alg": "none", "typ": "JWT"}) + "." + b64url_json(claims_for("alice")) + "."
+    expect_401_everywhere(
+        api,
+        token,
+        "A token with alg none carries no signature; anyone can write one. "
+        "Decode with algorithms=[ALGORITHM] and reject it with 401.",
+    )
+
+
+def test_expired_token_is_401(learner: Any, api: Any) -> None:
+    """a token whose exp has passed is rejected with 401"""
+    token = minted(learner, claims_for("alice", exp=int(time.time()) - rng.randrange(60, 3600)))
+    expect_401_everywhere(api, token, "An expired token must be rejected with 401.")
+
+
+def test_token_without_sub_is_401(learner: Any, api: Any) -> None:
+    """a correctly signed token without `sub` is rejected with 401"""
+    claims = claims_for("alice")
+    del claims["sub"]
+    expect_401_everywhere(
+        api, minted(learner, claims), "A token that names no user (no sub) must be rejected with 401."
+    )
+
+
+def test_token_without_role_is_401(learner: Any, api: Any) -> None:
+    """a correctly signed token without `role` is rejected with 401"""
+    claims = claims_for(rng.choice(sorted(USERS)))
+    del claims["role"]
+    expect_401_everywhere(
+        api, minted(learner, claims), "A token without a role claim must be rejected with 401, never 500."
+    )
+
+
+def test_unknown_sub_is_401(learner: Any, api: Any) -> None:
+    """a correctly signed token for a user who is not in users_db is rejected with 401"""
+    name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
+    token = minted(learner, claims_for("alice") | {"sub": name})
+    expect_401_everywhere(api, token, f"{name!r} is not in users_db, so the token names nobody: 401.")
+
+
+# --- 403: the role is not good enough -------------------------------------------------
+
+
+def test_role_administrator_is_403(learner: Any, api: Any) -> None:
+    """a token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
+    token = minted(learner, claims_for("alice", role="administrator"))
+    expect_403_everywhere(
+        api,
+        token,
+        'The role "administrator" in the token is not one of viewer, editor, admin: 403 Forbidden. '
+        "Compare whole role names, never substrings.",
+    )
+
+
+def test_role_list_is_403(learner: Any, api: Any) -> None:
+    """a token with role ["admin"] (a list, not a string) is refused with 403"""
+    token = minted(learner, claims_for("alice", role=["admin"]))
+    expect_403_everywhere(
+        api, token, "A role must be one of the strings viewer, editor, admin; a list is not: 403 Forbidden, never 500."
+    )
+
+
+def test_role_padded_uppercase_is_403(learner: Any, api: Any) -> None:
+    """a token with role "ADMIN " (other case, a trailing space) is refused with 403"""
+    token = minted(learner, claims_for("alice", role=rng.choice(["ADMIN ", "Admin", " admin"])))
+    expect_403_everywhere(
+        api, token, "Role names are exact: do not strip or lowercase what the token says. 403 Forbidden."
+    )
+
+
+def test_role_comes_from_token(learner: Any, api: Any) -> None:
+    """a correctly signed token for carol with role admin opens the dashboard: the role comes from the token"""
+    response = api.get("/admin/dashboard", headers=bearer(minted(learner, claims_for("carol", role="admin"))))
+    expect_status(response, 200, "The role must be read from the token's payload, not looked up in users_db.")
+
+
+# --- require_role on routes the grader adds -------------------------------------------
+
+
+def test_require_role_hierarchy_on_new_routes(learner: Any) -> None:
+    """require_role(r) protects a route the grader adds: it admits role r and every role above it, 403 below"""
+    paths = {role: add_route(learner, role) for role in RANK}
+    with client(learner.app) as api:
+        check_hierarchy(learner, api, paths)
+
+
+def check_hierarchy(learner: Any, api: Any, paths: dict[str, str]) -> None:
+    for required, path in paths.items():
+        expect_401(api.get(path), f"A route declared with Depends(require_role({required!r})) needs a token: 401.")
+        for role in rng.sample(sorted(RANK), len(RANK)):
+            wanted = 200 if RANK[role] >= RANK[required] else 403
+            expect_status(
+                api.get(path, headers=bearer(token_for_role(learner, role))),
+                wanted,
+                f"require_role({required!r}) must admit {required} and every role above it "
+                f"(viewer < editor < admin); the token's role is {role}.",
+            )
+
+
+def test_require_role_rejects_unknown_role(learner: Any) -> None:
+    """require_role("superuser") raises ValueError at once, before any request"""
+    role = rng.choice(["superuser", "root", "owner", "moderator"])
+    try:
+        learner.require_role(role)
+    except ValueError:
+        return
+    except Exception as exc:  # noqa: BLE001 - any other exception is the learner's, shown as such
+        fail(
+            f"require_role({role!r}) should raise ValueError.",
+            expected="ValueError",
+            got=f"{type(exc).__name__}: {exc}",
+        )
+    fail(
+        f"require_role({role!r}) must raise ValueError right away: a misspelt role would otherwise "
+        "lock a route for everybody (or nobody).",
+        expected="ValueError",
+        got="it returned normally",
+    )
