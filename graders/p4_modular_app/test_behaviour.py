@@ -1,0 +1,597 @@
+"""Grader for problem 4, first half: the behaviour of the whole API.
+
+Each check imports the learner's `app.main` afresh (so the store starts with only the
+admin), registers a few random users and talks to the app through a TestClient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from workbook.grading import expect, expect_json, expect_status, fail, json_body, rng, show
+
+ACCESS_LIFETIME_S = 15 * 60
+REFRESH_LIFETIME_S = 7 * 24 * 3600
+CLOCK_SLACK_S = 120
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def claims_of(token: str, what: str) -> dict[str, Any]:
+    from jose import JWTError, jwt
+
+    try:
+        claims = jwt.get_unverified_claims(token)
+    except JWTError as exc:
+        fail(f"The {what} should be a JWT (header.payload.signature).", expected="a JWT", got=f"{token[:60]!r} ({exc})")
+    expect(isinstance(claims, dict), f"The {what}'s payload should be a JSON object.", got=show(claims))
+    return claims
+
+
+@contextlib.contextmanager
+def clock_moved_ahead(seconds: float) -> Iterator[None]:
+    """Make python-jose believe `seconds` have passed, so tokens expire without waiting."""
+    import jose.jwt
+
+    real = jose.jwt.datetime
+
+    class Later(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            return real.now(tz) + timedelta(seconds=seconds)
+
+        @classmethod
+        def utcnow(cls) -> datetime:
+            return real.now().replace(tzinfo=None) + timedelta(seconds=seconds)
+
+    jose.jwt.datetime = Later
+    try:
+        yield
+    finally:
+        jose.jwt.datetime = real
+
+
+def forged_token(username: str, token_type: str) -> str:
+    """A well-formed token for a real user, but signed with a key the app does not know."""
+    from jose import jwt
+
+    claims = {"sub": username, "type": token_type, "exp": int(time.time()) + 600}
+    return jwt.encode(claims, f"not-your-key-{rng.randrange(10**9)}", algorithm="HS256")
+
+
+def tampered(token: str) -> str:
+    head, _, signature = token.rpartition(".")
+    if not signature:
+        return token + "x"
+    flipped = "A" if signature[0] != "A" else "B"
+    return f"{head}.{flipped}{signature[1:]}"
+
+
+def expect_item(body: Any, sent: dict[str, Any], owner: str, what: str) -> None:
+    expected = {"id": body.get("id") if isinstance(body, dict) else "<int>", **sent, "owner": owner}
+    expect(body == expected, what, expected=show(expected), got=show(body))
+
+
+def learner_store_strings(learner: Any) -> Iterator[str]:
+    """Every string (or bytes) reachable from get_db() and from the learner's module-level data."""
+    roots: list[Any] = []
+    dependencies = sys.modules.get("app.dependencies")
+    get_db = getattr(dependencies, "get_db", None)
+    if callable(get_db):
+        with contextlib.suppress(Exception):
+            value = get_db()
+            if inspect.isgenerator(value):
+                gen, value = value, next(value)
+                gen.close()
+            roots.append(value)
+    for name, module in list(sys.modules.items()):
+        if (name == "app" or name.startswith("app.")) and module is not None:
+            roots.extend(value for key, value in vars(module).items() if not key.startswith("__"))
+    roots.append(getattr(getattr(learner.app, "state", None), "_state", {}))
+    seen: set[int] = set()
+    stack = [(root, 0) for root in roots]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (str, bytes)):
+            yield value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            continue
+        if depth > 6 or id(value) in seen or inspect.ismodule(value) or inspect.isclass(value) or callable(value):
+            continue
+        seen.add(id(value))
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((item, depth + 1) for item in value)
+        elif type(value).__module__.split(".")[0] == "app" and hasattr(value, "__dict__"):
+            stack.extend((item, depth + 1) for item in vars(value).values())
+
+
+# --- auth: register and log in -------------------------------------------------------
+
+
+def test_admin_exists_at_start(kit: Any) -> None:
+    """the user admin / admin-secret exists from the start and can log in with the OAuth2 form"""
+    kit.admin()
+
+
+def test_login_returns_both_tokens(kit: Any) -> None:
+    """POST /auth/login answers 200 with access_token, refresh_token and token_type "bearer\""""
+    username, password = kit.register()
+    response = kit.login_response(username, password)
+    expect_status(response, 200, "Logging in with the right password should answer 200.")
+    body = json_body(response)
+    ok = (
+        isinstance(body, dict)
+        and set(body) == {"access_token", "refresh_token", "token_type"}
+        and isinstance(body.get("access_token"), str)
+        and isinstance(body.get("refresh_token"), str)
+        and body.get("token_type") == "bearer"
+    )
+    expect(
+        ok,
+        "POST /auth/login should answer with exactly the two tokens and the token type.",
+        sent=f"POST /auth/login with form username={username}",
+        expected='{"access_token": "<jwt>", "refresh_token": "<jwt>", "token_type": "bearer"}',
+        got=show(body),
+    )
+
+
+def test_register_answers_201(kit: Any) -> None:
+    """POST /auth/register answers 201 with {username, role: "user"}, and the new user can log in"""
+    username, password = kit.new_username(), kit.new_password()
+    response = kit.api.post("/auth/register", json={"username": username, "password": password})
+    expect_status(response, 201, "Registering a new user should answer 201 Created.")
+    expect_json(response, {"username": username, "role": "user"}, 'The answer should be the new user, role "user".')
+    kit.login(username, password)
+
+
+def test_register_taken_username_is_409(kit: Any) -> None:
+    """registering a username that is taken (including "admin") answers 409"""
+    username, _ = kit.register()
+    for taken in (username, kit.admin_name):
+        response = kit.api.post("/auth/register", json={"username": taken, "password": kit.new_password()})
+        expect_status(
+            response, 409, f"The username {taken!r} is taken: registering it again should answer 409 Conflict."
+        )
+
+
+def test_register_invalid_is_422(kit: Any) -> None:
+    """register refuses with 422 usernames outside 3-32 of [a-z0-9_] and passwords outside 8-72 bytes"""
+    good_name, good_password = kit.new_username(), kit.new_password()
+    bad_bodies = [
+        {"username": "ab", "password": good_password},
+        {"username": "a" * 33, "password": good_password},
+        {"username": good_name.capitalize(), "password": good_password},
+        {"username": good_name + "-x", "password": good_password},
+        {"username": good_name[:3] + " " + good_name[3:], "password": good_password},
+        {"username": good_name, "password": "short7!"},
+        {"username": good_name, "password": "p" * 73},
+        {"username": good_name, "password": "é" * 37},  # 37 characters, but 74 bytes
+        {"username": good_name},
+    ]
+    for body in bad_bodies:
+        expect_status(
+            kit.api.post("/auth/register", json=body), 422, "An invalid registration must be refused with 422."
+        )
+    for body in ({"username": "abc", "password": "é" * 36}, {"username": "a_" + "9" * 30, "password": "p" * 72}):
+        expect_status(kit.api.post("/auth/register", json=body), 201, "This registration is at the limits, but valid.")
+
+
+def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: Any) -> None:
+    """the store keeps a bcrypt hash of each password, never the password itself"""
+    import bcrypt
+
+    username, password = kit.register()
+    strings = list(learner_store_strings(learner))
+    expect(
+        password not in strings,
+        "The password itself is stored. Store only its bcrypt hash (passlib's CryptContext).",
+        expected="no copy of the password in the store",
+        got=f"{password!r} found in the store",
+    )
+    hashes = [text for text in strings if text.startswith(("$2a$", "$2b$", "$2y$"))]
+
+    def matches(text: str) -> bool:
+        try:
+            return bcrypt.checkpw(password.encode(), text.encode())
+        except ValueError:
+            return False
+
+    expect(
+        any(matches(text) for text in hashes),
+        f"No bcrypt hash of {username}'s password was found in the store (get_db()'s value or module-level data).",
+        expected='a hash like "$2b$12$..." made with CryptContext(schemes=["bcrypt"])',
+        got=f"{len(hashes)} bcrypt hash(es), none matching the password",
+    )
+
+
+def test_login_bad_credentials_is_401(kit: Any) -> None:
+    """a wrong password or an unknown username answers 401 with the header WWW-Authenticate: Bearer"""
+    username, password = kit.register()
+    for who, secret in (
+        (username, password + "x"),
+        (kit.admin_name, "not-" + kit.admin_password),
+        (kit.new_username(), password),
+    ):
+        response = kit.login_response(who, secret)
+        expect_status(response, 401, "Bad credentials must be refused with 401 Unauthorized.")
+        header = response.headers.get("www-authenticate")
+        expect(
+            header == "Bearer",
+            "A 401 from the login must carry the header WWW-Authenticate: Bearer.",
+            sent=f"POST /auth/login with form username={who}",
+            expected="WWW-Authenticate: Bearer",
+            got=show(header),
+        )
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+def test_tokens_carry_sub_type_exp(kit: Any) -> None:
+    """the access token holds sub, type "access" and exp in 15 minutes; the refresh token type "refresh" and 7 days"""
+    account = kit.user()
+    now = time.time()
+    for token, kind, lifetime, label in (
+        (account.access, "access", ACCESS_LIFETIME_S, "15 minutes"),
+        (kit.refresh_token(account), "refresh", REFRESH_LIFETIME_S, "7 days"),
+    ):
+        claims = claims_of(token, f"{kind} token")
+        wanted = {"sub": account.username, "type": kind}
+        got = {key: claims.get(key) for key in wanted}
+        expect(
+            got == wanted,
+            f"The {kind} token should name its user in `sub` and its kind in `type`.",
+            expected=show(wanted),
+            got=show(claims),
+        )
+        exp = claims.get("exp")
+        expect(
+            isinstance(exp, (int, float)) and abs(exp - (now + lifetime)) <= CLOCK_SLACK_S,
+            f"The {kind} token's `exp` should be {label} after it was issued.",
+            expected=f"about {int(now + lifetime)} (now + {label})",
+            got=show(exp),
+        )
+
+
+def test_refresh_issues_access_token(kit: Any) -> None:
+    """POST /auth/refresh with a refresh token answers 200 with a new, working access token"""
+    account = kit.user()
+    response = kit.api.post("/auth/refresh", json={"refresh_token": kit.refresh_token(account)})
+    expect_status(response, 200, "A valid refresh token should get a new access token.")
+    body = json_body(response)
+    ok = isinstance(body, dict) and set(body) == {"access_token", "token_type"} and body.get("token_type") == "bearer"
+    expect(
+        ok and isinstance(body.get("access_token"), str),
+        "POST /auth/refresh should answer with the new access token.",
+        expected='{"access_token": "<jwt>", "token_type": "bearer"}',
+        got=show(body),
+    )
+    claims = claims_of(body["access_token"], "refreshed access token")
+    expect(
+        claims.get("type") == "access" and claims.get("sub") == account.username,
+        "The refreshed token should be an access token for the same user.",
+        expected=show({"sub": account.username, "type": "access"}),
+        got=show(claims),
+    )
+    expect_status(
+        kit.api.get("/items", headers=kit.bearer(body["access_token"])),
+        200,
+        "The refreshed access token should open GET /items.",
+    )
+
+
+def test_refresh_refuses_access_token(kit: Any) -> None:
+    """POST /auth/refresh refuses an access token with 401"""
+    account = kit.user()
+    response = kit.api.post("/auth/refresh", json={"refresh_token": account.access})
+    expect_status(response, 401, "An access token is not a refresh token: /auth/refresh must refuse it with 401.")
+
+
+def test_refresh_refuses_invalid_tokens(kit: Any) -> None:
+    """POST /auth/refresh refuses a garbage, a tampered or a foreign-signed token with 401"""
+    account = kit.user()
+    refresh = kit.refresh_token(account)
+    for token in ("not-a-jwt", tampered(refresh), forged_token(account.username, "refresh")):
+        expect_status(
+            kit.api.post("/auth/refresh", json={"refresh_token": token}),
+            401,
+            "An invalid refresh token must be refused with 401.",
+        )
+
+
+def test_expired_tokens_are_refused(kit: Any) -> None:
+    """an access token 16 minutes old and a refresh token 8 days old are refused with 401"""
+    account = kit.user()
+    refresh = kit.refresh_token(account)
+    with clock_moved_ahead(16 * 60):
+        expect_status(
+            kit.api.get("/items", headers=account.headers),
+            401,
+            "16 minutes later the access token has expired: GET /items must answer 401.",
+        )
+    with clock_moved_ahead(8 * 24 * 3600):
+        expect_status(
+            kit.api.post("/auth/refresh", json={"refresh_token": refresh}),
+            401,
+            "8 days later the refresh token has expired: /auth/refresh must answer 401.",
+        )
+
+
+def test_protected_routes_refuse_refresh_tokens(kit: Any) -> None:
+    """a refresh token does not open /items or /admin: 401"""
+    account, admin = kit.user(), kit.admin()
+    expect_status(
+        kit.api.get("/items", headers=kit.bearer(kit.refresh_token(account))),
+        401,
+        "A refresh token must not work as an access token: GET /items must answer 401.",
+    )
+    expect_status(
+        kit.api.get("/admin/stats", headers=kit.bearer(kit.refresh_token(admin))),
+        401,
+        "The admin's refresh token must not work as an access token: GET /admin/stats must answer 401.",
+    )
+
+
+def test_items_need_a_valid_token(kit: Any) -> None:
+    """GET /items without a token, with a garbage or with a foreign-signed token answers 401"""
+    account = kit.user()
+    expect_status(kit.api.get("/items"), 401, "GET /items without a token must answer 401.")
+    for token in ("not-a-jwt", tampered(account.access), forged_token(account.username, "access")):
+        expect_status(
+            kit.api.get("/items", headers=kit.bearer(token)), 401, "An invalid token must be refused with 401."
+        )
+
+
+# --- items ----------------------------------------------------------------------------
+
+
+def test_create_item_answers_201(kit: Any) -> None:
+    """POST /items answers 201 with {id, name, description, price, owner}, the owner being the caller"""
+    account = kit.user()
+    item = kit.new_item()
+    response = kit.api.post("/items", json=item, headers=account.headers)
+    expect_status(response, 201, "Creating an item should answer 201 Created.")
+    body = json_body(response)
+    expect(
+        isinstance(body, dict) and isinstance(body.get("id"), int),
+        "The created item should carry its integer id.",
+        expected='{"id": <int>, ...}',
+        got=show(body),
+    )
+    expect_item(body, item, account.username, "The created item should echo what was sent, plus its id and owner.")
+
+
+def test_create_item_invalid_is_422(kit: Any) -> None:
+    """POST /items refuses with 422 an empty or 101-character name, a negative or missing price"""
+    account = kit.user()
+    good = kit.new_item()
+    for bad in (
+        {**good, "name": ""},
+        {**good, "name": "n" * 101},
+        {**good, "price": -0.01},
+        {**good, "price": "cheap"},
+        {"name": good["name"], "description": None},
+    ):
+        expect_status(
+            kit.api.post("/items", json=bad, headers=account.headers), 422, "An invalid item must be refused with 422."
+        )
+    edge = {**good, "name": "n" * 100, "price": 0}
+    expect_status(
+        kit.api.post("/items", json=edge, headers=account.headers),
+        201,
+        "A 100-character name and a price of 0 are valid.",
+    )
+
+
+def test_read_item_and_404(kit: Any) -> None:
+    """GET /items/{id} answers the item, and 404 for an id that does not exist"""
+    account = kit.user()
+    created = kit.create_item(account)
+    response = kit.api.get(f"/items/{created['id']}", headers=account.headers)
+    expect_status(response, 200)
+    expect_json(response, created, "GET /items/{id} should answer the item as it was created.")
+    missing = created["id"] + rng.randrange(100, 1000)
+    expect_status(kit.api.get(f"/items/{missing}", headers=account.headers), 404, "An unknown id should answer 404.")
+
+
+def test_update_item_and_404(kit: Any) -> None:
+    """PUT /items/{id} replaces name, description and price, keeps id and owner; 404 for an unknown id"""
+    account = kit.user()
+    created = kit.create_item(account)
+    change = kit.new_item()
+    response = kit.api.put(f"/items/{created['id']}", json=change, headers=account.headers)
+    expect_status(response, 200, "The owner updating their item should get 200.")
+    expected = {"id": created["id"], **change, "owner": account.username}
+    expect_json(response, expected, "PUT should answer the updated item.")
+    expect_json(
+        kit.api.get(f"/items/{created['id']}", headers=account.headers),
+        expected,
+        "GET after PUT should show the update.",
+    )
+    missing = created["id"] + rng.randrange(100, 1000)
+    expect_status(
+        kit.api.put(f"/items/{missing}", json=change, headers=account.headers),
+        404,
+        "Updating an unknown id should answer 404.",
+    )
+
+
+def test_delete_item_and_404(kit: Any) -> None:
+    """DELETE /items/{id} answers 204 with an empty body and removes the item; again, 404"""
+    account = kit.user()
+    created = kit.create_item(account)
+    response = kit.api.delete(f"/items/{created['id']}", headers=account.headers)
+    expect_status(response, 204, "The owner deleting their item should get 204 No Content.")
+    expect(response.content == b"", "A 204 answer must have an empty body.", got=show(response.text))
+    expect_status(
+        kit.api.get(f"/items/{created['id']}", headers=account.headers), 404, "The deleted item should be gone (404)."
+    )
+    expect_status(
+        kit.api.delete(f"/items/{created['id']}", headers=account.headers),
+        404,
+        "Deleting it a second time should answer 404.",
+    )
+
+
+def test_others_items_are_403(kit: Any) -> None:
+    """changing or deleting another user's item answers 403 and leaves it untouched"""
+    owner, other = kit.user(), kit.user()
+    created = kit.create_item(owner)
+    expect_status(
+        kit.api.put(f"/items/{created['id']}", json=kit.new_item(), headers=other.headers),
+        403,
+        f"{other.username} must not change {owner.username}'s item: 403 Forbidden.",
+    )
+    expect_status(
+        kit.api.delete(f"/items/{created['id']}", headers=other.headers),
+        403,
+        f"{other.username} must not delete {owner.username}'s item: 403 Forbidden.",
+    )
+    expect_json(
+        kit.api.get(f"/items/{created['id']}", headers=owner.headers),
+        created,
+        "A refused PUT or DELETE must leave the item as it was.",
+    )
+
+
+def test_admin_may_change_any_item(kit: Any) -> None:
+    """the admin may update and delete any user's item"""
+    owner, admin = kit.user(), kit.admin()
+    created = kit.create_item(owner)
+    change = kit.new_item()
+    response = kit.api.put(f"/items/{created['id']}", json=change, headers=admin.headers)
+    expect_status(response, 200, "The admin may update anyone's item.")
+    expect_json(
+        response,
+        {"id": created["id"], **change, "owner": owner.username},
+        "An update by the admin keeps the item's owner.",
+    )
+    expect_status(
+        kit.api.delete(f"/items/{created['id']}", headers=admin.headers), 204, "The admin may delete anyone's item."
+    )
+
+
+def test_list_items_paginates_in_id_order(kit: Any) -> None:
+    """GET /items lists items by id, 10 by default, with skip and limit"""
+    account = kit.user()
+    created = [kit.create_item(account) for _ in range(rng.randrange(11, 14))]
+    created.sort(key=lambda item: item["id"])
+    expect_json(
+        kit.api.get("/items", headers=account.headers),
+        created[:10],
+        "Without parameters GET /items should list the first 10 items, ordered by id.",
+    )
+    skip, limit = rng.randrange(1, 6), rng.randrange(2, 6)
+    expect_json(
+        kit.api.get(f"/items?skip={skip}&limit={limit}", headers=account.headers),
+        created[skip : skip + limit],
+        f"skip={skip}&limit={limit} should skip {skip} items and list the next {limit}.",
+    )
+    expect_json(kit.api.get("/items?limit=100", headers=account.headers), created, "limit=100 should list every item.")
+    expect_json(
+        kit.api.get(f"/items?skip={len(created)}", headers=account.headers),
+        [],
+        "Skipping every item should list nothing.",
+    )
+
+
+def test_pagination_bounds_are_422(kit: Any) -> None:
+    """GET /items answers 422 for skip < 0, limit < 1, limit > 100 or a non-number"""
+    account = kit.user()
+    for query in ("skip=-1", "limit=0", "limit=101", f"limit={rng.randrange(102, 10**6)}", "limit=ten", "skip=x"):
+        expect_status(
+            kit.api.get(f"/items?{query}", headers=account.headers),
+            422,
+            "Pagination out of bounds must be refused with 422.",
+        )
+    for query in ("skip=0&limit=1", "limit=100"):
+        expect_status(kit.api.get(f"/items?{query}", headers=account.headers), 200, "These bounds are valid.")
+
+
+# --- admin ----------------------------------------------------------------------------
+
+
+def test_admin_stats_counts(kit: Any) -> None:
+    """GET /admin/stats answers {"users": N, "items": M}, the admin included in N"""
+    accounts = [kit.user() for _ in range(rng.randrange(1, 4))]
+    count = 0
+    for account in accounts:
+        for _ in range(rng.randrange(1, 3)):
+            kit.create_item(account)
+            count += 1
+    response = kit.api.get("/admin/stats", headers=kit.admin().headers)
+    expect_status(response, 200)
+    expect_json(
+        response,
+        {"users": len(accounts) + 1, "items": count},
+        "The stats should count every user (the admin too) and every item.",
+    )
+
+
+def test_admin_routes_refuse_others(kit: Any) -> None:
+    """the /admin routes answer 401 without a token and 403 to a user who is not admin"""
+    account = kit.user()
+    for method, path in (
+        ("GET", "/admin/stats"),
+        ("GET", "/admin/users"),
+        ("DELETE", f"/admin/users/{account.username}"),
+    ):
+        expect_status(kit.api.request(method, path), 401, f"{method} {path} without a token must answer 401.")
+        expect_status(
+            kit.api.request(method, path, headers=account.headers),
+            403,
+            f"{method} {path} with a plain user's token must answer 403 Forbidden.",
+        )
+
+
+def test_admin_lists_users(kit: Any) -> None:
+    """GET /admin/users lists every user as {username, role}"""
+    names = [kit.register()[0] for _ in range(rng.randrange(2, 4))]
+    response = kit.api.get("/admin/users", headers=kit.admin().headers)
+    expect_status(response, 200)
+    body = json_body(response)
+    expected = sorted(
+        [{"username": kit.admin_name, "role": "admin"}] + [{"username": n, "role": "user"} for n in names],
+        key=lambda user: user["username"],
+    )
+    ok = isinstance(body, list) and all(isinstance(user, dict) for user in body)
+    got = sorted(body, key=lambda user: str(user.get("username"))) if ok else body
+    expect(
+        got == expected,
+        "GET /admin/users should list every user as {username, role} (any order).",
+        expected=show(expected),
+        got=show(body),
+    )
+
+
+def test_admin_deletes_user(kit: Any) -> None:
+    """DELETE /admin/users/{username} answers 204 and the user is gone; an unknown user answers 404"""
+    account, admin = kit.user(), kit.admin()
+    response = kit.api.delete(f"/admin/users/{account.username}", headers=admin.headers)
+    expect_status(response, 204, "Deleting a user should answer 204 No Content.")
+    expect(response.content == b"", "A 204 answer must have an empty body.", got=show(response.text))
+    expect_status(kit.login_response(account.username, account.password), 401, "A deleted user must no longer log in.")
+    expect_status(
+        kit.api.delete(f"/admin/users/{account.username}", headers=admin.headers),
+        404,
+        "Deleting the same user again should answer 404.",
+    )
+
+
+def test_admin_cannot_delete_self(kit: Any) -> None:
+    """the admin deleting their own account answers 400 and stays"""
+    admin = kit.admin()
+    expect_status(
+        kit.api.delete(f"/admin/users/{kit.admin_name}", headers=admin.headers),
+        400,
+        "An admin must not delete themself: 400 Bad Request.",
+    )
+    kit.admin()

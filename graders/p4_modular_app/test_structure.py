@@ -1,0 +1,333 @@
+"""Grader for problem 4, second half: the structure of the package.
+
+Read only through public APIs that survive FastAPI's changes: each router module's `router`
+(its routes, prefix, tags, dependencies), the routes the app serves as listed by
+`fastapi.routing.iter_route_contexts` (or `app.routes` on older FastAPI, which flattened
+included routers), the OpenAPI schema, and `app.dependency_overrides`. Prefixes, tags and
+router-level dependencies may be declared on the APIRouter or at include_router: both count.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from workbook.grading import expect, expect_status, fail, show
+
+ROUTERS = {
+    "auth": ("/auth", [("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh")]),
+    "items": (
+        "/items",
+        [("GET", "/items"), ("POST", "/items"), ("GET", "/items/{}"), ("PUT", "/items/{}"), ("DELETE", "/items/{}")],
+    ),
+    "admin": ("/admin", [("GET", "/admin/stats"), ("GET", "/admin/users"), ("DELETE", "/admin/users/{}")]),
+}
+GUARDS = {"items": "get_current_user", "admin": "get_current_admin"}
+DEPENDENCY_NAMES = ("get_db", "get_current_user", "get_current_admin", "pagination")
+TEAPOT = 418
+
+
+@dataclass
+class Served:
+    """One (method, path) the app or a router serves."""
+
+    method: str
+    path: str
+    endpoint: Any
+    tags: list
+    dependencies: list
+
+    @property
+    def shape(self) -> tuple[str, str]:
+        return self.method, normalize(self.path)
+
+
+def normalize(path: str) -> str:
+    """/items/{item_id}/ and /items/{id} are the same route for the contract."""
+    path = re.sub(r"\{[^}]*\}", "{}", path)
+    return path.rstrip("/") or "/"
+
+
+def served_by(routes: list) -> list[Served]:
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routers were copied into app.routes
+        contexts: Any = routes
+    else:
+        contexts = iter_route_contexts(routes)
+    found = []
+    for context in contexts:
+        methods = getattr(context, "methods", None)
+        path = getattr(context, "path", None)
+        if not methods or not isinstance(path, str):
+            continue
+        for method in sorted(set(methods) - {"HEAD"}):
+            found.append(
+                Served(
+                    method,
+                    path,
+                    getattr(context, "endpoint", None),
+                    list(getattr(context, "tags", None) or []),
+                    list(getattr(context, "dependencies", None) or []),
+                )
+            )
+    return found
+
+
+def module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        fail(
+            f"The module {name} cannot be imported.",
+            expected=f"app/{name.split('.', 1)[1].replace('.', '/')}.py",
+            got=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def router_of(name: str) -> Any:
+    from fastapi import APIRouter
+
+    router = getattr(module(f"app.routers.{name}"), "router", None)
+    expect(
+        isinstance(router, APIRouter),
+        f"app/routers/{name}.py should expose `router`, an APIRouter.",
+        expected=f"router = APIRouter(...) in app/routers/{name}.py",
+        got=show(type(router).__name__),
+    )
+    return router
+
+
+def mounted(learner: Any, name: str) -> list[tuple[tuple[str, str], Served, Served]]:
+    """For each contract route of router `name`: (its shape, how the app serves it, how the router declares it)."""
+    router = router_of(name)
+    own = served_by(router.routes)
+    app_routes = served_by(learner.app.routes)
+    pairs = []
+    for shape in ROUTERS[name][1]:
+        in_app = [served for served in app_routes if served.shape == shape]
+        expect(
+            bool(in_app),
+            f"The app serves no {shape[0]} {shape[1].replace('{}', '{id}')}.",
+            expected=f"that route, defined in app/routers/{name}.py",
+            got="no such route",
+        )
+        served = in_app[0]
+        declared = [route for route in own if route.endpoint is served.endpoint and route.method == served.method]
+        if not declared:
+            origin = getattr(served.endpoint, "__module__", "?")
+            fail(
+                f"{shape[0]} {served.path} must be defined on the router in app/routers/{name}.py.",
+                expected=f"@router.{shape[0].lower()}(...) in app/routers/{name}.py",
+                got=f"the endpoint {getattr(served.endpoint, '__name__', '?')} is defined in {origin}, not on it",
+            )
+        pairs.append((shape, served, declared[0]))
+    return pairs
+
+
+def router_level(router: Any, served: Served, declared: Served) -> list:
+    """The dependencies that apply to the whole router: on the APIRouter, or at include_router."""
+    from_include = [dep for dep in served.dependencies if not any(dep is mine for mine in declared.dependencies)]
+    return list(getattr(router, "dependencies", []) or []) + from_include
+
+
+def teapot() -> None:
+    from fastapi import HTTPException
+
+    raise HTTPException(status_code=TEAPOT, detail="the grader's override answered")
+
+
+# --- the modules ----------------------------------------------------------------------
+
+
+def test_modules_expose_router_and_dependencies(learner: Any) -> None:
+    """app/routers/{auth,items,admin}.py each expose `router`; app/dependencies.py defines the four dependencies"""
+    for name in ROUTERS:
+        router_of(name)
+    dependencies = module("app.dependencies")
+    missing = [name for name in DEPENDENCY_NAMES if not callable(getattr(dependencies, name, None))]
+    expect(
+        not missing,
+        "app/dependencies.py should define get_db, get_current_user, get_current_admin and pagination.",
+        expected=", ".join(DEPENDENCY_NAMES),
+        got="missing: " + ", ".join(missing),
+    )
+
+
+def test_routes_live_in_their_routers(learner: Any) -> None:
+    """every /auth, /items and /admin route is defined on the router of its module, not on app"""
+    for name in ROUTERS:
+        mounted(learner, name)
+
+
+def test_main_defines_only_root(learner: Any) -> None:
+    """main.py defines no endpoint on `app` itself except, optionally, GET /"""
+    app = learner.app
+    from_routers = {id(route.endpoint) for name in ROUTERS for route in served_by(router_of(name).routes)}
+    builtin = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    extra = [
+        f"{served.method} {served.path}"
+        for served in served_by(app.routes)
+        if id(served.endpoint) not in from_routers and served.path not in builtin and served.shape != ("GET", "/")
+    ]
+    expect(
+        not extra,
+        "Every feature route belongs in a router module; main.py only includes the routers.",
+        expected="no route on app except GET /",
+        got="defined on app: " + ", ".join(extra),
+    )
+
+
+def test_router_prefixes_declared_once(learner: Any) -> None:
+    """each router declares its prefix (/auth, /items, /admin) once, on the APIRouter or at include_router"""
+    for name, (prefix, _) in ROUTERS.items():
+        router = router_of(name)
+        for shape, served, declared in mounted(learner, name):
+            own_prefix = getattr(router, "prefix", "") or ""
+            relative = declared.path[len(own_prefix) :] if declared.path.startswith(own_prefix) else declared.path
+            given = served.path[: len(served.path) - len(relative)] if served.path.endswith(relative) else None
+            if relative == "/" and given is not None:
+                given = given.rstrip("/")
+            expect(
+                given == prefix,
+                f"In app/routers/{name}.py the path of {shape[0]} {served.path} should not repeat the prefix: "
+                f'declare prefix="{prefix}" once (APIRouter(prefix=...) or include_router(prefix=...)).',
+                expected=f'a route path relative to {prefix} (like "{served.path[len(prefix) :] or ""}")',
+                got=f"the path {relative!r} in the router, prefixed with {given!r} by the router or include_router",
+            )
+
+
+def test_openapi_tags_match_routers(learner: Any) -> None:
+    """in the OpenAPI schema every /auth, /items and /admin operation carries its router's tag"""
+    schema = learner.app.openapi()
+    paths = schema.get("paths", {}) if isinstance(schema, dict) else {}
+    seen = set()
+    for path, operations in paths.items():
+        tag = path.strip("/").split("/")[0]
+        if tag not in ROUTERS or not isinstance(operations, dict):
+            continue
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            seen.add((method.upper(), normalize(path)))
+            tags = operation.get("tags") or []
+            expect(
+                tag in tags,
+                f"{method.upper()} {path} should carry the tag {tag!r} (tags=[{tag!r}] on its router).",
+                expected=show([tag]),
+                got=show(tags),
+            )
+    missing = [f"{m} {p}" for routes in ROUTERS.values() for m, p in routes[1] if (m, p) not in seen]
+    expect(
+        not missing,
+        "Every contract route should appear in the OpenAPI schema (/openapi.json).",
+        expected="all of them",
+        got="missing: " + ", ".join(missing),
+    )
+
+
+def test_items_router_requires_current_user(learner: Any) -> None:
+    """the items router is guarded once, at router level, by get_current_user from app.dependencies"""
+    check_guard(learner, "items")
+
+
+def test_admin_router_requires_current_admin(learner: Any) -> None:
+    """the admin router is guarded once, at router level, by get_current_admin from app.dependencies"""
+    check_guard(learner, "admin")
+
+
+def check_guard(learner: Any, name: str) -> None:
+    guard_name = GUARDS[name]
+    guard = getattr(module("app.dependencies"), guard_name, None)
+    router = router_of(name)
+    for shape, served, declared in mounted(learner, name):
+        level = router_level(router, served, declared)
+        found = [getattr(dep, "dependency", None) for dep in level]
+        if any(call is guard for call in found):
+            continue
+        same_name = [call for call in found if getattr(call, "__name__", "") == guard_name]
+        hint = (
+            f"a {guard_name} defined in {getattr(same_name[0], '__module__', '?')}, not the one from app.dependencies"
+            if same_name
+            else "no router-level dependency on it"
+            if not found
+            else "router-level dependencies on " + ", ".join(getattr(c, "__name__", repr(c)) for c in found)
+        )
+        fail(
+            f"{shape[0]} {served.path} must be guarded by the router itself: "
+            f"dependencies=[Depends({guard_name})] on APIRouter(...) or in include_router(...), "
+            f"with {guard_name} imported from app.dependencies (not repeated on each endpoint).",
+            expected=f"a router-level Depends(app.dependencies.{guard_name})",
+            got=hint,
+        )
+
+
+# --- overrides reach the routes -------------------------------------------------------
+
+
+def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
+    """overriding app.dependencies.get_current_user changes what every /items route does"""
+    api, headers = kit.api, kit.admin().headers
+    learner.app.dependency_overrides[module("app.dependencies").get_current_user] = teapot
+    body = {"name": "override probe", "description": None, "price": 1}
+    for method, path, json in (
+        ("GET", "/items", None),
+        ("POST", "/items", body),
+        ("GET", "/items/1", None),
+        ("PUT", "/items/1", body),
+        ("DELETE", "/items/1", None),
+    ):
+        response = api.request(method, path, json=json, headers=headers)
+        expect_status(
+            response,
+            TEAPOT,
+            f"With get_current_user overridden by one that answers {TEAPOT}, {method} "
+            f"{path} should answer {TEAPOT}: it must depend on app.dependencies.get_current_user.",
+        )
+
+
+def test_admin_follows_current_admin_override(learner: Any, kit: Any) -> None:
+    """overriding app.dependencies.get_current_admin changes what every /admin route does"""
+    api, headers = kit.api, kit.admin().headers
+    learner.app.dependency_overrides[module("app.dependencies").get_current_admin] = teapot
+    for method, path in (("GET", "/admin/stats"), ("GET", "/admin/users"), ("DELETE", "/admin/users/nobody")):
+        response = api.request(method, path, headers=headers)
+        expect_status(
+            response,
+            TEAPOT,
+            f"With get_current_admin overridden by one that answers {TEAPOT}, {method} "
+            f"{path} should answer {TEAPOT}: it must depend on app.dependencies.get_current_admin.",
+        )
+
+
+def test_items_use_shared_pagination(learner: Any, kit: Any) -> None:
+    """overriding app.dependencies.pagination changes what GET /items does"""
+    api, headers = kit.api, kit.admin().headers
+    learner.app.dependency_overrides[module("app.dependencies").pagination] = teapot
+    expect_status(
+        api.get("/items", headers=headers),
+        TEAPOT,
+        f"With pagination overridden by one that answers {TEAPOT}, GET /items should answer {TEAPOT}: "
+        "it must take its page with Depends(pagination) from app.dependencies.",
+    )
+
+
+def test_routes_use_shared_get_db(learner: Any, kit: Any) -> None:
+    """overriding app.dependencies.get_db changes what register, the items and the admin routes do"""
+    api, headers = kit.api, kit.admin().headers
+    learner.app.dependency_overrides[module("app.dependencies").get_db] = teapot
+    for method, path, json in (
+        ("POST", "/auth/register", {"username": "probe_user", "password": "probe-password"}),
+        ("GET", "/items", None),
+        ("GET", "/admin/stats", None),
+    ):
+        response = api.request(method, path, json=json, headers=headers)
+        expect_status(
+            response,
+            TEAPOT,
+            f"With get_db overridden by one that answers {TEAPOT}, {method} {path} "
+            f"should answer {TEAPOT}: it must receive the store with Depends(get_db) from app.dependencies.",
+        )

@@ -1,0 +1,5 @@
+"""auth: the router is here, but the routes ended up in main.py."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/auth", tags=["auth"])

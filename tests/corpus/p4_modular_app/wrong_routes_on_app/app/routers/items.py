@@ -1,0 +1,5 @@
+"""items: the router is here, but the routes ended up in main.py."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/items", tags=["items"])
