@@ -414,7 +414,7 @@ class Server:
         return self.process.returncode
 
 
-def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout: float = 8.0) -> Server:
+def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout: float = 4.0) -> Server:
     """Start `uvicorn <module>:app` for the learner's problem on a free loopback port and wait
     (bounded) until it accepts connections. Stop it with `Server.stop()`."""
     import socket

@@ -1,0 +1,810 @@
+"""Grader for problem 5 — a lifespan that owns an in-memory database and exports statistics.
+
+Each check imports the app afresh, in an empty working directory, with STATS_PATH pointing
+into a folder that does not exist yet. sqlite3.connect is wrapped before the import, so the
+checks can see every connection the app opens and whether it was closed. The app is started
+and stopped with `with TestClient(app)`, and once under a real uvicorn process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workbook.grading import (
+    client,
+    expect,
+    expect_json,
+    expect_status,
+    fail,
+    import_learner,
+    json_body,
+    learner_frames,
+    rng,
+    serve,
+    show,
+)
+
+REAL_CONNECT = sqlite3.connect
+PRODUCTS = ["Desk lamp", "Notebook", "Headphones", "Water bottle", "Backpack", "Stapler", "Webcam", "Plant pot"]
+STATS_KEYS = ["total_requests", "uptime_seconds", "started_at", "stopped_at"]
+
+
+class TrackedConnection(sqlite3.Connection):
+    """A real SQLite connection that remembers whether close() was called."""
+
+    was_closed = False
+
+    def close(self) -> None:
+        self.was_closed = True
+        super().close()
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnection]:
+    connections: list[TrackedConnection] = []
+
+    def spy_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        kwargs.setdefault("factory", TrackedConnection)
+        connection = REAL_CONNECT(*args, **kwargs)
+        connections.append(connection)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", spy_connect)
+    return connections
+
+
+@pytest.fixture
+def stats_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """STATS_PATH points to a randomly named file in an empty folder of its own."""
+    path = tmp_path / f"exports-{rng.randrange(10**6)}" / f"stats-{rng.randrange(10**4)}.json"
+    path.parent.mkdir()
+    monkeypatch.setenv("STATS_PATH", str(path))
+    return path
+
+
+@pytest.fixture
+def before_import(opened: list, stats_path: Path) -> None:
+    """Wrap sqlite3.connect and set STATS_PATH before the app is imported."""
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def start(app: Any, **kwargs: Any) -> Any:
+    """A TestClient whose startup (the lifespan up to `yield`) has run."""
+    api = client(app, **kwargs)
+    try:
+        api.__enter__()
+    except Exception as exc:  # noqa: BLE001 - the learner's startup may raise anything
+        fail(
+            "Starting the app raised an error in the lifespan's startup.",
+            expected="startup to finish",
+            got=f"{type(exc).__name__}: {exc}\n{learner_frames(exc)}".rstrip(),
+        )
+    return api
+
+
+def stop(api: Any) -> Exception | None:
+    """Run the shutdown; the error it raised, if any."""
+    try:
+        api.__exit__(None, None, None)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    return None
+
+
+@contextlib.contextmanager
+def running(app: Any, **kwargs: Any) -> Iterator[Any]:
+    """`with TestClient(app)`: startup on entry, shutdown on exit, errors said in learner terms."""
+    api = start(app, **kwargs)
+    body_failed = True
+    try:
+        yield api
+        body_failed = False
+    finally:
+        try:
+            api.__exit__(None, None, None)
+        except Exception as exc:  # noqa: BLE001
+            if not body_failed:
+                fail(
+                    "Stopping the app raised an error in the lifespan's shutdown.",
+                    expected="shutdown to finish",
+                    got=f"{type(exc).__name__}: {exc}\n{learner_frames(exc)}".rstrip(),
+                )
+
+
+def state_db(app: Any) -> sqlite3.Connection:
+    db = getattr(app.state, "db", None)
+    expect(
+        isinstance(db, sqlite3.Connection),
+        "After startup, app.state.db should hold the sqlite3 connection the lifespan opened.",
+        expected="a sqlite3.Connection in app.state.db",
+        got="nothing in app.state.db" if db is None else f"a {type(db).__name__}",
+    )
+    return db
+
+
+def query(api: Any, db: sqlite3.Connection, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run SQL on the learner's connection, failing in learner terms. With `api` (a started
+    TestClient) it runs on the event loop's thread, where the lifespan opened the connection;
+    with `api=None` it runs on the grader's own thread."""
+
+    def run() -> list[tuple]:
+        rows = db.execute(sql, params).fetchall()
+        db.commit()
+        return rows
+
+    try:
+        return api.portal.call(run) if api is not None else run()
+    except sqlite3.ProgrammingError as exc:
+        fail(
+            f"The grader could not use app.state.db from another thread ({sql.split()[0]} ...).",
+            expected='sqlite3.connect(":memory:", check_same_thread=False), so sync endpoints (which run '
+            "in worker threads) can share it",
+            got=f"ProgrammingError: {exc}",
+        )
+    except sqlite3.Error as exc:
+        fail(
+            f"The database opened at startup does not hold what it should: `{sql}` failed.",
+            expected="the tables created by MIGRATIONS",
+            got=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def items_in(api: Any, db: sqlite3.Connection) -> list[dict]:
+    rows = query(api, db, "SELECT id, name, price FROM items ORDER BY id")
+    return [{"id": row[0], "name": row[1], "price": row[2]} for row in rows]
+
+
+def new_item() -> dict:
+    return {"name": f"{rng.choice(PRODUCTS)} {rng.randrange(100, 999)}", "price": rng.randrange(100, 99999) / 100}
+
+
+def request_count(app: Any) -> Any:
+    return getattr(app.state, "request_count", None)
+
+
+def send_mix(api: Any, count: int) -> None:
+    """`count` requests of several kinds: list, stats and an unknown path (404)."""
+    for _ in range(count):
+        path = rng.choice(["/items", "/stats", f"/no-such-page-{rng.randrange(1000)}"])
+        api.get(path)
+
+
+def read_stats(path: Path, when: str) -> dict:
+    expect(
+        path.is_file(),
+        f"No statistics file was written {when}.",
+        expected=f"a JSON file at STATS_PATH ({path.name})",
+        got="no file there",
+    )
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        fail("The statistics file is not valid JSON.", expected="a JSON object", got=show(text))
+    expect(
+        isinstance(data, dict) and all(key in data for key in STATS_KEYS),
+        "The statistics file should be a JSON object with these four keys.",
+        expected=show(STATS_KEYS),
+        got=show(data),
+    )
+    return data
+
+
+def utc_time(data: dict, key: str) -> datetime:
+    value = data.get(key)
+    expect(isinstance(value, str), f"`{key}` should be an ISO 8601 time string.", got=show(value))
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"`{key}` is not an ISO 8601 time.", expected='like "2025-01-31T12:00:00.123456+00:00"', got=show(value))
+    expect(
+        moment.utcoffset() == timedelta(0),
+        f"`{key}` should be in UTC, with its offset written out.",
+        expected="a time ending in +00:00 or Z (datetime.now(timezone.utc).isoformat())",
+        got=show(value),
+    )
+    return moment
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def all_closed(opened: list[TrackedConnection]) -> bool:
+    return bool(opened) and all(connection.was_closed for connection in opened)
+
+
+# --- import and startup ---------------------------------------------------------------
+
+
+def test_import_has_no_side_effects(learner: Any, opened: list, stats_path: Path) -> None:
+    """Importing app.py opens no database connection, writes no file and sets no app.state.db"""
+    expect(
+        not opened,
+        "Importing app.py opened a database connection; open it in the lifespan's startup instead.",
+        expected="no sqlite3.connect call at import",
+        got=f"{len(opened)} connection(s) opened",
+    )
+    written = sorted(path.name for path in Path.cwd().iterdir())
+    expect(
+        not written and not stats_path.exists(),
+        "Importing app.py wrote files; only shutdown writes the stats.",
+        expected="no file",
+        got=show(written or [stats_path.name]),
+    )
+    early = getattr(learner.app.state, "db", None)
+    expect(
+        early is None,
+        "app.state.db is already set before startup.",
+        expected="no app.state.db until the lifespan runs",
+        got=show(repr(early)),
+    )
+
+
+def test_startup_opens_in_memory_db(learner: Any, opened: list) -> None:
+    """Startup opens one in-memory SQLite connection and puts it in app.state.db"""
+    with running(learner.app) as api:
+        db = state_db(learner.app)
+        files = [row[2] for row in query(api, db, "PRAGMA database_list") if row[1] == "main"]
+        expect(
+            files == [""],
+            'The database should live in memory: sqlite3.connect(":memory:", ...).',
+            expected="an in-memory database",
+            got=f"a database file {show(files)}",
+        )
+        expect(
+            len(opened) == 1,
+            "Startup should open exactly one connection and share it.",
+            expected="1 sqlite3.connect call",
+            got=f"{len(opened)} calls",
+        )
+
+
+def test_connection_shared_across_threads(learner: Any) -> None:
+    """app.state.db can be used from other threads (check_same_thread=False)"""
+    with running(learner.app):
+        query(None, state_db(learner.app), "SELECT 1")
+
+
+def test_migrations_set_user_version(learner: Any) -> None:
+    """After startup PRAGMA user_version equals len(MIGRATIONS)"""
+    migrations = getattr(learner, "MIGRATIONS", None)
+    expect(
+        isinstance(migrations, list),
+        "app.py should define MIGRATIONS, a list of SQL strings.",
+        got=show(repr(migrations)),
+    )
+    with running(learner.app) as api:
+        version = query(api, state_db(learner.app), "PRAGMA user_version")[0][0]
+    expect(
+        version == len(migrations),
+        f"Startup should record how many migrations ran: PRAGMA user_version = {len(migrations)}.",
+        expected=str(len(migrations)),
+        got=str(version),
+    )
+
+
+def test_migrations_read_at_startup(learner: Any) -> None:
+    """Migrations appended to MIGRATIONS before startup are applied too, in order"""
+    migrations = getattr(learner, "MIGRATIONS", None)
+    expect(
+        isinstance(migrations, list),
+        "app.py should define MIGRATIONS, a list of SQL strings.",
+        got=show(repr(migrations)),
+    )
+    table = f"grader_notes_{rng.randrange(16**6):06x}"
+    # The index needs the table, so applying these out of order fails.
+    migrations.extend(
+        [f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, note TEXT)", f"CREATE INDEX {table}_by_note ON {table} (note)"]
+    )
+    with running(learner.app) as api:
+        db = state_db(learner.app)
+        found = sorted(
+            row[0] for row in query(api, db, "SELECT name FROM sqlite_master WHERE name LIKE ?", (f"{table}%",))
+        )
+        version = query(api, db, "PRAGMA user_version")[0][0]
+    expect(
+        found == [table, f"{table}_by_note"],
+        "Startup should apply every entry of the module-level MIGRATIONS list "
+        "as it is when the app starts (read it inside the lifespan, not at import).",
+        expected=show([table, f"{table}_by_note"]),
+        got=show(found),
+    )
+    expect(
+        version == len(migrations),
+        "PRAGMA user_version should count every migration applied.",
+        expected=str(len(migrations)),
+        got=str(version),
+    )
+
+
+def test_seed_rows_at_startup(learner: Any) -> None:
+    """Startup seeds at least 3 rows into items(id, name, price)"""
+    with running(learner.app) as api:
+        db = state_db(learner.app)
+        columns = [row[1] for row in query(api, db, "PRAGMA table_info(items)")]
+        expect(
+            all(name in columns for name in ("id", "name", "price")),
+            "The migrations should create items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL).",
+            expected=show(["id", "name", "price"]),
+            got=show(columns),
+        )
+        rows = items_in(api, db)
+    expect(len(rows) >= 3, "Startup should seed at least 3 items.", expected="3 or more rows", got=f"{len(rows)} rows")
+    expect(
+        all(isinstance(r["name"], str) and r["name"] and is_number(r["price"]) for r in rows),
+        "Every seeded item needs a name and a numeric price.",
+        got=show(rows),
+    )
+
+
+# --- the endpoints --------------------------------------------------------------------
+
+
+def test_list_items_reads_state_db(learner: Any) -> None:
+    """GET /items answers 200 with every row of app.state.db's items as {id, name, price}, by id"""
+    with running(learner.app) as api:
+        db = state_db(learner.app)
+        item = new_item()
+        query(api, db, "INSERT INTO items (name, price) VALUES (?, ?)", (item["name"], item["price"]))
+        expected = items_in(api, db)
+        response = api.get("/items")
+        expect_status(response, 200)
+        expect_json(
+            response,
+            expected,
+            "GET /items should list every row of the items table in app.state.db "
+            "(including one the grader inserted), as {id, name, price}, ordered by id.",
+        )
+
+
+def test_create_item_answers_201(learner: Any) -> None:
+    """POST /items answers 201 with the new row, which GET /items then lists"""
+    with running(learner.app) as api:
+        item = new_item()
+        response = api.post("/items", json=item)
+        expect_status(response, 201, "A successful POST /items should answer 201 Created.")
+        body = json_body(response)
+        expect(
+            isinstance(body, dict) and isinstance(body.get("id"), int),
+            "The created item should carry its integer id.",
+            expected='{"id": <int>, "name": ..., "price": ...}',
+            got=show(body),
+        )
+        expect_json(response, {"id": body["id"], **item})
+        stored = items_in(api, state_db(learner.app))
+        expect(
+            stored and stored[-1] == {"id": body["id"], **item},
+            "The new item should be stored in app.state.db.",
+            expected=show({"id": body["id"], **item}),
+            got=show(stored[-1:] if stored else []),
+        )
+        expect_json(api.get("/items"), stored, "GET /items should now list the new item too.")
+
+
+def test_create_item_validates(learner: Any) -> None:
+    """POST /items answers 422 for a negative price or a missing field, and stores nothing"""
+    with running(learner.app) as api:
+        before = items_in(api, state_db(learner.app))
+        good = new_item()
+        for bad in (
+            {**good, "price": -good["price"]},
+            {"name": good["name"]},
+            {"price": good["price"]},
+            {**good, "price": "cheap"},
+        ):
+            expect_status(api.post("/items", json=bad), 422, "An invalid item must be refused with 422.")
+        after = items_in(api, state_db(learner.app))
+        expect(after == before, "A refused item must not be stored.", expected=show(before), got=show(after))
+
+
+def test_counter_counts_requests(learner: Any) -> None:
+    """app.state.request_count is 0 after startup and grows by one per request"""
+    with running(learner.app, raise_server_exceptions=False) as api:
+        start = request_count(learner.app)
+        expect(start == 0, "Startup should set app.state.request_count = 0.", expected="0", got=show(start))
+        sent = rng.randrange(2, 6)
+        for _ in range(sent):
+            api.get("/items")
+        count = request_count(learner.app)
+        expect(
+            count == sent,
+            f"After {sent} requests app.state.request_count should be {sent}.",
+            expected=str(sent),
+            got=show(count),
+        )
+
+
+def test_counter_counts_404_and_500(learner: Any) -> None:
+    """The middleware also counts requests that end in 404 and in 500"""
+
+    def grader_boom() -> None:
+        raise RuntimeError("an error the grader raises on purpose")
+
+    boom = f"/grader-boom-{rng.randrange(10**6)}"
+    learner.app.add_api_route(boom, grader_boom, methods=["GET"])
+    with running(learner.app, raise_server_exceptions=False) as api:
+        plan = ["404"] * rng.randrange(1, 4) + ["500"] * rng.randrange(1, 4)
+        rng.shuffle(plan)
+        for kind in plan:
+            before = request_count(learner.app)
+            response = api.get(f"/missing-{rng.randrange(1000)}" if kind == "404" else boom)
+            expect_status(response, int(kind))
+            after = request_count(learner.app)
+            expect(
+                is_number(before) and is_number(after) and after == before + 1,
+                f"A request that ended in {kind} was not counted. Count in an HTTP middleware, "
+                "before `await call_next(request)`, so every request counts whatever happens after.",
+                sent=f"GET {'an unknown path' if kind == '404' else 'an endpoint that raises'}",
+                expected=f"request_count {before} -> {before + 1 if is_number(before) else '?'}",
+                got=show(after),
+            )
+
+
+def test_stats_endpoint(learner: Any) -> None:
+    """GET /stats answers total_requests (counting itself) and a growing uptime_seconds"""
+    with running(learner.app) as api:
+        started = time.monotonic()
+        sent = rng.randrange(1, 5)
+        for _ in range(sent):
+            api.get("/items")
+        first = api.get("/stats")
+        expect_status(first, 200)
+        body = json_body(first)
+        expect(
+            isinstance(body, dict) and body.get("total_requests") == sent + 1,
+            f"After {sent} requests, GET /stats should report {sent + 1}: the requests before it and itself.",
+            expected=show({"total_requests": sent + 1, "uptime_seconds": "<float>"}),
+            got=show(body),
+        )
+        uptime = body.get("uptime_seconds")
+        expect(
+            is_number(uptime) and 0 <= uptime <= time.monotonic() - started + 1.0,
+            "uptime_seconds should be the seconds since startup, as a number.",
+            got=show(body),
+        )
+        time.sleep(0.06)
+        second = json_body(api.get("/stats"))
+        later = second.get("uptime_seconds") if isinstance(second, dict) else None
+        expect(
+            is_number(later) and later >= uptime + 0.05,
+            "uptime_seconds should grow as time passes.",
+            expected=f"at least {uptime + 0.05:.3f} after sleeping 0.06 s",
+            got=show(second),
+        )
+
+
+# --- shutdown: the statistics file ----------------------------------------------------
+
+
+def test_stats_file_counts_requests(learner: Any, stats_path: Path) -> None:
+    """On shutdown STATS_PATH holds a JSON object whose total_requests counts every request"""
+    sent = rng.randrange(3, 9)
+    with running(learner.app, raise_server_exceptions=False) as api:
+        send_mix(api, sent)
+    data = read_stats(stats_path, "when the app stopped")
+    expect(
+        data["total_requests"] == sent,
+        f"{sent} requests were served, so total_requests should be {sent}. "
+        "Write the file after `yield`, when every request has been counted.",
+        expected=str(sent),
+        got=show(data["total_requests"]),
+    )
+
+
+def test_stats_file_times(learner: Any, stats_path: Path) -> None:
+    """The stats file has uptime_seconds and ISO 8601 UTC started_at and stopped_at times that fit the run"""
+    before = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+        time.sleep(0.05)
+    elapsed = time.monotonic() - clock
+    after = datetime.now(timezone.utc)
+    data = read_stats(stats_path, "when the app stopped")
+    started, stopped = utc_time(data, "started_at"), utc_time(data, "stopped_at")
+    slack = timedelta(seconds=1)
+    expect(
+        before - slack <= started <= stopped <= after + slack,
+        "started_at and stopped_at should be when the app started and stopped, in that order.",
+        expected=f"between {before.isoformat()} and {after.isoformat()}",
+        got=show({"started_at": data["started_at"], "stopped_at": data["stopped_at"]}),
+    )
+    uptime = data["uptime_seconds"]
+    expect(
+        is_number(uptime) and 0.05 <= uptime <= elapsed + 0.5,
+        "uptime_seconds should be the seconds the app ran, as a number.",
+        expected=f"between 0.05 and {elapsed:.2f}",
+        got=show(uptime),
+    )
+
+
+def test_stats_file_creates_missing_folders(learner: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """When STATS_PATH's folders do not exist yet, shutdown creates them and writes the file"""
+    nested = tmp_path / f"reports-{rng.randrange(10**6)}" / str(rng.randrange(2020, 2030)) / "stats.json"
+    monkeypatch.setenv("STATS_PATH", str(nested))
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+    read_stats(nested, "into folders that did not exist yet (create them with mkdir(parents=True, exist_ok=True))")
+
+
+def test_stats_file_replaced_atomically(learner: Any, stats_path: Path) -> None:
+    """An existing stats file is replaced atomically: written to a temporary file, then renamed over it"""
+    stats_path.write_text('{"old": true}', encoding="utf-8")
+    old_inode = stats_path.stat().st_ino
+    # Holding the old file open keeps its inode from being reused by a new file.
+    holder = open(stats_path, encoding="utf-8") if os.name == "posix" else None  # noqa: SIM115
+    try:
+        with running(learner.app, raise_server_exceptions=False) as api:
+            api.get("/items")
+        new_inode = stats_path.stat().st_ino if stats_path.exists() else None
+        old_content = holder.read() if holder else '{"old": true}'
+    finally:
+        if holder:
+            holder.close()
+    read_stats(stats_path, "when the app stopped")
+    expect(
+        new_inode != old_inode and old_content == '{"old": true}',
+        "The stats file was rewritten in place, so a "
+        "reader (or a crash) could meet a half-written file. Write a temporary file in the same folder, then "
+        "os.replace() it onto STATS_PATH.",
+        expected="a new file renamed over the old one",
+        got="the old file truncated and rewritten",
+    )
+
+
+def test_stats_folder_has_no_leftovers(learner: Any, stats_path: Path) -> None:
+    """After shutdown the stats folder holds only the stats file: no temporary file is left behind"""
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+    read_stats(stats_path, "when the app stopped")
+    found = sorted(path.name for path in stats_path.parent.iterdir())
+    expect(
+        found == [stats_path.name],
+        "Only the stats file should remain: rename the temporary file onto it (and delete it if writing fails).",
+        expected=show([stats_path.name]),
+        got=show(found),
+    )
+
+
+def test_stats_path_read_at_shutdown(
+    learner: Any, stats_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """STATS_PATH is read when the app stops: a path set while it runs is the one written"""
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+        late = tmp_path / f"late-{rng.randrange(10**6)}" / "stats.json"
+        late.parent.mkdir()
+        monkeypatch.setenv("STATS_PATH", str(late))
+    expect(
+        not stats_path.exists(),
+        "The stats went to the STATS_PATH of import time; read os.environ when the app shuts down.",
+        expected=str(late.name),
+        got=str(stats_path.name),
+    )
+    read_stats(late, "to the STATS_PATH set while the app was running")
+
+
+def test_stats_default_path(learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without STATS_PATH the stats go to stats.json in the working directory"""
+    monkeypatch.delenv("STATS_PATH")
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+    read_stats(Path.cwd() / "stats.json", "to stats.json in the working directory (STATS_PATH unset)")
+
+
+# --- guaranteed cleanup ---------------------------------------------------------------
+
+
+def test_db_closed_after_shutdown(learner: Any, opened: list) -> None:
+    """Shutdown closes the database connection"""
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+    expect(
+        all_closed(opened),
+        "After shutdown the connection opened at startup should be closed.",
+        expected="connection.close() after the stats are written",
+        got="the connection still open",
+    )
+
+
+def test_db_closed_when_stats_write_fails(
+    learner: Any, opened: list, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The database is closed even when writing the stats file fails"""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file where a folder should be", encoding="utf-8")
+    monkeypatch.setenv("STATS_PATH", str(blocker / "stats.json"))
+    api = start(learner.app)
+    try:
+        state_db(learner.app)
+    finally:
+        stop(api)
+    expect(
+        all_closed(opened),
+        "Writing the stats failed (STATS_PATH's parent is a file) and the connection was "
+        "left open. Close it in a `finally:` block around the shutdown code.",
+        expected="the connection closed",
+        got="the connection still open",
+    )
+
+
+def test_db_closed_when_migration_fails(learner: Any, opened: list) -> None:
+    """When a migration fails, startup fails with the error and the connection is closed"""
+    migrations = getattr(learner, "MIGRATIONS", None)
+    expect(
+        isinstance(migrations, list),
+        "app.py should define MIGRATIONS, a list of SQL strings.",
+        got=show(repr(migrations)),
+    )
+    broken = f"CREATE TABLE broken_{rng.randrange(1000)} (id INTEGER PRIMARY KEY,"
+    migrations.append(broken)
+    raised: Exception | None = None
+    api = client(learner.app)
+    try:
+        api.__enter__()
+    except Exception as exc:  # noqa: BLE001
+        raised = exc
+    else:
+        stop(api)
+    expect(
+        raised is not None,
+        "A broken migration must make startup fail, not be skipped.",
+        sent=f"MIGRATIONS with {show(broken)} appended",
+        expected="startup to raise the sqlite3 error",
+        got="the app started",
+    )
+    if not opened:
+        fail(
+            "Startup failed before it opened a database connection, so the broken migration was never reached.",
+            sent=f"MIGRATIONS with {show(broken)} appended",
+            expected="a connection opened, the migration failing, the connection closed",
+            got=f"{type(raised).__name__}: {raised}",
+        )
+    expect(
+        all_closed(opened),
+        "A migration failed and the connection was left open. Wrap startup in try/finally "
+        "(or except: close; raise) so the connection is closed before the error propagates.",
+        sent=f"MIGRATIONS with {show(broken)} appended",
+        expected="the connection closed",
+        got="the connection still open",
+    )
+
+
+# --- lifespan, not on_event -----------------------------------------------------------
+
+
+def test_no_deprecated_on_event(problem: Any, before_import: None) -> None:
+    """Importing, starting and stopping the app emits no DeprecationWarning (lifespan, not @app.on_event)"""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = import_learner(problem)
+        api = client(module.app)
+        with contextlib.suppress(Exception):
+            api.__enter__()
+            stop(api)
+    folder = str(Path(module.__file__).resolve().parent)
+    ours = [
+        w
+        for w in caught
+        if issubclass(w.category, DeprecationWarning)
+        and (str(Path(w.filename).resolve()).startswith(folder) or "on_event" in str(w.message))
+    ]
+    if ours:
+        first = ours[0]
+        text = " ".join(str(first.message).split())
+        fail(
+            "Your app triggers a DeprecationWarning. @app.on_event(...) is deprecated: move startup code before "
+            "`yield` and shutdown code after it in `lifespan`, and pass FastAPI(lifespan=lifespan).",
+            expected="no DeprecationWarning",
+            got=f"{Path(first.filename).name}, line {first.lineno}: {first.category.__name__}: {text}",
+        )
+
+
+def test_lifespan_runs_as_context_manager(learner: Any, opened: list, stats_path: Path) -> None:
+    """`async with lifespan(app)` opens app.state.db on entry and writes the stats and closes it on exit"""
+    lifespan = getattr(learner, "lifespan", None)
+    expect(
+        callable(lifespan),
+        "app.py should define `lifespan`, an async context manager function "
+        "(@asynccontextmanager async def lifespan(app): ...).",
+        got=show(repr(lifespan)),
+    )
+    if inspect.isasyncgenfunction(lifespan):  # FastAPI accepts a bare async generator too
+        lifespan = contextlib.asynccontextmanager(lifespan)
+    try:
+        manager = lifespan(learner.app)
+    except Exception as exc:  # noqa: BLE001 - a wrong signature raises TypeError here
+        fail(
+            "Calling lifespan(app) failed; it should take the app as its one argument.",
+            got=f"{type(exc).__name__}: {exc}",
+        )
+    expect(
+        hasattr(manager, "__aenter__") and hasattr(manager, "__aexit__"),
+        "lifespan(app) should return an async context manager (decorate it with @asynccontextmanager).",
+        got=f"a {type(manager).__name__}",
+    )
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with manager:
+            seen["db"] = getattr(learner.app.state, "db", None)
+            seen["count"] = request_count(learner.app)
+
+    asyncio.run(run())
+    expect(
+        isinstance(seen["db"], sqlite3.Connection) and seen["count"] == 0,
+        "Inside `async with lifespan(app)` app.state.db and app.state.request_count = 0 should be set.",
+        expected="a connection and 0",
+        got=show([type(seen["db"]).__name__, seen["count"]]),
+    )
+    data = read_stats(stats_path, "when `async with lifespan(app)` ended")
+    expect(
+        data["total_requests"] == 0,
+        "No request was served, so total_requests should be 0.",
+        got=show(data["total_requests"]),
+    )
+    expect(
+        all_closed(opened),
+        "Leaving `async with lifespan(app)` should close the connection.",
+        got="the connection still open",
+    )
+
+
+def test_uvicorn_sigterm_writes_stats(problem: Any, tmp_path: Path) -> None:
+    """Under a real uvicorn, stopping with SIGTERM after N requests writes total_requests == N"""
+    import httpx
+
+    path = tmp_path / f"uvicorn-{rng.randrange(10**6)}" / "stats.json"
+    path.parent.mkdir()
+    sent = rng.randrange(3, 8)
+    server = serve(problem, env={"STATS_PATH": str(path)}, ready_timeout=5.0)
+    try:
+        with httpx.Client(base_url=server.http_url, timeout=2.0) as http:
+            for _ in range(sent):
+                path_sent = rng.choice(["/items", "/stats", f"/no-such-page-{rng.randrange(1000)}"])
+                try:
+                    http.get(path_sent)
+                except httpx.HTTPError as exc:
+                    fail(
+                        "uvicorn did not answer a request.",
+                        sent=f"GET {path_sent}",
+                        expected="an answer",
+                        got=f"{type(exc).__name__}: {exc}\n{server.log()}",
+                    )
+    finally:
+        code = server.stop(timeout=2.5)
+    deadline = time.monotonic() + 1.0
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not path.is_file():
+        fail(
+            "After one SIGTERM, uvicorn ran the lifespan's shutdown but no stats file appeared.",
+            sent=f"{sent} requests, then SIGTERM",
+            expected="the stats file at STATS_PATH",
+            got=f"no file; uvicorn {'had to be killed' if code is None else f'exited with {code}'}; "
+            f"its output ends with:\n{server.log()}",
+        )
+    data = read_stats(path, "by uvicorn after SIGTERM")
+    expect(
+        data["total_requests"] == sent,
+        f"uvicorn served {sent} requests, so the stats file should say {sent}.",
+        sent=f"{sent} requests, then SIGTERM",
+        expected=str(sent),
+        got=show(data["total_requests"]),
+    )
