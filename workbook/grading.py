@@ -201,7 +201,8 @@ def _remember_request(request: Any) -> None:
 def describe_request(request: Any) -> str:
     url = request.url
     target = url.path + (f"?{url.query.decode()}" if url.query else "")
-    text = f"{request.method} {target}"
+    websocket = request.headers.get("upgrade", "").lower() == "websocket"
+    text = f"WebSocket {target}" if websocket else f"{request.method} {target}"
     shown = [f"{name}: {_abbreviate(value)}" for name, value in request.headers.items() if _worth_showing(name)]
     if shown:
         text += " with header " + ", ".join(shown)
@@ -213,7 +214,7 @@ def describe_request(request: Any) -> str:
 
 def _worth_showing(header: str) -> bool:
     header = header.lower()
-    return header == "authorization" or header.startswith("x-")
+    return header == "authorization" or (header.startswith("x-") and not header.startswith("x-workbook"))
 
 
 def _abbreviate(value: str, limit: int = 60) -> str:
