@@ -371,6 +371,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state["last_sent"] = None
+    # Each check draws its own stream from the run's seed, so `-k ID --seed S` replays the
+    # same data as the full run did.
+    rng.seed(f"{seed()}:{item.name}")
 
 
 # --- a real server --------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
 import pytest
@@ -197,6 +198,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if exiting is not None:
         text = str(exiting) if isinstance(exiting, LearnerExit) else _exit_text(exiting)
         return {"status": "fail", "message": _with_sent(text, sent, "while handling"), "kind": "learner"}
+    missing = next((e for e in chain if _missing_learner_name(e)), None)
+    if missing is not None:
+        return {"status": "fail", "message": _missing_name_text(missing), "kind": "learner"}
     learner = next((e for e in chain if grading.learner_frames(e)), None)
     if learner is not None:
         text = _with_sent(f"Your code raised {_exception_text(learner)}", sent, "while handling")
@@ -228,6 +232,27 @@ def _exception_chain(exc: BaseException, limit: int = 30) -> Any:
         yield current
         todo.extend(getattr(current, "exceptions", ()) or ())
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _missing_learner_name(exc: BaseException) -> bool:
+    """An AttributeError for a name the grader expected on the learner's module or class."""
+    if not isinstance(exc, AttributeError) or not getattr(exc, "name", None):
+        return False
+    owner = getattr(exc, "obj", None)
+    module = owner if isinstance(owner, ModuleType) else sys.modules.get(getattr(owner, "__module__", "") or "")
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    return folder is not None and grading.is_under(getattr(module, "__file__", None) or "", folder)
+
+
+def _missing_name_text(exc: AttributeError) -> str:
+    owner = exc.obj  # type: ignore[attr-defined]
+    where = f"`{owner.__name__}`" if isinstance(owner, (ModuleType, type)) else f"your {type(owner).__name__} object"
+    return (
+        f"The grader needs `{exc.name}` on {where}, and your code does not define it. "
+        "The problem's README lists the names the grader uses; keep them as they are spelled there."
+    )
 
 
 def _exception_text(exc: BaseException) -> str:

@@ -7,15 +7,28 @@ can count connections and see whether they were closed.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from workbook.grading import client, expect, expect_json, expect_status, fail, json_body, rng, show
+from workbook.grading import (
+    client,
+    describe_request,
+    expect,
+    expect_json,
+    expect_status,
+    fail,
+    import_learner,
+    json_body,
+    rng,
+    show,
+)
 
 REAL_CONNECT = sqlite3.connect
+SERIAL = itertools.count(1)
 USERS_TABLE = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
 )
@@ -66,7 +79,8 @@ def api(learner: Any) -> Any:
 
 def new_user() -> dict[str, str]:
     name = f"{rng.choice(FIRST_NAMES)} {rng.randrange(1000, 9999)}"
-    return {"name": name, "email": f"{name.split()[0].lower()}.{rng.randrange(10**6)}@example.com"}
+    # The counter keeps two random emails of one check from ever colliding.
+    return {"name": name, "email": f"{name.split()[0].lower()}.{next(SERIAL)}.{rng.randrange(10**6)}@example.com"}
 
 
 def users_in_reverse_order(count: int) -> list[dict[str, str]]:
@@ -82,7 +96,14 @@ def users_in_reverse_order(count: int) -> list[dict[str, str]]:
 def create(api: Any, user: dict[str, str]) -> dict:
     response = api.post("/users", json=user)
     expect_status(response, 201, "Creating a user should answer 201 Created.")
-    return json_body(response)
+    body = json_body(response)
+    expect(
+        isinstance(body, dict) and isinstance(body.get("id"), int),
+        "POST /users should answer the created user as {id, name, email}.",
+        sent=describe_request(response.request),
+        got=show(body),
+    )
+    return body
 
 
 def app_key(learner: Any) -> str:
@@ -121,6 +142,20 @@ def test_settings_defaults_and_values(learner: Any) -> None:
         "Settings must keep the values it is given.",
         expected=show(["chosen.db", "chosen-key"]),
         got=show(list(got)),
+    )
+
+
+def test_get_settings_has_defaults(problem: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without DATABASE_PATH and API_KEY set, get_settings() uses users.db and change-me"""
+    monkeypatch.delenv("DATABASE_PATH", raising=False)
+    monkeypatch.delenv("API_KEY", raising=False)
+    settings = import_learner(problem).get_settings()
+    got = [str(settings.database_path), settings.api_key]
+    expect(
+        got == ["users.db", "change-me"],
+        "With the environment variables unset, get_settings() should fall back to the documented defaults.",
+        expected=show(["users.db", "change-me"]),
+        got=show(got),
     )
 
 
@@ -174,7 +209,7 @@ def test_list_in_id_order(api: Any) -> None:
 
 
 def test_create_rejects_invalid_body(api: Any) -> None:
-    """POST /users answers 422 for a blank or too long name and for an email without @"""
+    """POST /users answers 422 for a blank or 101-character name and for a missing email or one without @"""
     good = new_user()
     for bad in (
         {**good, "name": ""},
@@ -184,6 +219,8 @@ def test_create_rejects_invalid_body(api: Any) -> None:
         {"name": good["name"]},
     ):
         expect_status(api.post("/users", json=bad), 422, "An invalid user must be refused with 422.")
+    longest = {**new_user(), "name": "x" * 100}
+    expect_status(api.post("/users", json=longest), 201, "A name of exactly 100 characters is allowed.")
 
 
 def test_duplicate_email_answers_409(api: Any) -> None:
@@ -220,6 +257,19 @@ def test_delete_with_wrong_key_is_403(api: Any, learner: Any) -> None:
         "A wrong API key must be refused with 403 Forbidden.",
     )
     expect_json(api.get("/users"), [user], "A refused DELETE must not delete anything.")
+
+
+def test_delete_unknown_id_without_key_is_403(api: Any, learner: Any) -> None:
+    """DELETE checks the X-API-Key before the id: an unknown id without the right key is 403, not 404"""
+    user = create(api, new_user())
+    missing = user["id"] + rng.randrange(100, 1000)
+    for headers in ({}, {"X-API-Key": app_key(learner) + "-wrong"}):
+        expect_status(
+            api.delete(f"/users/{missing}", headers=headers),
+            403,
+            "Without the right key, DELETE must answer 403 before looking the id up: "
+            "a stranger must not learn which ids exist.",
+        )
 
 
 def test_delete_unknown_id_is_404(api: Any, learner: Any) -> None:
@@ -290,7 +340,7 @@ def test_one_connection_per_request(api: Any, opened: list) -> None:
             got=f"{count} calls",
         )
         expect(
-            opened[-1].was_closed,
+            getattr(opened[-1], "was_closed", True),
             f"The connection opened for {method} {path} was never closed.",
             expected="connection.close() after the request (in a finally: block)",
             got="the connection still open",
@@ -303,10 +353,13 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     user = new_user()
     create(api, user)
     before = len(opened)
-    expect_status(api.post("/users", json=user), 409, "A duplicate email should answer 409.")
+    duplicate = api.post("/users", json=user)
+    expect_status(duplicate, 409, "A duplicate email should answer 409.")
     expect(
-        len(opened) > before and all(c.was_closed for c in opened[before:]),
+        len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
         "After a request that ended in 409 the connection must still be closed (use try/finally).",
+        sent=describe_request(duplicate.request),
+        expected="the connection closed after the request",
         got="the connection left open",
     )
 
@@ -317,8 +370,10 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     before = len(opened)
     api.get("/users")
     expect(
-        len(opened) > before and all(c.was_closed for c in opened[before:]),
+        len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
         "After list_users() raised, the connection must still be closed (use try/finally).",
+        sent="GET /users, with UserRepository.list_users made to raise RuntimeError",
+        expected="the connection closed after the failed request",
         got="the connection left open",
     )
 
@@ -362,35 +417,45 @@ def test_repository_override_reaches_every_endpoint(learner: Any, api: Any) -> N
 
 
 def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
-    """UserRepository(conn) lists, creates and deletes users on a connection you hand it"""
+    """UserRepository(conn) creates, lists and deletes users on a connection you hand it, with the table's own ids"""
     connection = REAL_CONNECT(tmp_path / "direct.db")
     try:
         connection.execute(USERS_TABLE)
         repo = learner.UserRepository(connection)
-        users = users_in_reverse_order(3)
-        created = [repo.create_user(u["name"], u["email"]) for u in users]
-        expected = [
-            {"id": c.get("id") if isinstance(c, dict) else None, **u} for c, u in zip(created, users, strict=True)
-        ]
+
+        def stored() -> list[dict]:
+            rows = connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
+            return [{"id": row[0], "name": row[1], "email": row[2]} for row in rows]
+
+        created = [repo.create_user(u["name"], u["email"]) for u in users_in_reverse_order(3)]
         expect(
-            created == expected,
-            "create_user(name, email) should return {id, name, email}.",
-            expected=show(expected),
+            created == stored(),
+            "create_user(name, email) should return {id, name, email}, with the id the table gave the row.",
+            expected=show(stored()),
             got=show(created),
         )
         listed = repo.list_users()
         expect(
-            listed == expected,
+            listed == stored(),
             "list_users() should return the users, ordered by id.",
-            expected=show(expected),
+            expected=show(stored()),
             got=show(listed),
         )
-        results = [repo.delete_user(created[1]["id"]), repo.delete_user(created[1]["id"])]
+        gone = stored()[1]["id"]
+        results = [repo.delete_user(gone), repo.delete_user(gone)]
         expect(
             results == [True, False],
             "delete_user(id) returns True when it deleted a user, then False.",
             expected="[true, false]",
             got=show(results),
+        )
+        late = new_user()
+        after_delete = repo.create_user(late["name"], late["email"])
+        expect(
+            [after_delete] == stored()[-1:] and repo.list_users() == stored(),
+            "A user created after a delete gets the table's new id (do not compute ids yourself).",
+            expected=show(stored()),
+            got=show({"created": after_delete, "listed": repo.list_users()}),
         )
     finally:
         connection.close()
