@@ -3,6 +3,7 @@ and never in a hang, a crash of the engine, or a result the learner's code forge
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -178,3 +179,27 @@ def test_check_list_is_the_same_whatever_the_code_does(tmp_path, seed):
     broken = grade_source(tmp_path / "broken", "raise ImportError('nope')\n", seed=seed)
     passing = grade(P1, SOLUTIONS, seed=seed)
     assert [c.id for c in broken.checks] == [c.id for c in passing.checks]
+
+
+@pytest.fixture(params=["subprocess", "fork-server"])
+def spawn_method(request, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SPAWN", request.param)
+    return request.param
+
+
+def test_both_ways_of_starting_a_grading_process_behave_alike(tmp_path, spawn_method):
+    """The fork server (used when several problems are graded) isolates like a fresh interpreter."""
+    source = SOLUTION.replace(
+        "    return repo.list_users()", "    import os\n    os._exit(0)\n    return repo.list_users()"
+    )
+    only = ["list_starts_empty", "settings_defaults_and_values", "get_settings_reads_environment"]
+    result = grade_source(tmp_path, source, only=only)
+    assert [(c.id, c.status, c.kind) for c in result.checks] == [
+        ("settings_defaults_and_values", "pass", "pass"),
+        ("get_settings_reads_environment", "pass", "pass"),
+        ("list_starts_empty", "error", "exit"),
+    ]
+    assert grade(P1, SOLUTIONS).status == "pass"
+    leaking = solution_with(after="\nimport os\nos.environ['LEAKED_FROM_LEARNER'] = '1'\n")
+    grade_source(tmp_path / "again", leaking, only=["list_starts_empty"])
+    assert "LEAKED_FROM_LEARNER" not in os.environ
