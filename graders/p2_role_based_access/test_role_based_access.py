@@ -5,6 +5,9 @@ minimum before the import (the seed users are hashed at import time, and a cost-
 takes a quarter of a second); the checks still verify that users_db holds bcrypt hashes.
 Tokens are minted here, with the app's SECRET_KEY, so every attack is built by hand:
 `alg: none`, a wrong key, a changed payload, an expired `exp`, missing claims, odd roles.
+Every check runs with the local time zone set to Asia/Kathmandu (UTC+5:45), so an `exp`
+computed from naive local time (`datetime.now()`) is wrong on every machine, not only on
+those whose clock is not set to UTC.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,14 +25,36 @@ from typing import Any
 import pytest
 from fastapi import Depends
 
-from workbook.grading import client, describe_request, expect, expect_status, fail, json_body, rng, show
+from workbook.grading import client, clip, describe_request, expect, expect_status, fail, json_body, rng, show
 
 USERS = {"alice": ("alice-secret", "admin"), "bob": ("bob-secret", "editor"), "carol": ("carol-secret", "viewer")}
 BY_ROLE = {role: name for name, (_, role) in USERS.items()}
 RANK = {"viewer": 1, "editor": 2, "admin": 3}
+# Registered JWT claims (RFC 7519) create_access_token may add besides exp.
+REGISTERED_EXTRAS = frozenset({"iat", "nbf", "jti", "iss"})
 # Every endpoint of the contract, with the lowest role it admits.
 ENDPOINTS = [("GET", "/admin/dashboard", "admin"), ("POST", "/posts", "editor"), ("GET", "/posts", "viewer")]
+# A zone far from UTC with an odd offset: naive local time in `exp` shows as hours off.
+LOCAL_ZONE = "Asia/Kathmandu"
 WORDS = ["release", "notes", "roadmap", "retro", "launch", "budget", "hiring", "design", "incident", "review"]
+
+
+@pytest.fixture
+def before_import() -> Iterator[None]:
+    # Why not monkeypatch: its undo runs after this fixture's teardown, too late for tzset().
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = LOCAL_ZONE
+    if hasattr(time, "tzset"):  # POSIX only; elsewhere the machine's own zone stays
+        time.tzset()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = previous
+        if hasattr(time, "tzset"):
+            time.tzset()
 
 
 @pytest.fixture
@@ -170,10 +196,19 @@ def decoded(learner: Any, token: str) -> dict:
 def add_route(learner: Any, role: str) -> str:
     """A route the grader adds to the learner's app, protected by require_role(role)."""
     path = f"/grader/{role}-{rng.randrange(10**6)}"
-    learner.app.add_api_route(
-        path, lambda: {"ok": True}, methods=["GET"], dependencies=[Depends(learner.require_role(role))]
+    dependency = learner.require_role(role)
+    expect(
+        callable(dependency),
+        f"require_role({role!r}) must return the dependency function (is `return dependency` missing?).",
+        expected="a function to use as Depends(require_role(role))",
+        got=f"it returned {clip(repr(dependency))}",
     )
+    learner.app.add_api_route(path, lambda: {"ok": True}, methods=["GET"], dependencies=[Depends(dependency)])
     return path
+
+
+def a_or_an(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 # --- users_db and passwords -----------------------------------------------------------
@@ -322,11 +357,14 @@ def test_create_access_token_expiry(learner: Any) -> None:
             got=show(given),
         )
         got = decoded(learner, token)
-        exp = got.pop("exp", None)
+        exp = got.get("exp")
+        kept = {name: got.get(name) for name in claims}
+        extra = sorted(set(got) - set(claims) - {"exp"} - REGISTERED_EXTRAS)
         expect(
-            got == claims,
-            "The token must carry exactly the claims it was given, plus exp.",
-            expected=show(claims),
+            kept == claims and extra == [],
+            "The token must carry the claims it was given, unchanged, plus exp "
+            f"(and at most registered claims such as {', '.join(sorted(REGISTERED_EXTRAS))}).",
+            expected=show({**claims, "exp": "..."}),
             got=show(got),
         )
         ahead = exp - time.time() if isinstance(exp, (int, float)) else None
@@ -378,7 +416,9 @@ def test_create_post_admits_editor_and_admin(learner: Any, api: Any) -> None:
     for role in ("editor", "admin"):
         post = new_post()
         response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
-        expect_status(response, 201, f"A {role} may create posts; a created post answers 201 Created.")
+        expect_status(
+            response, 201, f"{a_or_an(role).capitalize()} may create posts; a created post answers 201 Created."
+        )
         body = json_body(response)
         expect(
             isinstance(body, dict) and "id" in body,
@@ -411,7 +451,7 @@ def test_list_posts_admits_every_role(learner: Any, api: Any) -> None:
     """GET /posts answers 200 with a list for a viewer, an editor and an admin"""
     for role in ("viewer", "editor", "admin"):
         response = api.get("/posts", headers=bearer(token_for_role(learner, role)))
-        expect_status(response, 200, f"Every authenticated user may list posts, a {role} too.")
+        expect_status(response, 200, f"Every authenticated user may list posts, {a_or_an(role)} too.")
         body = json_body(response)
         expect(isinstance(body, list), "GET /posts should answer a JSON list.", expected="[...]", got=show(body))
 
@@ -425,10 +465,23 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
         if index == 1:
             post["title"] = ("Long title " * 20)[:200]
         response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
-        expect_status(response, 201, f"A {role} may create posts (titles of 1 to 200 characters).")
-        created.append(json_body(response))
-    ids = [post.get("id") if isinstance(post, dict) else None for post in created]
-    expect(len({json.dumps(i) for i in ids}) == len(ids), "Each post must get an id of its own.", got=show(ids))
+        expect_status(response, 201, f"{a_or_an(role).capitalize()} may create posts (titles of 1 to 200 characters).")
+        body = json_body(response)
+        expect(
+            isinstance(body, dict) and "id" in body,
+            "POST /posts must answer the created post, with its id.",
+            sent=describe_request(response.request),
+            expected='{"id": ..., "title": ..., "body": ..., "author": ...}',
+            got=show(body),
+        )
+        created.append(body)
+    ids = [post["id"] for post in created]
+    expect(
+        len({json.dumps(i) for i in ids}) == len(ids),
+        "Each post must get an id of its own.",
+        expected="a different id for each post",
+        got=f"the ids {show(ids)}",
+    )
     response = api.get("/posts", headers=bearer(token_for_role(learner, "viewer")))
     expect_status(response, 200)
     body = json_body(response)
@@ -456,7 +509,7 @@ def test_post_author_comes_from_token(learner: Any, api: Any) -> None:
 
 
 def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
-    """POST /posts answers 422 for an empty title, a title over 200 characters and a missing title or body"""
+    """POST /posts answers 422 if title is empty, over 200 characters or missing, or body is missing or not a string"""
     good = new_post()
     editor = bearer(token_for_role(learner, "editor"))
     for bad in (
@@ -466,7 +519,12 @@ def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
         {"title": good["title"]},
         {**good, "body": 5},
     ):
-        expect_status(api.post("/posts", json=bad, headers=editor), 422, "An invalid post must be refused with 422.")
+        expect_status(
+            api.post("/posts", json=bad, headers=editor),
+            422,
+            "An invalid post must be refused with 422: title is a required string of 1 to 200 characters, "
+            "body a required string.",
+        )
 
 
 # --- 401: who are you? ----------------------------------------------------------------
@@ -509,7 +567,8 @@ def test_alg_none_is_401(api: Any) -> None:
 
 def test_expired_token_is_401(learner: Any, api: Any) -> None:
     """a token whose exp has passed is rejected with 401"""
-    token = minted(learner, claims_for("alice", exp=int(time.time()) - rng.randrange(60, 3600)))
+    # Hours in the past, not seconds: a few minutes of clock-skew leeway is a fair choice.
+    token = minted(learner, claims_for("alice", exp=int(time.time()) - rng.randrange(3600, 86400)))
     expect_401_everywhere(api, token, "An expired token must be rejected with 401.")
 
 
@@ -561,11 +620,14 @@ def test_role_list_is_403(learner: Any, api: Any) -> None:
 
 
 def test_role_padded_uppercase_is_403(learner: Any, api: Any) -> None:
-    """a token with role "ADMIN " (other case, a trailing space) is refused with 403"""
-    token = minted(learner, claims_for("alice", role=rng.choice(["ADMIN ", "Admin", " admin"])))
-    expect_403_everywhere(
-        api, token, "Role names are exact: do not strip or lowercase what the token says. 403 Forbidden."
-    )
+    """tokens with role "ADMIN ", "Admin" or " admin" (other case, padding) are refused with 403"""
+    for role in ("ADMIN ", "Admin", " admin"):
+        expect_403_everywhere(
+            api,
+            minted(learner, claims_for("alice", role=role)),
+            f"Role names are exact: {show(role)} is not admin. Do not strip or lowercase what the token says: "
+            "403 Forbidden.",
+        )
 
 
 def test_role_comes_from_token(learner: Any, api: Any) -> None:
