@@ -6,10 +6,12 @@ admin), registers a few random users and talks to the app through a TestClient.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import sys
 import time
+import types
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,10 +109,24 @@ def learner_store_strings(learner: Any) -> Iterator[str]:
         seen.add(id(value))
         if isinstance(value, dict):
             stack.extend((item, depth + 1) for pair in value.items() for item in pair)
-        elif isinstance(value, (list, tuple, set, frozenset)):
+        elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
             stack.extend((item, depth + 1) for item in value)
-        elif type(value).__module__.split(".")[0] == "app" and hasattr(value, "__dict__"):
-            stack.extend((item, depth + 1) for item in vars(value).values())
+        elif type(value).__module__.split(".")[0] == "app" or isinstance(value, types.SimpleNamespace):
+            stack.extend((item, depth + 1) for item in attribute_values(value))
+
+
+def attribute_values(value: Any) -> list[Any]:
+    """An object's attributes, whether kept in __dict__ or in __slots__ (dataclass(slots=True))."""
+    own = getattr(value, "__dict__", None)
+    found = list(own.values()) if isinstance(own, dict) else []
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names = [slots] if isinstance(slots, str) else list(slots) if isinstance(slots, (list, tuple)) else []
+        for name in names:
+            if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
+                with contextlib.suppress(Exception):  # an unset slot raises AttributeError
+                    found.append(getattr(value, name))
+    return found
 
 
 # --- auth: register and log in -------------------------------------------------------
@@ -311,17 +327,18 @@ def test_expired_tokens_are_refused(kit: Any) -> None:
     """an access token 16 minutes old and a refresh token 8 days old are refused with 401"""
     account = kit.user()
     refresh = kit.refresh_token(account)
+    how = " (The grader moves python-jose's clock ahead: decode tokens with jose.jwt.decode, which checks exp.)"
     with clock_moved_ahead(16 * 60):
         expect_status(
             kit.api.get("/items", headers=account.headers),
             401,
-            "16 minutes later the access token has expired: GET /items must answer 401.",
+            "16 minutes later the access token has expired: GET /items must answer 401." + how,
         )
     with clock_moved_ahead(8 * 24 * 3600):
         expect_status(
             kit.api.post("/auth/refresh", json={"refresh_token": refresh}),
             401,
-            "8 days later the refresh token has expired: /auth/refresh must answer 401.",
+            "8 days later the refresh token has expired: /auth/refresh must answer 401." + how,
         )
 
 
@@ -348,6 +365,28 @@ def test_items_need_a_valid_token(kit: Any) -> None:
         expect_status(
             kit.api.get("/items", headers=kit.bearer(token)), 401, "An invalid token must be refused with 401."
         )
+
+
+def test_deleted_users_tokens_are_refused(kit: Any) -> None:
+    """once the admin deletes a user, that user's access token and refresh token are refused with 401"""
+    account, admin = kit.user(), kit.admin()
+    expect_status(kit.api.get("/items", headers=account.headers), 200, "A fresh access token should open GET /items.")
+    expect_status(
+        kit.api.delete(f"/admin/users/{account.username}", headers=admin.headers),
+        204,
+        "The admin deleting a user should answer 204 No Content.",
+    )
+    expect_status(
+        kit.api.get("/items", headers=account.headers),
+        401,
+        f"{account.username} was deleted: their access token must no longer open GET /items (401). "
+        "get_current_user should look the user up in the store and refuse a name it does not find.",
+    )
+    expect_status(
+        kit.api.post("/auth/refresh", json={"refresh_token": kit.refresh_token(account)}),
+        401,
+        f"{account.username} was deleted: their refresh token must no longer get an access token (401).",
+    )
 
 
 # --- items ----------------------------------------------------------------------------

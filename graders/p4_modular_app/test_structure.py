@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -134,6 +135,11 @@ def router_level(router: Any, served: Served, declared: Served) -> list:
     return list(getattr(router, "dependencies", []) or []) + from_include
 
 
+def tag_text(tag: Any) -> str:
+    """A tag as it appears in /docs: an Enum tag by its value."""
+    return str(getattr(tag, "value", tag))
+
+
 def teapot() -> None:
     from fastapi import HTTPException
 
@@ -164,20 +170,47 @@ def test_routes_live_in_their_routers(learner: Any) -> None:
 
 
 def test_main_defines_only_root(learner: Any) -> None:
-    """main.py defines no endpoint on `app` itself except, optionally, GET /"""
+    """main.py defines no endpoint function, on `app` or on a router, except, optionally, GET /"""
     app = learner.app
     from_routers = {id(route.endpoint) for name in ROUTERS for route in served_by(router_of(name).routes)}
     builtin = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
-    extra = [
-        f"{served.method} {served.path}"
-        for served in served_by(app.routes)
-        if id(served.endpoint) not in from_routers and served.path not in builtin and served.shape != ("GET", "/")
-    ]
+    extra, in_main = [], []
+    for served in served_by(app.routes):
+        if served.path in builtin or served.shape == ("GET", "/"):
+            continue
+        if id(served.endpoint) not in from_routers:
+            extra.append(f"{served.method} {served.path}")
+        elif getattr(served.endpoint, "__module__", None) == learner.__name__:
+            in_main.append(served)
     expect(
         not extra,
         "Every feature route belongs in a router module; main.py only includes the routers.",
         expected="no route on app except GET /",
         got="defined on app: " + ", ".join(extra),
+    )
+    if in_main:
+        served = in_main[0]
+        feature = served.path.strip("/").split("/")[0]
+        home = f"app/routers/{feature}.py" if feature in ROUTERS else "its router's module in app/routers/"
+        fail(
+            f"{served.method} {served.path} is served by a router, but its function is written in main.py: "
+            f"move the function into {home}, decorated with @router.{served.method.lower()}(...) there.",
+            expected="no endpoint function in main.py except GET /",
+            got="endpoint functions in main.py: "
+            + ", ".join(f"{getattr(s.endpoint, '__name__', '?')} ({s.method} {s.path})" for s in in_main),
+        )
+
+
+def test_each_route_served_once(learner: Any) -> None:
+    """each router is included once: no method and path is served twice"""
+    counts = Counter((served.method, served.path) for served in served_by(learner.app.routes))
+    twice = [f"{method} {path} ({count} times)" for (method, path), count in counts.items() if count > 1]
+    expect(
+        not twice,
+        "The app serves the same route more than once: include each router once in main.py "
+        "(app.include_router(items.router) a single time) and define each route once.",
+        expected="every method and path served once",
+        got="served more than once: " + ", ".join(twice),
     )
 
 
@@ -227,6 +260,28 @@ def test_openapi_tags_match_routers(learner: Any) -> None:
         expected="all of them",
         got="missing: " + ", ".join(missing),
     )
+
+
+def test_router_tags_declared_once(learner: Any) -> None:
+    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router"""
+    for name in ROUTERS:
+        router = router_of(name)
+        on_router = [tag_text(tag) for tag in getattr(router, "tags", None) or []]
+        for shape, served, declared in mounted(learner, name):
+            served_tags = [tag_text(tag) for tag in served.tags]
+            declared_tags = [tag_text(tag) for tag in declared.tags]
+            split = len(served_tags) - len(declared_tags)
+            from_include = served_tags[:split] if split >= 0 and served_tags[split:] == declared_tags else []
+            if name in on_router + from_include:
+                continue
+            on_endpoint = declared_tags[len(on_router) :]
+            fail(
+                f"{shape[0]} {served.path} should get the tag {name!r} from its router: declare "
+                f"tags=[{name!r}] once, on APIRouter(...) in app/routers/{name}.py or in include_router(...), "
+                "not on each endpoint.",
+                expected=f"the router-level tag {name!r}",
+                got=f"router-level tags {show(on_router + from_include)}, tags on the endpoint {show(on_endpoint)}",
+            )
 
 
 def test_items_router_requires_current_user(learner: Any) -> None:
@@ -316,18 +371,56 @@ def test_items_use_shared_pagination(learner: Any, kit: Any) -> None:
 
 
 def test_routes_use_shared_get_db(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_db changes what register, the items and the admin routes do"""
+    """overriding app.dependencies.get_db changes what register and every /items and /admin route do"""
+    dependencies = module("app.dependencies")
     api, headers = kit.api, kit.admin().headers
-    learner.app.dependency_overrides[module("app.dependencies").get_db] = teapot
+    overrides = learner.app.dependency_overrides
+    user = admin_user_object(learner, api, headers)
+
+    def current() -> Any:
+        return user
+
+    # Why replace the guards: they depend on get_db themselves, and must not answer for the routes.
+    overrides[dependencies.get_current_user] = current
+    overrides[dependencies.get_current_admin] = current
+    overrides[dependencies.get_db] = teapot
+    body = {"name": "get_db probe", "description": None, "price": 1}
     for method, path, json in (
         ("POST", "/auth/register", {"username": "probe_user", "password": "probe-password"}),
         ("GET", "/items", None),
+        ("POST", "/items", body),
+        ("GET", "/items/1", None),
+        ("PUT", "/items/1", body),
+        ("DELETE", "/items/1", None),
         ("GET", "/admin/stats", None),
+        ("GET", "/admin/users", None),
+        ("DELETE", "/admin/users/nobody", None),
     ):
         response = api.request(method, path, json=json, headers=headers)
         expect_status(
             response,
             TEAPOT,
-            f"With get_db overridden by one that answers {TEAPOT}, {method} {path} "
-            f"should answer {TEAPOT}: it must receive the store with Depends(get_db) from app.dependencies.",
+            f"With get_db overridden by one that answers {TEAPOT} (and get_current_user and get_current_admin "
+            f"overridden to return the admin), {method} {path} should answer {TEAPOT}: the route itself must "
+            "receive the store with Depends(get_db) from app.dependencies, not a get_db of its own.",
         )
+
+
+def admin_user_object(learner: Any, api: Any, headers: dict[str, str]) -> Any:
+    """The object the learner's get_current_user returns for the admin (None if it cannot be caught)."""
+    from fastapi import Depends
+
+    dependencies = module("app.dependencies")
+    seen: list[Any] = []
+
+    def spy(user: Any = Depends(dependencies.get_current_user)) -> Any:
+        seen.append(user)
+        return user
+
+    overrides = learner.app.dependency_overrides
+    overrides[dependencies.get_current_admin] = spy
+    try:
+        api.get("/admin/stats", headers=headers)
+    finally:
+        overrides.clear()
+    return seen[0] if seen else None
