@@ -55,7 +55,12 @@ async def lifespan(app: FastAPI):
                 },
                 file,
             )
-        Path(file.name).replace(target)
+        temporary = Path(file.name)
+        try:
+            temporary.replace(target)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 class CountRequests(BaseHTTPMiddleware):
