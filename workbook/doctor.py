@@ -1,0 +1,210 @@
+"""`workbook doctor`: is this machine ready to grade? One line per finding, and for each
+problem one thing to do about it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from workbook.manifest import ROOT, ManifestError, load_manifest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PYPROJECT = ROOT / "pyproject.toml"
+MINIMUM_PYTHON = (3, 10)
+FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    what: str
+    fix: str = ""
+    # A warning is worth reading but does not make doctor fail.
+    warning: bool = False
+
+
+def check_python(version: tuple[int, int, int] | None = None) -> Iterator[Finding]:
+    version = version or sys.version_info[:3]
+    shown = ".".join(str(part) for part in version)
+    if tuple(version[:2]) >= MINIMUM_PYTHON:
+        yield Finding(True, f"Python {shown} ({sys.executable})")
+    else:
+        needed = ".".join(map(str, MINIMUM_PYTHON))
+        yield Finding(False, f"Python {shown} is too old", f"install Python {needed} or newer and recreate the venv")
+
+
+def pinned_requirements(pyproject: Path = PYPROJECT) -> list[str]:
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    return list(data.get("project", {}).get("dependencies", []))
+
+
+def check_versions(
+    requirements: list[str] | None = None, installed: Callable[[str], str] | None = None
+) -> Iterator[Finding]:
+    """Each dependency of pyproject.toml installed, at the version the workbook was tested with."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    installed = installed or metadata.version
+
+    try:
+        requirements = pinned_requirements() if requirements is None else requirements
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        yield Finding(False, f"cannot read {PYPROJECT.name}: {exc}", "restore it from the workbook's repository")
+        return
+    wrong, checked = [], 0
+    for text in requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        checked += 1
+        try:
+            version = installed(requirement.name)
+        except metadata.PackageNotFoundError:
+            wrong.append(Finding(False, f"{requirement.name} is not installed", FIX_INSTALL))
+            continue
+        if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
+            wrong.append(
+                Finding(
+                    False,
+                    f"{requirement.name} {version} is installed, tested with {requirement.specifier}",
+                    FIX_INSTALL,
+                )
+            )
+    yield from wrong or [Finding(True, f"{checked} dependencies at their tested versions")]
+
+
+def check_bcrypt() -> Iterator[Finding]:
+    """The graders hash passwords with bcrypt through passlib; some version pairs break it."""
+    try:
+        from passlib.context import CryptContext
+
+        context = CryptContext(schemes=["bcrypt"], deprecated="auto", bcrypt__rounds=4)
+        hashed = context.hash("doctor-check")
+        works = context.verify("doctor-check", hashed) and not context.verify("wrong", hashed)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the finding
+        yield Finding(False, f"bcrypt hashing through passlib fails: {type(exc).__name__}: {exc}", FIX_INSTALL)
+        return
+    if works:
+        yield Finding(True, "bcrypt hashing through passlib works")
+    else:
+        yield Finding(False, "bcrypt through passlib verifies the wrong password", FIX_INSTALL)
+
+
+def check_folder(label: str, folder: Path, create: bool = False) -> Iterator[Finding]:
+    """Present and writable, proven by writing and removing a temporary file."""
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            yield Finding(False, f"the {label} {folder} is missing", _restore_hint(label))
+            return
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".doctor-")
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        yield Finding(False, f"the {label} {folder} is not writable ({exc.strerror or exc})", _permission_hint(folder))
+        return
+    yield Finding(True, f"the {label} {folder} is writable")
+
+
+def _restore_hint(label: str) -> str:
+    if label.startswith("exercises"):
+        return "restore exercises/ from the workbook's repository (or a backup with `workbook reset N --list`)"
+    return "create it, or point WORKBOOK_STATE_DIR at a folder you can write"
+
+
+def _permission_hint(folder: Path) -> str:
+    return f"give yourself write access (`chmod u+w {folder}`) or set WORKBOOK_STATE_DIR to a writable folder"
+
+
+def check_problems(exercises: Path) -> Iterator[Finding]:
+    try:
+        manifest = load_manifest()
+    except ManifestError as exc:
+        yield Finding(False, str(exc), "restore workbook.toml from the workbook's repository")
+        return
+    missing = [p for p in manifest.problems if not (exercises / p.slug).is_dir()]
+    for problem in missing:
+        yield Finding(
+            False,
+            f"problem {problem.number}'s folder {problem.slug}/ is missing from {exercises}",
+            f"get it back with `workbook reset {problem.number} --yes`",
+        )
+    if not missing:
+        yield Finding(True, f"all {len(manifest.problems)} problem folders are present")
+
+
+def check_starters() -> Iterator[Finding]:
+    from workbook.starters import StarterError, load
+
+    try:
+        count = len(load()["problems"])
+    except StarterError as exc:
+        yield Finding(False, str(exc), "restore workbook/starters.json from the workbook's repository")
+        return
+    yield Finding(True, f"starter files of {count} problems available for `workbook reset`")
+
+
+def check_grading(solutions: Path) -> Iterator[Finding]:
+    """Grade problem 1's reference solution: proves the whole engine works end to end."""
+    from workbook.engine import GraderError, grade
+
+    try:
+        problem = load_manifest().problems[0]
+        result = grade(problem, solutions)
+    except (ManifestError, GraderError, IndexError, OSError) as exc:
+        yield Finding(False, f"grading cannot start: {exc}", "restore graders/ and workbook.toml; then " + FIX_INSTALL)
+        return
+    if result.status == "pass":
+        yield Finding(
+            True, f"grading works (problem {problem.number}'s reference solution: {result.passed}/{result.total})"
+        )
+        return
+    first = next((c for c in result.checks if c.status != "pass"), None)
+    detail = f": {first.id}: {(first.message or '').splitlines()[0] if first.message else first.kind}" if first else ""
+    yield Finding(
+        False,
+        f"grading problem {problem.number}'s reference solution fails{detail}",
+        "re-install (`pip install -e .`); if that does not help, report it with `workbook doctor -v` output",
+    )
+
+
+def check_platform() -> Iterator[Finding]:
+    if os.name == "nt":
+        yield Finding(
+            True,
+            "Windows: check, hint, reset and run work; watch polls files, Ctrl-C may need a second press",
+            warning=True,
+        )
+
+
+def run_all(exercises: Path, solutions: Path, grading: bool = True) -> list[Finding]:
+    from workbook.state import state_dir
+
+    findings: list[Finding] = []
+    for group in (
+        check_python(),
+        check_platform(),
+        check_versions(),
+        check_bcrypt(),
+        check_folder("exercises folder", exercises),
+        check_problems(exercises),
+        check_starters(),
+        check_folder("state folder", state_dir(), create=True),
+    ):
+        findings.extend(group)
+    if grading:
+        findings.extend(check_grading(solutions))
+    return findings

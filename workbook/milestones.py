@@ -1,0 +1,70 @@
+"""What the learner reads when a problem's last check passes: well done, compare with the
+reference solution, and what comes next; after the last problem, a final message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from workbook.manifest import ROOT, Manifest, Problem
+from workbook.report import Style
+from workbook.state import problem_status
+
+
+def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
+    return {p.slug for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass"}
+
+
+def next_unsolved(manifest: Manifest, state: dict[str, Any], after: Problem | None = None) -> Problem | None:
+    """The first unsolved problem after `after` (wrapping around), or None when all pass."""
+    solved = solved_slugs(manifest, state)
+    problems = list(manifest.problems)
+    start = problems.index(after) + 1 if after in problems else 0
+    for problem in problems[start:] + problems[:start]:
+        if problem.slug not in solved:
+            return problem
+    return None
+
+
+def solution_path(problem: Problem) -> str:
+    folder = ROOT / "solutions" / problem.slug
+    try:
+        return str(folder.relative_to(Path.cwd())) + "/"
+    except ValueError:
+        return str(folder) + "/"
+
+
+def congratulation(problem: Problem, manifest: Manifest, state: dict[str, Any], style: Style) -> str:
+    """The message for a problem that has just been solved; `state` already records it."""
+    star = "★ " if style.unicode else ""
+    lines = [style.bold(f"{star}Problem {problem.number} solved: {problem.title}. Well done!")]
+    lines.append(f"  Compare your code with the reference solution in {solution_path(problem)}")
+    following = next_unsolved(manifest, state, after=problem)
+    if following is None:
+        lines.append(final_message(manifest, style))
+    else:
+        lines.append(f"  Next: problem {following.number}, {following.title}: workbook check {following.number}")
+        if following.lesson:
+            lines.append(style.dim(f"  Read first: {following.lesson}"))
+    return "\n".join(lines)
+
+
+def final_message(manifest: Manifest, style: Style) -> str:
+    count = len(manifest.problems)
+    titles = "; ".join(problem.title for problem in manifest.problems)
+    return "\n".join(
+        [
+            "",
+            style.bold(f"You solved all {count} problems of {manifest.title}."),
+            f"  You built: {titles}.",
+            "  Compare each with solutions/, then try a change of your own: `workbook check --all`",
+            "  still tells you what breaks.",
+        ]
+    )
+
+
+def after_check(manifest: Manifest, before: dict[str, Any], after: dict[str, Any], style: Style) -> str:
+    """Congratulations for each problem solved by this run (not solved before it)."""
+    newly = solved_slugs(manifest, after) - solved_slugs(manifest, before)
+    messages = [congratulation(p, manifest, after, style) for p in manifest.problems if p.slug in newly]
+    return "\n\n".join(messages)
