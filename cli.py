@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
-from workbook import __version__, instructor_commands, learner_commands
+from workbook import __version__, formats, instructor_commands, integrity, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
+from workbook.gradebook import grade_sanitised
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.report import Style, human_problem, human_progress, json_report
+from workbook.report import Style, human_problem, human_progress
 from workbook.state import load_state, problem_status, record_result, save_state
 
 EXERCISES = ROOT / "exercises"
@@ -79,7 +80,26 @@ def list_problems() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Grade another folder laid out like exercises/ (a submission).",
 )
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(formats.FORMATS),
+    default="text",
+    show_default=True,
+    help="text, json, junit (JUnit XML), exercism / gradescope (results.json), github (Actions).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to FILE; the terminal still gets the human summary.",
+)
+@click.option(
+    "--graders",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Grade with this folder of graders (laid out like graders/) instead of the bundled ones.",
+)
+@click.option("--allow-modified-graders", is_flag=True, help="Record in reports that modified graders were accepted.")
 @click.option("-k", "keyword", metavar="TEXT", help="Run only the checks whose id contains TEXT.")
 @click.option("--seed", type=int, help="Replay a run's random test data.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 8), default=2, show_default=True, help="Problems graded at once.")
@@ -91,6 +111,9 @@ def check(
     solutions: bool,
     directory: Path | None,
     output_format: str,
+    output_path: Path | None,
+    graders: Path | None,
+    allow_modified_graders: bool,
     keyword: str | None,
     seed: int | None,
     jobs: int,
@@ -110,24 +133,54 @@ def check(
     learner_run = target == EXERCISES and not keyword
     selected = _select(manifest, problems, all_problems)
     style = Style.detect()
+    # Reports record which graders graded the run (and whether the bundled ones were
+    # modified); only `workbook grade` refuses modified ones.
+    grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
 
     def show(result: ProblemResult) -> None:
-        if output_format == "text":
+        if output_format == "text" or output_path:
             click.echo(human_problem(result, style, verbose=verbose, quiet=quiet))
             click.echo()
 
+    options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders)
     try:
-        results = grade_many(selected, target, jobs=jobs, keyword=keyword, seed=seed, on_result=show)
+        # Someone else's submission (--dir) is graded from a copy holding only the learner
+        # files the manifest names, so nothing else in it (a conftest.py, a .pth) is loaded.
+        grade_all = grade_sanitised if directory else grade_many
+        results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
+    before = load_state()  # tells a problem solved by this run from one solved earlier
     if learner_run:
         _remember(results)
-    if output_format == "json":
-        click.echo(json_report(results, target))
-    elif learner_run:
+    if output_path:
+        _write_report(output_path, output_format, results, target, grader_set)
+    elif output_format != "text":
+        click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
+    if learner_run and (output_format == "text" or output_path):
+        from workbook.milestones import after_check
+
         solved = _solved_count(manifest)
+        message = "" if quiet else after_check(manifest, before, load_state(), style)
+        if message:
+            click.echo(message + "\n")
         click.echo(human_progress(solved, len(manifest.problems), style))
     sys.exit(0 if all(result.status == "pass" for result in results) else 1)
+
+
+def _write_report(
+    path: Path, output_format: str, results: list[ProblemResult], target: Path, grader_set: integrity.GraderSet
+) -> None:
+    if output_format == "text":
+        plain = Style(color=False, unicode=False)
+        text = "\n\n".join(human_problem(result, plain) for result in results) + "\n"
+    else:
+        text = formats.render(output_format, results, target, grader_set)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the report to {path}: {exc}") from exc
+    click.echo(f"Report ({output_format}) written to {path}", err=True)
 
 
 def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: bool) -> list[Problem]:

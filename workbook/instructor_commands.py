@@ -2,8 +2,252 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import click
+
+from workbook import integrity
+from workbook.classreport import class_report
+from workbook.devcheck import dev_check
+from workbook.gradebook import GRADEBOOK, MergeError, Shard, grade_class, merge, submissions
+from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem, load_manifest
+
+GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the `workbook` command group."""
+    group.add_command(grade_command)
+    group.add_command(merge_command)
+    group.add_command(dev)
+
+
+def _problems(numbers: tuple[int, ...]) -> list[Problem]:
+    try:
+        manifest = load_manifest()
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not numbers:
+        return list(manifest.problems)
+    known = {p.number: p for p in manifest.problems}
+    unknown = [n for n in numbers if n not in known]
+    if unknown:
+        raise click.UsageError(f"no problem {unknown[0]}; choose among {', '.join(map(str, known))}.")
+    return [known[n] for n in sorted(set(numbers))]
+
+
+def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.GraderSet:
+    """The grader set to grade with; exits when the bundled graders were modified and that
+    was not allowed."""
+    grader_set = integrity.describe(graders, allow_modified=allow_modified)
+    refusal = integrity.refusal(grader_set)
+    if refusal:
+        raise click.ClickException(refusal)
+    if grader_set.source == "bundled" and not grader_set.verified:
+        click.echo(
+            f"Warning: grading with MODIFIED bundled graders ({len(grader_set.modified)} files differ).", err=True
+        )
+    return grader_set
+
+
+def _shard(value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from exc
+
+
+@click.command("grade")
+@click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for gradebook.csv and the reports.",
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 32), default=2, show_default=True, help="Submissions graded at once."
+)
+@click.option(
+    "--problem-jobs",
+    type=click.IntRange(1, 8),
+    default=2,
+    show_default=True,
+    help="Problems of one submission graded at once.",
+)
+@click.option(
+    "--shard", metavar="I/N", help="Grade only the I-th of N deterministic shares (1-based), for a CI matrix."
+)
+@click.option(
+    "-p", "--problem", "numbers", type=int, multiple=True, help="Grade only problem N (repeatable; default: all)."
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a class report page."
+)
+@click.option("--graders", type=click.Path(exists=True, file_okay=False, path_type=Path), help=GRADERS_OPTION_HELP)
+@click.option(
+    "--allow-modified-graders", is_flag=True, help="Grade even if the bundled graders differ from their checksums."
+)
+def grade_command(
+    submissions_dir: Path,
+    out_dir: Path,
+    jobs: int,
+    problem_jobs: int,
+    shard: str | None,
+    numbers: tuple[int, ...],
+    html_path: Path | None,
+    graders: Path | None,
+    allow_modified_graders: bool,
+) -> None:
+    """Grade a class: every sub-folder of SUBMISSIONS_DIR is one submission laid out like exercises/.
+
+    Writes OUT/gradebook.csv (one row per submission) and OUT/submissions/NAME.json.
+    Only the learner files the manifest names are copied and graded; nothing else in a
+    submission is ever loaded.
+    """
+    problems = _problems(numbers)
+    chosen = _shard(shard)
+    grader_set = grader_set_or_exit(graders, allow_modified_graders)
+    names = submissions(submissions_dir)
+    count = len(chosen.take(names) if chosen else names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(
+        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time.",
+        err=True,
+    )
+    settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen}
+    documents = _grade_with_progress(submissions_dir, out_dir, problems, grader_set, settings, count)
+    if html_path:
+        html_path.write_text(class_report(documents), encoding="utf-8")
+    _summary(documents, out_dir, html_path)
+
+
+def _grade_with_progress(
+    submissions_dir: Path,
+    out_dir: Path,
+    problems: list[Problem],
+    grader_set: integrity.GraderSet,
+    settings: dict,
+    count: int,
+) -> list[dict]:
+    # A progress bar only on a terminal: CI logs would fill with redraws.
+    if not sys.stderr.isatty():
+        return grade_class(submissions_dir, out_dir, problems, grader_set, **settings)
+    with click.progressbar(length=count, label="Grading", file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        return grade_class(submissions_dir, out_dir, problems, grader_set, progress=lambda _: bar.update(1), **settings)
+
+
+def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> None:
+    errors = [d["submission"] for d in documents if d.get("error")]
+    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}")
+    if html_path:
+        click.echo(f"Class report: {html_path}")
+    if errors:
+        click.echo(
+            f"The workbook could not grade {len(errors)} submissions: {', '.join(errors)} (see their reports).",
+            err=True,
+        )
+
+
+@click.command("merge")
+@click.argument("out_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "destination",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the merged gradebook.",
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a class report page."
+)
+def merge_command(out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
+    """Combine the --out folders of `workbook grade --shard` runs into one gradebook."""
+    try:
+        documents = merge(list(out_dirs), destination, list(load_manifest().problems))
+    except (MergeError, ManifestError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if html_path:
+        html_path.write_text(class_report(documents), encoding="utf-8")
+    _summary(documents, destination, html_path)
+
+
+@click.group("dev")
+def dev() -> None:
+    """Tools for authors who edit the workbook's content or swap in their own."""
+
+
+@dev.command("check")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Another workbook.toml.",
+)
+@click.option(
+    "--exercises", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "exercises", help="The stubs."
+)
+@click.option(
+    "--solutions", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "solutions", help="The solutions."
+)
+@click.option("--graders", type=click.Path(exists=True, file_okay=False, path_type=Path), help=GRADERS_OPTION_HELP)
+@click.option("-p", "--problem", "numbers", type=int, multiple=True, help="Only problem N (repeatable).")
+@click.option("--static", "static_only", is_flag=True, help="Skip grading the solutions and stubs (fast).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 16), default=2, show_default=True)
+def dev_check_command(
+    manifest_path: Path | None,
+    exercises: Path,
+    solutions: Path,
+    graders: Path | None,
+    numbers: tuple[int, ...],
+    static_only: bool,
+    jobs: int,
+) -> None:
+    """Validate the content: solutions pass, stubs fail and say TODO, hints, files, check ids.
+
+    Exit status 0 when all is well, 1 with a list of what to fix otherwise.
+    """
+    manifest_path = (manifest_path or MANIFEST_PATH).resolve()
+    previous = os.environ.get(MANIFEST_ENV)
+    # The grading child processes must read the same manifest as this command.
+    os.environ[MANIFEST_ENV] = str(manifest_path)
+    try:
+        findings = dev_check(
+            manifest_path,
+            exercises.resolve(),
+            solutions.resolve(),
+            graders=graders,
+            numbers=list(numbers) or None,
+            run_graders=not static_only,
+            jobs=jobs,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(MANIFEST_ENV, None)
+        else:
+            os.environ[MANIFEST_ENV] = previous
+    if findings:
+        click.echo(f"dev check: {len(findings.items)} things to fix", err=True)
+        click.echo("\n".join(findings.lines()))
+        sys.exit(1)
+    click.echo("dev check: all good" + (" (static checks only)" if static_only else ""))
+
+
+@dev.command("checksums")
+@click.option("--check", "verify", is_flag=True, help="Only verify; exit 1 when the list is stale.")
+def checksums_command(verify: bool) -> None:
+    """Write graders/CHECKSUMS.sha256 after changing the bundled graders on purpose."""
+    if verify:
+        found = integrity.differences()
+        if found:
+            click.echo("\n".join(f"- {line}" for line in found))
+            raise click.ClickException(f"graders/CHECKSUMS.sha256 is stale; run `{integrity.FIX_COMMAND}`.")
+        click.echo("graders/CHECKSUMS.sha256 matches the bundled graders.")
+        return
+    count = integrity.write_checksums()
+    click.echo(f"Wrote {integrity.CHECKSUMS.relative_to(ROOT)} ({count} files).")

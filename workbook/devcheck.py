@@ -1,0 +1,176 @@
+"""`workbook dev check`: what an author must know before shipping edited or swapped-in content.
+
+Every solution passes all its checks, every untouched stub fails (unless the manifest marks
+it `stub_may_pass = true`), every stub has `# TODO` guidance, every hint says something,
+every file the manifest names exists, and check ids are unique within a problem.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbook.engine import GraderError, ProblemResult, discover_checks, grade
+from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+TODO = re.compile(r"#\s*TODO\b")
+
+
+@dataclass
+class Findings:
+    """What is wrong, one sentence per item, grouped by problem ("" for the manifest)."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, where: str, what: str) -> None:
+        self.items.append((where, what))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def lines(self) -> list[str]:
+        return [f"- {where}: {what}" if where else f"- {what}" for where, what in self.items]
+
+
+def dev_check(
+    manifest_path: Path,
+    exercises: Path,
+    solutions: Path,
+    *,
+    graders: Path | None = None,
+    numbers: list[int] | None = None,
+    run_graders: bool = True,
+    jobs: int = 2,
+) -> Findings:
+    findings = Findings()
+    try:
+        manifest = load_manifest(manifest_path)
+    except ManifestError as exc:
+        findings.add("", str(exc))
+        return findings
+    _check_manifest(manifest, findings)
+    raw = _raw_entries(manifest_path)
+    problems = [p for p in manifest.problems if numbers is None or p.number in numbers]
+    for problem in problems:
+        _check_static(problem, exercises, solutions, graders, findings)
+    if run_graders:
+        _check_by_grading(problems, exercises, solutions, graders, raw, jobs, findings)
+    return findings
+
+
+def _check_manifest(manifest: Manifest, findings: Findings) -> None:
+    for label, values in (
+        ("number", [p.number for p in manifest.problems]),
+        ("slug", [p.slug for p in manifest.problems]),
+    ):
+        for value, count in Counter(values).items():
+            if count > 1:
+                findings.add("workbook.toml", f"problem {label} {value!r} is used {count} times")
+
+
+def _check_static(problem: Problem, exercises: Path, solutions: Path, graders: Path | None, findings: Findings) -> None:
+    where = f"problem {problem.number} ({problem.slug})"
+    if not problem.files:
+        findings.add(where, "the manifest names no learner files (`files`)")
+    for root, label in ((exercises, "stub"), (solutions, "solution")):
+        for relative in problem.files:
+            if not (root / problem.slug / relative).is_file():
+                findings.add(
+                    where,
+                    f"the manifest names {relative}, but the {label} {root / problem.slug / relative} does not exist",
+                )
+    stub_texts = [_read(exercises / problem.slug / relative) for relative in problem.files]
+    if any(stub_texts) and not any(TODO.search(text) for text in stub_texts):
+        findings.add(where, "the stub has no `# TODO` comment telling the learner what to write")
+    if not problem.hints:
+        findings.add(where, "the manifest gives no hints")
+    for index, hint in enumerate(problem.hints, start=1):
+        if not str(hint).strip():
+            findings.add(where, f"hint {index} is empty")
+    _check_graders(problem, graders, where, findings)
+
+
+def _check_graders(problem: Problem, graders: Path | None, where: str, findings: Findings) -> None:
+    grader_problem = problem if graders is None else _with_graders(problem, graders)
+    try:
+        checks = discover_checks(grader_problem)
+    except (GraderError, SyntaxError, OSError) as exc:
+        findings.add(where, f"its graders cannot be read: {exc}")
+        return
+    for check_id, count in Counter(c.id for c in checks).items():
+        if count > 1:
+            findings.add(where, f"check id {check_id!r} is defined {count} times in {grader_problem.grader_dir}")
+    known = {c.id for c in checks}
+    for check_id in problem.weights:
+        if check_id not in known:
+            findings.add(where, f"the manifest gives a weight to {check_id!r}, which is no check of this problem")
+
+
+def _check_by_grading(
+    problems: list[Problem],
+    exercises: Path,
+    solutions: Path,
+    graders: Path | None,
+    raw: dict[str, dict[str, Any]],
+    jobs: int,
+    findings: Findings,
+) -> None:
+    runnable = [p for p in problems if (exercises / p.slug).is_dir() or (solutions / p.slug).is_dir()]
+    tasks = [(p, root, label) for p in runnable for root, label in ((solutions, "solution"), (exercises, "stub"))]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(_grade_quietly, p, root, graders) for p, root, _ in tasks]
+        outcomes = [future.result() for future in futures]
+    for (problem, root, label), outcome in zip(tasks, outcomes, strict=True):
+        where = f"problem {problem.number} ({problem.slug})"
+        if isinstance(outcome, str):
+            findings.add(where, f"grading the {label} failed: {outcome}")
+        elif label == "solution" and outcome.status != "pass":
+            for check in outcome.checks:
+                if check.status != "pass":
+                    first = (check.message or "").splitlines()[0] if check.message else check.status
+                    findings.add(where, f"the solution fails check {check.id!r}: {first}")
+        elif label == "stub" and outcome.status == "pass" and not raw.get(problem.slug, {}).get("stub_may_pass"):
+            findings.add(
+                where,
+                f"the untouched stub in {root / problem.slug} passes every check: is it already solved? "
+                "(mark `stub_may_pass = true` in the manifest if that is intended)",
+            )
+
+
+def _grade_quietly(problem: Problem, root: Path, graders: Path | None) -> ProblemResult | str:
+    try:
+        return grade(problem, root, graders=graders)
+    except (GraderError, OSError, SyntaxError) as exc:
+        return str(exc)
+
+
+def _with_graders(problem: Problem, graders: Path) -> Problem:
+    from dataclasses import replace
+
+    return replace(problem, graders=graders.resolve())
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _raw_entries(path: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's problem tables as written, for keys only the author tools read."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return {str(entry.get("slug")): entry for entry in data.get("problems", []) if isinstance(entry, dict)}

@@ -1,0 +1,363 @@
+"""Machine-readable reports for the tools instructors and CI already use.
+
+- `json`: the workbook's own report (report.json_report), with scores and the grader set.
+- `junit`: JUnit XML (testsuites/testsuite/testcase) as CI systems display it.
+- `exercism`: results.json of Exercism's test-runner interface, version 3.
+- `gradescope`: results.json of Gradescope's autograder specification.
+- `github`: GitHub Actions workflow commands (`::error file=...,line=...`) and a markdown
+  job summary (appended to $GITHUB_STEP_SUMMARY when set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from workbook.engine import CheckResult, GraderError, ProblemResult, discover_checks
+from workbook.integrity import GraderSet
+from workbook.report import json_report
+
+FORMATS = ("text", "json", "junit", "exercism", "gradescope", "github")
+EXERCISM_OUTPUT_LIMIT = 500
+SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+# Characters XML 1.0 cannot carry at all; learner output may contain them.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# A trimmed traceback line or a syntax error: "p1_dependency_chain/app.py, line 87".
+_WHERE = re.compile(r"(?P<file>[\w./-]+\.py), line (?P<line>\d+)")
+
+
+def render(output_format: str, results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
+    renderers: dict[str, Callable[[list[ProblemResult], Path, GraderSet], str]] = {
+        "json": json_document_text,
+        "junit": junit,
+        "exercism": exercism,
+        "gradescope": gradescope,
+        "github": github,
+    }
+    return renderers[output_format](results, target, graders)
+
+
+# --- scores ----------------------------------------------------------------------------
+
+
+def check_weight(result: ProblemResult, check: CheckResult) -> float:
+    return result.problem.weight(check.id)
+
+
+def totals(results: list[ProblemResult]) -> tuple[float, float]:
+    return sum(r.score for r in results), sum(r.max_score for r in results)
+
+
+def percent(score: float, max_score: float) -> float:
+    return round(100.0 * score / max_score, 2) if max_score else 0.0
+
+
+def _number(value: float) -> float | int:
+    """2.0 -> 2, so reports show points as people write them."""
+    return int(value) if float(value).is_integer() else round(value, 4)
+
+
+# --- json ------------------------------------------------------------------------------
+
+
+def json_document(
+    results: list[ProblemResult], target: Path, graders: GraderSet, *, totals_and_graders: bool = True
+) -> dict[str, Any]:
+    """report.json_report's document, plus points per problem and (at the top level) the
+    total points and the grader set used."""
+    document = json.loads(json_report(results, target))
+    for entry, result in zip(document["problems"], results, strict=True):
+        entry["score"], entry["max_score"] = _number(result.score), _number(result.max_score)
+    if not totals_and_graders:
+        return document
+    score, max_score = totals(results)
+    document.update(score=_number(score), max_score=_number(max_score), percent=percent(score, max_score))
+    document["graders"] = graders.to_dict()
+    return document
+
+
+def json_document_text(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
+    # `check --format json` keeps the top level of JSON report v1 as documented (tests/test_cli.py
+    # pins its keys); per-problem points are additive. `workbook grade` reports carry it all.
+    document = json_document(results, target, graders, totals_and_graders=False)
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+# --- JUnit XML -------------------------------------------------------------------------
+
+
+def junit(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
+    root = ET.Element("testsuites", name="workbook")
+    for result in results:
+        root.append(_junit_suite(result, graders))
+    _set_counts(root, results)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_suite(result: ProblemResult, graders: GraderSet) -> ET.Element:
+    problem = result.problem
+    suite = ET.Element("testsuite", name=f"{problem.number}. {problem.title}", timestamp=_now(), hostname=_host())
+    _set_counts(suite, [result])
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("slug", problem.slug),
+        ("target", str(result.target / problem.slug)),
+        ("score", _number(result.score)),
+        ("max_score", _number(result.max_score)),
+        ("graders", graders.label),
+        ("graders_digest", graders.digest),
+        ("allow_modified_graders", str(graders.allow_modified).lower()),
+        ("seed", result.seed),
+    ):
+        ET.SubElement(properties, "property", name=name, value=_xml_text(str(value)))
+    for check in result.checks:
+        suite.append(_junit_case(result, check))
+    return suite
+
+
+def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
+    case = ET.Element(
+        "testcase",
+        name=_xml_text(check.title),
+        classname=f"workbook.{result.problem.slug}.{check.id}",
+        time=f"{check.duration_s:.3f}",
+    )
+    if check.status != "pass":
+        message = _xml_text(check.message or "")
+        tag = "failure" if check.status == "fail" else "error"
+        element = ET.SubElement(case, tag, message=message.splitlines()[0] if message else "", type=check.kind)
+        element.text = message + f"\n\nre-run only this check: workbook check {result.problem.number} -k {check.id}"
+    if check.output:
+        ET.SubElement(case, "system-out").text = _xml_text(check.output)
+    return case
+
+
+def _set_counts(element: ET.Element, results: list[ProblemResult]) -> None:
+    checks = [c for r in results for c in r.checks]
+    element.set("tests", str(len(checks)))
+    element.set("failures", str(sum(c.status == "fail" for c in checks)))
+    element.set("errors", str(sum(c.status == "error" for c in checks)))
+    element.set("skipped", "0")
+    element.set("time", f"{sum(c.duration_s for c in checks):.3f}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat()
+
+
+def _host() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def _xml_text(text: str) -> str:
+    return _XML_ILLEGAL.sub("\ufffd", text)
+
+
+# --- Exercism test-runner interface v3 -------------------------------------------------
+
+
+def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
+    document: dict[str, Any] = {"version": 3, "status": _exercism_status(results)}
+    if document["status"] == "error":
+        # The interface's "error": the code could not be run at all (e.g. a syntax error).
+        first = next(c for r in results for c in r.checks)
+        document["message"] = first.message or "Your code could not be graded."
+    tests = []
+    for result in results:
+        for check in result.checks:
+            tests.append(_exercism_test(result, check))
+    document["tests"] = tests
+    # Not part of the interface; Exercism ignores it. It records which graders graded the run.
+    document["workbook"] = {"graders": graders.to_dict()}
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _exercism_status(results: list[ProblemResult]) -> str:
+    checks = [c for r in results for c in r.checks]
+    if checks and all(c.status == "pass" for c in checks):
+        return "pass"
+    if checks and all(c.status == "error" and c.kind == "import" for c in checks):
+        return "error"
+    return "fail"
+
+
+def _exercism_test(result: ProblemResult, check: CheckResult) -> dict[str, Any]:
+    problem = result.problem
+    test: dict[str, Any] = {
+        "name": f"Problem {problem.number}: {check.title}",
+        "status": check.status,
+        "test_code": f"workbook check {problem.number} -k {check.id}",
+        "task_id": problem.number,
+        # The interface wants no message on a passing test, and output only when there is some.
+        "message": None if check.status == "pass" else (check.message or "This check did not pass."),
+        "output": _truncate(check.output, EXERCISM_OUTPUT_LIMIT) if check.output else None,
+    }
+    return test
+
+
+def _truncate(text: str, limit: int) -> str:
+    marker = "\n[output truncated]"
+    return text if len(text) <= limit else text[: limit - len(marker)] + marker
+
+
+# --- Gradescope autograder results -----------------------------------------------------
+
+
+def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
+    score, max_score = totals(results)
+    tests = []
+    for result in results:
+        hidden = _hidden_checks(result)
+        for index, check in enumerate(result.checks, start=1):
+            tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", check.id in hidden))
+    lines = [f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} checks" for r in results]
+    document = {
+        "score": _number(score),
+        "max_score": _number(max_score),
+        "execution_time": round(sum(c.duration_s for r in results for c in r.checks), 3),
+        "output": "\n".join(lines),
+        "output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {"graders": graders.to_dict()},
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, hidden: bool) -> dict[str, Any]:
+    weight = check_weight(result, check)
+    output = check.message or ""
+    if check.output:
+        output += "\n\nYour code printed:\n" + check.output
+    return {
+        "name": f"Problem {result.problem.number}: {check.title}",
+        "name_format": "text",
+        "number": number,
+        "score": _number(weight if check.status == "pass" else 0),
+        "max_score": _number(weight),
+        "status": "passed" if check.status == "pass" else "failed",
+        "output": output,
+        "output_format": "text",
+        # Checks only an instructor's private graders have stay hidden until grades are published.
+        "visibility": "after_published" if hidden else "visible",
+        "tags": [result.problem.slug, check.kind or check.status],
+    }
+
+
+def _hidden_checks(result: ProblemResult) -> set[str]:
+    """The checks of an instructor's private graders that the bundled graders lack."""
+    if result.problem.graders is None:
+        return set()
+    try:
+        bundled = {c.id for c in discover_checks(replace(result.problem, graders=None))}
+    except (GraderError, OSError, SyntaxError):
+        bundled = set()
+    return {c.id for c in result.checks} - bundled
+
+
+# --- GitHub Actions --------------------------------------------------------------------
+
+
+def github(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
+    """Workflow commands for the log; the markdown summary goes to $GITHUB_STEP_SUMMARY
+    when it is set, and after the commands otherwise."""
+    lines = []
+    if graders.source == "bundled" and not graders.verified:
+        lines.append(
+            f"::warning title=Modified graders::{_escape_data(graders.label + ': ' + ', '.join(graders.modified))}"
+        )
+    for result in results:
+        # GitHub shows only the first few annotations of a step: one per distinct failure
+        # (an import error fails every check with the same message).
+        seen: set[str] = set()
+        for check in result.checks:
+            if check.status != "pass" and (check.message or check.id) not in seen:
+                seen.add(check.message or check.id)
+                lines.append(github_annotation(result, check))
+    summary = github_summary(results, graders)
+    summary_path = os.environ.get(SUMMARY_ENV)
+    if summary_path:
+        with open(summary_path, "a", encoding="utf-8") as handle:
+            handle.write(summary + "\n")
+    else:
+        lines.append(summary)
+    return "\n".join(lines) + "\n"
+
+
+def github_annotation(result: ProblemResult, check: CheckResult) -> str:
+    problem = result.problem
+    file, line = learner_location(result, check)
+    properties = {"file": _workspace_path(file), "line": str(line) if line else None}
+    properties["title"] = f"Problem {problem.number}: {check.title}"
+    rendered = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items() if value)
+    message = (check.message or "This check did not pass.") + f"\nre-run: workbook check {problem.number} -k {check.id}"
+    return f"::error {rendered}::{_escape_data(message)}"
+
+
+def learner_location(result: ProblemResult, check: CheckResult) -> tuple[Path, int | None]:
+    """The learner's file and line a failure points at (the innermost learner frame in
+    the message), else the problem's main learner file."""
+    slug = result.problem.slug
+    found = [m for m in _WHERE.finditer(check.message or "") if m.group("file").startswith(slug + "/")]
+    if found:
+        return result.target / found[-1].group("file"), int(found[-1].group("line"))
+    return result.target / slug / result.problem.files[0], None
+
+
+def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
+    score, max_score = totals(results)
+    lines = [
+        "## Workbook results",
+        "",
+        f"**{_number(score)} / {_number(max_score)} points ({percent(score, max_score):g} %)**"
+        + f" · graded with {graders.label}"
+        + (" · `--allow-modified-graders`" if graders.allow_modified else ""),
+        "",
+        "| Problem | Status | Checks | Points |",
+        "| --- | --- | --- | --- |",
+    ]
+    marks = {"pass": "✅ pass", "fail": "❌ fail", "error": "⚠️ error"}
+    for r in results:
+        title = _md(f"{r.problem.number}. {r.problem.title}")
+        lines.append(
+            f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {_number(r.score)}/{_number(r.max_score)} |"
+        )
+    failing = [(r, c) for r in results for c in r.checks if c.status != "pass"]
+    if failing:
+        lines += ["", "<details><summary>Checks that did not pass</summary>", ""]
+        for r, c in failing:
+            first = (c.message or "").splitlines()[0] if c.message else ""
+            lines.append(f"- **Problem {r.problem.number}: {_md(c.title)}** ({c.status}): {_md(first)}")
+        lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+def _workspace_path(path: Path) -> str:
+    """Annotations need a path relative to the repository (GITHUB_WORKSPACE, else cwd)."""
+    base = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
