@@ -151,3 +151,14 @@ def test_piped_output_has_no_colour_codes():
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "\x1b[" not in completed.stdout
     assert completed.stderr == ""
+
+
+def test_verbose_shows_the_full_traceback_without_grading_machinery():
+    result = run("check", "1", "-k", "list_starts_empty", "-v")
+    assert result.exit_code == 1, result.output
+    assert "full traceback:" in result.output
+    assert "Traceback (most recent call last):" in result.output
+    assert 'p1_dependency_chain/app.py", line' in result.output
+    assert "_pytest" not in result.output and "pluggy" not in result.output
+    quiet = run("check", "1", "-k", "list_starts_empty")
+    assert "full traceback:" not in quiet.output

@@ -47,6 +47,7 @@ class CheckResult:
     duration_s: float
     kind: str = ""  # what happened: pass, assertion, learner, import, timeout, exit, internal
     output: str = ""
+    traceback: str = ""  # the full traceback when the learner's code raised (shown with -v)
 
 
 @dataclass
@@ -443,6 +444,7 @@ class _Watch:
                 duration_s=float(event.get("duration_s") or 0.0),
                 kind=str(event.get("kind") or ""),
                 output=str(event.get("output") or ""),
+                traceback=str(event.get("traceback") or ""),
             )
         )
 

@@ -78,6 +78,9 @@ def _check_lines(check: CheckResult, problem: Problem, style: Style, verbose: bo
         return lines
     for text in (check.message or "").splitlines():
         lines.append("      " + text)
+    if verbose and check.traceback:
+        lines.append("      full traceback:")
+        lines.extend("        " + text for text in check.traceback.splitlines())
     if verbose and check.output:
         lines.append("      your code printed:")
         lines.extend("        " + text for text in check.output.splitlines()[-20:])

@@ -21,6 +21,7 @@ import pytest
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
 MAX_OUTPUT_CHARS = 2000
+MAX_TRACEBACK_CHARS = 8000
 
 
 class LearnerExit(Exception):
@@ -219,7 +220,12 @@ def classify(exc: BaseException) -> dict[str, Any]:
     learner = next((e for e in chain if grading.learner_frames(e)), None)
     if learner is not None:
         text = _with_sent(f"Your code raised {_exception_text(learner)}", sent, "while handling")
-        return {"status": "fail", "message": f"{text}\n{grading.learner_frames(learner)}", "kind": "learner"}
+        return {
+            "status": "fail",
+            "message": f"{text}\n{grading.learner_frames(learner)}",
+            "kind": "learner",
+            "traceback": _full_traceback(learner),
+        }
     if _raised_in_workbook(exc):
         where = traceback.extract_tb(exc.__traceback__)[-1]
         text = (
@@ -268,6 +274,25 @@ def _missing_name_text(exc: AttributeError) -> str:
         f"The grader needs `{exc.name}` on {where}, and your code does not define it. "
         "The problem's README lists the names the grader uses; keep them as they are spelled there."
     )
+
+
+def _full_traceback(exc: BaseException) -> str:
+    """The traceback through the framework and the learner's code, for `workbook check -v`;
+    the grader's and pytest's own frames are left out, they would only be noise."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _grading_machinery(frame.filename)]
+    lines = ["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(frames).format()]
+    text = "".join(lines + traceback.format_exception_only(type(exc), exc))
+    return text if len(text) <= MAX_TRACEBACK_CHARS else "...\n" + text[-MAX_TRACEBACK_CHARS:]
+
+
+def _grading_machinery(filename: str) -> bool:
+    from workbook import grading
+    from workbook.manifest import ROOT, graders_root
+
+    parts = Path(filename).parts
+    if "_pytest" in parts or "pluggy" in parts:
+        return True
+    return grading.is_under(filename, ROOT / "workbook") or grading.is_under(filename, graders_root())
 
 
 def _exception_text(exc: BaseException) -> str:
