@@ -356,7 +356,8 @@ def _kill(child: Any) -> None:
     if os.name == "posix":
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
-    else:  # pragma: no cover - Windows has no process groups to kill
+    # The child itself too: one forked a moment ago may not lead its own group yet.
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         child.kill()
     child.wait()
 
