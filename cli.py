@@ -14,7 +14,6 @@ import click
 
 from workbook import __version__, formats, instructor_commands, integrity, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
-from workbook.gradebook import grade_sanitised
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import Style, human_problem, human_progress
 from workbook.state import load_state, problem_status, record_result, save_state
@@ -146,7 +145,7 @@ def check(
     try:
         # Someone else's submission (--dir) is graded from a copy holding only the learner
         # files the manifest names, so nothing else in it (a conftest.py, a .pth) is loaded.
-        grade_all = grade_sanitised if directory else grade_many
+        grade_all = _sanitised_grading() if directory else grade_many
         results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
@@ -181,6 +180,13 @@ def _write_report(
     except OSError as exc:
         raise click.ClickException(f"cannot write the report to {path}: {exc}") from exc
     click.echo(f"Report ({output_format}) written to {path}", err=True)
+
+
+def _sanitised_grading():  # noqa: ANN202 - the gradebook's grading function
+    """Grading of a copy holding only the learner files (imported only when --dir needs it)."""
+    from workbook.gradebook import grade_sanitised
+
+    return grade_sanitised
 
 
 def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: bool) -> list[Problem]:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from workbook import integrity
-from workbook.classreport import class_report
-from workbook.devcheck import dev_check
-from workbook.gradebook import GRADEBOOK, MergeError, Shard, grade_class, merge, submissions
+
+if TYPE_CHECKING:
+    from workbook.gradebook import Shard
+
+# The heavy modules (gradebook, class report, dev check) are imported inside the commands
+# that use them: every `workbook` start imports this module, and a learner's
+# `workbook check` should not pay for them.
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem, load_manifest
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
@@ -53,6 +58,8 @@ def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.
 
 
 def _shard(value: str | None) -> Shard | None:
+    from workbook.gradebook import Shard
+
     if value is None:
         return None
     try:
@@ -110,6 +117,8 @@ def grade_command(
     Only the learner files the manifest names are copied and graded; nothing else in a
     submission is ever loaded.
     """
+    from workbook.gradebook import submissions
+
     problems = _problems(numbers)
     chosen = _shard(shard)
     grader_set = grader_set_or_exit(graders, allow_modified_graders)
@@ -123,6 +132,8 @@ def grade_command(
     settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen}
     documents = _grade_with_progress(submissions_dir, out_dir, problems, grader_set, settings, count)
     if html_path:
+        from workbook.classreport import class_report
+
         html_path.write_text(class_report(documents), encoding="utf-8")
     _summary(documents, out_dir, html_path)
 
@@ -135,6 +146,8 @@ def _grade_with_progress(
     settings: dict,
     count: int,
 ) -> list[dict]:
+    from workbook.gradebook import grade_class
+
     # A progress bar only on a terminal: CI logs would fill with redraws.
     if not sys.stderr.isatty():
         return grade_class(submissions_dir, out_dir, problems, grader_set, **settings)
@@ -143,6 +156,8 @@ def _grade_with_progress(
 
 
 def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> None:
+    from workbook.gradebook import GRADEBOOK
+
     errors = [d["submission"] for d in documents if d.get("error")]
     click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}")
     if html_path:
@@ -168,6 +183,9 @@ def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> No
 )
 def merge_command(out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
     """Combine the --out folders of `workbook grade --shard` runs into one gradebook."""
+    from workbook.classreport import class_report
+    from workbook.gradebook import MergeError, merge
+
     try:
         documents = merge(list(out_dirs), destination, list(load_manifest().problems))
     except (MergeError, ManifestError) as exc:
@@ -212,6 +230,8 @@ def dev_check_command(
 
     Exit status 0 when all is well, 1 with a list of what to fix otherwise.
     """
+    from workbook.devcheck import dev_check
+
     manifest_path = (manifest_path or MANIFEST_PATH).resolve()
     previous = os.environ.get(MANIFEST_ENV)
     # The grading child processes must read the same manifest as this command.
