@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -249,18 +250,15 @@ class _Session:
             self.results[result.id] = result
 
 
-# Modules every grading process needs. A fork server imports them once per workbook run
-# and forks a grading process from that warm state (~20 ms) instead of starting an
-# interpreter and importing them again (~0.6 s of CPU a problem).
-PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
-_fork_context: Any = None
+_fork_server: Any = None
+_fork_server_lock = threading.Lock()
 _warm = False
 
 
 def keep_warm(enabled: bool = True) -> None:
-    """Grade through the fork server from now on: worth it when this process grades more
-    than one problem (--all, a class, watch); one problem alone is faster without it.
-    WORKBOOK_SPAWN=subprocess or =fork-server overrides the choice."""
+    """Grade through a warm fork server from now on (workbook/forkserver.py): worth it when
+    this process grades more than one problem (--all, a class, watch); one problem alone is
+    faster without it. WORKBOOK_SPAWN=subprocess or =fork-server overrides the choice."""
     global _warm
     _warm = enabled
 
@@ -270,36 +268,14 @@ def _use_fork_server() -> bool:
     return os.name == "posix" and choice == "fork-server"
 
 
-def _fork_server() -> Any:
-    global _fork_context
-    if _fork_context is None:
-        import multiprocessing
+def _running_fork_server(env: dict[str, str]) -> Any:
+    global _fork_server
+    from workbook.forkserver import ForkServer
 
-        _fork_context = multiprocessing.get_context("forkserver")
-        _fork_context.set_forkserver_preload(list(PRELOAD))
-    return _fork_context
-
-
-class _ForkedChild:
-    """A grading process forked by the fork server, with the Popen methods _Watch uses."""
-
-    def __init__(self, process: Any) -> None:
-        self.process = process
-        self.pid = process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.exitcode
-
-    def poll(self) -> int | None:
-        return self.process.exitcode
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def wait(self) -> int | None:
-        self.process.join()
-        return self.process.exitcode
+    with _fork_server_lock:
+        if _fork_server is None or not _fork_server.alive:
+            _fork_server = ForkServer(ROOT, env)
+        return _fork_server
 
 
 def _spawn(
@@ -332,13 +308,12 @@ def _spawn(
     work_dir = scratch / "cwd"
     work_dir.mkdir(exist_ok=True)
     if _use_fork_server():
-        from workbook.runner import forked_main
+        from workbook.forkserver import ForkServerGone
 
-        process = _fork_server().Process(
-            target=forked_main, args=(arguments, env, str(work_dir), str(output_path)), daemon=False
-        )
-        process.start()
-        return _ForkedChild(process)
+        try:
+            return _running_fork_server(env).fork(arguments, env, str(work_dir), str(output_path))
+        except ForkServerGone:
+            pass  # fall back to a fresh interpreter below
     with open(output_path, "ab") as output:
         return subprocess.Popen(
             [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments],

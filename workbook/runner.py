@@ -65,21 +65,6 @@ def main(argv: list[str]) -> None:
     _leave(0)
 
 
-def forked_main(argv: list[str], env: dict[str, str], cwd: str, output_path: str) -> None:
-    """Entry point in a process forked by the engine's fork server: become what a fresh
-    `python -I -c BOOT ...` would have been, then grade."""
-    os.setsid()  # a process group of our own, so the engine can end us and all we start
-    output = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    nothing = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(nothing, 0)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    main(argv)
-
-
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="workbook-runner")
     parser.add_argument("--problem", required=True)

@@ -1,0 +1,186 @@
+"""A warm fork server for grading processes (POSIX only).
+
+Starting an interpreter and importing pytest and FastAPI costs ~0.6 s of CPU for every
+grading process. When one workbook run grades many problems (--all, a class, watch), this
+server imports them once and forks each grading process from that warm state instead.
+
+The server is single-threaded on purpose: forking a process with other threads could
+copy a lock some thread held (say, stdout's), and learner code printing in the child
+would then wait for ever. It speaks JSON lines: on stdin it reads
+`{"id", "argv", "env", "cwd", "output"}` and answers `{"id", "pid"}` on stdout; when a
+grading process ends it writes `{"pid", "exit"}`. End of input stops the server, and it
+ends any grading process still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
+REAP_EVERY_S = 0.02
+
+
+# --- the server process ---------------------------------------------------------------
+
+
+def serve() -> None:
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when we stop
+    running: set[int] = set()
+    pending = b""
+    while True:
+        readable, _, _ = select.select([0], [], [], REAP_EVERY_S)
+        if readable:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    running.add(_start(json.loads(line)))
+        _reap(running)
+    for pid in running:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _start(request: dict[str, Any]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        _become_grader(request)
+    _send({"id": request["id"], "pid": pid})
+    return pid
+
+
+def _become_grader(request: dict[str, Any]) -> None:
+    """In the forked child: take the place of a fresh `python -I -c BOOT ...`, then grade."""
+    code = 1
+    try:
+        os.setsid()  # a group of its own, so the engine can end it and all it starts
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        from workbook.runner import main
+
+        main(request["argv"])
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _reap(running: set[int]) -> None:
+    while running:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        running.discard(pid)
+        _send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+
+
+def _send(message: dict[str, Any]) -> None:
+    os.write(1, (json.dumps(message) + "\n").encode())
+
+
+# --- the engine's side ----------------------------------------------------------------
+
+
+class ForkServerGone(Exception):
+    """The fork server stopped; grade with plain subprocesses instead."""
+
+
+class ForkServer:
+    """The engine's handle on one running server, shared by its grading threads."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-c", BOOT, str(root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.lock = threading.Condition()
+        self.next_id = 0
+        self.pids: dict[int, int] = {}
+        self.exits: dict[int, int] = {}
+        self.alive = True
+        threading.Thread(target=self._listen, name="workbook-forkserver", daemon=True).start()
+
+    def fork(self, argv: list[str], env: dict[str, str], cwd: str, output: str, timeout: float = 30.0) -> Grader:
+        with self.lock:
+            self.next_id += 1
+            request_id = self.next_id
+            line = json.dumps({"id": request_id, "argv": argv, "env": env, "cwd": cwd, "output": output})
+            try:
+                self.process.stdin.write((line + "\n").encode())  # type: ignore[union-attr]
+                self.process.stdin.flush()  # type: ignore[union-attr]
+            except (BrokenPipeError, OSError) as exc:
+                raise ForkServerGone(str(exc)) from exc
+            if not self.lock.wait_for(lambda: request_id in self.pids or not self.alive, timeout):
+                raise ForkServerGone("the fork server did not answer")
+            if request_id not in self.pids:
+                raise ForkServerGone("the fork server stopped")
+            return Grader(self, self.pids.pop(request_id))
+
+    def exit_code(self, pid: int, timeout: float | None) -> int | None:
+        with self.lock:
+            self.lock.wait_for(lambda: pid in self.exits or not self.alive, timeout)
+            return self.exits.get(pid, None if self.alive else -signal.SIGKILL)
+
+    def _listen(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                if "id" in message:
+                    self.pids[message["id"]] = message["pid"]
+                else:
+                    self.exits[message["pid"]] = message["exit"]
+                self.lock.notify_all()
+        with self.lock:
+            self.alive = False
+            self.lock.notify_all()
+
+
+class Grader:
+    """A grading process forked by the server, with the Popen methods the engine uses."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.server = server
+        self.pid = pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def poll(self) -> int | None:
+        return self.server.exit_code(self.pid, timeout=0)
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = 10.0) -> int | None:
+        return self.server.exit_code(self.pid, timeout)
