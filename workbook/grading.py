@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import random
+import sqlite3
 import sys
 import threading
 import traceback
@@ -332,6 +333,39 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+# --- watching SQLite ------------------------------------------------------------------
+
+
+REAL_SQLITE_CONNECT = sqlite3.connect
+
+
+class TrackedConnection(sqlite3.Connection):
+    """A real SQLite connection that remembers whether close() was called."""
+
+    was_closed = False
+
+    def close(self) -> None:
+        self.was_closed = True
+        super().close()
+
+
+@pytest.fixture
+def sqlite_connections(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnection]:
+    """Every connection the learner's code opens with sqlite3.connect, in order. Request it
+    from `before_import`, so even `from sqlite3 import connect` is seen; the grader's own
+    queries use REAL_SQLITE_CONNECT and are not counted."""
+    connections: list[TrackedConnection] = []
+
+    def spy_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        kwargs.setdefault("factory", TrackedConnection)
+        connection = REAL_SQLITE_CONNECT(*args, **kwargs)
+        connections.append(connection)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", spy_connect)
+    return connections
 
 
 # --- the pytest side ------------------------------------------------------------------

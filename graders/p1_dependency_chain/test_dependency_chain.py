@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from workbook.grading import (
+    REAL_SQLITE_CONNECT,
+    TrackedConnection,
     client,
     describe_request,
     expect,
@@ -27,7 +29,7 @@ from workbook.grading import (
     show,
 )
 
-REAL_CONNECT = sqlite3.connect
+REAL_CONNECT = REAL_SQLITE_CONNECT
 SERIAL = itertools.count(1)
 USERS_TABLE = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
@@ -35,28 +37,10 @@ USERS_TABLE = (
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Guido", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan"]
 
 
-class TrackedConnection(sqlite3.Connection):
-    """A real SQLite connection that remembers whether close() was called."""
-
-    was_closed = False
-
-    def close(self) -> None:
-        self.was_closed = True
-        super().close()
-
-
 @pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnection]:
-    connections: list[TrackedConnection] = []
-
-    def spy_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        kwargs.setdefault("factory", TrackedConnection)
-        connection = REAL_CONNECT(*args, **kwargs)
-        connections.append(connection)
-        return connection
-
-    monkeypatch.setattr(sqlite3, "connect", spy_connect)
-    return connections
+def opened(sqlite_connections: list[TrackedConnection]) -> list[TrackedConnection]:
+    """The SQLite connections the learner's code opened (workbook.grading.sqlite_connections)."""
+    return sqlite_connections
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 from workbook.grading import (
+    REAL_SQLITE_CONNECT,
+    TrackedConnection,
     client,
     clip,
     expect,
@@ -41,34 +43,16 @@ from workbook.grading import (
     show,
 )
 
-REAL_CONNECT = sqlite3.connect
+REAL_CONNECT = REAL_SQLITE_CONNECT
 REAL_RENAMES = {"replace": os.replace, "rename": os.rename}
 PRODUCTS = ["Desk lamp", "Notebook", "Headphones", "Water bottle", "Backpack", "Stapler", "Webcam", "Plant pot"]
 STATS_KEYS = ["total_requests", "uptime_seconds", "started_at", "stopped_at"]
 
 
-class TrackedConnection(sqlite3.Connection):
-    """A real SQLite connection that remembers whether close() was called."""
-
-    was_closed = False
-
-    def close(self) -> None:
-        self.was_closed = True
-        super().close()
-
-
 @pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnection]:
-    connections: list[TrackedConnection] = []
-
-    def spy_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        kwargs.setdefault("factory", TrackedConnection)
-        connection = REAL_CONNECT(*args, **kwargs)
-        connections.append(connection)
-        return connection
-
-    monkeypatch.setattr(sqlite3, "connect", spy_connect)
-    return connections
+def opened(sqlite_connections: list[TrackedConnection]) -> list[TrackedConnection]:
+    """The SQLite connections the learner's code opened (workbook.grading.sqlite_connections)."""
+    return sqlite_connections
 
 
 def real_path(path: Any, dir_fd: Any = None) -> str | None:
