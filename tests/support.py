@@ -43,10 +43,13 @@ def case_id(value: Any) -> str:
 
 def build_case(problem: Problem, case: dict[str, Any], root: Path) -> Path:
     """Lay out one corpus case as a graded folder: a folder of its own, or the reference
-    solution with the case's edits applied. Returns the graded root."""
+    solution with an overlay folder's files put over it and the case's edits applied.
+    Returns the graded root."""
     destination = root / problem.slug
     source = CORPUS / case["folder"] if "folder" in case else SOLUTIONS / problem.slug
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    if "overlay" in case:  # the solution, with the files of the overlay folder put over it
+        shutil.copytree(CORPUS / case["overlay"], destination, dirs_exist_ok=True)
     for edit in case.get("edits", []):
         apply_edit(destination / edit["file"], edit["old"], edit["new"], case["name"])
     return root
