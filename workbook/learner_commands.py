@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -225,6 +226,9 @@ def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
     from workbook.engine import GraderError
     from workbook.watcher import Watcher
 
+    # A shell that starts us in the background hands down SIGINT ignored; Ctrl-C (or an
+    # editor integration's SIGINT) must still stop the watch.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     explicit = number is not None
     problem = _problem(number)
     style = Style.detect()
