@@ -4,17 +4,12 @@ read the wrong/alternative-solution corpus in tests/corpus/<slug>.toml."""
 from __future__ import annotations
 
 import shutil
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from workbook.engine import ProblemResult, grade
 from workbook.manifest import ROOT, Problem, load_manifest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MANIFEST = load_manifest()
 PROBLEMS = MANIFEST.problems

@@ -8,7 +8,7 @@ every file the manifest names exists, and check ids are unique within a problem.
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,11 +17,6 @@ from typing import Any
 
 from workbook.engine import GraderError, ProblemResult, discover_checks, grade
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 TODO = re.compile(r"#\s*TODO\b")
 

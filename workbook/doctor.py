@@ -4,8 +4,10 @@ problem one thing to do about it."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -13,13 +15,7 @@ from pathlib import Path
 
 from workbook.manifest import ROOT, ManifestError, load_manifest
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 PYPROJECT = ROOT / "pyproject.toml"
-MINIMUM_PYTHON = (3, 10)
 FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
 
 
@@ -32,13 +28,24 @@ class Finding:
     warning: bool = False
 
 
+def minimum_python(pyproject: Path = PYPROJECT) -> tuple[int, int]:
+    """The oldest Python the workbook supports, from pyproject.toml's requires-python."""
+    try:
+        text = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["requires-python"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return (3, 11)
+    found = re.search(r">=\s*(\d+)\.(\d+)", text)
+    return (int(found.group(1)), int(found.group(2))) if found else (3, 11)
+
+
 def check_python(version: tuple[int, int, int] | None = None) -> Iterator[Finding]:
     version = version or sys.version_info[:3]
     shown = ".".join(str(part) for part in version)
-    if tuple(version[:2]) >= MINIMUM_PYTHON:
+    minimum = minimum_python()
+    if tuple(version[:2]) >= minimum:
         yield Finding(True, f"Python {shown} ({sys.executable})")
     else:
-        needed = ".".join(map(str, MINIMUM_PYTHON))
+        needed = ".".join(map(str, minimum))
         yield Finding(False, f"Python {shown} is too old", f"install Python {needed} or newer and recreate the venv")
 
 
