@@ -6,6 +6,7 @@ report, state).
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
@@ -131,7 +132,12 @@ def check(
     target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
     learner_run = target == EXERCISES and not keyword
     selected = _select(manifest, problems, all_problems)
+    _check_keyword(selected, keyword)
+    if output_path and not output_path.resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder {output_path.resolve().parent} does not exist.", param_hint="--output")
     style = Style.detect()
+    # Read before grading: the learner's code runs meanwhile and could write the state file.
+    before = load_state()
     # Reports record which graders graded the run (and whether the bundled ones were
     # modified); only `workbook grade` refuses modified ones.
     grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
@@ -149,9 +155,7 @@ def check(
         results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
-    before = load_state()  # tells a problem solved by this run from one solved earlier
-    if learner_run:
-        _remember(results)
+    after = _remember(before, results) if learner_run else before
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
     elif output_format != "text":
@@ -159,8 +163,8 @@ def check(
     if learner_run and (output_format == "text" or output_path):
         from workbook.milestones import after_check
 
-        solved = _solved_count(manifest)
-        message = "" if quiet else after_check(manifest, before, load_state(), style)
+        solved = _solved_count(manifest, after)
+        message = "" if quiet else after_check(manifest, before, after, style)
         if message:
             click.echo(message + "\n")
         click.echo(human_progress(solved, len(manifest.problems), style))
@@ -202,19 +206,37 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
     return list(manifest.problems)
 
 
-def _remember(results: list[ProblemResult]) -> None:
-    state = load_state()
+def _remember(before: dict, results: list[ProblemResult]) -> dict:
+    """Progress after this run: the state read before grading plus these results, so
+    nothing the graded code wrote to the state file meanwhile survives."""
+    state = copy.deepcopy(before)
     for result in results:
         record_result(state, result.problem.slug, result.status, result.passed, result.total)
     try:
         save_state(state)
     except OSError as exc:
         click.echo(f"Note: could not save your progress ({exc}).", err=True)
+    return state
 
 
-def _solved_count(manifest: Manifest) -> int:
-    state = load_state()
+def _solved_count(manifest: Manifest, state: dict | None = None) -> int:
+    state = load_state() if state is None else state
     return sum(1 for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass")
+
+
+def _check_keyword(selected: list[Problem], keyword: str | None) -> None:
+    """-k that matches no check is a typo, not a result: say which ids exist."""
+    if not keyword:
+        return
+    from workbook.engine import discover_checks, select_checks
+
+    try:
+        checks = [check for problem in selected for check in discover_checks(problem)]
+    except GraderError:
+        return  # reported as such by the grading itself
+    if not select_checks(checks, keyword):
+        ids = ", ".join(check.id for check in checks)
+        raise click.BadParameter(f"no check id contains {keyword!r}. The ids are: {ids}", param_hint="-k")
 
 
 @main.command()

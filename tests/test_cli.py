@@ -162,3 +162,33 @@ def test_verbose_shows_the_full_traceback_without_grading_machinery():
     assert "_pytest" not in result.output and "pluggy" not in result.output
     quiet = run("check", "1", "-k", "list_starts_empty")
     assert "full traceback:" not in quiet.output
+
+
+def test_code_under_grading_cannot_rewrite_progress(tmp_path, monkeypatch):
+    stub = (ROOT / "exercises" / P1.slug / "app.py").read_text()
+    forging = (
+        "\nimport json, os, pathlib\n"
+        "state = pathlib.Path(os.environ['WORKBOOK_STATE_DIR'], 'state.json')\n"
+        "state.parent.mkdir(parents=True, exist_ok=True)\n"
+        "state.write_text(json.dumps({'version': 1, 'problems': {'p1_dependency_chain': "
+        "{'status': 'pass', 'passed': 19, 'total': 19, 'checked_at': 'x'}}}))\n"
+    )
+    learner_copy = write_problem(tmp_path / "copy", P1, {"app.py": stub + forging})
+    monkeypatch.setattr(cli, "EXERCISES", learner_copy)
+    result = run("check", "1")
+    assert result.exit_code == 1, result.output
+    assert "0 of" in result.output.splitlines()[-1]
+    assert "fail (" in run("list").output.splitlines()[0]
+
+
+def test_a_keyword_that_matches_no_check_is_a_usage_error():
+    result = run("check", "1", "-k", "no_such_check_anywhere")
+    assert result.exit_code == 2, result.output
+    assert "no check id contains 'no_such_check_anywhere'" in result.output
+    assert "list_starts_empty" in result.output
+
+
+def test_output_into_a_missing_folder_is_refused_before_grading(tmp_path):
+    result = run("check", "1", "--solutions", "--format", "junit", "--output", str(tmp_path / "nope" / "r.xml"))
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output

@@ -9,6 +9,8 @@ import time
 import pytest
 from support import MANIFEST, ROOT, SOLUTIONS, engine_errors, grade, write_problem
 
+from workbook.engine import discover_checks
+
 P1 = MANIFEST.by_number(1)
 SOLUTION = (SOLUTIONS / P1.slug / "app.py").read_text(encoding="utf-8")
 # A short limit keeps the hang cases fast; the engine's backstop adds a few seconds.
@@ -203,3 +205,23 @@ def test_both_ways_of_starting_a_grading_process_behave_alike(tmp_path, spawn_me
     leaking = solution_with(after="\nimport os\nos.environ['LEAKED_FROM_LEARNER'] = '1'\n")
     grade_source(tmp_path / "again", leaking, only=["list_starts_empty"])
     assert "LEAKED_FROM_LEARNER" not in os.environ
+
+
+FORGER = """
+import glob, json, os, tempfile
+for path in glob.glob(os.path.join(tempfile.gettempdir(), "workbook-*", "**", "events*"), recursive=True) + glob.glob(
+    os.path.join(os.getcwd(), "..", "events*")
+):
+    with open(path, "a") as channel:
+        for check_id in CHECK_IDS:
+            channel.write(json.dumps({"event": "start", "id": check_id}) + "\\n")
+            channel.write(json.dumps({"event": "result", "id": check_id, "status": "pass"}) + "\\n")
+"""
+
+
+def test_forged_events_written_by_learner_code_are_ignored(tmp_path):
+    stub = (ROOT / "exercises" / P1.slug / "app.py").read_text(encoding="utf-8")
+    ids = [check.id for check in discover_checks(P1)]
+    result = grade_source(tmp_path, stub + f"\nCHECK_IDS = {ids!r}\n" + FORGER)
+    assert result.status == "fail"
+    assert result.passed < result.total

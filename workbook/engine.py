@@ -9,6 +9,7 @@ import ast
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -213,14 +214,17 @@ class _Session:
 
     def run(self) -> dict[str, CheckResult]:
         scratch = Path(tempfile.mkdtemp(prefix="workbook-"))
+        # The events file lives apart from the learner's working directory (under scratch).
+        channel = Path(tempfile.mkdtemp(prefix="workbook-channel-"))
         try:
             while self._pending() and time.monotonic() < self.deadline:
                 before = len(self.results)
-                self._run_child(scratch)
+                self._run_child(scratch, channel)
                 if len(self.results) == before:
                     break  # the child made no progress: do not spin
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(channel, ignore_errors=True)
         for check_id in self._pending():
             check = self.checks[check_id]
             self.results[check_id] = _errored(check, self._not_run_message(), "not-run")
@@ -234,14 +238,17 @@ class _Session:
             return f"Not run: the time limit of {self.problem.time_limit_s:g} s for this problem ran out first."
         return "Not run: the grading process stopped before reaching this check."
 
-    def _run_child(self, scratch: Path) -> None:
+    def _run_child(self, scratch: Path, channel: Path) -> None:
         pending = [self.checks[check_id] for check_id in self._pending()]
-        events_path = scratch / f"events-{len(self.results)}.jsonl"
+        events_path = channel / f"events-{secrets.token_hex(8)}.jsonl"
         output_path = scratch / f"output-{len(self.results)}.txt"
-        events_path.touch()
-        child = _spawn(self.problem, self.target_root, pending, events_path, output_path, scratch, self.seed)
+        events_path.touch(mode=0o600)
+        # Opened before the child starts: the child unlinks the path once it has it open.
+        events = open(events_path, encoding="utf-8")  # noqa: SIM115 - closed by _Watch.follow
+        token = secrets.token_hex(16)
+        child = _spawn(self.problem, self.target_root, pending, events_path, output_path, scratch, self.seed, token)
         try:
-            _Watch(self, child, events_path).follow()
+            _Watch(self, child, events, token).follow()
         finally:
             _kill(child)
 
@@ -286,11 +293,13 @@ def _spawn(
     output_path: Path,
     scratch: Path,
     seed: int,
+    token: str,
 ) -> Any:
     env = {key: value for key, value in os.environ.items() if key not in SCRUBBED_ENV}
     env.update(
         WORKBOOK_TARGET=str(target_root),
         WORKBOOK_SEED=str(seed),
+        WORKBOOK_EVENTS_TOKEN=token,
         **{GRADERS_ENV: str(problem.grader_dir.parent)},
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
         PYTHONDONTWRITEBYTECODE="1",
@@ -340,10 +349,11 @@ def _kill(child: Any) -> None:
 class _Watch:
     """Follows one child's events, enforcing the time limits the child cannot enforce itself."""
 
-    def __init__(self, session: _Session, child: subprocess.Popen, events_path: Path) -> None:
+    def __init__(self, session: _Session, child: Any, events: Any, token: str) -> None:
         self.session = session
         self.child = child
-        self.events = open(events_path, encoding="utf-8")  # noqa: SIM115 - closed in follow()
+        self.events = events
+        self.token = token
         self.buffer = ""
         self.phase = "startup"
         self.current: str | None = None
@@ -376,7 +386,8 @@ class _Watch:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(event, dict):
+            # Only lines with this child's token count; anything else was not written by us.
+            if isinstance(event, dict) and secrets.compare_digest(str(event.get("token", "")), self.token):
                 yield event
 
     def _handle(self, event: dict) -> bool:
@@ -393,10 +404,10 @@ class _Watch:
             return True
         elif kind == "import":
             self.phase = "checks"
-        elif kind == "start":
+        elif kind == "start" and self.phase == "checks":
             self.current = str(event.get("id"))
             self.phase, self.phase_started, self.phase_deadline = "check", now, now + limit + BACKSTOP_GRACE_S
-        elif kind == "result":
+        elif kind == "result" and self.phase == "check" and event.get("id") == self.current:
             self._record(event)
             self.current, self.phase = None, "checks"
         elif kind == "done":

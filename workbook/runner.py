@@ -20,6 +20,7 @@ import pytest
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
+TOKEN_ENV = "WORKBOOK_EVENTS_TOKEN"
 MAX_OUTPUT_CHARS = 2000
 MAX_TRACEBACK_CHARS = 8000
 
@@ -29,11 +30,17 @@ class LearnerExit(Exception):
 
 
 class Events:
-    def __init__(self, path: str) -> None:
+    """The channel to the engine. The file is unlinked as soon as it is open, and every
+    event carries a token the engine gave us, so code under grading finds no path to
+    write forged results to, and lines without the token are ignored."""
+
+    def __init__(self, path: str, token: str) -> None:
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+        os.unlink(path)
+        self._token = token
 
     def emit(self, event: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"event": event, **fields}) + "\n")
+        self._file.write(json.dumps({"event": event, "token": self._token, **fields}) + "\n")
         self._file.flush()
 
 
@@ -41,7 +48,7 @@ def main(argv: list[str]) -> None:
     args = _parse(argv)
     sys.argv = sys.argv[:1]  # learner code has no business with our arguments
     sys.dont_write_bytecode = True  # never leave __pycache__ in the learner's folder
-    events = Events(args.events)
+    events = Events(args.events, os.environ.pop(TOKEN_ENV, ""))
 
     # Warm imports, so the import time limit is the learner's alone.
     from fastapi.testclient import TestClient  # noqa: F401
