@@ -48,10 +48,14 @@ def test_json_report_has_the_documented_shape():
     result = run("check", "1", "--solutions", "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert set(document) == {"version", "target", "problems"}
+    assert set(document) == {"version", "target", "problems", "score", "max_score", "percent", "graders"}
     assert document["version"] == 1
+    assert document["graders"]["source"] == "bundled"
+    assert document["graders"]["allow_modified_graders"] is False
+    assert document["score"] == document["max_score"] and document["percent"] == 100
     assert document["target"] == str(ROOT / "solutions")
     (problem,) = document["problems"]
+    assert set(problem) == {"number", "slug", "title", "status", "passed", "total", "checks", "score", "max_score"}
     assert {k: problem[k] for k in ("number", "slug", "title", "status")} == {
         "number": 1,
         "slug": P1.slug,
@@ -59,6 +63,7 @@ def test_json_report_has_the_documented_shape():
         "status": "pass",
     }
     assert problem["passed"] == problem["total"] == len(problem["checks"])
+    assert problem["score"] == problem["max_score"] == problem["total"]
     for check in problem["checks"]:
         assert set(check) == {"id", "title", "status", "message", "duration_s"}
         assert check["status"] == "pass" and check["message"] is None

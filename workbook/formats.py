@@ -85,9 +85,9 @@ def json_document(
 
 
 def json_document_text(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
-    # `check --format json` keeps the top level of JSON report v1 as documented (tests/test_cli.py
-    # pins its keys); per-problem points are additive. `workbook grade` reports carry it all.
-    document = json_document(results, target, graders, totals_and_graders=False)
+    # The documented keys of report v1 (version, target, problems) stay as they are; points
+    # and the grader set used are added beside them, as every report must carry them.
+    document = json_document(results, target, graders)
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
