@@ -266,3 +266,17 @@ def test_check_dir_loads_only_the_learner_files(tmp_path):
     check_exercism_v3(document)
     assert document["status"] == "pass", result.output
     assert not marker.exists()
+
+
+def test_exercism_test_code_is_the_graders_code_for_that_check():
+    from workbook.engine import grade
+    from workbook.formats import render
+    from workbook.integrity import describe
+    from workbook.manifest import ROOT, load_manifest
+
+    problem = load_manifest().by_number(1)
+    result = grade(problem, ROOT / "solutions", only=["list_starts_empty"])
+    document = json.loads(render("exercism", [result], ROOT / "solutions", describe(None)))
+    (test,) = document["tests"]
+    assert test["test_code"].startswith("def test_list_starts_empty(")
+    assert test["test_code"].endswith("# Run only this check: workbook check 1 -k list_starts_empty")

@@ -129,6 +129,17 @@ def grader_weights(problem: Problem) -> dict[str, float]:
     return weights
 
 
+def check_sources(problem: Problem) -> dict[str, str]:
+    """Each check's source code by id (Exercism's results.json shows it as `test_code`)."""
+    sources: dict[str, str] = {}
+    for path in sorted(problem.grader_dir.glob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.parse(text, filename=str(path)).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
+                sources[node.name.removeprefix("test_")] = ast.get_source_segment(text, node) or ""
+    return sources
+
+
 def select_checks(checks: list[Check], keyword: str | None = None, only: Iterable[str] | None = None) -> list[Check]:
     """The checks whose id contains `keyword`, or whose id is in `only`."""
     if only is not None:

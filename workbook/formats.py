@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from workbook.engine import CheckResult, GraderError, ProblemResult, discover_checks
+from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.integrity import GraderSet
 from workbook.report import json_report
 
@@ -173,8 +173,9 @@ def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> 
         document["message"] = first.message or "Your code could not be graded."
     tests = []
     for result in results:
+        sources = check_sources(result.problem)
         for check in result.checks:
-            tests.append(_exercism_test(result, check))
+            tests.append(_exercism_test(result, check, sources.get(check.id, "")))
     document["tests"] = tests
     # Not part of the interface; Exercism ignores it. It records which graders graded the run.
     document["workbook"] = {"graders": graders.to_dict()}
@@ -190,12 +191,13 @@ def _exercism_status(results: list[ProblemResult]) -> str:
     return "fail"
 
 
-def _exercism_test(result: ProblemResult, check: CheckResult) -> dict[str, Any]:
+def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> dict[str, Any]:
     problem = result.problem
     test: dict[str, Any] = {
         "name": f"Problem {problem.number}: {check.title}",
         "status": check.status,
-        "test_code": f"workbook check {problem.number} -k {check.id}",
+        # The grader's code for this check, and how to run it alone.
+        "test_code": f"{source}\n\n# Run only this check: workbook check {problem.number} -k {check.id}".lstrip(),
         "task_id": problem.number,
         # The interface wants no message on a passing test, and output only when there is some.
         "message": None if check.status == "pass" else (check.message or "This check did not pass."),
