@@ -16,7 +16,7 @@ import click
 from workbook import __version__, formats, instructor_commands, integrity, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.report import Style, human_problem, human_progress
+from workbook.report import LiveCount, Style, human_problem, human_progress
 from workbook.state import load_state, problem_status, record_result, save_state
 
 EXERCISES = ROOT / "exercises"
@@ -142,12 +142,16 @@ def check(
     # modified); only `workbook grade` refuses modified ones.
     grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
 
+    human = output_format == "text" or output_path is not None
+    live = LiveCount(_check_count(selected, keyword) if human else 0)
+
     def show(result: ProblemResult) -> None:
-        if output_format == "text" or output_path:
+        if human:
+            live.clear()
             click.echo(human_problem(result, style, verbose=verbose, quiet=quiet))
             click.echo()
 
-    options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders)
+    options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders, on_check=live.check_done)
     try:
         # Someone else's submission (--dir) is graded from a copy holding only the learner
         # files the manifest names, so nothing else in it (a conftest.py, a .pth) is loaded.
@@ -222,6 +226,15 @@ def _remember(before: dict, results: list[ProblemResult]) -> dict:
 def _solved_count(manifest: Manifest, state: dict | None = None) -> int:
     state = load_state() if state is None else state
     return sum(1 for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass")
+
+
+def _check_count(selected: list[Problem], keyword: str | None) -> int:
+    from workbook.engine import discover_checks, select_checks
+
+    try:
+        return sum(len(select_checks(discover_checks(problem), keyword)) for problem in selected)
+    except GraderError:
+        return 0
 
 
 def _check_keyword(selected: list[Problem], keyword: str | None) -> None:

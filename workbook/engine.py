@@ -162,9 +162,11 @@ def grade(
     seed: int | None = None,
     check_timeout_s: float | None = None,
     graders: Path | None = None,
+    on_check: Callable[[CheckResult], None] | None = None,
 ) -> ProblemResult:
     """Grade one problem of `target_root` (a folder laid out like exercises/), with the
-    graders in `graders` (laid out like graders/) when given."""
+    graders in `graders` (laid out like graders/) when given. `on_check` hears of each
+    check as soon as it has a result (for a progress display)."""
     if check_timeout_s is not None:
         problem = replace(problem, check_timeout_s=check_timeout_s)
     if graders is not None:
@@ -179,7 +181,7 @@ def grade(
         message = f"There is no folder {problem.slug}/ in {target_root}; copy it from the workbook's exercises/."
         result.checks = [_errored(check, message, "import") for check in checks]
         return result
-    found = _Session(problem, target_root, checks, run_seed).run()
+    found = _Session(problem, target_root, checks, run_seed, on_check).run()
     result.checks = [found[check.id] for check in checks]
     return result
 
@@ -193,13 +195,15 @@ def grade_many(
     seed: int | None = None,
     on_result: Callable[[ProblemResult], None] | None = None,
     graders: Path | None = None,
+    on_check: Callable[[CheckResult], None] | None = None,
 ) -> list[ProblemResult]:
     """Grade several problems, `jobs` at a time, reporting each in order as soon as it can."""
     problems = list(problems)
     if len(problems) > 1:
         keep_warm()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade, p, target_root, keyword=keyword, seed=seed, graders=graders) for p in problems]
+        options = dict(keyword=keyword, seed=seed, graders=graders, on_check=on_check)
+        futures = [pool.submit(grade, p, target_root, **options) for p in problems]
         results = []
         for future in futures:
             results.append(future.result())
@@ -215,8 +219,16 @@ def _errored(check: Check, message: str, kind: str, duration: float = 0.0) -> Ch
 class _Session:
     """One problem's grading: as many child processes as it takes to get every check a result."""
 
-    def __init__(self, problem: Problem, target_root: Path, checks: list[Check], seed: int) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        target_root: Path,
+        checks: list[Check],
+        seed: int,
+        on_check: Callable[[CheckResult], None] | None = None,
+    ) -> None:
         self.problem = problem
+        self.on_check = on_check
         self.target_root = target_root
         self.checks = {check.id: check for check in checks}
         self.seed = seed
@@ -266,6 +278,8 @@ class _Session:
     def record(self, result: CheckResult) -> None:
         if result.id in self.checks and result.id not in self.results:
             self.results[result.id] = result
+            if self.on_check:
+                self.on_check(result)
 
 
 _fork_server: Any = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,33 @@ def _problem_json(result: ProblemResult) -> dict[str, Any]:
             for check in result.checks
         ],
     }
+
+
+class LiveCount:
+    """While grading, a one-line count of finished checks on stderr, redrawn in place, so a
+    slow or hanging check never leaves the learner with a silent screen. Only on a
+    terminal; piped output never sees it."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.done = 0
+        self.enabled = total > 0 and bool(getattr(self.stream, "isatty", lambda: False)())
+        self.lock = threading.Lock()
+
+    def check_done(self, _result: CheckResult) -> None:
+        with self.lock:
+            self.done += 1
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.enabled:
+            self.stream.write(f"\r  grading: {self.done}/{self.total} checks done ")
+            self.stream.flush()
+
+    def clear(self) -> None:
+        """Call before printing anything else; the count comes back with the next check."""
+        with self.lock:
+            if self.enabled:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
