@@ -113,7 +113,15 @@ def test_busy_async_handler_is_stopped(tmp_path):
     ]
 
 
-def test_os_exit_in_a_handler_fails_that_check_and_the_rest_still_run(tmp_path):
+@pytest.fixture(params=["subprocess", "fork-server"])
+def spawn_method(request, monkeypatch):
+    """Both ways of starting a grading process: a fresh interpreter, or a fork of the warm
+    server (used when several problems are graded); each must isolate the same way."""
+    monkeypatch.setenv("WORKBOOK_SPAWN", request.param)
+    return request.param
+
+
+def test_os_exit_in_a_handler_fails_that_check_and_the_rest_still_run(tmp_path, spawn_method):
     source = SOLUTION.replace(
         "    return repo.list_users()", "    import os\n    os._exit(0)\n    return repo.list_users()"
     )
@@ -124,6 +132,12 @@ def test_os_exit_in_a_handler_fails_that_check_and_the_rest_still_run(tmp_path):
         ("get_settings_reads_environment", "pass", "pass"),
         ("list_starts_empty", "error", "exit"),
     ]
+
+
+def test_environment_changes_stay_in_the_grading_process(tmp_path, spawn_method):
+    leaking = solution_with(after="\nimport os\nos.environ['LEAKED_FROM_LEARNER'] = '1'\n")
+    assert grade_source(tmp_path, leaking, only=["list_starts_empty"]).status == "pass"
+    assert "LEAKED_FROM_LEARNER" not in os.environ
 
 
 def test_sys_exit_in_a_handler_is_a_failure_that_names_it(tmp_path):
@@ -181,30 +195,6 @@ def test_check_list_is_the_same_whatever_the_code_does(tmp_path, seed):
     broken = grade_source(tmp_path / "broken", "raise ImportError('nope')\n", seed=seed)
     passing = grade(P1, SOLUTIONS, seed=seed)
     assert [c.id for c in broken.checks] == [c.id for c in passing.checks]
-
-
-@pytest.fixture(params=["subprocess", "fork-server"])
-def spawn_method(request, monkeypatch):
-    monkeypatch.setenv("WORKBOOK_SPAWN", request.param)
-    return request.param
-
-
-def test_both_ways_of_starting_a_grading_process_behave_alike(tmp_path, spawn_method):
-    """The fork server (used when several problems are graded) isolates like a fresh interpreter."""
-    source = SOLUTION.replace(
-        "    return repo.list_users()", "    import os\n    os._exit(0)\n    return repo.list_users()"
-    )
-    only = ["list_starts_empty", "settings_defaults_and_values", "get_settings_reads_environment"]
-    result = grade_source(tmp_path, source, only=only)
-    assert [(c.id, c.status, c.kind) for c in result.checks] == [
-        ("settings_defaults_and_values", "pass", "pass"),
-        ("get_settings_reads_environment", "pass", "pass"),
-        ("list_starts_empty", "error", "exit"),
-    ]
-    assert grade(P1, SOLUTIONS).status == "pass"
-    leaking = solution_with(after="\nimport os\nos.environ['LEAKED_FROM_LEARNER'] = '1'\n")
-    grade_source(tmp_path / "again", leaking, only=["list_starts_empty"])
-    assert "LEAKED_FROM_LEARNER" not in os.environ
 
 
 FORGER = """
