@@ -9,14 +9,15 @@ from __future__ import annotations
 import copy
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from workbook import __version__, formats, instructor_commands, integrity, learner_commands
+from workbook import __version__, instructor_commands, integrity, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.report import LiveCount, Style, human_problem, human_progress
+from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
 from workbook.state import load_state, problem_status, record_result, save_state
 
 EXERCISES = ROOT / "exercises"
@@ -83,7 +84,7 @@ def list_problems() -> None:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(formats.FORMATS),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="text, json, junit (JUnit XML), exercism / gradescope (results.json), github (Actions).",
@@ -132,6 +133,8 @@ def check(
     target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
     learner_run = target == EXERCISES and not keyword
     selected = _select(manifest, problems, all_problems)
+    if graders is not None:  # the check list (for -k and the live count) comes from these graders
+        selected = [replace(problem, graders=graders.resolve()) for problem in selected]
     _check_keyword(selected, keyword)
     if output_path and not output_path.resolve().parent.is_dir():
         raise click.BadParameter(f"the folder {output_path.resolve().parent} does not exist.", param_hint="--output")
@@ -147,9 +150,7 @@ def check(
 
     def show(result: ProblemResult) -> None:
         if human:
-            live.clear()
-            click.echo(human_problem(result, style, verbose=verbose, quiet=quiet))
-            click.echo()
+            live.echo(human_problem(result, style, verbose=verbose, quiet=quiet) + "\n")
 
     options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders, on_check=live.check_done)
     try:
@@ -163,6 +164,8 @@ def check(
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
     elif output_format != "text":
+        from workbook import formats
+
         click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
     if learner_run and (output_format == "text" or output_path):
         from workbook.milestones import after_check
@@ -182,6 +185,8 @@ def _write_report(
         plain = Style(color=False, unicode=False)
         text = "\n\n".join(human_problem(result, plain) for result in results) + "\n"
     else:
+        from workbook import formats
+
         text = formats.render(output_format, results, target, grader_set)
     try:
         path.write_text(text, encoding="utf-8")

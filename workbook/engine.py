@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -94,30 +94,21 @@ class GraderError(Exception):
 def discover_checks(problem: Problem) -> list[Check]:
     """The problem's checks, read from the grader files without running them, so the list
     and its order never depend on what the learner's code does."""
-    files = sorted(problem.grader_dir.glob("test_*.py"))
+    files = _grader_files(problem)
     if not files:
         raise GraderError(f"no grader files in {problem.grader_dir}")
-    checks: list[Check] = []
-    for path in files:
-        checks.extend(_checks_in(path))
-    return checks
-
-
-def _checks_in(path: Path) -> Iterator[Check]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
-            check_id = node.name.removeprefix("test_")
-            title = (ast.get_docstring(node) or check_id.replace("_", " ")).strip().splitlines()[0]
-            yield Check(id=check_id, title=title, nodeid=f"{path}::{node.name}")
+    return [
+        Check(id=_check_id(node), title=_title(node), nodeid=f"{path}::{node.name}")
+        for path, _, tree in files
+        for node in _test_functions(tree)
+    ]
 
 
 def grader_weights(problem: Problem) -> dict[str, float]:
     """Weights a grader file declares as a module-level `WEIGHTS = {"check_id": 2}`, read
     statically like the checks; the manifest's `weights` table overrides them."""
     weights: dict[str, float] = {}
-    for path in sorted(problem.grader_dir.glob("test_*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for _, _, tree in _grader_files(problem):
         for node in tree.body:
             if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "WEIGHTS" for t in node.targets):
                 try:
@@ -131,13 +122,37 @@ def grader_weights(problem: Problem) -> dict[str, float]:
 
 def check_sources(problem: Problem) -> dict[str, str]:
     """Each check's source code by id (Exercism's results.json shows it as `test_code`)."""
-    sources: dict[str, str] = {}
-    for path in sorted(problem.grader_dir.glob("test_*.py")):
-        text = path.read_text(encoding="utf-8")
-        for node in ast.parse(text, filename=str(path)).body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
-                sources[node.name.removeprefix("test_")] = ast.get_source_segment(text, node) or ""
-    return sources
+    return {
+        _check_id(node): ast.get_source_segment(text, node) or ""
+        for _, text, tree in _grader_files(problem)
+        for node in _test_functions(tree)
+    }
+
+
+def _grader_files(problem: Problem) -> list[tuple[Path, str, ast.Module]]:
+    return [(path, *_parsed(path, path.stat().st_mtime_ns)) for path in sorted(problem.grader_dir.glob("test_*.py"))]
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: Path, mtime_ns: int) -> tuple[str, ast.Module]:
+    """A grader file's text and syntax tree; one parse per file version, however many
+    times a run asks (the check list, weights, sources, -k, the live count)."""
+    text = path.read_text(encoding="utf-8")
+    return text, ast.parse(text, filename=str(path))
+
+
+def _test_functions(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
+            yield node
+
+
+def _check_id(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    return node.name.removeprefix("test_")
+
+
+def _title(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    return (ast.get_docstring(node) or _check_id(node).replace("_", " ")).strip().splitlines()[0]
 
 
 def select_checks(checks: list[Check], keyword: str | None = None, only: Iterable[str] | None = None) -> list[Check]:
@@ -171,9 +186,8 @@ def grade(
         problem = replace(problem, check_timeout_s=check_timeout_s)
     if graders is not None:
         problem = replace(problem, graders=Path(graders).resolve())
-    if problem.grader_dir.is_dir():
-        problem = replace(problem, weights={**grader_weights(problem), **problem.weights})
     checks = select_checks(discover_checks(problem), keyword, only)
+    problem = replace(problem, weights={**grader_weights(problem), **problem.weights})
     run_seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
     result = ProblemResult(problem=problem, target=target_root, seed=run_seed)
     folder = target_root / problem.slug
@@ -236,18 +250,16 @@ class _Session:
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
-        scratch = Path(tempfile.mkdtemp(prefix="workbook-"))
         # The events file lives apart from the learner's working directory (under scratch).
-        channel = Path(tempfile.mkdtemp(prefix="workbook-channel-"))
-        try:
+        with (
+            tempfile.TemporaryDirectory(prefix="workbook-", ignore_cleanup_errors=True) as scratch,
+            tempfile.TemporaryDirectory(prefix="workbook-channel-", ignore_cleanup_errors=True) as channel,
+        ):
             while self._pending() and time.monotonic() < self.deadline:
                 before = len(self.results)
-                self._run_child(scratch, channel)
+                self._run_child(Path(scratch), Path(channel))
                 if len(self.results) == before:
                     break  # the child made no progress: do not spin
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-            shutil.rmtree(channel, ignore_errors=True)
         for check_id in self._pending():
             check = self.checks[check_id]
             self.results[check_id] = _errored(check, self._not_run_message(), "not-run")
@@ -269,7 +281,11 @@ class _Session:
         # Opened before the child starts: the child unlinks the path once it has it open.
         events = open(events_path, encoding="utf-8")  # noqa: SIM115 - closed by _Watch.follow
         token = secrets.token_hex(16)
-        child = _spawn(self.problem, self.target_root, pending, events_path, output_path, scratch, self.seed, token)
+        try:
+            child = _spawn(self.problem, self.target_root, pending, events_path, output_path, scratch, self.seed, token)
+        except BaseException:
+            events.close()
+            raise
         try:
             _Watch(self, child, events, token).follow()
         finally:

@@ -23,9 +23,10 @@ from typing import Any
 
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.integrity import GraderSet
+from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import json_report
 
-FORMATS = ("text", "json", "junit", "exercism", "gradescope", "github")
+FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 # Characters XML 1.0 cannot carry at all; learner output may contain them.

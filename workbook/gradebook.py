@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbook.engine import ProblemResult, grade, keep_warm
+from workbook.engine import ProblemResult, keep_warm
 from workbook.formats import json_document, percent
 from workbook.integrity import GraderSet
 from workbook.manifest import Problem
@@ -79,24 +79,15 @@ def grade_sanitised(
     (targets, messages) name `source_root`, not the copy."""
     from workbook.engine import grade_many
 
-    scratch = Path(tempfile.mkdtemp(prefix="workbook-submission-"))
-    copy_root = learner_copy(source_root, problems, scratch / "submission")
+    with tempfile.TemporaryDirectory(prefix="workbook-submission-", ignore_cleanup_errors=True) as scratch:
+        copy_root = learner_copy(source_root, problems, Path(scratch) / "submission")
 
-    def relabel(result: ProblemResult) -> None:
-        _relabel(result, copy_root, source_root)
-        if on_result:
-            on_result(result)
+        def relabel(result: ProblemResult) -> None:
+            _relabel(result, copy_root, source_root)
+            if on_result:
+                on_result(result)
 
-    try:
-        if jobs == 1:
-            results = []
-            for problem in problems:
-                results.append(grade(problem, copy_root, graders=graders, **options))
-                relabel(results[-1])
-            return results
         return grade_many(problems, copy_root, jobs=jobs, graders=graders, on_result=relabel, **options)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _relabel(result: ProblemResult, copy_root: Path, source_root: Path) -> None:

@@ -17,6 +17,8 @@ from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import Problem
 
 JSON_VERSION = 1
+# Every report format `check --format` knows; workbook.formats renders all but text.
+FORMATS = ("text", "json", "junit", "exercism", "gradescope", "github")
 BAR_WIDTH = 20
 
 
@@ -142,9 +144,11 @@ class LiveCount:
             self.stream.write(f"\r  grading: {self.done}/{self.total} checks done ")
             self.stream.flush()
 
-    def clear(self) -> None:
-        """Call before printing anything else; the count comes back with the next check."""
+    def echo(self, text: str) -> None:
+        """Print `text` on stdout in place of the count (which comes back with the next check),
+        under the lock, so no redraw lands in between."""
         with self.lock:
             if self.enabled:
                 self.stream.write("\r\x1b[2K")
                 self.stream.flush()
+            click.echo(text)
