@@ -6,7 +6,6 @@ report, state).
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from dataclasses import replace
@@ -18,7 +17,7 @@ from workbook import __version__, instructor_commands, integrity, learner_comman
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
-from workbook.state import load_state, problem_status, record_result, save_state
+from workbook.state import is_solved, load_state, problem_status, save_or_warn, with_results
 
 EXERCISES = ROOT / "exercises"
 SOLUTIONS = ROOT / "solutions"
@@ -208,29 +207,21 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
     if problems:
         return list({problem.number: problem for problem in problems}.values())
     state = load_state()
-    for problem in manifest.problems:
-        entry = problem_status(state, problem.slug)
-        if not entry or entry.get("status") != "pass":
-            return [problem]
-    return list(manifest.problems)
+    unsolved = [problem for problem in manifest.problems if not is_solved(state, problem.slug)]
+    return unsolved[:1] or list(manifest.problems)
 
 
 def _remember(before: dict, results: list[ProblemResult]) -> dict:
-    """Progress after this run: the state read before grading plus these results, so
-    nothing the graded code wrote to the state file meanwhile survives."""
-    state = copy.deepcopy(before)
-    for result in results:
-        record_result(state, result.problem.slug, result.status, result.passed, result.total)
-    try:
-        save_state(state)
-    except OSError as exc:
-        click.echo(f"Note: could not save your progress ({exc}).", err=True)
-    return state
+    after = with_results(before, results)
+    note = save_or_warn(after)
+    if note:
+        click.echo(note, err=True)
+    return after
 
 
 def _solved_count(manifest: Manifest, state: dict | None = None) -> int:
     state = load_state() if state is None else state
-    return sum(1 for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass")
+    return sum(1 for problem in manifest.problems if is_solved(state, problem.slug))
 
 
 def _check_count(selected: list[Problem], keyword: str | None) -> int:

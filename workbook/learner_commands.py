@@ -14,7 +14,7 @@ import click
 
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import Style
-from workbook.state import hints_revealed, load_state, record_hints_revealed, save_state, state_dir
+from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
@@ -66,10 +66,9 @@ def _shown(path: Path) -> str:
 
 
 def _save(state: dict) -> None:
-    try:
-        save_state(state)
-    except OSError as exc:
-        click.echo(f"Note: could not save your progress ({exc}).", err=True)
+    note = save_or_warn(state)
+    if note:
+        click.echo(note, err=True)
 
 
 def _wrap(text: str, indent: str = "  ") -> str:

@@ -8,11 +8,11 @@ from typing import Any
 
 from workbook.manifest import ROOT, Manifest, Problem
 from workbook.report import Style
-from workbook.state import problem_status
+from workbook.state import is_solved
 
 
 def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
-    return {p.slug for p in manifest.problems if (problem_status(state, p.slug) or {}).get("status") == "pass"}
+    return {problem.slug for problem in manifest.problems if is_solved(state, problem.slug)}
 
 
 def next_unsolved(manifest: Manifest, state: dict[str, Any], after: Problem | None = None) -> Problem | None:

@@ -6,9 +6,11 @@ Written atomically (temporary file, then rename); a missing or corrupt file simp
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,26 @@ def record_hints_revealed(data: dict[str, Any], slug: str, count: int) -> None:
     if not isinstance(hints, dict):
         hints = data["hints"] = {}
     hints[slug] = max(0, int(count))
+
+
+def is_solved(data: dict[str, Any], slug: str) -> bool:
+    return (problem_status(data, slug) or {}).get("status") == "pass"
+
+
+def with_results(before: dict[str, Any], results: Iterable[Any]) -> dict[str, Any]:
+    """The progress after grading: the state read *before* grading plus these results
+    (ProblemResults), so nothing the graded code wrote to the state file meanwhile
+    survives. The caller saves it."""
+    data = copy.deepcopy(before)
+    for result in results:
+        record_result(data, result.problem.slug, result.status, result.passed, result.total)
+    return data
+
+
+def save_or_warn(data: dict[str, Any]) -> str | None:
+    """Save the state; on failure the sentence to show the learner instead of a crash."""
+    try:
+        save_state(data)
+    except OSError as exc:
+        return f"Note: could not save your progress ({exc})."
+    return None

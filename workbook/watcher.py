@@ -20,7 +20,7 @@ from workbook.manifest import Manifest, Problem
 from workbook.milestones import congratulation, final_message, next_unsolved, solution_path, solved_slugs
 from workbook.report import Style, describe_target, human_progress
 from workbook.starters import problem_files
-from workbook.state import load_state, problem_status, record_result, save_state
+from workbook.state import is_solved, load_state, save_or_warn, with_results
 
 POLL_S = 0.05
 SETTLE_S = 0.15
@@ -91,15 +91,17 @@ class Watcher:
         while True:
             folder = self.exercises / problem.slug
             before = signature(folder)
+            progress = load_state()  # before grading: the graded code could write the file
             started = time.monotonic()
             result = self.grader(problem, self.exercises)
             elapsed = time.monotonic() - started
             self.runs += 1
-            newly_solved, state = self._remember(result)
+            newly_solved, state = self._remember(progress, result)
             if result.status == "pass" and (newly_solved or not stay):
                 following = next_unsolved(self.manifest, state, after=problem)
                 if following is None:
-                    self._draw(result, elapsed, notice=notice, footer=self._finished(problem, state, newly_solved))
+                    footer = self._finished(problem, state, newly_solved)
+                    self._draw(result, elapsed, state, notice=notice, footer=footer)
                     return 0
                 if newly_solved:
                     # Show the success at once; the next problem's grading takes a while.
@@ -107,6 +109,7 @@ class Watcher:
                     self._draw(
                         result,
                         elapsed,
+                        state,
                         notice=notice,
                         footer=congratulation(problem, self.manifest, state, self.style) + moving,
                     )
@@ -120,7 +123,7 @@ class Watcher:
             footer = self._keys(problem)
             if result.status == "pass":
                 footer = f"Reference solution for comparison: {solution_path(problem)}\n{footer}"
-            self._draw(result, elapsed, notice=notice, footer=footer)
+            self._draw(result, elapsed, state, notice=notice, footer=footer)
             notice = ""
             if self._done(max_runs):
                 return 0 if result.status == "pass" else 1
@@ -131,16 +134,13 @@ class Watcher:
     def _done(self, max_runs: int | None) -> bool:
         return max_runs is not None and self.runs >= max_runs
 
-    def _remember(self, result: ProblemResult) -> tuple[bool, dict]:
+    def _remember(self, before: dict, result: ProblemResult) -> tuple[bool, dict]:
         """Record the result like `workbook check` does; True when it newly solved the problem."""
-        state = load_state()
-        was_solved = (problem_status(state, result.problem.slug) or {}).get("status") == "pass"
-        record_result(state, result.problem.slug, result.status, result.passed, result.total)
-        try:
-            save_state(state)
-        except OSError as exc:
-            self.echo(f"Note: could not save your progress ({exc}).")
-        return result.status == "pass" and not was_solved, state
+        state = with_results(before, [result])
+        note = save_or_warn(state)
+        if note:
+            self.echo(note)
+        return result.status == "pass" and not is_solved(before, result.problem.slug), state
 
     def _finished(self, problem: Problem, state: dict, newly_solved: bool) -> str:
         if newly_solved:
@@ -153,10 +153,10 @@ class Watcher:
             f"Save a file in {folder}/ to re-check · `workbook hint {problem.number}` for a hint · Ctrl-C to quit"
         )
 
-    def _draw(self, result: ProblemResult, elapsed: float, *, notice: str, footer: str) -> None:
+    def _draw(self, result: ProblemResult, elapsed: float, state: dict, *, notice: str, footer: str) -> None:
         lines = [notice, ""] if notice else []
         lines += screen(result, self.style, elapsed, verbose=self.verbose)
-        solved = len(solved_slugs(self.manifest, load_state()))
+        solved = len(solved_slugs(self.manifest, state))
         lines += ["", human_progress(solved, len(self.manifest.problems), self.style)]
         if footer:
             lines.append(footer)
