@@ -303,12 +303,12 @@ _fork_server_lock = threading.Lock()
 _warm = False
 
 
-def keep_warm(enabled: bool = True) -> None:
+def keep_warm() -> None:
     """Grade through a warm fork server from now on (workbook/forkserver.py): worth it when
     this process grades more than one problem (--all, a class, watch); one problem alone is
     faster without it. WORKBOOK_SPAWN=subprocess or =fork-server overrides the choice."""
     global _warm
-    _warm = enabled
+    _warm = True
 
 
 def _use_fork_server() -> bool:

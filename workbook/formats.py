@@ -49,10 +49,6 @@ def render(output_format: str, results: list[ProblemResult], target: Path, grade
 # --- scores ----------------------------------------------------------------------------
 
 
-def check_weight(result: ProblemResult, check: CheckResult) -> float:
-    return result.problem.weight(check.id)
-
-
 def totals(results: list[ProblemResult]) -> tuple[float, float]:
     return sum(r.score for r in results), sum(r.max_score for r in results)
 
@@ -69,16 +65,12 @@ def _number(value: float) -> float | int:
 # --- json ------------------------------------------------------------------------------
 
 
-def json_document(
-    results: list[ProblemResult], target: Path, graders: GraderSet, *, totals_and_graders: bool = True
-) -> dict[str, Any]:
+def json_document(results: list[ProblemResult], target: Path, graders: GraderSet) -> dict[str, Any]:
     """report.json_report's document, plus points per problem and (at the top level) the
     total points and the grader set used."""
-    document = json.loads(json_report(results, target))
+    document = json_report(results, target)
     for entry, result in zip(document["problems"], results, strict=True):
         entry["score"], entry["max_score"] = _number(result.score), _number(result.max_score)
-    if not totals_and_graders:
-        return document
     score, max_score = totals(results)
     document.update(score=_number(score), max_score=_number(max_score), percent=percent(score, max_score))
     document["graders"] = graders.to_dict()
@@ -238,7 +230,7 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
 
 
 def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, hidden: bool) -> dict[str, Any]:
-    weight = check_weight(result, check)
+    weight = result.problem.weight(check.id)
     output = check.message or ""
     if check.output:
         output += "\n\nYour code printed:\n" + check.output

@@ -3,7 +3,6 @@ when NO_COLOR is set, and one JSON document for CI."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -95,9 +94,9 @@ def human_progress(solved: int, total: int, style: Style) -> str:
     return f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
 
 
-def json_report(results: list[ProblemResult], target: Path) -> str:
-    document = {"version": JSON_VERSION, "target": str(target), "problems": [_problem_json(r) for r in results]}
-    return json.dumps(document, indent=2, ensure_ascii=False)
+def json_report(results: list[ProblemResult], target: Path) -> dict[str, Any]:
+    """The JSON report (version 1) as a dict: what was graded, and each check's result."""
+    return {"version": JSON_VERSION, "target": str(target), "problems": [_problem_json(r) for r in results]}
 
 
 def _problem_json(result: ProblemResult) -> dict[str, Any]:

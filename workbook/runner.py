@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     from fastapi.testclient import TestClient  # noqa: F401
 
     from workbook import grading
-    from workbook.manifest import ROOT, load_manifest
+    from workbook.manifest import load_manifest
 
     problem = load_manifest().by_slug(args.problem)
     grading.cheap_password_hashing()  # before the first import of the learner's code
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
         _leave(0)
     events.emit("import", ok=True)
 
-    pytest.main(_pytest_args(ROOT, problem.grader_dir, args.nodeids), plugins=[Reporter(events, args.check_timeout)])
+    pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[Reporter(events, args.check_timeout)])
     events.emit("done")
     _leave(0)
 
@@ -81,13 +81,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _pytest_args(root: Path, grader_dir: Path, nodeids: list[str]) -> list[str]:
+def _pytest_args(grader_dir: Path, nodeids: list[str]) -> list[str]:
+    from workbook.manifest import BUNDLED_GRADERS
+
     # The grader folder in use (bundled, or an instructor's --graders copy); a copy without
     # settings of its own runs with the bundled ones.
     graders = grader_dir.parent
     ini = graders / "pytest.ini"
     if not ini.is_file():
-        ini = root / "graders" / "pytest.ini"
+        ini = BUNDLED_GRADERS / "pytest.ini"
     return [
         *nodeids,
         "-c",
@@ -129,9 +131,8 @@ class Reporter:
 
         names = pyfuncitem._fixtureinfo.argnames
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-        what = "This check"
         try:
-            grading.within(self.check_timeout, lambda: _call_guarded(pyfuncitem.obj, kwargs), what)
+            grading.within(self.check_timeout, lambda: _call_guarded(pyfuncitem.obj, kwargs), "This check")
         except grading.CheckTimeout:
             raise grading.CheckTimeout(
                 f"This check did not finish within {self.check_timeout:g} s: something in your code "

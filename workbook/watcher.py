@@ -72,7 +72,6 @@ class Watcher:
         verbose: bool = False,
         clear_screen: bool = True,
         echo: Callable[[str], None] = click.echo,
-        grader: Callable[[Problem, Path], ProblemResult] = grade,
     ) -> None:
         self.manifest = manifest
         self.exercises = exercises
@@ -80,7 +79,6 @@ class Watcher:
         self.verbose = verbose
         self.clear_screen = clear_screen
         self.echo = echo
-        self.grader = grader
         self.runs = 0
         keep_warm()  # every save re-grades: fork from a warm process, not a fresh interpreter
 
@@ -93,7 +91,7 @@ class Watcher:
             before = signature(folder)
             progress = load_state()  # before grading: the graded code could write the file
             started = time.monotonic()
-            result = self.grader(problem, self.exercises)
+            result = grade(problem, self.exercises)
             elapsed = time.monotonic() - started
             self.runs += 1
             newly_solved, state = self._remember(progress, result)
