@@ -86,8 +86,13 @@ def _check_lines(check: CheckResult, problem: Problem, style: Style, verbose: bo
     if verbose and check.output:
         lines.append("      your code printed:")
         lines.extend("        " + text for text in check.output.splitlines()[-20:])
-    lines.append(style.dim(f"      re-run only this check: workbook check {problem.number} -k {check.id}"))
+    lines.append(style.dim(f"      re-run only this check: {rerun_command(problem, check.id)}"))
     return lines
+
+
+def rerun_command(problem: Problem, check_id: str) -> str:
+    """How to run one check alone; every report that names a failing check offers it."""
+    return f"workbook check {problem.number} -k {check_id}"
 
 
 def human_progress(solved: int, total: int, style: Style) -> str:

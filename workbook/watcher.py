@@ -18,7 +18,7 @@ import click
 from workbook.engine import ProblemResult, grade, keep_warm
 from workbook.manifest import Manifest, Problem
 from workbook.milestones import congratulation, final_message, next_unsolved, solution_path, solved_slugs
-from workbook.report import Style, describe_target, human_progress
+from workbook.report import Style, describe_target, human_progress, rerun_command
 from workbook.starters import problem_files
 from workbook.state import is_solved, load_state, save_or_warn, with_results
 
@@ -181,11 +181,9 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     message = (failing.message or "").splitlines() or ["(no message)"]
     lines += ["    " + text for text in message[:MESSAGE_LINES]]
     if len(message) > MESSAGE_LINES:
-        lines.append(
-            f"    ... ({len(message) - MESSAGE_LINES} more lines: workbook check {problem.number} -k {failing.id})"
-        )
+        lines.append(f"    ... ({len(message) - MESSAGE_LINES} more lines: {rerun_command(problem, failing.id)})")
     if verbose and failing.output:
         lines.append("    your code printed:")
         lines += ["      " + text for text in failing.output.splitlines()[-20:]]
-    lines.append(style.dim(f"    re-run only this check: workbook check {problem.number} -k {failing.id}"))
+    lines.append(style.dim(f"    re-run only this check: {rerun_command(problem, failing.id)}"))
     return lines
