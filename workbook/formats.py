@@ -280,13 +280,21 @@ def github(results: list[ProblemResult], target: Path, graders: GraderSet) -> st
                 seen.add(check.message or check.id)
                 lines.append(github_annotation(result, check))
     summary = github_summary(results, graders)
-    summary_path = os.environ.get(SUMMARY_ENV)
-    if summary_path:
-        with open(summary_path, "a", encoding="utf-8") as handle:
-            handle.write(summary + "\n")
-    else:
-        lines.append(summary)
+    if not _append_summary(os.environ.get(SUMMARY_ENV), summary):
+        lines.append(summary)  # no job summary to write to: the log gets it instead
     return "\n".join(lines) + "\n"
+
+
+def _append_summary(path: str | None, summary: str) -> bool:
+    """Append to the job summary file; False when there is none, or it cannot be written."""
+    if not path:
+        return False
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(summary + "\n")
+    except OSError:
+        return False
+    return True
 
 
 def github_annotation(result: ProblemResult, check: CheckResult) -> str:

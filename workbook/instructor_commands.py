@@ -124,17 +124,14 @@ def grade_command(
     grader_set = grader_set_or_exit(graders, allow_modified_graders)
     names = submissions(submissions_dir)
     count = len(chosen.take(names) if chosen else names)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out_dir)
     click.echo(
         f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time.",
         err=True,
     )
     settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen}
     documents = _grade_with_progress(submissions_dir, out_dir, problems, grader_set, settings, count)
-    if html_path:
-        from workbook.classreport import class_report
-
-        html_path.write_text(class_report(documents), encoding="utf-8")
+    _write_html(html_path, documents)
     _summary(documents, out_dir, html_path)
 
 
@@ -153,6 +150,24 @@ def _grade_with_progress(
         return grade_class(submissions_dir, out_dir, problems, grader_set, **settings)
     with click.progressbar(length=count, label="Grading", file=sys.stderr, show_pos=True, show_eta=True) as bar:
         return grade_class(submissions_dir, out_dir, problems, grader_set, progress=lambda _: bar.update(1), **settings)
+
+
+def _writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create the folder {folder}: {exc}") from exc
+
+
+def _write_html(path: Path | None, documents: list[dict]) -> None:
+    if path is None:
+        return
+    from workbook.classreport import class_report
+
+    try:
+        path.write_text(class_report(documents), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the class report to {path}: {exc} (the gradebook is saved)") from exc
 
 
 def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> None:
@@ -183,15 +198,13 @@ def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> No
 )
 def merge_command(out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
     """Combine the --out folders of `workbook grade --shard` runs into one gradebook."""
-    from workbook.classreport import class_report
     from workbook.gradebook import MergeError, merge
 
     try:
         documents = merge(list(out_dirs), destination, list(load_manifest().problems))
     except (MergeError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if html_path:
-        html_path.write_text(class_report(documents), encoding="utf-8")
+    _write_html(html_path, documents)
     _summary(documents, destination, html_path)
 
 
