@@ -323,18 +323,23 @@ def check_guard(learner: Any, name: str) -> None:
 # --- overrides reach the routes -------------------------------------------------------
 
 
-def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_current_user changes what every /items route does"""
-    api, headers = kit.api, kit.admin().headers
-    learner.app.dependency_overrides[module("app.dependencies").get_current_user] = teapot
-    body = {"name": "override probe", "description": None, "price": 1}
-    for method, path, json in (
+def item_routes(body: dict) -> list[tuple[str, str, dict | None]]:
+    """Every route of the items router, with `body` for the ones that take one."""
+    return [
         ("GET", "/items", None),
         ("POST", "/items", body),
         ("GET", "/items/1", None),
         ("PUT", "/items/1", body),
         ("DELETE", "/items/1", None),
-    ):
+    ]
+
+
+def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
+    """overriding app.dependencies.get_current_user changes what every /items route does"""
+    api, headers = kit.api, kit.admin().headers
+    learner.app.dependency_overrides[module("app.dependencies").get_current_user] = teapot
+    body = {"name": "override probe", "description": None, "price": 1}
+    for method, path, json in (*item_routes(body),):
         response = api.request(method, path, json=json, headers=headers)
         expect_status(
             response,
@@ -387,11 +392,7 @@ def test_routes_use_shared_get_db(learner: Any, kit: Any) -> None:
     body = {"name": "get_db probe", "description": None, "price": 1}
     for method, path, json in (
         ("POST", "/auth/register", {"username": "probe_user", "password": "probe-password"}),
-        ("GET", "/items", None),
-        ("POST", "/items", body),
-        ("GET", "/items/1", None),
-        ("PUT", "/items/1", body),
-        ("DELETE", "/items/1", None),
+        *item_routes(body),
         ("GET", "/admin/stats", None),
         ("GET", "/admin/users", None),
         ("DELETE", "/admin/users/nobody", None),
