@@ -17,7 +17,15 @@ from workbook import __version__, instructor_commands, integrity, learner_comman
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
-from workbook.state import is_solved, load_state, problem_status, save_or_warn, with_results
+from workbook.state import (
+    best_result,
+    fails_now,
+    is_solved,
+    load_state,
+    problem_status,
+    save_or_warn,
+    with_results,
+)
 
 EXERCISES = ROOT / "exercises"
 SOLUTIONS = ROOT / "solutions"
@@ -130,7 +138,7 @@ def check(
         raise click.UsageError("Give problem numbers or --all, not both.")
     manifest = _manifest()
     target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
-    learner_run = target == EXERCISES and not keyword
+    learner_run = target == EXERCISES  # a -k run is recorded too: it updates the checks it ran
     selected = _select(manifest, problems, all_problems)
     if graders is not None:  # the check list (for -k and the live count) comes from these graders
         selected = [replace(problem, graders=graders.resolve()) for problem in selected]
@@ -159,7 +167,7 @@ def check(
         results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
-    after = _remember(before, results) if learner_run else before
+    after = _remember(before, results, _all_check_ids(selected) if keyword else None) if learner_run else before
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
     elif output_format != "text":
@@ -167,13 +175,16 @@ def check(
 
         click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
     if learner_run and (output_format == "text" or output_path):
-        from workbook.milestones import after_check
+        from workbook.milestones import after_check, regression_note
 
         solved = _solved_count(manifest, after)
         message = "" if quiet else after_check(manifest, before, after, style)
         if message:
             click.echo(message + "\n")
         click.echo(human_progress(solved, len(manifest.problems), style))
+        broken = regression_note(manifest, after, {result.problem.slug for result in results})
+        if broken:
+            click.echo(broken)
     sys.exit(0 if all(result.status == "pass" for result in results) else 1)
 
 
@@ -211,8 +222,8 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
     return unsolved[:1] or list(manifest.problems)
 
 
-def _remember(before: dict, results: list[ProblemResult]) -> dict:
-    after = with_results(before, results)
+def _remember(before: dict, results: list[ProblemResult], all_check_ids: dict[str, list[str]] | None) -> dict:
+    after = with_results(before, results, all_check_ids)
     note = save_or_warn(after)
     if note:
         click.echo(note, err=True)
@@ -222,6 +233,13 @@ def _remember(before: dict, results: list[ProblemResult]) -> dict:
 def _solved_count(manifest: Manifest, state: dict | None = None) -> int:
     state = load_state() if state is None else state
     return sum(1 for problem in manifest.problems if is_solved(state, problem.slug))
+
+
+def _all_check_ids(selected: list[Problem]) -> dict[str, list[str]]:
+    """Every check id of each problem, so a -k run's result can be merged into the full one."""
+    from workbook.engine import discover_checks
+
+    return {problem.slug: [check.id for check in discover_checks(problem)] for problem in selected}
 
 
 def _check_count(selected: list[Problem], keyword: str | None) -> int:
@@ -262,11 +280,21 @@ def status() -> None:
             mark = style.mark(
                 entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail"
             )
-            line = (
-                f"  {mark} {problem.number}. {problem.title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
-            )
+            line = f"  {mark} {problem.number}. {problem.title}  ({_current_and_best(state, problem.slug)})"
         click.echo(line)
     click.echo(human_progress(_solved_count(manifest), len(manifest.problems), style))
+
+
+def _current_and_best(state: dict, slug: str) -> str:
+    """The latest result, and the best one when it was better (the progress counts the best)."""
+    entry = problem_status(state, slug) or {}
+    current = f"{entry.get('passed', 0)}/{entry.get('total', 0)} checks"
+    if fails_now(state, slug):
+        return f"{current} now; solved before, failing now"
+    best = best_result(entry) or {}
+    if isinstance(best.get("passed"), int) and best["passed"] > entry.get("passed", 0):
+        return f"{current} now; best {best['passed']}/{best.get('total', 0)}"
+    return current
 
 
 # The learner's loop (hint, reset, watch, run, doctor) and the instructors' tools (grade,

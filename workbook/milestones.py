@@ -8,7 +8,7 @@ from typing import Any
 
 from workbook.manifest import ROOT, Manifest, Problem
 from workbook.report import Style
-from workbook.state import is_solved
+from workbook.state import fails_now, is_solved, problem_status
 
 
 def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
@@ -68,3 +68,18 @@ def after_check(manifest: Manifest, before: dict[str, Any], after: dict[str, Any
     newly = solved_slugs(manifest, after) - solved_slugs(manifest, before)
     messages = [congratulation(p, manifest, after, style) for p in manifest.problems if p.slug in newly]
     return "\n\n".join(messages)
+
+
+def regression_note(manifest: Manifest, state: dict[str, Any], graded: set[str]) -> str:
+    """A visible line for each graded problem that was solved before and fails now: the
+    progress bar keeps counting it (it counts best results), so say why it still does."""
+    lines = []
+    for problem in manifest.problems:
+        if problem.slug in graded and fails_now(state, problem.slug):
+            entry = problem_status(state, problem.slug) or {}
+            lines.append(
+                f"Problem {problem.number} was solved before and fails now "
+                f"({entry.get('passed', 0)}/{entry.get('total', 0)} checks pass); the progress above still "
+                f"counts it. `workbook status` shows each problem's best and current result."
+            )
+    return "\n".join(lines)

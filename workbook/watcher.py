@@ -17,7 +17,14 @@ import click
 
 from workbook.engine import ProblemResult, grade, keep_warm
 from workbook.manifest import Manifest, Problem
-from workbook.milestones import congratulation, final_message, next_unsolved, solution_path, solved_slugs
+from workbook.milestones import (
+    congratulation,
+    final_message,
+    next_unsolved,
+    regression_note,
+    solution_path,
+    solved_slugs,
+)
 from workbook.report import Style, describe_target, human_progress, rerun_command
 from workbook.starters import problem_files
 from workbook.state import is_solved, load_state, save_or_warn, with_results
@@ -156,6 +163,9 @@ class Watcher:
         lines += screen(result, self.style, elapsed, verbose=self.verbose)
         solved = len(solved_slugs(self.manifest, state))
         lines += ["", human_progress(solved, len(self.manifest.problems), self.style)]
+        broken = regression_note(self.manifest, state, {result.problem.slug})
+        if broken:
+            lines.append(broken)
         if footer:
             lines.append(footer)
         if self.clear_screen:

@@ -1,0 +1,105 @@
+"""Progress across runs (issue 14, item 4): a `-k` run records the checks it ran, `status`
+shows each problem's best and current result, and breaking a solved problem is said out
+loud instead of silently lowering the progress count. Old state files still read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from support import EXERCISES, MANIFEST, SOLUTIONS
+
+import cli
+from workbook.engine import discover_checks
+from workbook.state import is_solved, load_state, problem_status, save_state, with_results
+
+P1 = MANIFEST.by_number(1)
+P1_IDS = [check.id for check in discover_checks(P1)]
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "state"
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(folder))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return folder
+
+
+@pytest.fixture
+def exercises(tmp_path, monkeypatch):
+    copy = tmp_path / "exercises"
+    shutil.copytree(EXERCISES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cli, "EXERCISES", copy)
+    return copy
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli.main, list(args))
+
+
+def write_old_state(folder, problems: dict) -> None:
+    """A state file as the workbook wrote it before best results existed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state.json").write_text(json.dumps({"version": 1, "problems": problems}))
+
+
+def test_an_old_state_file_still_counts_its_solved_problems(state_dir):
+    write_old_state(
+        state_dir,
+        {P1.slug: {"status": "pass", "passed": 17, "total": 17, "checked_at": "2026-01-01T10:00:00+00:00"}},
+    )
+    result = invoke("status")
+    assert result.exit_code == 0, result.output
+    assert f"1. {P1.title}  (17/17 checks)" in result.output
+    assert f"1 of {len(MANIFEST.problems)} problems solved" in result.output
+
+
+def test_a_passing_k_run_completes_the_problem_in_status(exercises, state_dir):
+    shutil.copy(SOLUTIONS / P1.slug / "app.py", exercises / P1.slug / "app.py")
+    fixed, *others = P1_IDS
+    known = dict.fromkeys(others, "pass") | {fixed: "fail"}
+    state = load_state()
+    state["problems"][P1.slug] = {"status": "fail", "passed": len(others), "total": len(P1_IDS), "checks": known}
+    save_state(state)
+
+    result = invoke("check", "1", "-k", fixed)
+    assert result.exit_code == 0, result.output
+    assert "Problem 1 solved" in result.output
+    entry = problem_status(load_state(), P1.slug)
+    assert (entry["status"], entry["passed"], entry["total"]) == ("pass", len(P1_IDS), len(P1_IDS))
+    status = invoke("status")
+    assert f"1. {P1.title}  ({len(P1_IDS)}/{len(P1_IDS)} checks)" in status.output
+    assert f"1 of {len(MANIFEST.problems)} problems solved" in status.output
+
+
+def test_breaking_a_solved_problem_keeps_the_progress_and_says_so(exercises, state_dir):
+    write_old_state(state_dir, {P1.slug: {"status": "pass", "passed": 19, "total": 19}})
+    result = invoke("check", "1")  # the untouched stub: everything fails now
+    assert result.exit_code == 1, result.output
+    assert f"1 of {len(MANIFEST.problems)} problems solved" in result.output
+    assert "Problem 1 was solved before and fails now" in result.output
+    assert "Problem 1 solved" not in result.output  # no second congratulation
+    status = invoke("status")
+    assert "solved before, failing now" in status.output
+    assert f"1 of {len(MANIFEST.problems)} problems solved" in status.output
+
+
+def test_a_k_run_counts_checks_it_never_ran_as_not_passed():
+    before = {"version": 1, "problems": {P1.slug: {"status": "fail", "passed": 3, "total": len(P1_IDS)}}}
+
+    class Ran:
+        def __init__(self, check_id: str) -> None:
+            self.id, self.status = check_id, "pass"
+
+    class Result:
+        problem = P1
+        checks = [Ran(P1_IDS[0])]
+
+    after = with_results(before, [Result()], {P1.slug: P1_IDS})
+    entry = problem_status(after, P1.slug)
+    assert (entry["status"], entry["passed"], entry["total"]) == ("fail", 1, len(P1_IDS))
+    assert entry["checks"] == {P1_IDS[0]: "pass"} | dict.fromkeys(P1_IDS[1:], "not run")
+    assert entry["best"]["passed"] == 3  # the better full run stays the best
+    assert not is_solved(after, P1.slug)
