@@ -15,6 +15,7 @@ import click
 
 from workbook import __version__, instructor_commands, integrity, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
+from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
 from workbook.state import (
@@ -128,7 +129,8 @@ def check(
     quiet: bool,
     verbose: bool,
 ) -> None:
-    """Grade problems N... (default: the first one not yet passed).
+    """Grade problems N... (default: the problem whose folder you are in, else the first
+    one not yet passed).
 
     Exit status: 0 when every check passed, 1 when any did not, 2 for a usage error.
     """
@@ -139,7 +141,7 @@ def check(
     manifest = _manifest()
     target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
     learner_run = target == EXERCISES  # a -k run is recorded too: it updates the checks it ran
-    selected = _select(manifest, problems, all_problems)
+    selected = _select(manifest, problems, all_problems, target)
     if graders is not None:  # the check list (for -k and the live count) comes from these graders
         selected = [replace(problem, graders=graders.resolve()) for problem in selected]
     _check_keyword(selected, keyword)
@@ -212,11 +214,15 @@ def _sanitised_grading():  # noqa: ANN202 - the gradebook's grading function
     return grade_sanitised
 
 
-def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: bool) -> list[Problem]:
+def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: bool, target: Path) -> list[Problem]:
+    """The problems named, or all, or the one whose folder we are in, or the first unsolved."""
     if all_problems:
         return list(manifest.problems)
     if problems:
         return list({problem.number: problem for problem in problems}.values())
+    here = problem_here(manifest, [target, EXERCISES])
+    if here is not None:
+        return [here]
     state = load_state()
     unsolved = [problem for problem in manifest.problems if not is_solved(state, problem.slug)]
     return unsolved[:1] or list(manifest.problems)

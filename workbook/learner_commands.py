@@ -43,12 +43,15 @@ def _manifest() -> Manifest:
 
 
 def _problem(number: int | None) -> Problem:
-    """Problem `number`, or the first one not yet passed when None."""
+    """Problem `number`; when None, the problem whose folder we are in, else the first one
+    not yet passed."""
     manifest = _manifest()
     if number is None:
+        from workbook.here import problem_here
         from workbook.milestones import next_unsolved
 
-        return next_unsolved(manifest, load_state()) or manifest.problems[0]
+        here = problem_here(manifest, [EXERCISES])
+        return here or next_unsolved(manifest, load_state()) or manifest.problems[0]
     try:
         return manifest.by_number(number)
     except KeyError:
@@ -99,7 +102,8 @@ def _confirm(question: str, yes: bool) -> None:
 @click.argument("number", metavar="[N]", type=int, required=False)
 @click.option("--all", "show_all", is_flag=True, help="Show every hint of the problem.")
 def hint(number: int | None, show_all: bool) -> None:
-    """Show the next hint for problem N (default: the first one not yet passed).
+    """Show the next hint for problem N (default: the problem whose folder you are in,
+    else the first one not yet passed).
 
     Each call reveals one more hint; the workbook remembers how many you have seen.
     """
@@ -218,17 +222,20 @@ def _restore(problem: Problem, folder: Path, name: str, yes: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Also show what your code printed during the first failing check.")
 @click.option("--max-runs", type=int, hidden=True, help="Stop after this many gradings (for tests).")
 def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
-    """Re-check problem N (default: the first unsolved) every time you save one of its files.
+    """Re-check problem N (default: the problem whose folder you are in, else the first
+    unsolved) every time you save one of its files.
 
-    Moves on to the next unsolved problem once every check passes. Ctrl-C to quit.
+    Moves on to the next unsolved problem once every check passes, unless you chose the
+    problem (by number or by folder). Ctrl-C to quit.
     """
     from workbook.engine import GraderError
+    from workbook.here import problem_here
     from workbook.watcher import Watcher
 
     # A shell that starts us in the background hands down SIGINT ignored; Ctrl-C (or an
     # editor integration's SIGINT) must still stop the watch.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    explicit = number is not None
+    explicit = number is not None or problem_here(_manifest(), [EXERCISES]) is not None
     problem = _problem(number)
     style = Style.detect()
     watcher = Watcher(_manifest(), EXERCISES, style=style, verbose=verbose, clear_screen=style.color or style.unicode)
@@ -246,15 +253,16 @@ def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
 
 
 @click.command("run")
-@click.argument("number", metavar="N", type=int)
+@click.argument("number", metavar="[N]", type=int, required=False)
 @click.option(
     "--port", type=click.IntRange(1, 65535), help=f"Port to serve on (default: {DEFAULT_PORT} or the next free one)."
 )
 @click.option("--no-reload", is_flag=True, help="Do not restart the server when you save a file.")
 @click.option("--solution", is_flag=True, help="Serve the reference solution instead of your code.")
 @click.option("--dry-run", is_flag=True, hidden=True, help="Print the uvicorn command instead of running it.")
-def run(number: int, port: int | None, no_reload: bool, solution: bool, dry_run: bool) -> None:
-    """Serve your app for problem N on http://127.0.0.1 and restart it on every save."""
+def run(number: int | None, port: int | None, no_reload: bool, solution: bool, dry_run: bool) -> None:
+    """Serve your app for problem N (default: the problem whose folder you are in, else the
+    first unsolved) on http://127.0.0.1 and restart it on every save."""
     problem = _problem(number)
     folder = (SOLUTIONS if solution else EXERCISES) / problem.slug
     if not folder.is_dir():
