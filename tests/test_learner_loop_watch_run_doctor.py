@@ -175,10 +175,10 @@ def test_run_builds_a_reloading_uvicorn_command_on_localhost(exercises):
     (exercises / P3.slug / "chat.html").write_text("<html></html>")
     result = CliRunner().invoke(cli.main, ["run", "3", "--port", "8123", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "http://127.0.0.1:8123/" in result.output and "http://127.0.0.1:8123/docs" in result.output
-    assert (exercises / P3.slug / "chat.html").resolve().as_uri() in result.output
+    assert "http://127.0.0.1:8123/docs" in result.output
+    assert "http://127.0.0.1:8123/chat.html" in result.output and "file://" not in result.output
     command = learner_commands.uvicorn_command(P3, exercises / P3.slug, 8123)
-    assert command[1:4] == ["-m", "uvicorn", f"{P3.module}:app"]
+    assert command[1:4] == ["-m", "uvicorn", "workbook.serve:app"]  # the learner's app, plus the pages
     assert command[command.index("--host") : command.index("--host") + 2] == ["--host", "127.0.0.1"]
     assert "--reload" in command and str(exercises / P3.slug) in command
     assert "--reload" not in learner_commands.uvicorn_command(P3, exercises / P3.slug, 8123, reload=False)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -272,17 +272,40 @@ def run(number: int | None, port: int | None, no_reload: bool, solution: bool, d
     command = uvicorn_command(problem, folder, port, reload=not no_reload)
     style = Style.detect()
     click.echo(style.bold(f"Serving problem {problem.number} · {problem.title}") + style.dim(f"  ({_shown(folder)})"))
-    click.echo(f"  App:        http://127.0.0.1:{port}/")
-    click.echo(f"  Try it:     http://127.0.0.1:{port}/docs")
-    for page in sorted(folder.glob("*.html")):
-        click.echo(f"  In browser: {page.resolve().as_uri()}  (server: ws://127.0.0.1:{port})")
+    # Only URLs that answer: most apps have no route at "/", so the base URL is not shown.
+    for label, url in served_urls(pages_folder(problem, folder), port):
+        click.echo(f"  {label + ':':<11} {url}")
     click.echo(style.dim(f"  Files your app writes (e.g. a database) go to {_shown(scratch)}/"))
     click.echo(style.dim("  " + ("Restarts when you save a file. " if not no_reload else "") + "Ctrl-C to stop."))
     if dry_run:
         click.echo(" ".join(command))
         return
     scratch.mkdir(parents=True, exist_ok=True)
-    sys.exit(_serve(command, scratch))
+    sys.exit(_serve(command, scratch, serve_environment(problem, pages_folder(problem, folder))))
+
+
+def served_urls(folder: Path, port: int) -> list[tuple[str, str]]:
+    """(label, URL) of what `run` serves: the interactive docs, and each HTML page of the
+    problem folder (problem 3's chat page), served by workbook.serve on the same port."""
+    from workbook.serve import page_paths
+
+    urls = [("Try it", f"http://127.0.0.1:{port}/docs")]
+    urls += [("In browser", f"http://127.0.0.1:{port}{path}") for path in page_paths(folder)]
+    return urls
+
+
+def pages_folder(problem: Problem, folder: Path) -> Path:
+    """Where the HTML pages to serve are: the served folder, or, when it has none (the
+    reference solutions hold only code), the problem's folder in exercises/."""
+    return folder if any(folder.glob("*.html")) else EXERCISES / problem.slug
+
+
+def serve_environment(problem: Problem, pages: Path) -> dict[str, str]:
+    """The environment uvicorn (and, through its reloader, each worker) runs in: it names
+    the learner's module and the folder of the pages for workbook.serve."""
+    from workbook.serve import FOLDER_ENV, MODULE_ENV
+
+    return {**os.environ, MODULE_ENV: problem.module, FOLDER_ENV: str(pages.resolve())}
 
 
 def free_port(preferred: int, attempts: int = 20) -> int:
@@ -298,27 +321,26 @@ def free_port(preferred: int, attempts: int = 20) -> int:
 
 
 def uvicorn_command(problem: Problem, folder: Path, port: int, *, reload: bool = True) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", f"{problem.module}:app", "--app-dir", str(folder)]
+    """uvicorn serving workbook.serve's wrapper of the learner's app (`problem.module`,
+    found through --app-dir); run it with serve_environment()."""
+    command = [sys.executable, "-m", "uvicorn", "workbook.serve:app", "--app-dir", str(folder)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
+    # Open WebSockets (the chat page) would otherwise hold a graceful shutdown open.
+    command += ["--timeout-graceful-shutdown", "1"]
     if reload:
         command += ["--reload", "--reload-dir", str(folder)]
     return command
 
 
-def _serve(command: list[str], cwd: Path) -> int:
-    """Run uvicorn until it ends; Ctrl-C reaches it too (same process group), so wait for
-    its clean shutdown instead of printing a traceback."""
-    process = subprocess.Popen(command, cwd=cwd)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _serve(command: list[str], cwd: Path, environment: dict[str, str]) -> int:
+    """Run uvicorn until it ends or we get SIGINT/SIGTERM, then stop its whole tree."""
+    from workbook.servetree import serve_until_signal
+
+    code = serve_until_signal(command, cwd, environment)
+    if code is None:
         click.echo("Server stopped.")
         return 0
+    return code
 
 
 # --- doctor ---------------------------------------------------------------------------
