@@ -177,14 +177,17 @@ def check(
 
         click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
     if learner_run and (output_format == "text" or output_path):
-        from workbook.milestones import after_check, regression_note
+        from workbook.milestones import after_check, partial_run_note, regression_note
 
         solved = _solved_count(manifest, after)
+        graded = {result.problem.slug for result in results}
+        if keyword and not quiet:
+            click.echo(partial_run_note(manifest, after, graded) + "\n")
         message = "" if quiet else after_check(manifest, before, after, style)
         if message:
             click.echo(message + "\n")
         click.echo(human_progress(solved, len(manifest.problems), style))
-        broken = regression_note(manifest, after, {result.problem.slug for result in results})
+        broken = regression_note(manifest, after, graded)
         if broken:
             click.echo(broken)
     sys.exit(0 if all(result.status == "pass" for result in results) else 1)

@@ -67,6 +67,7 @@ def test_a_passing_k_run_completes_the_problem_in_status(exercises, state_dir):
     result = invoke("check", "1", "-k", fixed)
     assert result.exit_code == 0, result.output
     assert "Problem 1 solved" in result.output
+    assert f"With your earlier results, {len(P1_IDS)}/{len(P1_IDS)} checks of problem 1 pass" in result.output
     entry = problem_status(load_state(), P1.slug)
     assert (entry["status"], entry["passed"], entry["total"]) == ("pass", len(P1_IDS), len(P1_IDS))
     status = invoke("status")

@@ -79,7 +79,20 @@ def regression_note(manifest: Manifest, state: dict[str, Any], graded: set[str])
             entry = problem_status(state, problem.slug) or {}
             lines.append(
                 f"Problem {problem.number} was solved before and fails now "
-                f"({entry.get('passed', 0)}/{entry.get('total', 0)} checks pass); the progress above still "
-                f"counts it. `workbook status` shows each problem's best and current result."
+                f"({entry.get('passed', 0)}/{entry.get('total', 0)} checks pass).\n"
+                "  The progress still counts it; `workbook status` shows best and current results."
+            )
+    return "\n".join(lines)
+
+
+def partial_run_note(manifest: Manifest, state: dict[str, Any], graded: set[str]) -> str:
+    """After a -k run: where each graded problem stands counting the checks run earlier."""
+    lines = []
+    for problem in manifest.problems:
+        entry = problem_status(state, problem.slug) if problem.slug in graded else None
+        if entry is not None:
+            lines.append(
+                f"With your earlier results, {entry.get('passed', 0)}/{entry.get('total', 0)} checks of problem "
+                f"{problem.number} pass; `workbook check {problem.number}` runs them all again."
             )
     return "\n".join(lines)
