@@ -33,8 +33,8 @@ class TextShape:
     header: str = ""
     checks: list[tuple[str, str]] = field(default_factory=list)  # (mark, title)
     reruns: dict[str, str] = field(default_factory=dict)  # title -> its re-run line
-    summary: str = ""
-    progress: str = ""
+    summary: tuple[str, ...] = ()  # (passed, total) of the "N/M checks passed" line
+    progress: tuple[str, ...] = ()  # (solved, problems) of the progress line
     elided: bool = False
 
 
@@ -47,10 +47,10 @@ def text_shape(text: str) -> TextShape:
             shape.checks.append((matched[1], matched[2]))
         elif RERUN in line and shape.checks:
             shape.reruns[shape.checks[-1][1]] = line.strip()
-        elif re.fullmatch(r"  \d+/\d+ checks passed", line):
-            shape.summary = line
-        elif line.startswith("Workbook progress"):
-            shape.progress = line
+        elif summary := re.match(r"  .*?(\d+)/(\d+) checks passed", line):
+            shape.summary = summary.groups()  # counts only: the line may gain a seed or a time
+        elif progress := re.match(r"Workbook progress .*?(\d+) of (\d+) problems solved", line):
+            shape.progress = progress.groups()
         elif line.strip() == "...":
             shape.elided = True
     return shape
@@ -90,6 +90,7 @@ def test_the_check_sample_has_the_real_shape_and_counts(learner_run):
     sample, real = text_shape(sample_block.split("\n", 1)[1]), text_shape(real_output)
     paste = f"the README's `workbook check 1` sample no longer matches a real run; the real output:\n{real_output}"
 
+    assert real.summary and real.progress and real.checks, f"the real output's shape is not recognised\n{paste}"
     assert sample.header == real.header, paste
     assert sample.summary == real.summary, paste  # e.g. "2/19 checks passed": the check count
     assert sample.progress == real.progress, paste
