@@ -23,22 +23,15 @@ POLL_S = 0.05
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class _StopRequested(Exception):
-    pass
-
-
 class _Stopper:
-    """Signal handler state: a signal that arrives before the server is waited on is
-    remembered rather than raised in the middle of starting it."""
+    """The signal handler: it only notes the request, so no exception can land in the
+    middle of starting the server or of stopping it."""
 
     def __init__(self) -> None:
         self.requested = False
-        self.waiting = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
-        if self.waiting:
-            raise _StopRequested
 
 
 def serve_until_signal(command: list[str], cwd: Path, environment: dict[str, str]) -> int | None:
@@ -49,16 +42,11 @@ def serve_until_signal(command: list[str], cwd: Path, environment: dict[str, str
     process = None
     try:
         process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, process_group=0)
-        stopper.waiting = True
-        if stopper.requested:
-            return None
-        return process.wait()
-    except _StopRequested:
+        while not stopper.requested:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return process.wait(timeout=POLL_S)
         return None
     finally:
-        stopper.waiting = False
-        for number in STOP_SIGNALS:  # a second Ctrl-C must not cut the clean-up short
-            signal.signal(number, signal.SIG_IGN)
         if process is not None:
             stop_group(process)
         for number, handler in previous.items():
@@ -68,6 +56,9 @@ def serve_until_signal(command: list[str], cwd: Path, environment: dict[str, str
 def stop_group(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
     """SIGTERM to `process`'s group (it leads it), SIGKILL to what is left after `grace`
     seconds, then reap `process`. Bounded: returns within `grace` plus the kill."""
+    if not hasattr(os, "killpg"):  # Windows: no process groups to signal; the server alone
+        _stop_process(process, grace)
+        return
     group = process.pid
     _signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -77,6 +68,15 @@ def stop_group(process: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
         time.sleep(POLL_S)  # the worker may outlive the reloader by a moment
     _signal_group(group, signal.SIGKILL)
     process.wait()
+
+
+def _stop_process(process: subprocess.Popen, grace: float) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _signal_group(group: int, number: int) -> None:
