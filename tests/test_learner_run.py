@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from support import ROOT
 
-from workbook import learner_commands
+from workbook import learner_commands, servetree
 from workbook.serve import WithPages
 
 WORKBOOK = [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())"]
@@ -162,3 +162,41 @@ def test_run_serves_what_it_prints_and_a_signal_stops_its_whole_tree(stop_signal
             server.kill_everything(tree)
     assert "Server stopped." in server.output
     assert "Traceback" not in server.output
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "if sys.argv[1:] == ['parent']:\n"
+        "    subprocess.Popen([sys.executable, __file__, 'child'])\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script), "parent"], stdout=subprocess.PIPE, text=True, process_group=0
+    )
+    try:
+        assert process.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + START_LIMIT_S
+        while len(descendants(process.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree = descendants(process.pid) | {process.pid}
+        assert len(tree) == 2, tree
+        servetree.stop_group(process, grace=0.2)
+        assert process.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while any(running(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not {pid for pid in tree if running(pid)}
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def test_a_server_that_ends_by_itself_hands_back_its_exit_status(tmp_path):
+    code = servetree.serve_until_signal([sys.executable, "-c", "raise SystemExit(3)"], tmp_path, dict(os.environ))
+    assert code == 3
