@@ -19,6 +19,7 @@ from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
 from workbook.state import (
+    as_count,
     best_result,
     fails_now,
     is_solved,
@@ -297,12 +298,13 @@ def status() -> None:
 def _current_and_best(state: dict, slug: str) -> str:
     """The latest result, and the best one when it was better (the progress counts the best)."""
     entry = problem_status(state, slug) or {}
-    current = f"{entry.get('passed', 0)}/{entry.get('total', 0)} checks"
+    passed = as_count(entry.get("passed"))
+    current = f"{passed}/{as_count(entry.get('total'))} checks"
     if fails_now(state, slug):
         return f"{current} now; solved before, failing now"
     best = best_result(entry) or {}
-    if isinstance(best.get("passed"), int) and best["passed"] > entry.get("passed", 0):
-        return f"{current} now; best {best['passed']}/{best.get('total', 0)}"
+    if as_count(best.get("passed")) > passed:
+        return f"{current} now; best {as_count(best.get('passed'))}/{as_count(best.get('total'))}"
     return current
 
 

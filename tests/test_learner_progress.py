@@ -104,3 +104,12 @@ def test_a_k_run_counts_checks_it_never_ran_as_not_passed():
     assert entry["checks"] == {P1_IDS[0]: "pass"} | dict.fromkeys(P1_IDS[1:], "not run")
     assert entry["best"]["passed"] == 3  # the better full run stays the best
     assert not is_solved(after, P1.slug)
+
+
+def test_status_shows_only_counts_from_an_edited_state_file(state_dir):
+    escape = "\x1b[2J" + "x" * 5000
+    write_old_state(state_dir, {P1.slug: {"status": "fail", "passed": escape, "total": 19, "best": {"passed": escape}}})
+    result = invoke("status")
+    assert result.exit_code == 0, result.output
+    assert f"1. {P1.title}  (0/19 checks)" in result.output
+    assert "\x1b" not in result.output

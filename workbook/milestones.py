@@ -8,7 +8,7 @@ from typing import Any
 
 from workbook.manifest import ROOT, Manifest, Problem
 from workbook.report import Style
-from workbook.state import fails_now, is_solved, problem_status
+from workbook.state import as_count, fails_now, is_solved, problem_status
 
 
 def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
@@ -79,7 +79,7 @@ def regression_note(manifest: Manifest, state: dict[str, Any], graded: set[str])
             entry = problem_status(state, problem.slug) or {}
             lines.append(
                 f"Problem {problem.number} was solved before and fails now "
-                f"({entry.get('passed', 0)}/{entry.get('total', 0)} checks pass).\n"
+                f"({as_count(entry.get('passed'))}/{as_count(entry.get('total'))} checks pass).\n"
                 "  The progress still counts it; `workbook status` shows best and current results."
             )
     return "\n".join(lines)
@@ -91,8 +91,9 @@ def partial_run_note(manifest: Manifest, state: dict[str, Any], graded: set[str]
     for problem in manifest.problems:
         entry = problem_status(state, problem.slug) if problem.slug in graded else None
         if entry is not None:
+            counts = f"{as_count(entry.get('passed'))}/{as_count(entry.get('total'))}"
             lines.append(
-                f"With your earlier results, {entry.get('passed', 0)}/{entry.get('total', 0)} checks of problem "
-                f"{problem.number} pass; `workbook check {problem.number}` runs them all again."
+                f"With your earlier results, {counts} checks of problem {problem.number} pass; "
+                f"`workbook check {problem.number}` runs them all again."
             )
     return "\n".join(lines)

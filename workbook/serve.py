@@ -46,7 +46,11 @@ class WithPages:
         if page is None or scope.get("method") not in ("GET", "HEAD"):
             await self.inner(scope, receive, send)
             return
-        body = page.read_bytes()
+        try:
+            body = page.read_bytes()
+        except OSError:  # deleted or renamed since the server started: the app answers
+            await self.inner(scope, receive, send)
+            return
         headers = [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),

@@ -139,11 +139,12 @@ def _better(best: dict[str, Any] | None, latest: dict[str, Any]) -> dict[str, An
         return latest
     if (best.get("status") == "pass") != (latest.get("status") == "pass"):
         return best if best.get("status") == "pass" else latest
-    return latest if _count(latest.get("passed")) >= _count(best.get("passed")) else best
+    return latest if as_count(latest.get("passed")) >= as_count(best.get("passed")) else best
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+def as_count(value: Any) -> int:
+    """A count read from the state file, which anyone can edit: a non-negative int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def with_results(
