@@ -159,6 +159,8 @@ def check(
         results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
+    except KeyboardInterrupt:
+        _interrupted()
     after = _remember(before, results) if learner_run else before
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
@@ -175,6 +177,15 @@ def check(
             click.echo(message + "\n")
         click.echo(human_progress(solved, len(manifest.problems), style))
     sys.exit(0 if all(result.status == "pass" for result in results) else 1)
+
+
+def _interrupted() -> None:
+    """Ctrl-C during `check`: grade_many has already killed the grading processes."""
+    from workbook import interrupts
+
+    interrupts.exit_on_next_signal()
+    click.echo("\nInterrupted: nothing was recorded.", err=True)
+    sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
 def _write_report(

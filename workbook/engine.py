@@ -161,6 +161,11 @@ def check_sources(problem: Problem) -> dict[str, str]:
     }
 
 
+def grader_files(problem: Problem) -> list[tuple[Path, str, ast.Module]]:
+    """Each grader file of the problem as (path, text, syntax tree), parsed once per version."""
+    return _grader_files(problem)
+
+
 def _grader_files(problem: Problem) -> list[tuple[Path, str, ast.Module]]:
     return [(path, *_parsed(path, path.stat().st_mtime_ns)) for path in sorted(problem.grader_dir.glob("test_*.py"))]
 

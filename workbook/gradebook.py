@@ -25,6 +25,7 @@ from typing import Any
 from workbook import engine
 from workbook.engine import ProblemResult, keep_warm
 from workbook.formats import json_document, percent
+from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
 from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
@@ -325,7 +326,7 @@ def grade_submission(
     started = time.monotonic()
     try:
         print_name = fingerprint(folder, problems)
-        results = grade_sanitised(problems, folder, graders=graders, **options)
+        results = without_grader_source(grade_sanitised(problems, folder, graders=graders, **options))
         document = json_document(results, folder, grader_set)
         document["error"] = None
         # Which problems hit a time limit, for the closing summary of `grade`.
