@@ -156,7 +156,7 @@ def _host() -> str:
 
 def _xml_text(text: str) -> str:
     # CI systems print JUnit messages in their logs: no control sequence, no workflow command.
-    return log_safe(_XML_ILLEGAL.sub("\ufffd", text))
+    return _XML_ILLEGAL.sub("\ufffd", log_safe(text))
 
 
 # --- Exercism test-runner interface v3 -------------------------------------------------

@@ -249,8 +249,9 @@ def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict
         reason = f"the workbook could not write this report: {type(exc).__name__}: {valid_text(exc)}"
         fallback = _error_document(name, GraderSetLike(document.get("graders")), reason)
         fallback["fingerprint"] = document.get("fingerprint")
+        # Plain ASCII JSON of plain values: the one report that cannot fail to serialise.
         with contextlib.suppress(OSError):
-            atomic_write(reports_dir / report_name(fallback["submission"]), dumps(fallback))
+            atomic_write(reports_dir / report_name(fallback["submission"]), json.dumps(fallback, indent=2))
         return fallback
 
 
