@@ -93,7 +93,8 @@ class GraderError(Exception):
 
 _stopping = threading.Event()
 _running: set[Any] = set()
-_running_lock = threading.Lock()
+# Re-entrant: stop_all() may run in a signal handler while the main thread holds it.
+_running_lock = threading.RLock()
 
 
 def stop_all() -> None:
@@ -261,7 +262,7 @@ def grade_many(
             results.append(future.result())
             if on_result:
                 on_result(results[-1])
-    except BaseException:
+    except KeyboardInterrupt:
         # Ctrl-C: end the grading processes now instead of waiting for every problem.
         stop_all()
         pool.shutdown(wait=False, cancel_futures=True)
