@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from workbook.safetext import log_safe
 
 SLOWEST_SHOWN = 3
+LIMITED_SHOWN = 10  # one line, even when a whole class loops forever
 
 
 class ClassProgress:
@@ -69,4 +70,7 @@ def closing_summary(documents: list[dict[str, Any]]) -> str:
     )
     limited = [log_safe(d["submission"]) for d in documents if d.get("timed_out")]
     text = f"Slowest: {slowest or 'none'}."
-    return text + (f" Hit a time limit: {', '.join(limited)}." if limited else " None hit a time limit.")
+    if not limited:
+        return text + " None hit a time limit."
+    more = f" and {len(limited) - LIMITED_SHOWN} more" if len(limited) > LIMITED_SHOWN else ""
+    return text + f" Hit a time limit: {', '.join(limited[:LIMITED_SHOWN])}{more}."

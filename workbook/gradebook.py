@@ -181,15 +181,6 @@ def grade_class(
     graders = grader_set.path if grader_set.source == "custom" else None
     _write_run(out_dir, problems, grader_set, shard, names, complete=False)
     documents: dict[str, dict[str, Any]] = {}
-    todo = []
-    for name in names:
-        kept = _reusable_report(reports_dir, name, submissions_dir / name, problems, grader_set) if resume else None
-        if kept is None:
-            todo.append(name)
-        else:
-            documents[name] = kept
-            if progress:
-                progress(kept)
 
     def one(name: str) -> dict[str, Any] | None:
         document = grade_submission(
@@ -199,18 +190,24 @@ def grade_class(
             return None  # graded only in part: not a result
         return _save_report(reports_dir, name, document)
 
+    def finished(name: str, document: dict[str, Any]) -> None:
+        documents[name] = document
+        if progress:
+            progress(document)
+
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    futures: dict[Future, str] = {pool.submit(one, name): name for name in todo}
     try:
+        kept = _kept_reports(reports_dir, submissions_dir, names, problems, grader_set) if resume else {}
+        for name, document in kept.items():
+            finished(name, document)
+        futures: dict[Future, str] = {pool.submit(one, name): name for name in names if name not in kept}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 document = future.result()
                 if document is not None:
-                    documents[futures[future]] = document
-                    if progress:
-                        progress(document)
+                    finished(futures[future], document)
     except KeyboardInterrupt:
         engine.stop_all()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -291,6 +288,18 @@ def fingerprint(folder: Path, problems: Iterable[Problem]) -> str:
                 digest.update(f"{problem.slug}/{relative}\0".encode())
                 digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def _kept_reports(
+    reports_dir: Path, submissions_dir: Path, names: list[str], problems: list[Problem], grader_set: GraderSet
+) -> dict[str, dict[str, Any]]:
+    """For --resume: the earlier reports that can stand, by submission folder name."""
+    kept = {}
+    for name in names:
+        document = _reusable_report(reports_dir, name, submissions_dir / name, problems, grader_set)
+        if document is not None:
+            kept[name] = document
+    return kept
 
 
 def _reusable_report(

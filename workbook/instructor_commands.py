@@ -185,9 +185,12 @@ def _write_html(path: Path | None, documents: list[dict]) -> None:
     if path is None:
         return
     from workbook.classreport import class_report
+    from workbook.reportfiles import atomic_write
+    from workbook.safetext import log_safe
 
     try:
-        path.write_text(class_report(documents), encoding="utf-8")
+        # Titles in merged reports are untrusted too: no control sequence, no workflow command.
+        atomic_write(path, log_safe(class_report(documents)))
     except OSError as exc:
         raise click.ClickException(f"cannot write the class report to {path}: {exc} (the gradebook is saved)") from exc
 
