@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbook import engine
+from workbook import engine, interrupts
 from workbook.engine import ProblemResult, keep_warm
 from workbook.formats import json_document, percent
 from workbook.hidden import without_grader_source
@@ -209,6 +209,7 @@ def grade_class(
                 if document is not None:
                     finished(futures[future], document)
     except KeyboardInterrupt:
+        interrupts.exit_on_next_signal()  # a second Ctrl-C while saving exits at once
         engine.stop_all()
         pool.shutdown(wait=False, cancel_futures=True)
         missing = [name for name in names if name not in documents]

@@ -166,9 +166,6 @@ def _grade_with_progress(
         with interrupts.sigterm_as_ctrl_c():
             try:
                 return grade_class(submissions_dir, out_dir, problems, grader_set, progress=progress, **settings)
-            except Interrupted:
-                interrupts.exit_on_next_signal()
-                raise
             finally:
                 progress.close()
     except Interrupted as stopped:
