@@ -196,6 +196,9 @@ def graded_shards(tmp_path: Path) -> tuple[Path, list[Path]]:
         (lambda path: _edit(path, submission=7), "frank.json"),
         (lambda path: path.unlink(), "frank.json"),
         (lambda path: _edit_problem(path, score="NaN-ish"), "frank.json"),
+        (lambda path: _edit_problem(path, score=float("inf")), "frank.json"),
+        (lambda path: _edit_problem(path, number="one"), "frank.json"),
+        (lambda path: _edit_problem(path, checks=[{"id": 1, "status": "pass"}]), "frank.json"),
         (lambda path: (path.parent.parent / "run.json").write_text('{"x": 1}', encoding="utf-8"), "run.json"),
     ],
 )
@@ -225,9 +228,15 @@ def test_merge_never_writes_outside_out_whatever_a_report_says(tmp_path):
     _, shards = graded_shards(tmp_path)
     _edit(shards[0] / "submissions" / "frank.json", submission="../../escaped")
     _edit(shards[1] / "submissions" / "grace.json", submission="=cmd|' /C calc'!A0\udcff")
+    heidi = json.loads((shards[0] / "submissions" / "heidi.json").read_text(encoding="utf-8"))
+    heidi["problems"][0]["checks"][0]["title"] = "</title><script>x</script>\n::error::owned"
+    (shards[0] / "submissions" / "heidi.json").write_text(json.dumps(heidi), encoding="utf-8")
     merged = tmp_path / "deep" / "merged"
-    result = run("merge", *map(str, shards), "--out", str(merged))
+    result = run("merge", *map(str, shards), "--out", str(merged), "--html", str(merged / "report.html"))
     assert result.exit_code == 0, result.output
+    page = (merged / "report.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert_no_workflow_command(page, "report.html")
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()} - {
         p.relative_to(tmp_path) for shard in shards for p in shard.rglob("*") if p.is_file()
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -80,12 +81,35 @@ def _entry_problem(entry: Any) -> str | None:
     if entry.get("status") not in STATUSES:
         return f'"status" is not one of {", ".join(STATUSES)}'
     for key in ("passed", "total", "score", "max_score"):
-        value = entry.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
-            return f'"{key}" is not a number >= 0'
-    if not isinstance(entry.get("checks", []), list):
+        if not _count(entry.get(key, 0)):
+            return f'"{key}" is not a finite number >= 0'
+    if isinstance(entry.get("number", 0), bool) or not isinstance(entry.get("number", 0), int):
+        return '"number" is not a whole number'
+    if not isinstance(entry.get("title", ""), str):
+        return '"title" is not a string'
+    checks = entry.get("checks", [])
+    if not isinstance(checks, list):
         return '"checks" is not a list'
+    for index, check in enumerate(checks):
+        found = _check_problem(check)
+        if found:
+            return f"checks[{index}]: {found}"
     return None
+
+
+def _check_problem(check: Any) -> str | None:
+    """The class page reads id, title and status of every check."""
+    if not isinstance(check, dict):
+        return "not an object"
+    if not isinstance(check.get("id"), str) or not isinstance(check.get("title", ""), str):
+        return '"id" or "title" is not a string'
+    if check.get("status") not in STATUSES:
+        return f'"status" is not one of {", ".join(STATUSES)}'
+    return None
+
+
+def _count(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 def dumps(document: Any) -> str:
