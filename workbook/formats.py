@@ -170,8 +170,10 @@ def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> 
         document["message"] = first.message or "Your code could not be graded."
     tests = []
     for result in results:
-        # Private graders' code is never shown; the bundled graders' is public anyway.
+        # Private graders' code is never shown, nor that of checks marked HIDDEN.
         sources = {} if is_private(result.problem) else check_sources(result.problem)
+        for hidden_id in declared_hidden(result.problem):
+            sources.pop(hidden_id, None)
         for check in result.checks:
             tests.append(_exercism_test(result, check, sources.get(check.id, "")))
     document["tests"] = tests
