@@ -152,8 +152,11 @@ def test_every_format_of_hostile_learner_text_is_valid_and_starts_no_workflow_co
     folder = learner(tmp_path / "class", LATIN1_NAME, source)
     report = tmp_path / "report.out"
     result = run("check", "1", "--dir", str(folder), "--format", output_format, "--output", str(report))
-    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (result.exception, result.output)
     text = report.read_bytes().decode("utf-8")  # valid UTF-8, or this raises
+    assert "pwned" in text, text[:500]
+    if output_format in ("text", "json", "junit", "github"):  # the formats that name the folder
+        assert "Jos" in text, text[:500]
     assert "\x1b" not in text and "\x07" not in text, repr(text[:300])
     assert_no_workflow_command(text if output_format != "github" else _annotation_data(text), output_format)
     if output_format == "junit":
@@ -161,7 +164,7 @@ def test_every_format_of_hostile_learner_text_is_valid_and_starts_no_workflow_co
     elif output_format not in ("text", "github"):
         json.loads(text)
     printed = run("check", "1", "--dir", str(folder), "-v")
-    assert printed.exit_code == 1, printed.output
+    assert isinstance(printed.exception, SystemExit) and printed.exit_code == 1, (printed.exception, printed.output)
     assert "\x1b" not in printed.output and "\\x1b]0;pwned" in printed.output
     assert_no_workflow_command(printed.output, "check -v on a terminal")
 

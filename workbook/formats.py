@@ -26,7 +26,7 @@ from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import json_report, rerun_command
-from workbook.safetext import log_safe, terminal_safe
+from workbook.safetext import log_safe, shown_name, terminal_safe, valid_text
 
 FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
@@ -45,8 +45,9 @@ def render(output_format: str, results: list[ProblemResult], target: Path, grade
         "gradescope": gradescope,
         "github": github,
     }
-    # No report made with an instructor's private graders carries their code.
-    return renderers[output_format](without_grader_source(results), target, graders)
+    # No report made with an instructor's private graders carries their code; and whatever
+    # a path or a message holds, the report is valid UTF-8.
+    return valid_text(renderers[output_format](without_grader_source(results), target, graders))
 
 
 # --- scores ----------------------------------------------------------------------------
@@ -358,9 +359,9 @@ def _workspace_path(path: Path) -> str:
     """Annotations need a path relative to the repository (GITHUB_WORKSPACE, else cwd)."""
     base = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
     try:
-        return path.resolve().relative_to(base).as_posix()
+        return shown_name(path.resolve().relative_to(base).as_posix())
     except ValueError:
-        return path.as_posix()
+        return shown_name(path.as_posix())
 
 
 def _escape_data(text: str) -> str:
