@@ -32,10 +32,13 @@ P1 = MANIFEST.by_number(1)
 TOTAL = len(discover_checks(P1))
 SOLUTION = (SOLUTIONS / P1.slug / "app.py").read_text(encoding="utf-8")
 WORKFLOW = Path(__file__).resolve().parent.parent / "examples" / "grade-class.yml"
-# What GitHub Actions would act on: `::` at the start of a line after whitespace.
-WORKFLOW_COMMAND = re.compile(r"^\s*::", re.MULTILINE)
+# What GitHub Actions would act on: `::` at the start of a line after whitespace, or a
+# legacy `##[` anywhere.
+WORKFLOW_COMMAND = re.compile(r"^\s*::|##\[", re.MULTILINE)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-HOSTILE_TEXT = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[8mhidden\\n::error::owned\\n  ::stop-commands::tok\\n::add-mask::x"
+HOSTILE_TEXT = (
+    "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[8mhidden\\n::error::owned\\n  ::stop-commands::tok\\n::add-mask::x ##[add-mask]y"
+)
 LONG_NAME = "n" * 252
 LATIN1_NAME = b"Jos\xe9"
 

@@ -29,6 +29,7 @@ def test_control_sequences_are_shown_escaped_and_tabs_and_newlines_kept():
         ("  \t::add-mask::secret", "  \t: :add-mask::secret"),
         ("ok\n::stop-commands::token\nlast ::x", "ok\n: :stop-commands::token\nlast ::x"),
         ("a\r::warning::x", "a\\x0d::warning::x"),  # no carriage return left to start a line
+        ("text ##[error]legacy ##[stop-commands]t", "text # #[error]legacy # #[stop-commands]t"),
     ],
 )
 def test_no_line_can_start_a_workflow_command(text, safe):

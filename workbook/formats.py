@@ -26,7 +26,7 @@ from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import json_report, rerun_command
-from workbook.safetext import log_safe, shown_name, terminal_safe, valid_text
+from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
 
 FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
@@ -47,7 +47,8 @@ def render(output_format: str, results: list[ProblemResult], target: Path, grade
     }
     # No report made with an instructor's private graders carries their code; and whatever
     # a path or a message holds, the report is valid UTF-8.
-    return valid_text(renderers[output_format](without_grader_source(results), target, graders))
+    rendered = renderers[output_format](without_grader_source(results), target, graders)
+    return no_legacy_commands(valid_text(rendered))
 
 
 # --- scores ----------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def github_annotation(result: ProblemResult, check: CheckResult) -> str:
     properties["title"] = f"Problem {problem.number}: {check.title}"
     rendered = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items() if value)
     message = (check.message or "This check did not pass.") + f"\nre-run: {rerun_command(problem, check.id)}"
-    return f"::error {rendered}::{_escape_data(terminal_safe(message))}"
+    return f"::error {rendered}::{_escape_data(log_safe(message))}"
 
 
 def learner_location(result: ProblemResult, check: CheckResult) -> tuple[Path, int | None]:

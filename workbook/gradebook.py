@@ -29,7 +29,7 @@ from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
 from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
-from workbook.safetext import csv_cell, shown_name, valid_text
+from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
@@ -249,7 +249,7 @@ def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict
         fallback["fingerprint"] = document.get("fingerprint")
         # Plain ASCII JSON of plain values: the one report that cannot fail to serialise.
         with contextlib.suppress(OSError):
-            atomic_write(reports_dir / report_name(fallback["submission"]), json.dumps(fallback, indent=2))
+            atomic_write(reports_dir / report_name(fallback["submission"]), no_legacy_commands(json.dumps(fallback)))
         return fallback
 
 
@@ -368,7 +368,7 @@ def _write_run(
         "submissions": [shown_name(name) for name in names],
         "complete": complete,
     }
-    atomic_write(out_dir / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False))
+    atomic_write(out_dir / RUN_FILE, dumps(run))
 
 
 # --- the gradebook ---------------------------------------------------------------------
@@ -495,7 +495,7 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
             "submissions": sorted(documents),
             "complete": True,
         }
-        atomic_write(destination / RUN_FILE, json.dumps(merged, indent=2, ensure_ascii=False))
+        atomic_write(destination / RUN_FILE, dumps(merged))
     except OSError as exc:
         where = shown_name(str(destination))
         raise MergeError(f"cannot write the merged gradebook into {where}: {_one_line(exc)}") from None

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from workbook.safetext import file_name, valid_text
+from workbook.safetext import file_name, no_legacy_commands, valid_text
 
 STATUSES = ("pass", "fail", "error")
 
@@ -113,5 +113,6 @@ def _count(value: Any) -> bool:
 
 
 def dumps(document: Any) -> str:
-    """A report as the workbook writes it (indented, UTF-8 text kept readable)."""
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    """A report as the workbook writes it (indented, UTF-8 text kept readable). No line of
+    JSON can start with `::`; the legacy `##[` is neutralised, so `cat` in a CI log is safe."""
+    return no_legacy_commands(json.dumps(document, indent=2, ensure_ascii=False))

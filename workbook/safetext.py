@@ -9,9 +9,17 @@ to store, print and open. Small pure functions; each names the rule it follows.
   Learner text shows them escaped; the workbook adds its own colours afterwards.
 - CI logs: GitHub Actions acts on any log line that starts with `::` once leading
   whitespace is trimmed ("Workflow commands for GitHub Actions", including
-  `::stop-commands::`). Such learner lines get a space between the two colons.
+  `::stop-commands::`), and, when that fails, on a legacy `##[command]` anywhere in a line
+  (actions/runner, src/Runner.Common/ActionCommand.cs, TryParseV2 then TryParse;
+  src/Runner.Worker/ActionCommandManager.cs). Learner lines get a space between the two
+  colons, and `##[` becomes `# #[`.
 - Spreadsheets: OWASP "CSV Injection" — cells starting with `=`, `+`, `-`, `@`, tab or
   carriage return are prefixed with a single quote so they open as text.
+
+Sources: https://docs.github.com/en/actions/reference/workflows-and-actions/workflow-commands,
+https://github.com/actions/runner/blob/main/src/Runner.Common/ActionCommand.cs,
+https://owasp.org/www-community/attacks/CSV_Injection,
+https://ecma-international.org/publications-and-standards/standards/ecma-48/.
 """
 
 from __future__ import annotations
@@ -72,8 +80,15 @@ def _escaped(match: re.Match[str]) -> str:
 
 def no_workflow_commands(text: str) -> str:
     """Every line that would start a GitHub Actions workflow command (`::` after optional
-    whitespace) gets a space between its colons: `::error` -> `: :error`."""
-    return _WORKFLOW_COMMAND.sub(r"\1: ", text)
+    whitespace) gets a space between its colons: `::error` -> `: :error`; every legacy
+    command prefix `##[`, wherever it stands, becomes `# #[`."""
+    return no_legacy_commands(_WORKFLOW_COMMAND.sub(r"\1: ", text))
+
+
+def no_legacy_commands(text: str) -> str:
+    """`##[` becomes `# #[` everywhere. Safe on a whole JSON document or a line of the
+    workbook's own `::error` commands, since neither uses `##[` in its syntax."""
+    return text.replace("##[", "# #[")
 
 
 def log_safe(text: str) -> str:
