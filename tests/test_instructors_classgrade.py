@@ -7,6 +7,7 @@ comes from an import error, so only one submission runs the real checks."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from support import MANIFEST, SOLUTIONS
 
 import cli
 from workbook import gradebook, integrity
+from workbook.classout import LOCK_FILE
 from workbook.classprogress import ClassProgress, closing_summary
 from workbook.engine import discover_checks
 from workbook.safetext import MESSAGE_LIMIT
@@ -268,6 +270,19 @@ def test_two_shards_into_one_out_are_refused_before_grading(tmp_path):
     assert result.exit_code == 1, result.output
     assert "holds the run of shard 1/2, not 2/2" in result.output, result.output
     assert (shards[0] / "gradebook.csv").read_text(encoding="utf-8") == before
+
+
+def test_a_second_grade_writing_into_the_same_out_at_once_is_refused(tmp_path):
+    class_dir = tmp_path / "class"
+    (class_dir / "frank").mkdir(parents=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / LOCK_FILE, "a", encoding="utf-8") as held:  # another grade, still running
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run("grade", str(class_dir), "--out", str(out), "-p", "1")
+    assert result.exit_code == 1, result.output
+    assert "another `workbook grade` is writing into" in result.output, result.output
+    assert not (out / "gradebook.csv").exists()
 
 
 def test_an_out_that_is_submissions_itself_or_cannot_be_written_is_refused_before_grading(tmp_path):
