@@ -22,10 +22,23 @@ class ClassProgress:
         self.total = total
         self.stream = stream
         self.done = 0
+        self.kept = 0  # reports kept by --resume: done, but not part of the rate
         self.started = time.monotonic()
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.step = max(1, total // 10)
         self.lock = threading.Lock()
+
+    def keep(self, count: int) -> None:
+        """`count` submissions need no grading (--resume kept their reports)."""
+        with self.lock:
+            self.done += count
+            self.kept += count
+            self.started = time.monotonic()
+            if count:
+                self.stream.write(
+                    f"Kept {count} reports of the earlier run (their files and graders did not change).\n"
+                )
+                self.stream.flush()
 
     def __call__(self, _document: dict[str, Any]) -> None:
         with self.lock:
@@ -40,9 +53,9 @@ class ClassProgress:
     def line(self) -> str:
         """E.g. "Graded 12/300 · 4.1 per minute · about 1 h 10 min left"."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done / elapsed
+        rate = (self.done - self.kept) / elapsed
         text = f"Graded {self.done}/{self.total} · {rate * 60:.1f} per minute"
-        if 0 < self.done < self.total:
+        if rate > 0 and self.done < self.total:
             text += f" · about {duration((self.total - self.done) / rate)} left"
         return text
 

@@ -164,14 +164,16 @@ def grade_class(
     shard: Shard | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
+    on_kept: Callable[[int], None] | None = None,
     skip: Iterable[Path] = (),
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Grade every submission (of this shard), `jobs` submissions at a time and
     `problem_jobs` problems of each at a time. Each submission's report is written
     atomically as soon as it is graded, the gradebook at the end; with `resume`, reports of
-    an earlier run whose learner files and graders are unchanged are kept. Returns the
-    reports in name order; raises Interrupted on Ctrl-C/SIGTERM after writing what was done."""
+    an earlier run whose learner files and graders are unchanged are kept (`on_kept` hears
+    how many). Returns the reports in name order; raises Interrupted on Ctrl-C/SIGTERM
+    after writing what was done."""
     names = submissions(submissions_dir, skip)
     if shard is not None:
         names = shard.take(names)
@@ -198,8 +200,9 @@ def grade_class(
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         kept = _kept_reports(reports_dir, submissions_dir, names, problems, grader_set) if resume else {}
-        for name, document in kept.items():
-            finished(name, document)
+        documents.update(kept)
+        if on_kept:
+            on_kept(len(kept))
         futures: dict[Future, str] = {pool.submit(one, name): name for name in names if name not in kept}
         pending = set(futures)
         while pending:

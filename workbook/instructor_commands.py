@@ -165,7 +165,9 @@ def _grade_with_progress(
     try:
         with interrupts.sigterm_as_ctrl_c():
             try:
-                return grade_class(submissions_dir, out_dir, problems, grader_set, progress=progress, **settings)
+                return grade_class(
+                    submissions_dir, out_dir, problems, grader_set, progress=progress, on_kept=progress.keep, **settings
+                )
             finally:
                 progress.close()
     except Interrupted as stopped:
