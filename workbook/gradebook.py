@@ -234,7 +234,7 @@ def _finish(
     """Write the gradebook (a row for every submission; those not graded say so) and
     run.json, both atomically; the finished reports in name order."""
     ordered = [documents[name] for name in sorted(documents)]
-    placeholders = [_error_document(name, grader_set, INTERRUPTED) for name in missing]
+    placeholders = [_error_document(name, grader_set.to_dict(), INTERRUPTED) for name in missing]
     write_gradebook(out_dir / GRADEBOOK, ordered + placeholders, problems)
     _write_run(out_dir, problems, grader_set, shard, names, complete=not missing)
     return ordered
@@ -248,7 +248,8 @@ def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict
         return document
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
         reason = f"the workbook could not write this report: {type(exc).__name__}: {valid_text(exc)}"
-        fallback = _error_document(name, GraderSetLike(document.get("graders")), reason)
+        graders = document.get("graders")
+        fallback = _error_document(name, graders if isinstance(graders, dict) else {}, reason)
         fallback["fingerprint"] = document.get("fingerprint")
         # Plain ASCII JSON of plain values: the one report that cannot fail to serialise.
         with contextlib.suppress(OSError):
@@ -256,22 +257,13 @@ def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict
         return fallback
 
 
-class GraderSetLike:
-    """The `to_dict()` of a grader set already turned into a report's `graders` entry."""
-
-    def __init__(self, graders: Any) -> None:
-        self.graders = graders if isinstance(graders, dict) else {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.graders)
-
-
-def _error_document(name: str, grader_set: Any, reason: str) -> dict[str, Any]:
+def _error_document(name: str, graders: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The report of a submission the workbook could not grade or report, saying why."""
     return {
         "version": 1,
         "target": "",
         "problems": [],
-        "graders": grader_set.to_dict(),
+        "graders": graders,
         "score": 0,
         "max_score": 0,
         "percent": 0.0,
@@ -339,18 +331,18 @@ def grade_submission(
     becomes an error in its own report, never the end of the class's run."""
     started = time.monotonic()
     try:
-        print_name = fingerprint(folder, problems)
+        digest = fingerprint(folder, problems)
         results = without_grader_source(grade_sanitised(problems, folder, graders=graders, **options))
         document = json_document(results, folder, grader_set)
         document["error"] = None
         # Which problems hit a time limit, for the closing summary of `grade`.
         document["timed_out"] = [r.problem.number for r in results if any(c.kind == "timeout" for c in r.checks)]
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
-        document = _error_document(name, grader_set, f"{type(exc).__name__}: {valid_text(exc)}")
+        document = _error_document(name, grader_set.to_dict(), f"{type(exc).__name__}: {valid_text(exc)}")
         document["target"] = shown_name(str(folder))
-        print_name = None
+        digest = None
     document["submission"] = shown_name(name)
-    document["fingerprint"] = print_name
+    document["fingerprint"] = digest  # what --resume compares
     document["duration_s"] = round(time.monotonic() - started, 2)
     return document
 
