@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from workbook import __version__, instructor_commands, integrity, learner_commands
+from workbook import __version__, instructor_commands, integrity, interrupts, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
@@ -167,9 +167,12 @@ def check(
         # Someone else's submission (--dir) is graded from a copy holding only the learner
         # files the manifest names, so nothing else in it (a conftest.py, a .pth) is loaded.
         grade_all = _sanitised_grading() if directory else grade_many
-        results = grade_all(selected, target, **options)
+        with interrupts.sigterm_as_ctrl_c():  # a stopped CI job must not leave graders running
+            results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
+    except KeyboardInterrupt:
+        _interrupted()
     after = _remember(before, results, _all_check_ids(selected) if keyword else None) if learner_run else before
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
@@ -192,6 +195,13 @@ def check(
         if broken:
             click.echo(broken)
     sys.exit(0 if all(result.status == "pass" for result in results) else 1)
+
+
+def _interrupted() -> None:
+    """Ctrl-C during `check`: grade_many has already killed the grading processes."""
+    interrupts.exit_on_next_signal()
+    click.echo("\nInterrupted: nothing was recorded.", err=True)
+    sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
 def _write_report(

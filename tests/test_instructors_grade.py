@@ -130,7 +130,7 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path, current_checksums):
     assert (merged / "gradebook.csv").read_text() == (whole / "gradebook.csv").read_text()
     assert sorted(p.name for p in (merged / "submissions").iterdir()) == ["alice.json", "bob.json", "frank.json"]
     again = run("merge", str(shards[0]), str(shards[0]), "--out", str(tmp_path / "twice"))
-    assert again.exit_code == 1 and "more than one shard" in again.output
+    assert again.exit_code == 2 and "more than one shard" in again.output
 
 
 def test_shards_are_deterministic_and_cover_every_submission():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.manifest import GRADERS_ENV, ROOT, Problem
+from workbook.safetext import OUTPUT_LIMIT, learner_text
 
 STARTUP_TIMEOUT_S = 30.0
 BACKSTOP_GRACE_S = 3.0
@@ -88,6 +89,38 @@ class GraderError(Exception):
     """The workbook's own graders are missing or unreadable."""
 
 
+# --- stopping (Ctrl-C, SIGTERM) -------------------------------------------------------
+
+_stopping = threading.Event()
+_running: set[Any] = set()
+# Re-entrant: stop_all() may run in a signal handler while the main thread holds it.
+_running_lock = threading.RLock()
+
+
+def stop_all() -> None:
+    """Stop all grading in this process at once: no grading process starts any more, and
+    each running one is killed with its process group. Safe to call from a signal handler
+    (it never waits); checks that had no result end as `not-run`."""
+    _stopping.set()
+    with _running_lock:
+        children = list(_running)
+    for child in children:
+        _kill_now(child)
+
+
+def stopping() -> bool:
+    """True once stop_all() was called."""
+    return _stopping.is_set()
+
+
+def _kill_now(child: Any) -> None:
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            os.killpg(child.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        child.kill()
+
+
 # --- discovering checks ---------------------------------------------------------------
 
 
@@ -127,6 +160,11 @@ def check_sources(problem: Problem) -> dict[str, str]:
         for _, text, tree in _grader_files(problem)
         for node in _test_functions(tree)
     }
+
+
+def grader_files(problem: Problem) -> list[tuple[Path, str, ast.Module]]:
+    """Each grader file of the problem as (path, text, syntax tree), parsed once per version."""
+    return _grader_files(problem)
 
 
 def _grader_files(problem: Problem) -> list[tuple[Path, str, ast.Module]]:
@@ -215,7 +253,8 @@ def grade_many(
     problems = list(problems)
     if len(problems) > 1:
         keep_warm()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         options = dict(keyword=keyword, seed=seed, graders=graders, on_check=on_check)
         futures = [pool.submit(grade, p, target_root, **options) for p in problems]
         results = []
@@ -223,6 +262,12 @@ def grade_many(
             results.append(future.result())
             if on_result:
                 on_result(results[-1])
+    except KeyboardInterrupt:
+        # Ctrl-C: end the grading processes now instead of waiting for every problem.
+        stop_all()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results
 
 
@@ -255,7 +300,7 @@ class _Session:
             tempfile.TemporaryDirectory(prefix="workbook-", ignore_cleanup_errors=True) as scratch,
             tempfile.TemporaryDirectory(prefix="workbook-channel-", ignore_cleanup_errors=True) as channel,
         ):
-            while self._pending() and time.monotonic() < self.deadline:
+            while self._pending() and time.monotonic() < self.deadline and not _stopping.is_set():
                 before = len(self.results)
                 self._run_child(Path(scratch), Path(channel))
                 if len(self.results) == before:
@@ -269,6 +314,8 @@ class _Session:
         return [check_id for check_id in self.checks if check_id not in self.results]
 
     def _not_run_message(self) -> str:
+        if _stopping.is_set():
+            return "Not run: grading was interrupted."
         if time.monotonic() >= self.deadline:
             return f"Not run: the time limit of {self.problem.time_limit_s:g} s for this problem ran out first."
         return "Not run: the grading process stopped before reaching this check."
@@ -286,9 +333,15 @@ class _Session:
         except BaseException:
             events.close()
             raise
+        with _running_lock:
+            _running.add(child)
         try:
+            if _stopping.is_set():  # stop_all() ran while this child was starting
+                _kill_now(child)
             _Watch(self, child, events, token).follow()
         finally:
+            with _running_lock:
+                _running.discard(child)
             _kill(child)
 
     def record(self, result: CheckResult) -> None:
@@ -441,7 +494,7 @@ class _Watch:
         elif kind == "importing":
             self.phase, self.phase_started, self.phase_deadline = "import", now, now + limit + BACKSTOP_GRACE_S
         elif kind == "import" and not event.get("ok"):
-            self._fail_all_pending(str(event.get("message") or "Your code could not be imported."), "import")
+            self._fail_all_pending(learner_text(event.get("message") or "Your code could not be imported."), "import")
             return True
         elif kind == "import":
             self.phase = "checks"
@@ -468,11 +521,12 @@ class _Watch:
                 id=check.id,
                 title=check.title,
                 status=status,
-                message=str(message) if message is not None else None,
+                # Learner strings enter the workbook here: valid UTF-8 and capped from now on.
+                message=learner_text(message) if message is not None else None,
                 duration_s=float(event.get("duration_s") or 0.0),
-                kind=str(event.get("kind") or ""),
-                output=str(event.get("output") or ""),
-                traceback=str(event.get("traceback") or ""),
+                kind=learner_text(event.get("kind") or "", 40),
+                output=learner_text(event.get("output") or "", OUTPUT_LIMIT),
+                traceback=learner_text(event.get("traceback") or ""),
             )
         )
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
+from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import json_report, rerun_command
+from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
 
 FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
@@ -43,7 +45,10 @@ def render(output_format: str, results: list[ProblemResult], target: Path, grade
         "gradescope": gradescope,
         "github": github,
     }
-    return renderers[output_format](results, target, graders)
+    # No report made with an instructor's private graders carries their code; and whatever
+    # a path or a message holds, the report is valid UTF-8.
+    rendered = renderers[output_format](without_grader_source(results), target, graders)
+    return no_legacy_commands(valid_text(rendered))
 
 
 # --- scores ----------------------------------------------------------------------------
@@ -152,7 +157,8 @@ def _host() -> str:
 
 
 def _xml_text(text: str) -> str:
-    return _XML_ILLEGAL.sub("\ufffd", text)
+    # CI systems print JUnit messages in their logs: no control sequence, no workflow command.
+    return _XML_ILLEGAL.sub("\ufffd", log_safe(text))
 
 
 # --- Exercism test-runner interface v3 -------------------------------------------------
@@ -166,7 +172,10 @@ def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> 
         document["message"] = first.message or "Your code could not be graded."
     tests = []
     for result in results:
-        sources = check_sources(result.problem)
+        # Private graders' code is never shown, nor that of checks marked HIDDEN.
+        sources = {} if is_private(result.problem) else check_sources(result.problem)
+        for hidden_id in declared_hidden(result.problem):
+            sources.pop(hidden_id, None)
         for check in result.checks:
             tests.append(_exercism_test(result, check, sources.get(check.id, "")))
     document["tests"] = tests
@@ -211,9 +220,10 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
     score, max_score = totals(results)
     tests = []
     for result in results:
-        hidden = _hidden_checks(result)
+        private, marked = _hidden_checks(result), declared_hidden(result.problem)
         for index, check in enumerate(result.checks, start=1):
-            tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", check.id in hidden))
+            visibility = "hidden" if check.id in marked else "after_published" if check.id in private else "visible"
+            tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", visibility))
     lines = [f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} checks" for r in results]
     document = {
         "score": _number(score),
@@ -229,10 +239,10 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, hidden: bool) -> dict[str, Any]:
+def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, visibility: str) -> dict[str, Any]:
     weight = result.problem.weight(check.id)
     output = check.message or ""
-    if check.output:
+    if check.output and visibility == "visible":  # what the code printed is withheld from hidden checks
         output += "\n\nYour code printed:\n" + check.output
     return {
         "name": f"Problem {result.problem.number}: {check.title}",
@@ -243,8 +253,9 @@ def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, hid
         "status": "passed" if check.status == "pass" else "failed",
         "output": output,
         "output_format": "text",
-        # Checks only an instructor's private graders have stay hidden until grades are published.
-        "visibility": "after_published" if hidden else "visible",
+        # Checks only an instructor's private graders have stay hidden until grades are
+        # published; checks a grader marks HIDDEN are never shown to learners.
+        "visibility": visibility,
         "tags": [result.problem.slug, check.kind or check.status],
     }
 
@@ -304,7 +315,7 @@ def github_annotation(result: ProblemResult, check: CheckResult) -> str:
     properties["title"] = f"Problem {problem.number}: {check.title}"
     rendered = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items() if value)
     message = (check.message or "This check did not pass.") + f"\nre-run: {rerun_command(problem, check.id)}"
-    return f"::error {rendered}::{_escape_data(message)}"
+    return f"::error {rendered}::{_escape_data(log_safe(message))}"
 
 
 def learner_location(result: ProblemResult, check: CheckResult) -> tuple[Path, int | None]:
@@ -339,7 +350,7 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
     if failing:
         lines += ["", "<details><summary>Checks that did not pass</summary>", ""]
         for r, c in failing:
-            first = (c.message or "").splitlines()[0] if c.message else ""
+            first = log_safe(c.message or "").splitlines()[0] if c.message else ""
             lines.append(f"- **Problem {r.problem.number}: {_md(c.title)}** ({c.status}): {_md(first)}")
         lines += ["", "</details>"]
     return "\n".join(lines)
@@ -349,9 +360,9 @@ def _workspace_path(path: Path) -> str:
     """Annotations need a path relative to the repository (GITHUB_WORKSPACE, else cwd)."""
     base = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
     try:
-        return path.resolve().relative_to(base).as_posix()
+        return shown_name(path.resolve().relative_to(base).as_posix())
     except ValueError:
-        return path.as_posix()
+        return shown_name(path.as_posix())
 
 
 def _escape_data(text: str) -> str:

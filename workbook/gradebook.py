@@ -8,22 +8,28 @@ engine's time limits, so a crashing, hanging or hostile submission only affects 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbook import engine, interrupts
 from workbook.engine import ProblemResult, keep_warm
 from workbook.formats import json_document, percent
+from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
 from workbook.manifest import Problem
+from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
+from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
@@ -92,11 +98,12 @@ def grade_sanitised(
 
 def _relabel(result: ProblemResult, copy_root: Path, source_root: Path) -> None:
     result.target = source_root
+    shown = shown_name(str(source_root))  # a folder name may hold undecodable bytes
     for check in result.checks:
         if check.message:
-            check.message = check.message.replace(str(copy_root), str(source_root))
+            check.message = check.message.replace(str(copy_root), shown)
         if check.output:
-            check.output = check.output.replace(str(copy_root), str(source_root))
+            check.output = check.output.replace(str(copy_root), shown)
 
 
 # --- a class ---------------------------------------------------------------------------
@@ -123,9 +130,27 @@ class Shard:
         return sorted(names)[self.index - 1 :: self.count]
 
 
-def submissions(folder: Path) -> list[str]:
-    """The sub-folders of `folder`, each one submission (hidden folders are not)."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def submissions(folder: Path, skip: Iterable[Path] = ()) -> list[str]:
+    """The sub-folders of `folder`, each one submission (hidden folders are not), as the
+    file system names them (undecodable bytes kept as surrogate escapes, so they stay
+    usable as paths). Folders in `skip` (an --out inside SUBMISSIONS) are left out."""
+    skipped = {path.resolve() for path in skip}
+    return sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.resolve() not in skipped
+    )
+
+
+class Interrupted(Exception):  # noqa: N818 - it is what happened, not a fault
+    """Ctrl-C or SIGTERM stopped `grade_class`; the reports and gradebook of what was
+    finished are written (`documents`), the gradebook marked incomplete."""
+
+    def __init__(self, documents: list[dict[str, Any]], missing: list[str]) -> None:
+        super().__init__(f"interrupted with {len(missing)} submissions not graded")
+        self.documents = documents
+        self.missing = missing
+
+
+INTERRUPTED = "not graded: the run was interrupted (finish it with `workbook grade ... --resume`)"
 
 
 def grade_class(
@@ -137,38 +162,160 @@ def grade_class(
     jobs: int = 2,
     problem_jobs: int = PROBLEM_JOBS,
     shard: Shard | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+    on_kept: Callable[[int], None] | None = None,
+    skip: Iterable[Path] = (),
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Grade every submission (of this shard), `jobs` submissions at a time and
-    `problem_jobs` problems of each at a time; write one JSON report each and the
-    gradebook; returns the reports in name order."""
-    names = submissions(submissions_dir)
+    `problem_jobs` problems of each at a time. Each submission's report is written
+    atomically as soon as it is graded, the gradebook at the end; with `resume`, reports of
+    an earlier run whose learner files and graders are unchanged are kept (`on_kept` hears
+    how many). Returns the reports in name order; raises Interrupted on Ctrl-C/SIGTERM
+    after writing what was done."""
+    names = submissions(submissions_dir, skip)
     if shard is not None:
         names = shard.take(names)
     keep_warm()  # many gradings: fork them from a warm process instead of fresh interpreters
     reports_dir = out_dir / REPORTS
     reports_dir.mkdir(parents=True, exist_ok=True)
     graders = grader_set.path if grader_set.source == "custom" else None
+    _write_run(out_dir, problems, grader_set, shard, names, complete=False)
+    documents: dict[str, dict[str, Any]] = {}
 
-    def one(name: str) -> dict[str, Any]:
+    def one(name: str) -> dict[str, Any] | None:
         document = grade_submission(
             name, submissions_dir / name, problems, grader_set, graders=graders, jobs=problem_jobs, **options
         )
-        (reports_dir / f"{name}.json").write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-        return document
+        if engine.stopping():
+            return None  # graded only in part: not a result
+        return _save_report(reports_dir, name, document)
 
-    documents: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(one, name): name for name in names}
-        for future in as_completed(futures):
-            documents[futures[future]] = future.result()
-            if progress:
-                progress(futures[future])
+    def finished(name: str, document: dict[str, Any]) -> None:
+        documents[name] = document
+        if progress:
+            progress(document)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        kept = _kept_reports(reports_dir, submissions_dir, names, problems, grader_set) if resume else {}
+        documents.update(kept)
+        if on_kept:
+            on_kept(len(kept))
+        futures: dict[Future, str] = {pool.submit(one, name): name for name in names if name not in kept}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                document = future.result()
+                if document is not None:
+                    finished(futures[future], document)
+    except KeyboardInterrupt:
+        interrupts.exit_on_next_signal()  # a second Ctrl-C while saving exits at once
+        engine.stop_all()
+        pool.shutdown(wait=False, cancel_futures=True)
+        missing = [name for name in names if name not in documents]
+        ordered = _finish(out_dir, problems, grader_set, shard, names, documents, missing)
+        raise Interrupted(ordered, [shown_name(name) for name in missing]) from None
+    pool.shutdown()
+    return _finish(out_dir, problems, grader_set, shard, names, documents, [])
+
+
+def _finish(
+    out_dir: Path,
+    problems: list[Problem],
+    grader_set: GraderSet,
+    shard: Shard | None,
+    names: list[str],
+    documents: dict[str, dict[str, Any]],
+    missing: list[str],
+) -> list[dict[str, Any]]:
+    """Write the gradebook (a row for every submission; those not graded say so) and
+    run.json, both atomically; the finished reports in name order."""
     ordered = [documents[name] for name in sorted(documents)]
-    _write_run(out_dir, problems, grader_set, shard, names)
-    write_gradebook(out_dir / GRADEBOOK, ordered, problems)
+    placeholders = [_error_document(name, grader_set.to_dict(), INTERRUPTED) for name in missing]
+    write_gradebook(out_dir / GRADEBOOK, ordered + placeholders, problems)
+    _write_run(out_dir, problems, grader_set, shard, names, complete=not missing)
     return ordered
+
+
+def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict[str, Any]:
+    """Write one report atomically. A report that cannot be written (a value no writer
+    accepts, a full disk) becomes an `error` report saying why: never the end of the run."""
+    try:
+        atomic_write(reports_dir / report_name(document["submission"]), dumps(document))
+        return document
+    except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
+        reason = f"the workbook could not write this report: {type(exc).__name__}: {valid_text(exc)}"
+        graders = document.get("graders")
+        fallback = _error_document(name, graders if isinstance(graders, dict) else {}, reason)
+        fallback["fingerprint"] = document.get("fingerprint")
+        # Plain ASCII JSON of plain values: the one report that cannot fail to serialise.
+        with contextlib.suppress(OSError):
+            atomic_write(reports_dir / report_name(fallback["submission"]), no_legacy_commands(json.dumps(fallback)))
+        return fallback
+
+
+def _error_document(name: str, graders: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The report of a submission the workbook could not grade or report, saying why."""
+    return {
+        "version": 1,
+        "target": "",
+        "problems": [],
+        "graders": graders,
+        "score": 0,
+        "max_score": 0,
+        "percent": 0.0,
+        "error": reason,
+        "submission": shown_name(name),
+        "duration_s": 0.0,
+    }
+
+
+def fingerprint(folder: Path, problems: Iterable[Problem]) -> str:
+    """A digest of the learner files `learner_copy` would take from `folder` (their paths
+    and contents): equal digests mean the same graded input."""
+    digest = hashlib.sha256()
+    for problem in problems:
+        for relative in problem.files:
+            path = folder / problem.slug / relative
+            if (folder / problem.slug).is_dir() and _is_plain_file(path, folder / problem.slug):
+                digest.update(f"{problem.slug}/{relative}\0".encode())
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _kept_reports(
+    reports_dir: Path, submissions_dir: Path, names: list[str], problems: list[Problem], grader_set: GraderSet
+) -> dict[str, dict[str, Any]]:
+    """For --resume: the earlier reports that can stand, by submission folder name."""
+    kept = {}
+    for name in names:
+        document = _reusable_report(reports_dir, name, submissions_dir / name, problems, grader_set)
+        if document is not None:
+            kept[name] = document
+    return kept
+
+
+def _reusable_report(
+    reports_dir: Path, name: str, folder: Path, problems: list[Problem], grader_set: GraderSet
+) -> dict[str, Any] | None:
+    """The earlier report of `name` when it can stand (same files, same graders, same
+    problems, no workbook error); else None: grade it again."""
+    try:
+        document = json.loads((reports_dir / report_name(shown_name(name))).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if report_problem(document) or document.get("error"):
+        return None
+    same_graders = document.get("graders", {}).get("digest") == grader_set.digest
+    same_problems = [e["slug"] for e in document["problems"]] == [p.slug for p in problems]
+    try:
+        same_files = document.get("fingerprint") == fingerprint(folder, problems)
+    except OSError:
+        return None
+    return cleaned(document) if same_graders and same_problems and same_files else None
 
 
 def grade_submission(
@@ -184,27 +331,39 @@ def grade_submission(
     becomes an error in its own report, never the end of the class's run."""
     started = time.monotonic()
     try:
-        results = grade_sanitised(problems, folder, graders=graders, **options)
+        digest = fingerprint(folder, problems)
+        results = without_grader_source(grade_sanitised(problems, folder, graders=graders, **options))
         document = json_document(results, folder, grader_set)
         document["error"] = None
+        # Which problems hit a time limit, for the closing summary of `grade`.
+        document["timed_out"] = [r.problem.number for r in results if any(c.kind == "timeout" for c in r.checks)]
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
-        document = {"version": 1, "target": str(folder), "problems": [], "graders": grader_set.to_dict()}
-        document.update(score=0, max_score=0, percent=0.0, error=f"{type(exc).__name__}: {exc}")
-    document["submission"] = name
+        document = _error_document(name, grader_set.to_dict(), f"{type(exc).__name__}: {valid_text(exc)}")
+        document["target"] = shown_name(str(folder))
+        digest = None
+    document["submission"] = shown_name(name)
+    document["fingerprint"] = digest  # what --resume compares
     document["duration_s"] = round(time.monotonic() - started, 2)
     return document
 
 
 def _write_run(
-    out_dir: Path, problems: list[Problem], grader_set: GraderSet, shard: Shard | None, names: list[str]
+    out_dir: Path,
+    problems: list[Problem],
+    grader_set: GraderSet,
+    shard: Shard | None,
+    names: list[str],
+    *,
+    complete: bool,
 ) -> None:
     run = {
         "problems": [p.slug for p in problems],
         "graders": grader_set.to_dict(),
         "shard": f"{shard.index}/{shard.count}" if shard else None,
-        "submissions": names,
+        "submissions": [shown_name(name) for name in names],
+        "complete": complete,
     }
-    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2), encoding="utf-8")
+    atomic_write(out_dir / RUN_FILE, dumps(run))
 
 
 # --- the gradebook ---------------------------------------------------------------------
@@ -247,12 +406,13 @@ def gradebook_row(document: dict[str, Any], problems: list[Problem]) -> dict[str
 
 
 def write_gradebook(path: Path, documents: list[dict[str, Any]], problems: list[Problem]) -> None:
+    """Write gradebook.csv atomically; every text cell opens as text in a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=gradebook_columns(problems), lineterminator="\n")
     writer.writeheader()
     for document in sorted(documents, key=lambda d: d["submission"]):
-        writer.writerow(gradebook_row(document, problems))
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+        writer.writerow({key: csv_cell(value) for key, value in gradebook_row(document, problems).items()})
+    atomic_write(path, buffer.getvalue())
 
 
 def _plain(value: float) -> str:
@@ -268,20 +428,37 @@ class MergeError(Exception):
 
 def read_reports(out_dir: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
     """The reports in an --out folder: those of `names` (the run's submissions, so reports
-    left there by an earlier run are not merged), else all."""
+    left there by an earlier run are not merged), else all. Each is validated; a bad one
+    raises MergeError naming its file in one line."""
     folder = out_dir / REPORTS
     if not folder.is_dir():
         raise MergeError(f"{out_dir} holds no {REPORTS}/ folder: is it the --out folder of `workbook grade`?")
-    paths = sorted(folder.glob("*.json")) if names is None else [folder / f"{name}.json" for name in names]
+    if names is None:
+        paths = sorted(folder.glob("*.json"))
+    else:
+        paths = [folder / report_name(valid_text(name)) for name in names if isinstance(name, str)]
+    return [_read_report(path) for path in paths]
+
+
+def _read_report(path: Path) -> dict[str, Any]:
     try:
-        return [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise MergeError(f"cannot read a report in {folder}: {exc}") from exc
+        raise MergeError(f"{shown_name(str(path))}: not a readable report ({_one_line(exc)})") from None
+    problem = report_problem(document)
+    if problem:
+        raise MergeError(f"{shown_name(str(path))}: not a workbook report ({problem})")
+    return cleaned(document)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(valid_text(exc).split())[:200]
 
 
 def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Problem]) -> list[dict[str, Any]]:
     """Combine the outputs of several shards into one folder and one gradebook, with the
-    columns of the problems the shards graded."""
+    columns of the problems the shards graded. Every file is written inside `destination`
+    under a name `report_name` derives, whatever the reports say. Raises MergeError."""
     documents: dict[str, dict[str, Any]] = {}
     digests = set()
     slugs: set[str] = set()
@@ -289,8 +466,8 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
     for out_dir in out_dirs:
         run = _read_run(out_dir)
         runs.append(run)
-        slugs.update(run.get("problems", []))
-        for document in read_reports(out_dir, run.get("submissions")):
+        slugs.update(run["problems"])
+        for document in read_reports(out_dir, run["submissions"]):
             name = document["submission"]
             if name in documents:
                 raise MergeError(f"submission {name!r} was graded by more than one shard ({out_dir})")
@@ -299,27 +476,42 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
     if len(digests) > 1:
         raise MergeError("the shards were graded with different grader sets; grade them again with the same graders")
     problems = [p for p in manifest_problems if p.slug in slugs] or list(manifest_problems)
-    (destination / REPORTS).mkdir(parents=True, exist_ok=True)
     ordered = [documents[name] for name in sorted(documents)]
-    for document in ordered:
-        path = destination / REPORTS / f"{document['submission']}.json"
-        path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-    write_gradebook(destination / GRADEBOOK, ordered, problems)
-    merged = {
-        "problems": [p.slug for p in problems],
-        "graders": next((r["graders"] for r in runs if "graders" in r), None),
-        "shard": None,
-        "merged_from": [r.get("shard") for r in runs],
-        "submissions": sorted(documents),
-    }
-    (destination / RUN_FILE).write_text(json.dumps(merged, indent=2), encoding="utf-8")
+    try:
+        (destination / REPORTS).mkdir(parents=True, exist_ok=True)
+        for document in ordered:
+            atomic_write(destination / REPORTS / report_name(document["submission"]), dumps(document))
+        write_gradebook(destination / GRADEBOOK, ordered, problems)
+        merged = {
+            "problems": [p.slug for p in problems],
+            "graders": next((r["graders"] for r in runs if "graders" in r), None),
+            "shard": None,
+            "merged_from": [r.get("shard") for r in runs],
+            "submissions": sorted(documents),
+            "complete": True,
+        }
+        atomic_write(destination / RUN_FILE, dumps(merged))
+    except OSError as exc:
+        where = shown_name(str(destination))
+        raise MergeError(f"cannot write the merged gradebook into {where}: {_one_line(exc)}") from None
     return ordered
 
 
 def _read_run(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / RUN_FILE
     try:
-        return json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+        run = cleaned(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise MergeError(
-            f"{out_dir} holds no readable {RUN_FILE}: is it the --out folder of `workbook grade`?"
-        ) from exc
+            f"{out_dir} holds no readable {RUN_FILE}: is it the --out folder of `workbook grade`? ({_one_line(exc)})"
+        ) from None
+    if not isinstance(run, dict) or not isinstance(run.get("problems"), list):
+        raise MergeError(f"{path}: not a run file of `workbook grade` (no list of problems)")
+    if not isinstance(run.get("submissions"), list):
+        raise MergeError(f"{path}: not a run file of `workbook grade` (no list of submissions)")
+    if run.get("complete") is False:
+        raise MergeError(
+            f"{out_dir} holds an interrupted run (shard {run.get('shard') or 'all'}); "
+            "finish it with `workbook grade ... --resume` first"
+        )
+    return run

@@ -100,6 +100,11 @@ def _shard(value: str | None) -> Shard | None:
 @click.option(
     "--allow-modified-graders", is_flag=True, help="Grade even if the bundled graders differ from their checksums."
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run in OUT: keep the reports whose files and graders did not change.",
+)
 def grade_command(
     submissions_dir: Path,
     out_dir: Path,
@@ -110,27 +115,34 @@ def grade_command(
     html_path: Path | None,
     graders: Path | None,
     allow_modified_graders: bool,
+    resume: bool,
 ) -> None:
     """Grade a class: every sub-folder of SUBMISSIONS_DIR is one submission laid out like exercises/.
 
-    Writes OUT/gradebook.csv (one row per submission) and OUT/submissions/NAME.json.
-    Only the learner files the manifest names are copied and graded; nothing else in a
-    submission is ever loaded.
+    Writes OUT/submissions/NAME.json as each submission is graded and OUT/gradebook.csv (one
+    row per submission) at the end. Only the learner files the manifest names are copied and
+    graded; nothing else in a submission is ever loaded. Ctrl-C saves what was finished
+    (exit status 130); `--resume` continues from there.
     """
+    from workbook.classout import check_out_folder, release_out_lock
     from workbook.gradebook import submissions
 
     problems = _problems(numbers)
     chosen = _shard(shard)
     grader_set = grader_set_or_exit(graders, allow_modified_graders)
-    names = submissions(submissions_dir)
+    # Every problem with OUT surfaces here, before a single submission is graded.
+    skip = check_out_folder(submissions_dir, out_dir, html_path, chosen, resume)
+    names = submissions(submissions_dir, skip)
     count = len(chosen.take(names) if chosen else names)
-    _writable_folder(out_dir)
     click.echo(
         f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time.",
         err=True,
     )
-    settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen}
-    documents = _grade_with_progress(submissions_dir, out_dir, problems, grader_set, settings, count)
+    settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen, "resume": resume, "skip": skip}
+    try:
+        documents = _grade_with_progress(submissions_dir, out_dir, problems, grader_set, settings, count)
+    finally:
+        release_out_lock()
     _write_html(html_path, documents)
     _summary(documents, out_dir, html_path)
 
@@ -143,40 +155,56 @@ def _grade_with_progress(
     settings: dict,
     count: int,
 ) -> list[dict]:
-    from workbook.gradebook import grade_class
+    """Grade the class with a progress line; on Ctrl-C or SIGTERM, say what was saved and
+    exit 130 (a second Ctrl-C exits at once)."""
+    from workbook import interrupts
+    from workbook.classprogress import ClassProgress
+    from workbook.gradebook import GRADEBOOK, Interrupted, grade_class
 
-    # A progress bar only on a terminal: CI logs would fill with redraws.
-    if not sys.stderr.isatty():
-        return grade_class(submissions_dir, out_dir, problems, grader_set, **settings)
-    with click.progressbar(length=count, label="Grading", file=sys.stderr, show_pos=True, show_eta=True) as bar:
-        return grade_class(submissions_dir, out_dir, problems, grader_set, progress=lambda _: bar.update(1), **settings)
-
-
-def _writable_folder(folder: Path) -> None:
+    progress = ClassProgress(count, sys.stderr)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"cannot create the folder {folder}: {exc}") from exc
+        with interrupts.sigterm_as_ctrl_c():
+            try:
+                return grade_class(
+                    submissions_dir, out_dir, problems, grader_set, progress=progress, on_kept=progress.keep, **settings
+                )
+            finally:
+                progress.close()
+    except Interrupted as stopped:
+        click.echo(
+            f"Interrupted: {len(stopped.documents)} submissions graded, {len(stopped.missing)} not; "
+            f"{out_dir / GRADEBOOK} is INCOMPLETE (run.json says so). "
+            "Run the same command with --resume to finish.",
+            err=True,
+        )
+        sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
 def _write_html(path: Path | None, documents: list[dict]) -> None:
     if path is None:
         return
     from workbook.classreport import class_report
+    from workbook.reportfiles import atomic_write
+    from workbook.safetext import log_safe
 
     try:
-        path.write_text(class_report(documents), encoding="utf-8")
+        # Titles in merged reports are untrusted too: no control sequence, no workflow command.
+        atomic_write(path, log_safe(class_report(documents)))
     except OSError as exc:
         raise click.ClickException(f"cannot write the class report to {path}: {exc} (the gradebook is saved)") from exc
 
 
 def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> None:
+    from workbook.classprogress import closing_summary
     from workbook.gradebook import GRADEBOOK
+    from workbook.safetext import log_safe
 
-    errors = [d["submission"] for d in documents if d.get("error")]
+    errors = [log_safe(d["submission"]) for d in documents if d.get("error")]
     click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}")
     if html_path:
         click.echo(f"Class report: {html_path}")
+    if documents:
+        click.echo(closing_summary(documents), err=True)
     if errors:
         click.echo(
             f"The workbook could not grade {len(errors)} submissions: {', '.join(errors)} (see their reports).",
@@ -197,13 +225,19 @@ def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> No
     "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a class report page."
 )
 def merge_command(out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
-    """Combine the --out folders of `workbook grade --shard` runs into one gradebook."""
+    """Combine the --out folders of `workbook grade --shard` runs into one gradebook.
+
+    Exit status 2, with one line naming the file, when a report or run file is not valid.
+    """
     from workbook.gradebook import MergeError, merge
+    from workbook.safetext import log_safe
 
     try:
         documents = merge(list(out_dirs), destination, list(load_manifest().problems))
     except (MergeError, ManifestError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        # One line naming the bad file; exit 2 like any other unusable input.
+        click.echo(f"Error: {log_safe(str(exc))}", err=True)
+        sys.exit(2)
     _write_html(html_path, documents)
     _summary(documents, destination, html_path)
 

@@ -14,6 +14,7 @@ import click
 
 from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import Problem
+from workbook.safetext import log_safe, shown_name
 
 JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
@@ -57,7 +58,7 @@ def describe_target(target: Path, problem: Problem) -> str:
         shown = folder.relative_to(Path.cwd())
     except ValueError:
         shown = folder
-    return str(shown)
+    return shown_name(str(shown))
 
 
 def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False, quiet: bool = False) -> str:
@@ -78,14 +79,15 @@ def _check_lines(check: CheckResult, problem: Problem, style: Style, verbose: bo
     lines = [f"  {style.mark(check.status)} {check.title}"]
     if check.status == "pass":
         return lines
-    for text in (check.message or "").splitlines():
+    # Learner text is escaped before the workbook adds its own colours (workbook/safetext.py).
+    for text in log_safe(check.message or "").splitlines():
         lines.append("      " + text)
     if verbose and check.traceback:
         lines.append("      full traceback:")
-        lines.extend("        " + text for text in check.traceback.splitlines())
+        lines.extend("        " + text for text in log_safe(check.traceback).splitlines())
     if verbose and check.output:
         lines.append("      your code printed:")
-        lines.extend("        " + text for text in check.output.splitlines()[-20:])
+        lines.extend("        " + text for text in log_safe(check.output).splitlines()[-20:])
     lines.append(style.dim(f"      re-run only this check: {rerun_command(problem, check.id)}"))
     return lines
 
@@ -101,7 +103,8 @@ def human_progress(solved: int, total: int, style: Style) -> str:
 
 def json_report(results: list[ProblemResult], target: Path) -> dict[str, Any]:
     """The JSON report (version 1) as a dict: what was graded, and each check's result."""
-    return {"version": JSON_VERSION, "target": str(target), "problems": [_problem_json(r) for r in results]}
+    target_text = shown_name(str(target))  # a folder name may hold undecodable bytes
+    return {"version": JSON_VERSION, "target": target_text, "problems": [_problem_json(r) for r in results]}
 
 
 def _problem_json(result: ProblemResult) -> dict[str, Any]:

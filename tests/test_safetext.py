@@ -1,0 +1,56 @@
+"""The text-safety rules (workbook/safetext.py), one behaviour each."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbook.safetext import capped, csv_cell, file_name, log_safe, no_workflow_commands, shown_name, valid_text
+
+
+def test_lone_surrogates_become_one_replacement_character_each():
+    assert valid_text("a\udcff\ud800b") == "a\ufffd\ufffdb"
+    assert valid_text(b"caf\xe9") == "caf\ufffd"
+    assert valid_text("plain é") == "plain é"
+
+
+def test_capped_text_says_how_much_was_cut():
+    assert capped("abcdefgh", 3) == "abc\n… (5 more characters cut)"
+    assert capped("abc", 3) == "abc"
+
+
+def test_control_sequences_are_shown_escaped_and_tabs_and_newlines_kept():
+    assert log_safe("\x1b]0;title\x07x\x1b[2J\ty\nz\x9b\u2028") == "\\x1b]0;title\\x07x\\x1b[2J\ty\nz\\x9b\\u2028"
+
+
+@pytest.mark.parametrize(
+    ("text", "safe"),
+    [
+        ("::error::x", ": :error::x"),
+        ("  \t::add-mask::secret", "  \t: :add-mask::secret"),
+        ("ok\n::stop-commands::token\nlast ::x", "ok\n: :stop-commands::token\nlast ::x"),
+        ("a\r::warning::x", "a\\x0d::warning::x"),  # no carriage return left to start a line
+        ("text ##[error]legacy ##[stop-commands]t", "text # #[error]legacy # #[stop-commands]t"),
+    ],
+)
+def test_no_line_can_start_a_workflow_command(text, safe):
+    assert log_safe(text) == safe
+    assert no_workflow_commands(": :x") == ": :x"
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_starting_a_formula_open_as_text(start):
+    cell = str(csv_cell(start + "SUM(A1)"))
+    # Prefixed with a quote, or (CR) escaped so that it no longer starts with a formula character.
+    assert cell.startswith(("'", "\\x0d")) and cell.endswith("SUM(A1)"), cell
+    assert csv_cell(3) == 3 and csv_cell("alice") == "alice"
+
+
+def test_names_are_shown_escaped_and_file_names_are_safe_bounded_and_distinct():
+    latin1 = b"Jos\xe9".decode("utf-8", "surrogateescape")
+    assert shown_name(latin1) == "Jos\\xe9"
+    assert file_name("alice", ".json") == "alice.json"
+    names = [latin1, "Jos_xe9", "n" * 252, "n" * 251, "../../x", ".hidden", "a/b", "=1+2"]
+    made = [file_name(name, ".json") for name in names]
+    assert len(set(made)) == len(made), made
+    for made_name in made:
+        assert len(made_name.encode()) <= 120 and "/" not in made_name and not made_name.startswith(".")
