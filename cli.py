@@ -16,7 +16,8 @@ import click
 from workbook import __version__, instructor_commands, integrity, learner_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
+from workbook.milestones import progress_line
+from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.state import is_solved, load_state, problem_status, save_or_warn, with_results
 
 EXERCISES = ROOT / "exercises"
@@ -67,7 +68,8 @@ def list_problems() -> None:
             status = "not checked yet"
         else:
             status = f"{entry.get('status', '?')} ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
-        click.echo(f"{problem.number}. {problem.title:<40} {style.dim(status)}")
+        title = problem.title + (" [bonus]" if problem.bonus else "")
+        click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
 
 @main.command()
@@ -169,11 +171,10 @@ def check(
     if learner_run and (output_format == "text" or output_path):
         from workbook.milestones import after_check
 
-        solved = _solved_count(manifest, after)
         message = "" if quiet else after_check(manifest, before, after, style)
         if message:
             click.echo(message + "\n")
-        click.echo(human_progress(solved, len(manifest.problems), style))
+        click.echo(progress_line(manifest, after, style))
     sys.exit(0 if all(result.status == "pass" for result in results) else 1)
 
 
@@ -207,7 +208,9 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
     if problems:
         return list({problem.number: problem for problem in problems}.values())
     state = load_state()
-    unsolved = [problem for problem in manifest.problems if not is_solved(state, problem.slug)]
+    # Bonus problems come after every other one, whatever their number.
+    in_order = manifest.core_problems + manifest.bonus_problems
+    unsolved = [problem for problem in in_order if not is_solved(state, problem.slug)]
     return unsolved[:1] or list(manifest.problems)
 
 
@@ -217,11 +220,6 @@ def _remember(before: dict, results: list[ProblemResult]) -> dict:
     if note:
         click.echo(note, err=True)
     return after
-
-
-def _solved_count(manifest: Manifest, state: dict | None = None) -> int:
-    state = load_state() if state is None else state
-    return sum(1 for problem in manifest.problems if is_solved(state, problem.slug))
 
 
 def _check_count(selected: list[Problem], keyword: str | None) -> int:
@@ -256,17 +254,16 @@ def status() -> None:
     style = Style.detect()
     for problem in manifest.problems:
         entry = problem_status(state, problem.slug)
+        title = problem.title + (" [bonus]" if problem.bonus else "")
         if entry is None:
-            line = f"  {'-':5} {problem.number}. {problem.title}  (not checked yet)"
+            line = f"  {'-':5} {problem.number}. {title}  (not checked yet)"
         else:
             mark = style.mark(
                 entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail"
             )
-            line = (
-                f"  {mark} {problem.number}. {problem.title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
-            )
+            line = f"  {mark} {problem.number}. {title}  ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
         click.echo(line)
-    click.echo(human_progress(_solved_count(manifest), len(manifest.problems), style))
+    click.echo(progress_line(manifest, state, style))
 
 
 # The learner's loop (hint, reset, watch, run, doctor) and the instructors' tools (grade,

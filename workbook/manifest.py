@@ -53,6 +53,16 @@ class Manifest:
     title: str
     problems: tuple[Problem, ...]
 
+    @property
+    def core_problems(self) -> list[Problem]:
+        """The problems a learner must solve, in manifest order."""
+        return [problem for problem in self.problems if not problem.bonus]
+
+    @property
+    def bonus_problems(self) -> list[Problem]:
+        """The bonus problems, offered once the others are solved and counted apart."""
+        return [problem for problem in self.problems if problem.bonus]
+
     def by_number(self, number: int) -> Problem:
         for problem in self.problems:
             if problem.number == number:

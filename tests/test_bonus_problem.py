@@ -1,0 +1,95 @@
+"""A bonus problem (manifest `bonus = true`): counted apart in the learner's progress,
+offered only after every other problem, and graded like any other by every command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from support import MANIFEST
+
+import cli
+from workbook.manifest import ManifestError, load_manifest
+from workbook.milestones import after_check, next_unsolved, progress_line
+from workbook.report import Style
+from workbook.state import load_state, record_result, save_state
+
+PLAIN = Style(color=False, unicode=False)
+CORE = MANIFEST.core_problems
+BONUS = MANIFEST.bonus_problems
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path, monkeypatch):
+    """Progress goes to a temporary folder, never to the checkout's .workbook/."""
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
+
+
+def solved(*problems) -> dict:
+    state = load_state()
+    for problem in problems:
+        record_result(state, problem.slug, "pass", 1, 1)
+    return state
+
+
+def test_problem_6_is_the_only_bonus_and_problems_1_to_5_are_not():
+    assert [p.number for p in BONUS] == [6]
+    assert [p.number for p in CORE] == [1, 2, 3, 4, 5]
+
+
+def test_progress_counts_the_bonus_apart():
+    assert progress_line(MANIFEST, solved(*CORE), PLAIN) == (
+        "Workbook progress [####################] 5 of 5 problems solved, bonus 0 of 1"
+    )
+    assert progress_line(MANIFEST, solved(*BONUS), PLAIN) == (
+        "Workbook progress [....................] 0 of 5 problems solved, bonus 1 of 1"
+    )
+
+
+def test_the_bonus_comes_after_every_other_unsolved_problem():
+    assert next_unsolved(MANIFEST, solved(*CORE[:-1]), after=None).number == 5
+    assert next_unsolved(MANIFEST, solved(), after=CORE[-1]).number == 1
+    assert next_unsolved(MANIFEST, solved(*CORE), after=None).number == 6
+    assert next_unsolved(MANIFEST, solved(*CORE, *BONUS), after=None) is None
+
+
+def test_solving_the_last_required_problem_celebrates_and_offers_the_bonus():
+    before = solved(*CORE[:-1])
+    after = solved(*CORE)
+    message = after_check(MANIFEST, before, after, PLAIN)
+    assert "You solved all 5 problems" in message
+    assert "Bonus: problem 6, File uploads, background tasks and middleware order: workbook check 6" in message
+
+
+def test_check_without_a_number_picks_a_core_problem_before_the_bonus():
+    save_state(solved(*CORE[:-1]))
+    assert [p.number for p in cli._select(MANIFEST, (), False)] == [5]
+    save_state(solved(*CORE))
+    assert [p.number for p in cli._select(MANIFEST, (), False)] == [6]
+
+
+def test_status_marks_the_bonus_and_prints_both_counts():
+    save_state(solved(*CORE))
+    result = CliRunner().invoke(cli.main, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "6. File uploads, background tasks and middleware order [bonus]  (not checked yet)" in result.output
+    assert result.output.rstrip().endswith("5 of 5 problems solved, bonus 0 of 1")
+
+
+def test_check_all_grades_the_bonus_in_the_json_report():
+    # -k keeps this fast: only problem 6 has a check of that name; the others report none run.
+    args = ["check", "--all", "--solutions", "-k", "upload_answers_201", "--format", "json"]
+    result = CliRunner().invoke(cli.main, args)
+    document = json.loads(result.output)
+    assert [entry["number"] for entry in document["problems"]] == [1, 2, 3, 4, 5, 6]
+    bonus = document["problems"][-1]
+    assert (bonus["slug"], bonus["status"], bonus["passed"], bonus["total"]) == ("p6_uploads_background", "pass", 1, 1)
+
+
+def test_a_bonus_flag_that_is_not_a_boolean_is_a_manifest_error(tmp_path):
+    manifest_path = tmp_path / "workbook.toml"
+    source = (cli.ROOT / "workbook.toml").read_text(encoding="utf-8").replace("bonus = true", 'bonus = "yes"')
+    manifest_path.write_text(source, encoding="utf-8")
+    with pytest.raises(ManifestError, match="bonus must be true or false"):
+        load_manifest(manifest_path)
