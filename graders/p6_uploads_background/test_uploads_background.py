@@ -113,7 +113,7 @@ def running(app: Any, **kwargs: Any) -> Iterator[Any]:
         api.__enter__()
     except Exception as exc:  # noqa: BLE001 - the learner's startup may raise anything
         fail(
-            "Starting the app raised an error.",
+            f"startup raised {type(exc).__name__}. Starting the app should work.",
             expected="startup to finish",
             got=f"{type(exc).__name__}: {exc}\n{learner_frames(exc)}".rstrip(),
         )
@@ -190,20 +190,26 @@ def raw_upload(api: Any, name: bytes, kind: str, data: bytes) -> Any:
 def record_of(response: Any, sent: str) -> dict[str, Any]:
     """The JSON record of a 201 answer, its shape checked."""
     expect_answer(response, 201, "A valid upload should be stored and answered with 201 Created.", sent)
-    body = json_body(response)
+    return expect_record_shape(json_body(response), sent)
+
+
+def expect_record_shape(body: Any, sent: str) -> dict[str, Any]:
+    """`body` is a record: exactly the five keys, and an id of 32 lowercase hex digits."""
+    keys = sorted(body) if isinstance(body, dict) else None
     expect(
-        isinstance(body, dict) and sorted(body) == sorted(RECORD_KEYS),
-        "The answer to an upload should be a JSON object with exactly these keys.",
+        keys == sorted(RECORD_KEYS),
+        f"keys {show(keys)}, expected {show(RECORD_KEYS)}. An upload's record has exactly these keys.",
         sent=sent,
         expected=show(RECORD_KEYS),
         got=show(body),
     )
+    file_id = body["id"]
     expect(
-        isinstance(body["id"], str) and bool(ID_PATTERN.fullmatch(body["id"])),
-        "The id of an upload should be 32 lowercase hex digits (uuid.uuid4().hex).",
+        isinstance(file_id, str) and bool(ID_PATTERN.fullmatch(file_id)),
+        f"id {show(file_id)} is not 32 lowercase hex digits (uuid.uuid4().hex).",
         sent=sent,
         expected="an id like 3f2b8c0e9d6a4b1c8e7f6a5b4c3d2e1f",
-        got=show(body["id"]),
+        got=show(file_id),
     )
     return body
 
@@ -214,8 +220,16 @@ def expect_answer(response: Any, status: int, what: str, sent: str) -> None:
             f"status {response.status_code}, expected {status}. {what}",
             sent=sent,
             expected=f"status {status}",
-            got=response_text(response),
+            got=visible(response_text(response)),
         )
+
+
+def visible(text: str) -> str:
+    """`text` from the learner's app with control characters (terminal escapes too) spelled out."""
+    return CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def expect_record(body: dict[str, Any], name: str, kind: str, data: bytes, sent: str) -> None:
@@ -262,7 +276,8 @@ def expect_stored(paths: dict[str, Path], record: dict[str, Any], data: bytes, s
     path = paths["uploads"] / f"{record['id']}_{record['filename']}"
     expect(
         path.is_file() and path.read_bytes() == data,
-        "The upload should be stored as UPLOAD_DIR/<id>_<clean name>, with exactly the bytes sent.",
+        f"UPLOAD_DIR has no file {show(path.name)} with the bytes sent. The upload is stored as "
+        "UPLOAD_DIR/<id>_<clean name>, exactly as sent.",
         sent=sent,
         expected=f"a file {show(path.name)} of {len(data)} bytes",
         got=f"UPLOAD_DIR holds {show(entries(paths['uploads'])[:5])}"
@@ -341,7 +356,7 @@ def test_upload_stored_with_id_prefix(api: Any, paths: dict[str, Path]) -> None:
     left = entries(paths["uploads"])
     expect(
         left == [f"{record['id']}_{name}"],
-        "Only the stored file should be left in UPLOAD_DIR (no temporary files).",
+        f"{len(left)} file(s) in UPLOAD_DIR, expected 1. Only the stored file stays (no temporary files).",
         sent=sent,
         expected=show([f"{record['id']}_{name}"]),
         got=show(left[:5]),
@@ -359,7 +374,7 @@ def test_default_folders(learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     stored = Path("uploads") / f"{record['id']}_{name}"
     expect(
         stored.is_file(),
-        "Without UPLOAD_DIR, files belong in uploads/ in the working directory.",
+        f"no uploads/{record['id']}_{name}. Without UPLOAD_DIR, files belong in uploads/ in the working directory.",
         sent=sent,
         expected=f"uploads/{record['id']}_{name}",
         got=f"the working directory holds {show(entries(Path()))}",
@@ -367,7 +382,8 @@ def test_default_folders(learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = [line.get("id") for line in audit_lines(Path("audit.log")) if isinstance(line, dict)]
     expect(
         ids == [record["id"]],
-        "Without AUDIT_LOG, the audit line belongs in audit.log in the working directory.",
+        f"audit.log holds ids {show(ids)}, expected [{record['id']}]. Without AUDIT_LOG, the audit line belongs in "
+        "audit.log in the working directory.",
         sent=sent,
         expected=f"one line for id {record['id']}",
         got=f"ids {show(ids)} in audit.log",
@@ -388,8 +404,8 @@ def test_settings_read_at_startup(learner: Any, monkeypatch: pytest.MonkeyPatch,
     logged = [line.get("id") for line in audit_lines(later / "audit.log") if isinstance(line, dict)]
     expect(
         stored.is_file() and logged == [record["id"]],
-        "The app should read UPLOAD_DIR and AUDIT_LOG at startup "
-        "(in the lifespan), so the values in force when the server starts are used.",
+        "The file or the audit line is not under the folder set after the import. Read UPLOAD_DIR and "
+        "AUDIT_LOG at startup (in the lifespan), so the values in force when the server starts are used.",
         sent=sent,
         expected="the file and the audit line under the new folder",
         got=f"file there: {stored.is_file()}; audit ids there: {show(logged)}",
@@ -475,9 +491,10 @@ def test_upload_read_in_chunks(api: Any, reads: Reads) -> None:
     response = upload(api, name, kind, data)
     expect_answer(response, 413, "A file larger than 1 MiB should be refused with 413.", sent)
     too_big = reads.unbounded()
-    shown = ["everything" if size is None or size < 0 else size for size in too_big]
+    shown = ["everything" if size is None or size < 0 else f"{size} bytes" for size in too_big]
     expect(
         not too_big,
+        f"A read asked for {shown[0] if shown else ''} at once. "
         "Read the upload in chunks (for example `await file.read(64 * 1024)` in a loop) and stop "
         "once it passes 1 MiB: reading it whole first holds a client-chosen amount of data in memory.",
         sent=sent,
@@ -515,7 +532,7 @@ def expect_clean_name(api: Any, paths: dict[str, Path], sent_name: str | bytes, 
     stray = files_under(paths["area"], paths["uploads"], paths["audit"])
     expect(
         not stray,
-        "Uploads must be stored under UPLOAD_DIR and nowhere else.",
+        f"{len(stray)} file(s) outside UPLOAD_DIR. Uploads must be stored under UPLOAD_DIR and nowhere else.",
         sent=sent,
         expected="no file outside UPLOAD_DIR",
         got=show(stray[:5]),
@@ -576,7 +593,7 @@ def test_same_name_never_overwrites(api: Any, paths: dict[str, Path]) -> None:
     two = record_of(upload(api, name, kind, second), sent)
     expect(
         one["id"] != two["id"],
-        "Each upload needs a new id.",
+        "the same id twice. Each upload needs a new id.",
         sent=sent,
         expected="two different ids",
         got=show([one["id"], two["id"]]),
@@ -607,7 +624,7 @@ def test_download_streams_file(api: Any) -> None:
     )
     expect(
         response.content == data,
-        "The bytes served back differ from those uploaded.",
+        f"{len(response.content)} bytes served back, expected the {len(data)} bytes uploaded (or other bytes).",
         sent=sent,
         expected=f"{len(data)} bytes starting {data[:8]!r}",
         got=f"{len(response.content)} bytes starting {response.content[:8]!r}",
@@ -656,7 +673,7 @@ def test_batch_stores_every_file(api: Any, paths: dict[str, Path]) -> None:
         got=show(body),
     )
     for record, (name, kind, data) in zip(records, files, strict=True):
-        expect_record({**record, "id": record.get("id")}, name, kind, data, sent)
+        expect_record(expect_record_shape(record, sent), name, kind, data, sent)
         expect_stored(paths, record, data, sent)
 
 
@@ -689,14 +706,14 @@ def test_batch_all_or_nothing(api: Any, paths: dict[str, Path]) -> None:
         and detail.get("filename") == bad[0]
         and isinstance(detail.get("error"), str)
         and bool(detail.get("error")),
-        "The answer should name the refused file as sent and say why.",
+        f"detail {show(detail)} does not name the refused file as sent and say why.",
         sent=sent,
         expected=show({"detail": {"filename": bad[0], "error": "<why>"}}),
         got=show(body),
     )
     expect(
         audit_lines(paths["audit"]) == [],
-        "A refused batch writes no audit line.",
+        f"{len(audit_lines(paths['audit']))} audit line(s), expected none. A refused batch writes no audit line.",
         sent=sent,
         expected="no audit line",
         got=show(audit_lines(paths["audit"])[:3]),
@@ -709,21 +726,22 @@ def test_batch_all_or_nothing(api: Any, paths: dict[str, Path]) -> None:
 def expect_audit_line(line: Any, record: dict[str, Any], request_id: str, sent: str) -> None:
     expect(
         isinstance(line, dict) and sorted(line) == sorted(AUDIT_KEYS),
-        "Each audit line should be a JSON object with exactly these keys.",
+        f"audit line keys {show(sorted(line) if isinstance(line, dict) else line)}, expected {show(AUDIT_KEYS)}.",
         sent=sent,
         expected=show(AUDIT_KEYS),
         got=show(line),
     )
     expected = {
         "event": "uploaded",
-        "id": record["id"],
-        "sha256": record["sha256"],
+        "id": record.get("id"),
+        "sha256": record.get("sha256"),
         "at": line["at"],
         "request_id": request_id,
     }
     expect(
         line == expected,
-        "The audit line should carry the upload's id and sha256 and the request's id.",
+        f"{', '.join(key for key in AUDIT_KEYS if line.get(key) != expected[key])} differ. The audit line carries "
+        "the upload's id and sha256 and the request's id.",
         sent=sent,
         expected=show(expected),
         got=show(line),
@@ -735,7 +753,7 @@ def expect_audit_line(line: Any, record: dict[str, Any], request_id: str, sent: 
     now = datetime.now(timezone.utc)
     expect(
         at is not None and at.tzinfo is not None and abs(at - now) < timedelta(minutes=2),
-        "`at` should be the time of the upload in ISO 8601 with its UTC offset "
+        f"at {show(line['at'])} is not the time of the upload in ISO 8601 with its UTC offset "
         "(datetime.now(timezone.utc).isoformat()).",
         sent=sent,
         expected=f"a time like {now.isoformat()}",
@@ -752,7 +770,7 @@ def test_audit_line_after_upload(api: Any, paths: dict[str, Path]) -> None:
     lines = audit_lines(paths["audit"])
     expect(
         len(lines) == 1,
-        "One upload should append exactly one line to AUDIT_LOG.",
+        f"{len(lines)} audit lines, expected 1. One upload appends exactly one line to AUDIT_LOG.",
         sent=sent,
         expected="1 line",
         got=f"{len(lines)} lines: {show(lines[:3])}",
@@ -772,25 +790,25 @@ def test_batch_audits_each_file(api: Any, paths: dict[str, Path]) -> None:
     body = json_body(response)
     records = body.get("files") if isinstance(body, dict) else None
     expect(
-        isinstance(records, list) and all(isinstance(r, dict) and "id" in r for r in records),
-        'The answer should be {"files": [records]}.',
+        isinstance(records, list),
+        f'body {show(body)} has no list of records under "files".',
         sent=sent,
-        expected="a list of records",
+        expected='{"files": [records]}',
         got=show(body),
     )
+    records = [expect_record_shape(record, sent) for record in records]
     lines = audit_lines(paths["audit"])
-    logged = sorted(line.get("id") for line in lines if isinstance(line, dict))
+    by_id = {str(line.get("id")): line for line in lines if isinstance(line, dict)}
+    wanted = sorted(record["id"] for record in records)
     expect(
-        logged == sorted(r["id"] for r in records),
-        "Each stored file of a batch gets its own audit line.",
+        len(lines) == len(records) and sorted(by_id) == wanted,
+        f"audit lines for ids {show(sorted(by_id))}, expected one per stored file. Each file of a batch is audited.",
         sent=sent,
-        expected=f"ids {show(sorted(r['id'] for r in records))}",
-        got=f"ids {show(logged)}",
+        expected=f"ids {show(wanted)}",
+        got=f"{len(lines)} lines, ids {show(sorted(by_id))}",
     )
-    for line, record in zip(
-        sorted(lines, key=lambda x: str(x.get("id"))), sorted(records, key=lambda r: r["id"]), strict=True
-    ):
-        expect_audit_line(line, record, request_id, sent)
+    for record in records:
+        expect_audit_line(by_id[record["id"]], record, request_id, sent)
 
 
 def test_response_does_not_wait_for_audit(
@@ -814,7 +832,7 @@ def test_response_does_not_wait_for_audit(
     expect_answer(response, 201, "A valid upload should be stored.", sent)
     expect(
         "audit finished" in events,
-        "The audit line should be written through append_audit_line(path, record) "
+        "append_audit_line was never called. The audit line is written through append_audit_line(path, record) "
         "after the upload (the grader replaces that function, so call it by its name).",
         sent=sent,
         expected="append_audit_line to be called",
@@ -822,7 +840,7 @@ def test_response_does_not_wait_for_audit(
     )
     expect(
         events.index("response sent") < events.index("audit finished"),
-        "The answer waited for the audit line. "
+        f"the answer was sent after the audit finished ({' -> '.join(events)}). "
         "Write it in a background task (BackgroundTasks.add_task), which runs after the answer is sent.",
         sent=sent,
         expected="the answer before the audit finished",
@@ -846,7 +864,7 @@ def test_failing_audit_is_logged(
         response = upload(api, name, kind, data)
     except OSError as exc:
         fail(
-            "The OSError raised by append_audit_line escaped the background task. Catch it in the task and log "
+            "OSError escaped the background task. Catch it in the task and log "
             'it with logging.getLogger("uploads").exception(...) (or .error).',
             sent=sent,
             expected="the task to catch the error",
@@ -868,7 +886,8 @@ def test_failing_audit_is_logged(
     logged = [line.get("id") for line in audit_lines(paths["audit"]) if isinstance(line, dict)]
     expect(
         logged == [record["id"]],
-        "After a failed audit, the next upload must still be audited.",
+        f"audit lines for ids {show(logged)}, expected [{record['id']}]. After a failed audit, the next upload "
+        "is still audited.",
         sent=sent,
         expected=f"one line for {record['id']}",
         got=f"ids {show(logged)}",
@@ -890,7 +909,7 @@ def test_request_id_echoed_when_valid(api: Any) -> None:
         got = response.headers.get("x-request-id")
         expect(
             got == request_id,
-            "A valid UUID in the request's X-Request-Id should be sent back as it is.",
+            f"X-Request-Id {show(got)}, expected {request_id}. A valid UUID sent by the client comes back as it is.",
             sent=f"{'POST' if path == '/files' else 'GET'} {path} with X-Request-Id {request_id}",
             expected=f"X-Request-Id: {request_id}",
             got=f"X-Request-Id: {show(got)}",
@@ -915,7 +934,7 @@ def test_request_id_new_when_invalid(api: Any) -> None:
             version = None
         expect(
             version == 4 and got != sent_id,
-            "Without a valid UUID from the client, X-Request-Id should be a new uuid4.",
+            f"X-Request-Id {show(got)} is not a new uuid4. Without a valid UUID from the client, make a new one.",
             sent=sent,
             expected="a new uuid4",
             got=f"X-Request-Id: {show(got)}",
@@ -923,7 +942,7 @@ def test_request_id_new_when_invalid(api: Any) -> None:
         seen.append(got)
     expect(
         len(set(seen)) == len(seen),
-        "Every request needs its own new id.",
+        "the same id on two requests. Every request needs its own new id.",
         sent="5 requests",
         expected="5 different ids",
         got=show(seen),
@@ -938,7 +957,7 @@ def process_time(response: Any, sent: str) -> float:
         seconds = math.nan
     expect(
         math.isfinite(seconds) and seconds >= 0,
-        "X-Process-Time should be the time spent, in seconds, as a number (for example 0.0042).",
+        f"X-Process-Time {show(value)} is not a number of seconds (for example 0.0042).",
         sent=sent,
         expected="X-Process-Time: <seconds>",
         got=f"X-Process-Time: {show(value)}",
@@ -956,7 +975,8 @@ def test_process_time_header(api: Any) -> None:
     seconds = process_time(response, sent)
     expect(
         seconds <= wall,
-        "X-Process-Time should be in seconds (perf_counter differences), not milliseconds.",
+        f"X-Process-Time {seconds} is longer than the whole round trip ({wall:.4f} s). Give seconds "
+        "(perf_counter differences), not milliseconds.",
         sent=sent,
         expected=f"at most {wall:.4f} (the whole round trip)",
         got=f"{seconds}",
@@ -979,7 +999,8 @@ def test_timing_wraps_request_id(api: Any, learner: Any, monkeypatch: pytest.Mon
     got = response.headers.get("x-request-id")
     expect(
         bool(made) and got == made[-1],
-        "A new request id should come from new_request_id() (the grader replaces it, so call it by its name).",
+        f"X-Request-Id {show(got)} is not the id new_request_id() returned. Make new ids with new_request_id() "
+        "(the grader replaces it, so call it by its name).",
         sent=sent,
         expected="the id new_request_id() returned",
         got=f"X-Request-Id: {show(got)}",
@@ -1026,7 +1047,7 @@ def test_headers_on_404_and_500(learner: Any) -> None:
             headers = {key: response.headers.get(key) for key in ("x-request-id", "x-process-time")}
             expect(
                 headers["x-request-id"] == request_id and headers["x-process-time"] is not None,
-                f"A {status} needs both headers too. "
+                f"headers {show(headers)} on a {status}, expected both. A {status} needs both headers too. "
                 + (
                     "An exception raised by the endpoint passes through "
                     "`await call_next(request)`: catch it in your middleware and answer the 500 yourself, or the "
@@ -1055,7 +1076,8 @@ def test_request_state_has_request_id(learner: Any) -> None:
             header = response.headers.get("x-request-id")
             expect(
                 isinstance(body, dict) and body.get("request_id") == header and header is not None,
-                "Set request.state.request_id in the middleware to the id the response carries.",
+                f"request.state.request_id was {show(body.get('request_id') if isinstance(body, dict) else body)}, "
+                f"expected {show(header)} (the response's X-Request-Id). Set it in the middleware before call_next.",
                 sent=sent,
                 expected=show({"request_id": header}),
                 got=show(body),
