@@ -49,7 +49,7 @@ RECORD_KEYS = ["id", "filename", "size_bytes", "content_type", "sha256"]
 AUDIT_KEYS = ["event", "id", "sha256", "at", "request_id"]
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 WORDS = ["holiday", "scan", "invoice", "avatar", "receipt", "diagram", "poster", "report", "photo", "draft"]
-SLOW_S = 0.2  # how slow the grader makes the audit writer and the request-id generator
+SLOW_S = 0.1  # how slow the grader makes the audit writer and the request-id generator
 WAIT_S = 4.0  # the longest the grader waits for one streamed request
 
 
