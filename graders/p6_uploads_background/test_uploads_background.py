@@ -425,12 +425,11 @@ def test_allowed_types_accepted(api: Any) -> None:
 
 def test_unlisted_type_refused_415(api: Any, paths: dict[str, Path]) -> None:
     """A declared type other than PNG, JPEG or PDF gets 415 and nothing is stored"""
+    # Always WebP (allowed in §3, not here) and real PNG bytes under another type; one more at random.
     others = [
-        ("image/gif", b"GIF89a"),
         ("image/webp", b"RIFF\x24\x00\x00\x00WEBPVP8 "),
-        ("text/plain", b"hello "),
         ("application/octet-stream", b"\x89PNG\r\n\x1a\n"),
-        ("text/html", b"<html>"),
+        rng.choice([("image/gif", b"GIF89a"), ("text/plain", b"hello "), ("text/html", b"<html>")]),
     ]
     for kind, magic in rng.sample(others, len(others)):
         data = magic + rng.randbytes(rng.randrange(100, 2000))
@@ -449,10 +448,8 @@ def test_magic_bytes_must_match(api: Any, paths: dict[str, Path]) -> None:
     """A file whose first bytes do not match its declared type gets 415 (the declared type alone is not trusted)"""
     impostors = [
         ("image/png", MAGIC["image/jpeg"]),
-        ("image/jpeg", MAGIC["image/png"]),
         ("application/pdf", b"<html><script>"),
-        ("image/png", b"#!/bin/sh\n"),
-        ("image/jpeg", b"%PDF-1.4\n"),
+        rng.choice([("image/jpeg", MAGIC["image/png"]), ("image/png", b"#!/bin/sh\n"), ("image/jpeg", b"%PDF-1.4\n")]),
     ]
     for kind, magic in rng.sample(impostors, len(impostors)):
         data = magic + rng.randbytes(rng.randrange(100, 2000))
@@ -571,7 +568,7 @@ def test_control_characters_removed(api: Any, paths: dict[str, Path]) -> None:
 
 def test_empty_name_refused_400(api: Any, paths: dict[str, Path]) -> None:
     """A name that is empty once cleaned (`../`, `..`, only control characters) gets 400"""
-    names = [b"../", b"..", b"/", b"..\\", b"\x00\x01", b"uploads/..", b"./", b" \x00 "]
+    names = [b"../", b"..", b"\x00\x01", rng.choice([b"/", b"..\\", b"uploads/..", b"./", b" \x00 "])]
     for sent_name in rng.sample(names, len(names)):
         _, kind, data = random_file()
         sent = describe_upload(sent_name, kind, data)
@@ -635,7 +632,11 @@ def test_download_unknown_id_404(api: Any) -> None:
     """GET /files/{id} with an id never given out (`*`, a random id) gets 404"""
     name, kind, data = random_file()
     record = record_of(upload(api, name, kind, data), describe_upload(name, kind, data))
-    for file_id in [uuid.UUID(int=rng.getrandbits(128)).hex, "*", record["id"][:6] + "*", "..", record["id"] + "_*"]:
+    for file_id in [
+        uuid.UUID(int=rng.getrandbits(128)).hex,
+        "*",
+        rng.choice([record["id"][:6] + "*", "..", record["id"] + "_*"]),
+    ]:
         response = api.get(f"/files/{file_id}")
         expect_answer(
             response,
@@ -1047,9 +1048,9 @@ def test_headers_on_404_and_500(learner: Any) -> None:
             headers = {key: response.headers.get(key) for key in ("x-request-id", "x-process-time")}
             expect(
                 headers["x-request-id"] == request_id and headers["x-process-time"] is not None,
-                f"headers {show(headers)} on a {status}, expected both. A {status} needs both headers too. "
+                f"headers {show(headers)} on a {status}, expected both."
                 + (
-                    "An exception raised by the endpoint passes through "
+                    " An exception raised by the endpoint passes through "
                     "`await call_next(request)`: catch it in your middleware and answer the 500 yourself, or the "
                     "server answers it outside every middleware."
                     if status == 500
@@ -1073,12 +1074,21 @@ def test_request_state_has_request_id(learner: Any) -> None:
             )
             expect_answer(response, 200, "", sent)
             body = json_body(response)
-            header = response.headers.get("x-request-id")
+            state_id = body.get("request_id") if isinstance(body, dict) else body
+            # With a valid id sent, the state holds it; without one, the new id the response carries.
+            wanted = sent_id or response.headers.get("x-request-id")
             expect(
-                isinstance(body, dict) and body.get("request_id") == header and header is not None,
-                f"request.state.request_id was {show(body.get('request_id') if isinstance(body, dict) else body)}, "
-                f"expected {show(header)} (the response's X-Request-Id). Set it in the middleware before call_next.",
+                wanted is not None,
+                "no X-Request-Id on the response, so there is no id to compare request.state.request_id with.",
                 sent=sent,
-                expected=show({"request_id": header}),
+                expected="an X-Request-Id header",
+                got="no X-Request-Id header",
+            )
+            expect(
+                isinstance(state_id, str) and state_id == wanted,
+                f"request.state.request_id was {show(state_id)}, expected {show(wanted)}. Set it in the middleware "
+                "before call_next, to the id the response carries.",
+                sent=sent,
+                expected=show({"request_id": wanted}),
                 got=show(body),
             )
