@@ -3,13 +3,15 @@ offered only after every other problem, and graded like any other by every comma
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 from click.testing import CliRunner
-from support import MANIFEST
+from support import MANIFEST, ROOT
 
 import cli
+from workbook.engine import discover_checks
 from workbook.manifest import ManifestError, load_manifest
 from workbook.milestones import after_check, next_unsolved, progress_line
 from workbook.report import Style
@@ -93,3 +95,44 @@ def test_a_bonus_flag_that_is_not_a_boolean_is_a_manifest_error(tmp_path):
     manifest_path.write_text(source, encoding="utf-8")
     with pytest.raises(ManifestError, match="bonus must be true or false"):
         load_manifest(manifest_path)
+
+
+@pytest.fixture
+def current_checksums(tmp_path, monkeypatch):
+    """A checksum list matching the graders as they are now (the shipped one has its own test)."""
+    from workbook import integrity
+
+    path = tmp_path / "CHECKSUMS.sha256"
+    monkeypatch.setattr(integrity, "CHECKSUMS", path)
+    integrity.write_checksums(destination=path)
+    return path
+
+
+def test_grade_puts_the_bonus_in_the_gradebook_and_the_class_report(tmp_path, current_checksums):
+    solution = (ROOT / "solutions" / BONUS[0].slug / "app.py").read_text(encoding="utf-8")
+    alice = tmp_path / "class" / "alice" / BONUS[0].slug
+    alice.mkdir(parents=True)
+    (alice / "app.py").write_text(solution, encoding="utf-8")
+    (tmp_path / "class" / "frank").mkdir()  # submitted nothing
+    out, html = tmp_path / "out", tmp_path / "report.html"
+    args = ["grade", str(tmp_path / "class"), "--out", str(out), "-p", "6", "--html", str(html)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    with open(out / "gradebook.csv", encoding="utf-8", newline="") as handle:
+        book = {row["submission"]: row for row in csv.DictReader(handle)}
+    total = str(len(discover_checks(BONUS[0])))
+    assert (book["alice"]["p6_status"], book["alice"]["p6_passed"], book["alice"]["p6_total"]) == ("pass", total, total)
+    assert (book["frank"]["p6_status"], book["frank"]["p6_passed"]) == ("error", "0")
+    assert BONUS[0].title in html.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("output_format", ["junit", "exercism", "gradescope", "github"])
+def test_every_report_format_carries_the_bonus(output_format, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    args = ["check", "6", "--solutions", "-k", "upload_answers_201", "--format", output_format]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    shown = result.output + ((tmp_path / "summary.md").read_text(encoding="utf-8") if output_format == "github" else "")
+    # Each format names the problem, its check, or both.
+    names = (BONUS[0].title, BONUS[0].slug, "upload_answers_201_with_record")
+    assert any(name in shown for name in names), shown[:500]
