@@ -19,6 +19,7 @@ import logging
 import math
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -49,7 +50,8 @@ RECORD_KEYS = ["id", "filename", "size_bytes", "content_type", "sha256"]
 AUDIT_KEYS = ["event", "id", "sha256", "at", "request_id"]
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 WORDS = ["holiday", "scan", "invoice", "avatar", "receipt", "diagram", "poster", "report", "photo", "draft"]
-SLOW_S = 0.1  # how slow the grader makes the audit writer and the request-id generator
+SLOW_S = 0.15  # how slow the grader makes new_request_id()
+HOLD_S = 1.0  # the longest the grader's append_audit_line waits for the answer to be sent
 WAIT_S = 4.0  # the longest the grader waits for one streamed request
 
 
@@ -305,7 +307,15 @@ def random_request_id() -> str:
 # --- streaming through httpx's ASGI transport -------------------------------------------
 
 
-def stream_post(api: Any, path: str, head: bytes, body_size: int, tail: bytes, events: list[str] | None = None) -> Any:
+def stream_post(
+    api: Any,
+    path: str,
+    head: bytes,
+    body_size: int,
+    tail: bytes,
+    events: list[str] | None = None,
+    answered: threading.Event | None = None,
+) -> Any:
     """POST a multipart body generated chunk by chunk (head, `body_size` random bytes, tail)
     to the started app, on its own event loop. `events` gets "response sent" the moment the
     app sends the end of its answer."""
@@ -325,6 +335,8 @@ def stream_post(api: Any, path: str, head: bytes, body_size: int, tail: bytes, e
             await send(message)
             if events is not None and message.get("type") == "http.response.body" and not message.get("more_body"):
                 events.append("response sent")
+                if answered is not None:
+                    answered.set()
 
         await api.app(scope, receive, spy)
 
@@ -817,19 +829,23 @@ def test_response_does_not_wait_for_audit(
 ) -> None:
     """The answer is sent before the audit line is written (the grader makes append_audit_line slow)"""
     events: list[str] = []
+    answered = threading.Event()
     real = learner.append_audit_line
 
     def slow_append(path: Any, record: Any) -> None:
         events.append("audit started")
-        time.sleep(SLOW_S)
+        # Slow until the answer is out (at most HOLD_S): a correct app answers meanwhile, so the
+        # verdict depends on the order of events, never on how busy the machine is.
+        answered.wait(HOLD_S)
         real(path, record)
         events.append("audit finished")
 
     monkeypatch.setattr(learner, "append_audit_line", slow_append)
     name, kind, data = random_file()
-    sent = describe_upload(name, kind, data) + f" while append_audit_line takes {SLOW_S:g} s"
+    sent = describe_upload(name, kind, data) + f" while append_audit_line waits up to {HOLD_S:g} s for the answer"
     head = multipart_head(name.encode(), kind) + data[:8]
-    response = stream_post(api, "/files", head, 0, data[8:] + f"\r\n--{BOUNDARY}--\r\n".encode(), events)
+    tail = data[8:] + f"\r\n--{BOUNDARY}--\r\n".encode()
+    response = stream_post(api, "/files", head, 0, tail, events, answered)
     expect_answer(response, 201, "A valid upload should be stored.", sent)
     expect(
         "audit finished" in events,
