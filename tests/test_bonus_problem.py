@@ -14,7 +14,7 @@ import cli
 from workbook.engine import discover_checks
 from workbook.manifest import ManifestError, load_manifest
 from workbook.milestones import after_check, next_unsolved, progress_line
-from workbook.report import Style
+from workbook.report import Style, human_progress
 from workbook.state import load_state, record_result, save_state
 
 PLAIN = Style(color=False, unicode=False)
@@ -47,6 +47,13 @@ def test_progress_counts_the_bonus_apart():
     assert progress_line(MANIFEST, solved(*BONUS), PLAIN) == (
         "Workbook progress [....................] 0 of 5 problems solved, bonus 1 of 1"
     )
+
+
+def test_a_workbook_without_bonus_problems_keeps_the_old_progress_line():
+    assert (
+        human_progress(1, 5, PLAIN, bonus=(0, 0)) == "Workbook progress [####................] 1 of 5 problems solved"
+    )
+    assert human_progress(1, 5, PLAIN) == human_progress(1, 5, PLAIN, bonus=(0, 0))
 
 
 def test_the_bonus_comes_after_every_other_unsolved_problem():
