@@ -17,7 +17,8 @@ from workbook import __version__, instructor_commands, integrity, interrupts, le
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
+from workbook.milestones import progress_line
+from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.state import (
     as_count,
     best_result,
@@ -77,7 +78,8 @@ def list_problems() -> None:
             status = "not checked yet"
         else:
             status = f"{entry.get('status', '?')} ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
-        click.echo(f"{problem.number}. {problem.title:<40} {style.dim(status)}")
+        title = problem.title + (" [bonus]" if problem.bonus else "")
+        click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
 
 @main.command()
@@ -183,14 +185,13 @@ def check(
     if learner_run and (output_format == "text" or output_path):
         from workbook.milestones import after_check, partial_run_note, regression_note
 
-        solved = _solved_count(manifest, after)
         graded = {result.problem.slug for result in results}
         if keyword and not quiet:
             click.echo(partial_run_note(manifest, after, graded) + "\n")
         message = "" if quiet else after_check(manifest, before, after, style)
         if message:
             click.echo(message + "\n")
-        click.echo(human_progress(solved, len(manifest.problems), style))
+        click.echo(progress_line(manifest, after, style))
         broken = regression_note(manifest, after, graded)
         if broken:
             click.echo(broken)
@@ -238,7 +239,9 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
     if here is not None:
         return [here]
     state = load_state()
-    unsolved = [problem for problem in manifest.problems if not is_solved(state, problem.slug)]
+    # Bonus problems come after every other one, whatever their number.
+    in_order = manifest.core_problems + manifest.bonus_problems
+    unsolved = [problem for problem in in_order if not is_solved(state, problem.slug)]
     return unsolved[:1] or list(manifest.problems)
 
 
@@ -248,11 +251,6 @@ def _remember(before: dict, results: list[ProblemResult], all_check_ids: dict[st
     if note:
         click.echo(note, err=True)
     return after
-
-
-def _solved_count(manifest: Manifest, state: dict | None = None) -> int:
-    state = load_state() if state is None else state
-    return sum(1 for problem in manifest.problems if is_solved(state, problem.slug))
 
 
 def _all_check_ids(selected: list[Problem]) -> dict[str, list[str]]:
@@ -294,15 +292,16 @@ def status() -> None:
     style = Style.detect()
     for problem in manifest.problems:
         entry = problem_status(state, problem.slug)
+        title = problem.title + (" [bonus]" if problem.bonus else "")
         if entry is None:
-            line = f"  {'-':5} {problem.number}. {problem.title}  (not checked yet)"
+            line = f"  {'-':5} {problem.number}. {title}  (not checked yet)"
         else:
             mark = style.mark(
                 entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail"
             )
-            line = f"  {mark} {problem.number}. {problem.title}  ({_current_and_best(state, problem.slug)})"
+            line = f"  {mark} {problem.number}. {title}  ({_current_and_best(state, problem.slug)})"
         click.echo(line)
-    click.echo(human_progress(_solved_count(manifest), len(manifest.problems), style))
+    click.echo(progress_line(manifest, state, style))
 
 
 def _current_and_best(state: dict, slug: str) -> str:

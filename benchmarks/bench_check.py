@@ -1,6 +1,6 @@
 """Benchmark: `workbook check N --solutions` against bare pytest on the same grader files.
 
-    python benchmarks/bench_check.py            # every problem, 7 runs each
+    python benchmarks/bench_check.py            # every problem (the bonus one too), 7 runs each
     python benchmarks/bench_check.py 1 3 --runs 11
 
 Prints the median wall time of each and their ratio, as a Markdown table row per problem.

@@ -114,7 +114,8 @@ def test_progress_is_recorded_and_shown_by_status_and_list(tmp_path, monkeypatch
     status = run("status")
     assert status.exit_code == 0
     assert f"1. {P1.title}" in status.output
-    assert f"1 of {len(MANIFEST.problems)} problems solved" in status.output
+    core, bonus = len(MANIFEST.core_problems), len(MANIFEST.bonus_problems)
+    assert f"1 of {core} problems solved, bonus 0 of {bonus}" in status.output
     listing = run("list")
     assert "pass (" in listing.output
 

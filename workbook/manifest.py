@@ -38,6 +38,7 @@ class Problem:
     check_timeout_s: float = 4.0
     time_limit_s: float = 60.0
     graders: Path | None = None  # a grader folder laid out like graders/; None: graders_root()
+    bonus: bool = False  # counted apart in the learner's progress, offered after the others
 
     @property
     def grader_dir(self) -> Path:
@@ -51,6 +52,16 @@ class Problem:
 class Manifest:
     title: str
     problems: tuple[Problem, ...]
+
+    @property
+    def core_problems(self) -> list[Problem]:
+        """The problems a learner must solve, in manifest order."""
+        return [problem for problem in self.problems if not problem.bonus]
+
+    @property
+    def bonus_problems(self) -> list[Problem]:
+        """The bonus problems, offered once the others are solved and counted apart."""
+        return [problem for problem in self.problems if problem.bonus]
 
     def by_number(self, number: int) -> Problem:
         for problem in self.problems:
@@ -91,4 +102,12 @@ def _problem(entry: dict, defaults: dict) -> Problem:
         weights=dict(entry.get("weights", {})),
         check_timeout_s=float(entry.get("check_timeout_s", defaults.get("check_timeout_s", 4.0))),
         time_limit_s=float(entry.get("time_limit_s", defaults.get("time_limit_s", 60.0))),
+        bonus=_flag(entry.get("bonus", False)),
     )
+
+
+def _flag(value: object) -> bool:
+    # A typo like `bonus = "no"` must not silently make a problem a bonus.
+    if not isinstance(value, bool):
+        raise ValueError(f"bonus must be true or false, not {value!r}")
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.manifest import ROOT, Manifest, Problem
-from workbook.report import Style
+from workbook.report import Style, human_progress
 from workbook.state import as_count, fails_now, is_solved, problem_status
 
 
@@ -16,14 +16,25 @@ def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
 
 
 def next_unsolved(manifest: Manifest, state: dict[str, Any], after: Problem | None = None) -> Problem | None:
-    """The first unsolved problem after `after` (wrapping around), or None when all pass."""
+    """The first unsolved problem after `after` (wrapping around), or None when all pass.
+    Bonus problems (manifest `bonus = true`) come only once every other one is solved."""
     solved = solved_slugs(manifest, state)
-    problems = list(manifest.problems)
-    start = problems.index(after) + 1 if after in problems else 0
-    for problem in problems[start:] + problems[:start]:
-        if problem.slug not in solved:
-            return problem
+    for group in (manifest.core_problems, manifest.bonus_problems):
+        start = group.index(after) + 1 if after in group else 0
+        for problem in group[start:] + group[:start]:
+            if problem.slug not in solved:
+                return problem
     return None
+
+
+def progress_line(manifest: Manifest, state: dict[str, Any], style: Style) -> str:
+    """ "Workbook progress [bar] 5 of 5 problems solved, bonus 0 of 1": bonus problems are
+    counted apart, so they never hold back the main count."""
+    solved = solved_slugs(manifest, state)
+    core, bonus = manifest.core_problems, manifest.bonus_problems
+    core_solved = sum(1 for problem in core if problem.slug in solved)
+    bonus_solved = sum(1 for problem in bonus if problem.slug in solved)
+    return human_progress(core_solved, len(core), style, bonus=(bonus_solved, len(bonus)))
 
 
 def solution_path(problem: Problem) -> str:
@@ -42,6 +53,10 @@ def congratulation(problem: Problem, manifest: Manifest, state: dict[str, Any], 
     following = next_unsolved(manifest, state, after=problem)
     if following is None:
         lines.append(final_message(manifest, style))
+    elif following.bonus and not problem.bonus:
+        # The last required problem: celebrate it, then offer the bonus.
+        lines.append(final_message(manifest, style))
+        lines.append(f"  Bonus: problem {following.number}, {following.title}: workbook check {following.number}")
     else:
         lines.append(f"  Next: problem {following.number}, {following.title}: workbook check {following.number}")
         if following.lesson:
@@ -50,8 +65,9 @@ def congratulation(problem: Problem, manifest: Manifest, state: dict[str, Any], 
 
 
 def final_message(manifest: Manifest, style: Style) -> str:
-    count = len(manifest.problems)
-    titles = "; ".join(problem.title for problem in manifest.problems)
+    """The message once every required problem passes (bonus problems are not required)."""
+    count = len(manifest.core_problems)
+    titles = "; ".join(problem.title for problem in manifest.core_problems)
     return "\n".join(
         [
             "",

@@ -97,8 +97,11 @@ def rerun_command(problem: Problem, check_id: str) -> str:
     return f"workbook check {problem.number} -k {check_id}"
 
 
-def human_progress(solved: int, total: int, style: Style) -> str:
-    return f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
+def human_progress(solved: int, total: int, style: Style, bonus: tuple[int, int] | None = None) -> str:
+    """The progress line; `bonus` (solved, total) adds ", bonus 0 of 1" when the workbook has
+    bonus problems, which the bar and the main count leave out."""
+    line = f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
+    return line + (f", bonus {bonus[0]} of {bonus[1]}" if bonus and bonus[1] else "")
 
 
 def json_report(results: list[ProblemResult], target: Path) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from workbook.milestones import (
     congratulation,
     final_message,
     next_unsolved,
+    progress_line,
     regression_note,
     solution_path,
-    solved_slugs,
 )
-from workbook.report import Style, describe_target, human_progress, rerun_command
+from workbook.report import Style, describe_target, rerun_command
 from workbook.starters import problem_files
 from workbook.state import is_solved, load_state, save_or_warn, with_results
 
@@ -161,8 +161,7 @@ class Watcher:
     def _draw(self, result: ProblemResult, elapsed: float, state: dict, *, notice: str, footer: str) -> None:
         lines = [notice, ""] if notice else []
         lines += screen(result, self.style, elapsed, verbose=self.verbose)
-        solved = len(solved_slugs(self.manifest, state))
-        lines += ["", human_progress(solved, len(self.manifest.problems), self.style)]
+        lines += ["", progress_line(self.manifest, state, self.style)]
         broken = regression_note(self.manifest, state, {result.problem.slug})
         if broken:
             lines.append(broken)
