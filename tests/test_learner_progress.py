@@ -53,7 +53,7 @@ def test_an_old_state_file_still_counts_its_solved_problems(state_dir):
     result = invoke("status")
     assert result.exit_code == 0, result.output
     assert f"1. {P1.title}  (17/17 checks)" in result.output
-    assert f"1 of {len(MANIFEST.problems)} problems solved" in result.output
+    assert f"1 of {len(MANIFEST.core_problems)} problems solved" in result.output
 
 
 def test_a_passing_k_run_completes_the_problem_in_status(exercises, state_dir):
@@ -72,19 +72,19 @@ def test_a_passing_k_run_completes_the_problem_in_status(exercises, state_dir):
     assert (entry["status"], entry["passed"], entry["total"]) == ("pass", len(P1_IDS), len(P1_IDS))
     status = invoke("status")
     assert f"1. {P1.title}  ({len(P1_IDS)}/{len(P1_IDS)} checks)" in status.output
-    assert f"1 of {len(MANIFEST.problems)} problems solved" in status.output
+    assert f"1 of {len(MANIFEST.core_problems)} problems solved" in status.output
 
 
 def test_breaking_a_solved_problem_keeps_the_progress_and_says_so(exercises, state_dir):
     write_old_state(state_dir, {P1.slug: {"status": "pass", "passed": 19, "total": 19}})
     result = invoke("check", "1")  # the untouched stub: everything fails now
     assert result.exit_code == 1, result.output
-    assert f"1 of {len(MANIFEST.problems)} problems solved" in result.output
+    assert f"1 of {len(MANIFEST.core_problems)} problems solved" in result.output
     assert "Problem 1 was solved before and fails now" in result.output
     assert "Problem 1 solved" not in result.output  # no second congratulation
     status = invoke("status")
     assert "solved before, failing now" in status.output
-    assert f"1 of {len(MANIFEST.problems)} problems solved" in status.output
+    assert f"1 of {len(MANIFEST.core_problems)} problems solved" in status.output
 
 
 def test_a_k_run_counts_checks_it_never_ran_as_not_passed():
