@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,9 @@ REAP_EVERY_S = 0.02
 
 
 def serve() -> None:
+    from workbook.sandbox import limit_processes
+
+    limit_processes()
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
@@ -112,13 +116,28 @@ class ForkServerGone(Exception):
 class ForkServer:
     """The engine's handle on one running server, shared by its grading threads."""
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str],
+        *,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+        scratch: Path | None = None,
+    ) -> None:
+        """`command` starts the server (by default a plain interpreter; the engine passes one
+        in the sandbox); `scratch` is the one folder its graders may write, removed on close."""
+        from workbook.sandbox import popen_options
+
+        self.scratch = scratch
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT, str(root)],
+            command or [sys.executable, "-I", "-c", BOOT, str(root)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
+            **popen_options(),
         )
         self.lock = threading.Condition()
         self.next_id = 0
@@ -148,11 +167,33 @@ class ForkServer:
             self.lock.wait_for(lambda: pid in self.exits or not self.alive, timeout)
             return self.exits.get(pid, None if self.alive else -signal.SIGKILL)
 
+    def close(self) -> None:
+        """Stop the server and everything it forked; remove its scratch folder."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
     def _listen(self) -> None:
-        for line in self.process.stdout:  # type: ignore[union-attr]
-            try:
-                message = json.loads(line)
-            except ValueError:
+        # Learner code runs in the server's sandbox and could write to this pipe through
+        # /proc: each line is bounded, and anything but a well-formed answer is ignored.
+        stream = self.process.stdout
+        while True:
+            line = stream.readline(MAX_LINE_BYTES)  # type: ignore[union-attr]
+            if not line:
+                break
+            if not line.endswith(b"\n"):
+                _skip_rest_of_line(stream)
+                continue
+            message = _answer(line)
+            if message is None:
                 continue
             with self.lock:
                 if "id" in message:
@@ -163,6 +204,29 @@ class ForkServer:
         with self.lock:
             self.alive = False
             self.lock.notify_all()
+
+
+MAX_LINE_BYTES = 4096
+
+
+def _skip_rest_of_line(stream: Any) -> None:
+    while True:
+        chunk = stream.readline(MAX_LINE_BYTES)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def _answer(line: bytes) -> dict[str, int] | None:
+    """A server message: {"id", "pid"} or {"pid", "exit"} with integer values, else None."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or not all(type(v) is int for v in message.values()):
+        return None
+    if set(message) in ({"id", "pid"}, {"pid", "exit"}):
+        return message
+    return None
 
 
 class Grader:

@@ -1,8 +1,8 @@
 """Grading a whole class: one folder per submission, a JSON report each, one gradebook.csv.
 
-A submission is graded from a copy that holds only the learner files the manifest names,
-so nothing else in it (a conftest.py, a pytest.ini, a graders/ folder, a sitecustomize.py,
-a .pth file) is ever loaded. Each problem runs in a child process of its own under the
+A submission is graded from a copy of the learner's work (workbook/target.py), so nothing
+else in it (a conftest.py, a pytest.ini, a graders/ folder, a sitecustomize.py, a .pth
+file) is ever loaded. Each problem runs in a child process of its own under the
 engine's time limits, so a crashing, hanging or hostile submission only affects its own row.
 """
 
@@ -11,10 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,46 +23,17 @@ from workbook.engine import ProblemResult, keep_warm
 from workbook.formats import json_document, percent
 from workbook.integrity import GraderSet
 from workbook.manifest import Problem
+from workbook.target import copy_submission
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
 RUN_FILE = "run.json"
-# A learner file larger than this is not copied: it cannot be a reasonable answer.
-MAX_FILE_BYTES = 2_000_000
 # A grading process spends much of its time waiting (servers starting, time limits), so two
 # problems of a submission at once keep two cores busy without starving the checks.
 PROBLEM_JOBS = 2
 
 
-# --- the learner files only -------------------------------------------------------------
-
-
-def learner_copy(source_root: Path, problems: Iterable[Problem], destination_root: Path) -> Path:
-    """Copy into `destination_root` only the files the manifest names for each problem.
-    A problem folder missing from the source stays missing (the engine reports it);
-    symbolic links are not followed, so a submission cannot point at files outside it."""
-    destination_root.mkdir(parents=True, exist_ok=True)
-    for problem in problems:
-        folder = source_root / problem.slug
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        for relative in problem.files:
-            source = folder / relative
-            if _is_plain_file(source, folder):
-                target = destination_root / problem.slug / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-        (destination_root / problem.slug).mkdir(parents=True, exist_ok=True)
-    return destination_root
-
-
-def _is_plain_file(path: Path, folder: Path) -> bool:
-    current = folder
-    for part in path.relative_to(folder).parts:
-        current = current / part
-        if current.is_symlink():
-            return False
-    return path.is_file() and path.stat().st_size <= MAX_FILE_BYTES
+# --- grading one submission -----------------------------------------------------------
 
 
 def grade_sanitised(
@@ -75,28 +45,25 @@ def grade_sanitised(
     on_result: Callable[[ProblemResult], None] | None = None,
     **options: Any,
 ) -> list[ProblemResult]:
-    """Grade `problems` of `source_root` from a copy of its learner files only; results
-    (targets, messages) name `source_root`, not the copy."""
-    from workbook.engine import grade_many
+    """Grade `problems` of `source_root` from a copy of the learner's work (the engine's
+    graded target, workbook/target.py); results name `source_root`. Raises TargetError
+    when `source_root` is a link."""
+    from workbook.engine import grade_many, release
 
     with tempfile.TemporaryDirectory(prefix="workbook-submission-", ignore_cleanup_errors=True) as scratch:
-        copy_root = learner_copy(source_root, problems, Path(scratch) / "submission")
-
-        def relabel(result: ProblemResult) -> None:
-            _relabel(result, copy_root, source_root)
-            if on_result:
-                on_result(result)
-
-        return grade_many(problems, copy_root, jobs=jobs, graders=graders, on_result=relabel, **options)
-
-
-def _relabel(result: ProblemResult, copy_root: Path, source_root: Path) -> None:
-    result.target = source_root
-    for check in result.checks:
-        if check.message:
-            check.message = check.message.replace(str(copy_root), str(source_root))
-        if check.output:
-            check.output = check.output.replace(str(copy_root), str(source_root))
+        target = copy_submission(source_root, problems, Path(scratch) / "submission")
+        try:
+            return grade_many(
+                problems,
+                target.root,
+                jobs=jobs,
+                graders=graders,
+                on_result=on_result,
+                shown_root=target.shown,
+                **options,
+            )
+        finally:
+            release(target.root)
 
 
 # --- a class ---------------------------------------------------------------------------

@@ -38,6 +38,8 @@ class Problem:
     check_timeout_s: float = 4.0
     time_limit_s: float = 60.0
     graders: Path | None = None  # a grader folder laid out like graders/; None: graders_root()
+    # Globs (relative to the problem folder) of data files a submission copy keeps beside its .py files.
+    data_files: tuple[str, ...] = ()
 
     @property
     def grader_dir(self) -> Path:
@@ -91,4 +93,5 @@ def _problem(entry: dict, defaults: dict) -> Problem:
         weights=dict(entry.get("weights", {})),
         check_timeout_s=float(entry.get("check_timeout_s", defaults.get("check_timeout_s", 4.0))),
         time_limit_s=float(entry.get("time_limit_s", defaults.get("time_limit_s", 60.0))),
+        data_files=tuple(str(pattern) for pattern in entry.get("data_files", ())),
     )
