@@ -17,7 +17,9 @@ from workbook import __version__, instructor_commands, integrity, learner_comman
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import FORMATS, LiveCount, Style, human_problem, human_progress
+from workbook.sandbox import isolation
 from workbook.state import is_solved, load_state, problem_status, save_or_warn, with_results
+from workbook.target import TargetError, refuse_link
 
 EXERCISES = ROOT / "exercises"
 SOLUTIONS = ROOT / "solutions"
@@ -100,6 +102,7 @@ def list_problems() -> None:
     help="Grade with this folder of graders (laid out like graders/) instead of the bundled ones.",
 )
 @click.option("--allow-modified-graders", is_flag=True, help="Record in reports that modified graders were accepted.")
+@click.option("--no-sandbox", is_flag=True, help="With --dir: grade even where no sandbox works (reports say so).")
 @click.option("-k", "keyword", metavar="TEXT", help="Run only the checks whose id contains TEXT.")
 @click.option("--seed", type=int, help="Replay a run's random test data.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 8), default=2, show_default=True, help="Problems graded at once.")
@@ -114,6 +117,7 @@ def check(
     output_path: Path | None,
     graders: Path | None,
     allow_modified_graders: bool,
+    no_sandbox: bool,
     keyword: str | None,
     seed: int | None,
     jobs: int,
@@ -129,6 +133,11 @@ def check(
     if all_problems and problems:
         raise click.UsageError("Give problem numbers or --all, not both.")
     manifest = _manifest()
+    if directory:
+        try:
+            refuse_link(directory)
+        except TargetError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dir") from exc
     target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
     learner_run = target == EXERCISES and not keyword
     selected = _select(manifest, problems, all_problems)
@@ -143,6 +152,10 @@ def check(
     # Reports record which graders graded the run (and whether the bundled ones were
     # modified); only `workbook grade` refuses modified ones.
     grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
+    if directory:  # someone else's code: only in a sandbox, unless --no-sandbox says otherwise
+        instructor_commands.sandbox_or_exit(grader_set, no_sandbox)
+    else:
+        grader_set.isolation, grader_set.no_sandbox = isolation().label, no_sandbox
 
     human = output_format == "text" or output_path is not None
     live = LiveCount(_check_count(selected, keyword) if human else 0)
@@ -153,13 +166,17 @@ def check(
 
     options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders, on_check=live.check_done)
     try:
-        # Someone else's submission (--dir) is graded from a copy holding only the learner
-        # files the manifest names, so nothing else in it (a conftest.py, a .pth) is loaded.
+        # Someone else's submission (--dir) is graded from a copy of the learner's work
+        # (workbook/target.py), so nothing else in it (a conftest.py, a .pth) is loaded.
         grade_all = _sanitised_grading() if directory else grade_many
         results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from exc
     after = _remember(before, results) if learner_run else before
+    if human and not quiet:
+        click.echo(style.dim(grader_set.isolation), err=output_format != "text")
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
     elif output_format != "text":

@@ -57,6 +57,26 @@ def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.
     return grader_set
 
 
+NO_SANDBOX_HELP = "Grade even where no sandbox works (every report will say so)."
+
+
+def sandbox_or_exit(grader_set: integrity.GraderSet, no_sandbox: bool) -> None:
+    """Record the isolation in `grader_set` (so every report names it); exits when there is
+    no working sandbox for someone else's code and --no-sandbox was not given."""
+    from workbook.sandbox import isolation
+
+    found = isolation()
+    grader_set.isolation = found.label
+    grader_set.no_sandbox = no_sandbox
+    if found.active or no_sandbox:
+        return
+    raise click.ClickException(
+        f"No sandbox works on this machine ({found.reason}). Without it, the code you grade can read and change "
+        "anything your user can. Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`), "
+        "or pass --no-sandbox (every report will say so)."
+    )
+
+
 def _shard(value: str | None) -> Shard | None:
     from workbook.gradebook import Shard
 
@@ -100,6 +120,7 @@ def _shard(value: str | None) -> Shard | None:
 @click.option(
     "--allow-modified-graders", is_flag=True, help="Grade even if the bundled graders differ from their checksums."
 )
+@click.option("--no-sandbox", is_flag=True, help=NO_SANDBOX_HELP)
 def grade_command(
     submissions_dir: Path,
     out_dir: Path,
@@ -110,23 +131,26 @@ def grade_command(
     html_path: Path | None,
     graders: Path | None,
     allow_modified_graders: bool,
+    no_sandbox: bool,
 ) -> None:
     """Grade a class: every sub-folder of SUBMISSIONS_DIR is one submission laid out like exercises/.
 
     Writes OUT/gradebook.csv (one row per submission) and OUT/submissions/NAME.json.
-    Only the learner files the manifest names are copied and graded; nothing else in a
-    submission is ever loaded.
+    Each submission's .py files (no conftest.py, .pth, configuration or links) are copied
+    and graded in a sandbox; nothing else in a submission is ever loaded.
     """
     from workbook.gradebook import submissions
 
     problems = _problems(numbers)
     chosen = _shard(shard)
     grader_set = grader_set_or_exit(graders, allow_modified_graders)
+    sandbox_or_exit(grader_set, no_sandbox)
     names = submissions(submissions_dir)
     count = len(chosen.take(names) if chosen else names)
     _writable_folder(out_dir)
     click.echo(
-        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time.",
+        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time"
+        f" ({grader_set.isolation}).",
         err=True,
     )
     settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen}
@@ -174,7 +198,8 @@ def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> No
     from workbook.gradebook import GRADEBOOK
 
     errors = [d["submission"] for d in documents if d.get("error")]
-    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}")
+    sandbox = next((d["graders"].get("sandbox") for d in documents if d.get("graders", {}).get("sandbox")), None)
+    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
     if html_path:
         click.echo(f"Class report: {html_path}")
     if errors:

@@ -30,6 +30,9 @@ class GraderSet:
     verified: bool | None  # None: a custom set, nothing to verify against
     modified: list[str] = field(default_factory=list)
     allow_modified: bool = False
+    # Which isolation graded the run (workbook/sandbox.py) and whether --no-sandbox allowed none.
+    isolation: str = "sandbox: none"
+    no_sandbox: bool = False
 
     @property
     def label(self) -> str:
@@ -45,6 +48,8 @@ class GraderSet:
             "verified": self.verified,
             "modified": list(self.modified),
             "allow_modified_graders": self.allow_modified,
+            "sandbox": self.isolation,
+            "no_sandbox": self.no_sandbox,
         }
 
 

@@ -69,10 +69,7 @@ def copy_submission(source_root: Path, problems: Iterable[Problem], destination_
     """Copy the learner's work of each problem from `source_root` into `destination_root`.
     Raises TargetError when `source_root` is itself a link. A problem folder that is missing
     or a link stays missing in the copy (the engine reports it as such)."""
-    if source_root.is_symlink():
-        raise TargetError(
-            f"{source_root} is a symbolic link; grade the folder it points to, or copy the submission into place."
-        )
+    refuse_link(source_root)
     shown = source_root.resolve()
     destination_root.mkdir(parents=True, exist_ok=True)
     for problem in problems:
@@ -85,6 +82,16 @@ def copy_submission(source_root: Path, problems: Iterable[Problem], destination_
             (destination / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / relative, destination / relative, follow_symlinks=False)
     return GradedTarget(destination_root, shown)
+
+
+def refuse_link(folder: Path) -> None:
+    """Raise TargetError when the submission folder is itself a symbolic link: grading it
+    would grade whatever it points to, which may be anyone's files."""
+    if folder.is_symlink():
+        raise TargetError(
+            f"{folder} is a symbolic link, not a submission folder; grade the folder it points to "
+            f"({os.path.realpath(folder)}) if you mean it, or copy the submission into place."
+        )
 
 
 def learner_files(folder: Path, problem: Problem) -> list[Path]:
