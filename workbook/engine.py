@@ -547,7 +547,7 @@ class _Watch:
         elif kind == "importing":
             self.phase, self.phase_started, self.phase_deadline = "import", now, now + limit + BACKSTOP_GRACE_S
         elif kind == "import" and not event.get("ok"):
-            self._fail_all_pending(str(event.get("message") or "Your code could not be imported."), "import")
+            self._fail_all_pending(valid_text(event.get("message") or "Your code could not be imported."), "import")
             return True
         elif kind == "import":
             self.phase = "checks"

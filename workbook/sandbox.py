@@ -43,8 +43,10 @@ PROCESSES = 512
 CPU_SECONDS = 300
 # Variables the grading process may see; everything else of the instructor's environment
 # (tokens, keys, CI secrets) stays outside.
-ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "COMSPEC", "PATHEXT", "WINDIR")
-ENV_PREFIXES = ("WORKBOOK_",)
+ENV_ALLOWLIST = (
+    *("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "COMSPEC", "PATHEXT", "WINDIR"),
+    *("WORKBOOK_MANIFEST", "WORKBOOK_SANDBOX"),
+)
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -161,7 +163,7 @@ def _is_under(path: Path, folder: Path) -> bool:
 
 def allowed_environment(env: dict[str, str], scratch: Path) -> dict[str, str]:
     """`env` reduced to the allowlist, with HOME and TMPDIR pointing into scratch."""
-    kept = {k: v for k, v in env.items() if k in ENV_ALLOWLIST or k.startswith(ENV_PREFIXES)}
+    kept = {k: v for k, v in env.items() if k in ENV_ALLOWLIST}
     kept.update(HOME=str(scratch), TMPDIR=str(scratch))
     for key in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"):
         if key in env:
