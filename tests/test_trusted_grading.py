@@ -276,6 +276,31 @@ def test_detached_children_do_not_outlive_grading(school, stub_baseline):
         kill_all(survivors(marker, wait_s=0))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
+def test_without_the_sandbox_detached_children_still_end_with_grading(school, stub_baseline, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    marker = f"workbook-detached-{secrets.token_hex(6)}"
+    school.attack(
+        f"""
+        import subprocess as _subprocess
+        _subprocess.Popen(["/bin/sh", "-c", "sleep 300", {marker!r}], start_new_session=True)
+        """
+    )
+    try:
+        documents = school.grade()
+        assert documents["mallory"]["graders"]["sandbox"] == "sandbox: none"
+        assert_contained_without_sandbox(documents, stub_baseline)
+        assert survivors(marker) == []
+    finally:
+        kill_all(survivors(marker, wait_s=0))
+
+
+def assert_contained_without_sandbox(documents: dict[str, dict], baseline: dict[str, str]) -> None:
+    gained = [c for c, status in statuses(documents["mallory"]).items() if status == "pass" and baseline[c] != "pass"]
+    assert gained == []
+    assert set(statuses(documents["alice"]).values()) == {"pass"}
+
+
 @needs_sandbox
 def test_a_listener_on_loopback_outside_the_sandbox_gets_no_connection(school, stub_baseline):
     accepted: list[bytes] = []

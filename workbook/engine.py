@@ -424,6 +424,8 @@ class _Spawn:
             str(self.problem.check_timeout_s),
             *(check.nodeid for check in checks),
         ]
+        if not self.sandboxed:
+            _adopt_orphans()
         if server is not None:
             from workbook.forkserver import ForkServerGone
 
@@ -455,14 +457,22 @@ def _cpu_seconds(problem: Problem) -> int:
 # Grading processes this engine started and has not yet ended: anything else that the
 # subreaper adopts is a learner's escaped descendant (workbook/sandbox.py, the fallback).
 _children: set[int] = set()
-_subreaper = sandbox.become_subreaper() if os.name == "posix" else False
+_subreaper = False
+
+
+def _adopt_orphans() -> None:
+    """Become a child subreaper (Linux), once, the first time a grading process runs
+    without the sandbox: from then on its escaped descendants become ours to end."""
+    global _subreaper
+    if not _subreaper:
+        _subreaper = sandbox.become_subreaper()
 
 
 def sweep_orphans() -> None:
     """Kill the learner's processes that escaped their group (`start_new_session=True`) and
     were adopted by this process, the subreaper. Only needed without the sandbox, where no
     PID namespace ends them."""
-    if not _subreaper:
+    if not _subreaper or isolation().active:
         return
     known = _children | {server.process.pid for server in list(_fork_servers.values())}
     for pid in sandbox.adopted_children(known):
