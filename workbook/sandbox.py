@@ -33,12 +33,12 @@ except ImportError:  # Windows
 
 SANDBOX_ENV = "WORKBOOK_SANDBOX"
 SANDBOXED_ENV = "WORKBOOK_SANDBOXED"  # set inside the sandbox only
-NOBODY = 65534
-# One grading process with uvicorn, anyio's worker threads and bcrypt peaks near 500 MiB of
-# address space (measured: benchmarks/RESULTS.md); 1 GiB leaves room, a memory bomb does not fit.
+NOBODY = 65534  # the user inside the sandbox's own user namespace
+# The reference solutions (uvicorn, anyio's worker threads, bcrypt) pass with half of this
+# (benchmarks/RESULTS.md); 1 GiB leaves room, a memory bomb does not fit.
 ADDRESS_SPACE_BYTES = 1 << 30
 FILE_SIZE_BYTES = 64 << 20
-# Per user: with `-j 2 --problem-jobs 2` four sandboxes share this as `nobody`.
+# Per sandbox: its user namespace counts only its own processes.
 PROCESSES = 512
 CPU_SECONDS = 300
 # Variables the grading process may see; everything else of the instructor's environment
