@@ -102,7 +102,12 @@ def list_problems() -> None:
     help="Grade with this folder of graders (laid out like graders/) instead of the bundled ones.",
 )
 @click.option("--allow-modified-graders", is_flag=True, help="Record in reports that modified graders were accepted.")
-@click.option("--no-sandbox", is_flag=True, help="With --dir: grade even where no sandbox works (reports say so).")
+@click.option(
+    "--no-sandbox",
+    is_flag=True,
+    envvar=instructor_commands.NO_SANDBOX_ENV,
+    help="With --dir: grade even where no sandbox works (reports say so). Env: WORKBOOK_NO_SANDBOX=1.",
+)
 @click.option("-k", "keyword", metavar="TEXT", help="Run only the checks whose id contains TEXT.")
 @click.option("--seed", type=int, help="Replay a run's random test data.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 8), default=2, show_default=True, help="Problems graded at once.")

@@ -490,3 +490,63 @@ def test_a_problem_4_submission_with_its_own_modules_gets_one_verdict_everywhere
     verdicts.append({c["id"]: c["status"] for c in graded["problems"][0]["checks"]})
     assert verdicts[0] == verdicts[1] == verdicts[2]
     assert set(verdicts[0].values()) == {"pass"}, own.output[-2000:]
+
+
+# --- refusing to grade someone else's code without a sandbox ---------------------------------
+
+
+def test_grade_and_check_dir_refuse_to_run_without_a_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    monkeypatch.delenv("WORKBOOK_NO_SANDBOX", raising=False)
+    root = write_problem(tmp_path / "class" / "zoe", P1, {"app.py": SOLUTION})
+    runner = CliRunner()
+    checked = runner.invoke(cli.main, ["check", "1", "--dir", str(root), "--format", "json"])
+    graded = runner.invoke(cli.main, ["grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "-p", "1"])
+    for result in (checked, graded):
+        assert result.exit_code == 1, result.output
+        assert "No sandbox works on this machine (WORKBOOK_SANDBOX=off)" in result.output
+        assert "--no-sandbox" in result.output
+    assert not (tmp_path / "out" / "gradebook.csv").exists()
+
+
+def test_no_sandbox_grades_and_every_report_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    monkeypatch.delenv("WORKBOOK_NO_SANDBOX", raising=False)
+    root = write_problem(tmp_path / "class" / "zoe", P1, {"app.py": SOLUTION})
+    runner = CliRunner()
+    args = ["check", "1", "--dir", str(root), "-k", "list_starts_empty", "--no-sandbox"]
+    checked = runner.invoke(cli.main, [*args, "--format", "json"])
+    assert checked.exit_code == 0, checked.output
+    document = json.loads(checked.stdout)
+    assert (document["graders"]["sandbox"], document["graders"]["no_sandbox"]) == ("sandbox: none", True)
+    junit = runner.invoke(cli.main, [*args, "--format", "junit"])
+    assert '<property name="sandbox" value="sandbox: none"' in junit.stdout
+    assert '<property name="no_sandbox" value="true"' in junit.stdout
+    text = runner.invoke(cli.main, args)
+    assert text.exit_code == 0, text.output
+    assert "sandbox: none" in text.output
+    out = tmp_path / "out"
+    graded = runner.invoke(cli.main, ["grade", str(tmp_path / "class"), "--out", str(out), "-p", "1", "--no-sandbox"])
+    assert graded.exit_code == 0, graded.output
+    report = json.loads((out / "submissions" / "zoe.json").read_text(encoding="utf-8"))
+    assert (report["graders"]["sandbox"], report["graders"]["no_sandbox"]) == ("sandbox: none", True)
+    assert "(sandbox: none)" in graded.output
+
+
+@needs_sandbox
+def test_doctor_says_the_sandbox_works():
+    from workbook.doctor import check_sandbox
+
+    (finding,) = check_sandbox()
+    assert (finding.ok, finding.warning) == (True, False)
+    assert finding.what.startswith(f"sandbox: bubblewrap {isolation().version}:")
+
+
+def test_doctor_says_when_there_is_no_sandbox_and_what_to_do(monkeypatch):
+    from workbook.doctor import check_sandbox
+
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    (finding,) = check_sandbox()
+    assert (finding.ok, finding.warning) == (True, True)
+    assert finding.what.startswith("sandbox: none (WORKBOOK_SANDBOX=off)")
+    assert "apt-get install bubblewrap" in finding.fix

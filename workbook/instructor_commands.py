@@ -57,7 +57,10 @@ def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.
     return grader_set
 
 
-NO_SANDBOX_HELP = "Grade even where no sandbox works (every report will say so)."
+NO_SANDBOX_HELP = "Grade even where no sandbox works (every report will say so). Env: WORKBOOK_NO_SANDBOX=1."
+# The same choice for a whole environment (a laptop without bubblewrap running the project's
+# tests); reports record it exactly like the flag.
+NO_SANDBOX_ENV = "WORKBOOK_NO_SANDBOX"
 
 
 def sandbox_or_exit(grader_set: integrity.GraderSet, no_sandbox: bool) -> None:
@@ -120,7 +123,7 @@ def _shard(value: str | None) -> Shard | None:
 @click.option(
     "--allow-modified-graders", is_flag=True, help="Grade even if the bundled graders differ from their checksums."
 )
-@click.option("--no-sandbox", is_flag=True, help=NO_SANDBOX_HELP)
+@click.option("--no-sandbox", is_flag=True, envvar=NO_SANDBOX_ENV, help=NO_SANDBOX_HELP)
 def grade_command(
     submissions_dir: Path,
     out_dir: Path,
