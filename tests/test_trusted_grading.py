@@ -277,6 +277,23 @@ def test_detached_children_do_not_outlive_grading(school, stub_baseline):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
+def test_a_warm_fork_server_ends_detached_children_with_their_check(tmp_path):
+    """`watch` keeps one fork server for a whole session: escaped processes must not pile up."""
+    marker = f"workbook-detached-{secrets.token_hex(6)}"
+    code = f"import subprocess\nsubprocess.Popen(['/bin/sh', '-c', 'sleep 300', {marker!r}], start_new_session=True)\n"
+    root = write_problem(tmp_path / "learner", P1, {"app.py": STUB + "\n" + code})
+    engine.keep_warm()
+    try:
+        for _ in range(2):
+            result = engine.grade(P1, root, keyword="list_starts_empty")
+            assert [c.kind for c in result.checks] != ["internal"], result.checks[0].message
+            assert survivors(marker) == []
+    finally:
+        engine.release(root)
+        kill_all(survivors(marker, wait_s=0))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
 def test_without_the_sandbox_detached_children_still_end_with_grading(school, stub_baseline, monkeypatch):
     monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
     marker = f"workbook-detached-{secrets.token_hex(6)}"

@@ -35,9 +35,12 @@ REAP_EVERY_S = 0.02
 
 
 def serve() -> None:
-    from workbook.sandbox import limit_processes
+    from workbook.sandbox import become_subreaper, limit_processes
 
     limit_processes()
+    # A learner's process that leaves its grader's group (start_new_session=True) becomes
+    # ours, and ends when its grader does: `watch` keeps this server for a whole session.
+    adopting = become_subreaper()
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
@@ -55,7 +58,7 @@ def serve() -> None:
             for line in lines:
                 if line.strip():
                     running.add(_start(json.loads(line)))
-        _reap(running)
+        _reap(running, adopting)
     for pid in running:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
@@ -90,16 +93,27 @@ def _become_grader(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def _reap(running: set[int]) -> None:
-    while running:
+def _reap(running: set[int], adopting: bool = False) -> None:
+    while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        running.discard(pid)
-        _send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+        if pid in running:  # else an adopted orphan, ended below
+            running.discard(pid)
+            _send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+            if adopting:
+                _end_orphans(running)
+
+
+def _end_orphans(running: set[int]) -> None:
+    from workbook.sandbox import adopted_children
+
+    for pid in adopted_children(running):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _send(message: dict[str, Any]) -> None:
