@@ -342,7 +342,7 @@ def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
                 server.close()
             scratch = Path(tempfile.mkdtemp(prefix="workbook-server-"))
             spawn = _Spawn(problem, target, scratch, 0, "")
-            command, env, cwd = spawn.command(FORK_SERVER_BOOT_ARGS, whole_target=True)
+            command, env, cwd = spawn.server_command()
             server = _fork_servers[key] = ForkServer(ROOT, env, command=command, cwd=cwd, scratch=scratch)
         return server
 
@@ -363,9 +363,6 @@ def _release_all() -> None:
         _fork_servers.clear()
     for server in servers:
         server.close()
-
-
-FORK_SERVER_BOOT_ARGS = ("forkserver",)
 
 
 class _Spawn:
@@ -395,20 +392,20 @@ class _Spawn:
         )
         return env
 
-    def command(
-        self, arguments: Iterable[str], *, whole_target: bool = False
-    ) -> tuple[list[str], dict[str, str], Path]:
-        """(argv, env, cwd) of a grading process (or, with `whole_target`, of a fork server
-        that grades every problem of the target)."""
+    def command(self, arguments: Iterable[str]) -> tuple[list[str], dict[str, str], Path]:
+        """(argv, env, cwd) of a grading process that sees this problem's folder only."""
+        argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
+        return self._sandboxed(argv, [self.target.root / self.problem.slug])
+
+    def server_command(self) -> tuple[list[str], dict[str, str], Path]:
+        """(argv, env, cwd) of a fork server that grades every problem of the target."""
+        from workbook.forkserver import BOOT as SERVER_BOOT
+
+        return self._sandboxed([sys.executable, "-I", "-c", SERVER_BOOT, str(ROOT)], [self.target.root])
+
+    def _sandboxed(self, argv: list[str], folders: list[Path]) -> tuple[list[str], dict[str, str], Path]:
         work_dir = self.scratch / "cwd"
         work_dir.mkdir(exist_ok=True)
-        if list(arguments) == list(FORK_SERVER_BOOT_ARGS):
-            from workbook.forkserver import BOOT as SERVER_BOOT
-
-            argv = [sys.executable, "-I", "-c", SERVER_BOOT, str(ROOT)]
-        else:
-            argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
-        folders = [self.target.root] if whole_target else [self.target.root / self.problem.slug]
         mounts = [(folder, self.target.shown / folder.relative_to(self.target.root)) for folder in folders]
         visible = sandbox.workbook_folders(self.problem.grader_dir.parent)
         wrapped = sandbox.wrap(argv, self.scratch, visible, mounts=mounts, cwd=work_dir)
