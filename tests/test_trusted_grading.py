@@ -293,6 +293,44 @@ def test_a_warm_fork_server_ends_detached_children_with_their_check(tmp_path):
         kill_all(survivors(marker, wait_s=0))
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid`, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit():
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_check_that_hangs_in_a_warm_fork_server_is_ended_by_its_server(tmp_path):
+    """In the sandbox the server's pids belong to its own namespace: the engine must never
+    signal them itself, and the hung grading process must still end."""
+    # Catastrophic backtracking holds the GIL: the runner's own time limit cannot act.
+    stuck = '    import re\n    re.match(r"(a+)+$", "a" * 64 + "b")\n    return repo.list_users()'
+    hanging = SOLUTION.replace("    return repo.list_users()", stuck)
+    root = write_problem(tmp_path / "learner", P1, {"app.py": hanging})
+    engine.keep_warm()
+    try:
+        result = engine.grade(P1, root, keyword="list_starts_empty", check_timeout_s=1)
+        assert [(c.status, c.kind) for c in result.checks] == [("error", "timeout")]
+        (server,) = [s for key, s in engine._fork_servers.items() if key[0] == str(root)]
+        deadline = time.monotonic() + 5
+        while len(descendants(server.process.pid)) > 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # What stays: the sandbox's init and the server itself (or the server alone without bubblewrap).
+        assert len(descendants(server.process.pid)) <= (2 if isolation().active else 0)
+    finally:
+        engine.release(root)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
 def test_without_the_sandbox_detached_children_still_end_with_grading(school, stub_baseline, monkeypatch):
     monkeypatch.setenv("WORKBOOK_SANDBOX", "off")

@@ -480,8 +480,9 @@ def sweep_orphans() -> None:
 
 
 def _kill(child: Any) -> None:
-    """End the child and anything it started (a learner's app may start servers)."""
-    if os.name == "posix":
+    """End the child and anything it started (a learner's app may start servers). A fork
+    server's grader is ended by its server: its pid is one of the sandbox's namespace."""
+    if os.name == "posix" and isinstance(child, subprocess.Popen):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
     # The child itself too: one forked a moment ago may not lead its own group yet.
