@@ -19,6 +19,7 @@ from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
+from workbook.sandbox import isolation
 from workbook.state import (
     as_count,
     best_result,
@@ -29,6 +30,7 @@ from workbook.state import (
     save_or_warn,
     with_results,
 )
+from workbook.target import TargetError, refuse_link
 
 EXERCISES = ROOT / "exercises"
 SOLUTIONS = ROOT / "solutions"
@@ -112,6 +114,12 @@ def list_problems() -> None:
     help="Grade with this folder of graders (laid out like graders/) instead of the bundled ones.",
 )
 @click.option("--allow-modified-graders", is_flag=True, help="Record in reports that modified graders were accepted.")
+@click.option(
+    "--no-sandbox",
+    is_flag=True,
+    envvar=instructor_commands.NO_SANDBOX_ENV,
+    help="With --dir: grade even where no sandbox works (reports say so). Env: WORKBOOK_NO_SANDBOX=1.",
+)
 @click.option("-k", "keyword", metavar="TEXT", help="Run only the checks whose id contains TEXT.")
 @click.option("--seed", type=int, help="Replay a run's random test data.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 8), default=2, show_default=True, help="Problems graded at once.")
@@ -126,6 +134,7 @@ def check(
     output_path: Path | None,
     graders: Path | None,
     allow_modified_graders: bool,
+    no_sandbox: bool,
     keyword: str | None,
     seed: int | None,
     jobs: int,
@@ -142,6 +151,11 @@ def check(
     if all_problems and problems:
         raise click.UsageError("Give problem numbers or --all, not both.")
     manifest = _manifest()
+    if directory:
+        try:
+            refuse_link(directory)
+        except TargetError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dir") from exc
     target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
     learner_run = target == EXERCISES  # a -k run is recorded too: it updates the checks it ran
     selected = _select(manifest, problems, all_problems, target)
@@ -156,6 +170,10 @@ def check(
     # Reports record which graders graded the run (and whether the bundled ones were
     # modified); only `workbook grade` refuses modified ones.
     grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
+    if directory:  # someone else's code: only in a sandbox, unless --no-sandbox says otherwise
+        instructor_commands.sandbox_or_exit(grader_set, no_sandbox)
+    else:
+        grader_set.isolation, grader_set.no_sandbox = isolation().label, no_sandbox
 
     human = output_format == "text" or output_path is not None
     live = LiveCount(_check_count(selected, keyword) if human else 0)
@@ -166,16 +184,20 @@ def check(
 
     options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders, on_check=live.check_done)
     try:
-        # Someone else's submission (--dir) is graded from a copy holding only the learner
-        # files the manifest names, so nothing else in it (a conftest.py, a .pth) is loaded.
+        # Someone else's submission (--dir) is graded from a copy of the learner's work
+        # (workbook/target.py), so nothing else in it (a conftest.py, a .pth) is loaded.
         grade_all = _sanitised_grading() if directory else grade_many
         with interrupts.sigterm_as_ctrl_c():  # a stopped CI job must not leave graders running
             results = grade_all(selected, target, **options)
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         _interrupted()
     after = _remember(before, results, _all_check_ids(selected) if keyword else None) if learner_run else before
+    if human and not quiet:
+        click.echo(style.dim(grader_set.isolation), err=output_format != "text")
     if output_path:
         _write_report(output_path, output_format, results, target, grader_set)
     elif output_format != "text":

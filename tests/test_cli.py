@@ -172,12 +172,17 @@ def test_verbose_shows_the_full_traceback_without_grading_machinery():
 
 def test_code_under_grading_cannot_rewrite_progress(tmp_path, monkeypatch):
     stub = (ROOT / "exercises" / P1.slug / "app.py").read_text()
+    # The grading process's environment no longer names the state folder, so the forger
+    # knows its path; inside the sandbox it cannot write there either.
     forging = (
         "\nimport json, os, pathlib\n"
-        "state = pathlib.Path(os.environ['WORKBOOK_STATE_DIR'], 'state.json')\n"
-        "state.parent.mkdir(parents=True, exist_ok=True)\n"
-        "state.write_text(json.dumps({'version': 1, 'problems': {'p1_dependency_chain': "
+        f"state = pathlib.Path({os.environ['WORKBOOK_STATE_DIR']!r}, 'state.json')\n"
+        "try:\n"
+        "    state.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    state.write_text(json.dumps({'version': 1, 'problems': {'p1_dependency_chain': "
         "{'status': 'pass', 'passed': 19, 'total': 19, 'checked_at': 'x'}}}))\n"
+        "except OSError:\n"
+        "    pass\n"
     )
     learner_copy = write_problem(tmp_path / "copy", P1, {"app.py": stub + forging})
     monkeypatch.setattr(cli, "EXERCISES", learner_copy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from support import EXERCISES, MANIFEST, SOLUTIONS, build_case, corpus
 import cli
 from workbook import integrity
 from workbook.engine import discover_checks, grade
-from workbook.gradebook import Shard, learner_copy
+from workbook.gradebook import Shard
+from workbook.target import TargetError, copy_submission
 
 P1 = MANIFEST.by_number(1)
 TOTAL = len(discover_checks(P1))
@@ -143,15 +145,37 @@ def test_shards_are_deterministic_and_cover_every_submission():
             Shard.parse(bad)
 
 
-def test_learner_copy_takes_only_the_manifest_files_and_no_links(tmp_path):
-    source = submission(tmp_path / "class", "zoe", {f"{P1.slug}/app.py": "x = 1\n", f"{P1.slug}/conftest.py": ""})
+def test_submission_copy_keeps_every_py_file_and_leaves_out_what_changes_how_grading_runs(tmp_path):
+    left_out = ("conftest.py", "sitecustomize.py", "usercustomize.py", "setup.py", "pytest.ini", "tox.ini", "x.pth")
+    files = {f"{P1.slug}/app.py": "x = 1\n", f"{P1.slug}/schemas.py": "y = 2\n", f"{P1.slug}/lib/util.py": ""}
+    files |= {f"{P1.slug}/{name}": "" for name in left_out} | {
+        f"{P1.slug}/graders/test_x.py": "",
+        f"{P1.slug}/notes.txt": "",
+    }
+    source = submission(tmp_path / "class", "zoe", files)
     (source / P1.slug / "helpers.py").symlink_to(source / P1.slug / "app.py")
+    (source / P1.slug / "big.py").write_bytes(b"#" * 2_000_001)
+    os.mkfifo(source / P1.slug / "pipe.py")
     linked = submission(tmp_path / "class", "yan", {})
     (linked / P1.slug).mkdir(parents=True)
     (linked / P1.slug / "app.py").symlink_to(SOLUTIONS / P1.slug / "app.py")
-    copy = learner_copy(source, MANIFEST.problems, tmp_path / "copy")
-    assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()) == [f"{P1.slug}/app.py"]
-    assert not list(learner_copy(linked, [P1], tmp_path / "copy2").rglob("*.py"))
+    copy = copy_submission(source, MANIFEST.problems, tmp_path / "copy")
+    kept = sorted(p.relative_to(copy.root).as_posix() for p in copy.root.rglob("*") if p.is_file())
+    assert kept == [f"{P1.slug}/app.py", f"{P1.slug}/lib/util.py", f"{P1.slug}/schemas.py"]
+    assert copy.shown == source.resolve()
+    assert not list(copy_submission(linked, [P1], tmp_path / "copy2").root.rglob("*.py"))
+
+
+def test_a_submission_folder_that_is_a_link_is_refused_with_a_clear_message(tmp_path):
+    real = submission(tmp_path / "elsewhere", "real", {f"{P1.slug}/app.py": SOLUTION})
+    link = tmp_path / "class" / "mallory"
+    link.parent.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    with pytest.raises(TargetError, match="is a symbolic link"):
+        copy_submission(link, [P1], tmp_path / "copy")
+    result = run("check", "1", "--dir", str(link), "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert "is a symbolic link" in result.output
 
 
 # --- integrity ---------------------------------------------------------------------------

@@ -188,6 +188,23 @@ def check_grading(solutions: Path) -> Iterator[Finding]:
     )
 
 
+def check_sandbox() -> Iterator[Finding]:
+    """Whether submitted code can be graded in the bubblewrap sandbox (issue 11)."""
+    from workbook.sandbox import isolation
+
+    found = isolation()
+    if found.active:
+        yield Finding(True, f"{found.label}: submissions are graded without network, in a read-only file system")
+        return
+    yield Finding(
+        True,
+        f"sandbox: none ({found.reason}); your own `workbook check` works, but `grade` and `check --dir` "
+        "need the sandbox or --no-sandbox",
+        "on Debian/Ubuntu: `sudo apt-get install bubblewrap`",
+        warning=True,
+    )
+
+
 def check_platform() -> Iterator[Finding]:
     if os.name == "nt":
         yield Finding(
@@ -209,6 +226,7 @@ def run_all(exercises: Path, solutions: Path, grading: bool = True) -> list[Find
         check_folder("exercises folder", exercises),
         check_problems(exercises),
         check_starters(),
+        check_sandbox(),
         check_folder("state folder", state_dir(), create=True),
     ):
         findings.extend(group)

@@ -6,6 +6,7 @@ child's exit status can change a result; only the events file counts.
 from __future__ import annotations
 
 import ast
+import atexit
 import contextlib
 import functools
 import json
@@ -23,14 +24,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from workbook.manifest import GRADERS_ENV, ROOT, Problem
+from workbook import sandbox
+from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem
 from workbook.safetext import OUTPUT_LIMIT, learner_text
+from workbook.sandbox import isolation
+from workbook.target import GradedTarget
 
 STARTUP_TIMEOUT_S = 30.0
 BACKSTOP_GRACE_S = 3.0
 POLL_S = 0.01
-# Learner code must not see these: they would change how pytest runs the graders.
-SCRUBBED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONWARNINGS")
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.runner import main; main(sys.argv[2:])"
 
 
@@ -59,6 +61,7 @@ class ProblemResult:
     target: Path
     checks: list[CheckResult] = field(default_factory=list)
     seed: int = 0
+    isolation: str = "sandbox: none"  # which isolation graded it (workbook/sandbox.py)
 
     @property
     def passed(self) -> int:
@@ -216,10 +219,13 @@ def grade(
     check_timeout_s: float | None = None,
     graders: Path | None = None,
     on_check: Callable[[CheckResult], None] | None = None,
+    shown_root: Path | None = None,
 ) -> ProblemResult:
     """Grade one problem of `target_root` (a folder laid out like exercises/), with the
     graders in `graders` (laid out like graders/) when given. `on_check` hears of each
-    check as soon as it has a result (for a progress display)."""
+    check as soon as it has a result (for a progress display). `shown_root`: the
+    submission's own folder when `target_root` is its copy (workbook/target.py); the
+    sandbox mounts the copy there, so messages name the learner's files."""
     if check_timeout_s is not None:
         problem = replace(problem, check_timeout_s=check_timeout_s)
     if graders is not None:
@@ -227,13 +233,14 @@ def grade(
     checks = select_checks(discover_checks(problem), keyword, only)
     problem = replace(problem, weights={**grader_weights(problem), **problem.weights})
     run_seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
-    result = ProblemResult(problem=problem, target=target_root, seed=run_seed)
+    target = GradedTarget(target_root, shown_root or target_root)
+    result = ProblemResult(problem=problem, target=target.shown, seed=run_seed, isolation=isolation().label)
     folder = target_root / problem.slug
     if not folder.is_dir():
-        message = f"There is no folder {problem.slug}/ in {target_root}; copy it from the workbook's exercises/."
+        message = f"There is no folder {problem.slug}/ in {target.shown}; copy it from the workbook's exercises/."
         result.checks = [_errored(check, message, "import") for check in checks]
         return result
-    found = _Session(problem, target_root, checks, run_seed, on_check).run()
+    found = _Session(problem, target, checks, run_seed, on_check).run()
     result.checks = [found[check.id] for check in checks]
     return result
 
@@ -248,6 +255,7 @@ def grade_many(
     on_result: Callable[[ProblemResult], None] | None = None,
     graders: Path | None = None,
     on_check: Callable[[CheckResult], None] | None = None,
+    shown_root: Path | None = None,
 ) -> list[ProblemResult]:
     """Grade several problems, `jobs` at a time, reporting each in order as soon as it can."""
     problems = list(problems)
@@ -255,7 +263,7 @@ def grade_many(
         keep_warm()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        options = dict(keyword=keyword, seed=seed, graders=graders, on_check=on_check)
+        options = dict(keyword=keyword, seed=seed, graders=graders, on_check=on_check, shown_root=shown_root)
         futures = [pool.submit(grade, p, target_root, **options) for p in problems]
         results = []
         for future in futures:
@@ -281,28 +289,31 @@ class _Session:
     def __init__(
         self,
         problem: Problem,
-        target_root: Path,
+        target: GradedTarget,
         checks: list[Check],
         seed: int,
         on_check: Callable[[CheckResult], None] | None = None,
     ) -> None:
         self.problem = problem
         self.on_check = on_check
-        self.target_root = target_root
+        self.target = target
         self.checks = {check.id: check for check in checks}
         self.seed = seed
         self.results: dict[str, CheckResult] = {}
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
-        # The events file lives apart from the learner's working directory (under scratch).
-        with (
-            tempfile.TemporaryDirectory(prefix="workbook-", ignore_cleanup_errors=True) as scratch,
-            tempfile.TemporaryDirectory(prefix="workbook-channel-", ignore_cleanup_errors=True) as channel,
-        ):
+        # A fork server's graders can only reach the scratch folder of its own sandbox.
+        server = _running_fork_server(self.problem, self.target) if _use_fork_server() else None
+        parent = server.scratch if server is not None else None
+        # The events file lives apart from the learner's working directory (both in scratch,
+        # the one folder the sandbox may write).
+        with tempfile.TemporaryDirectory(prefix="workbook-", dir=parent, ignore_cleanup_errors=True) as scratch:
+            channel = Path(scratch) / f"channel-{secrets.token_hex(4)}"
+            channel.mkdir(mode=0o700)
             while self._pending() and time.monotonic() < self.deadline and not _stopping.is_set():
                 before = len(self.results)
-                self._run_child(Path(scratch), Path(channel))
+                self._run_child(Path(scratch), channel, server)
                 if len(self.results) == before:
                     break  # the child made no progress: do not spin
         for check_id in self._pending():
@@ -320,16 +331,17 @@ class _Session:
             return f"Not run: the time limit of {self.problem.time_limit_s:g} s for this problem ran out first."
         return "Not run: the grading process stopped before reaching this check."
 
-    def _run_child(self, scratch: Path, channel: Path) -> None:
+    def _run_child(self, scratch: Path, channel: Path, server: Any) -> None:
         pending = [self.checks[check_id] for check_id in self._pending()]
         events_path = channel / f"events-{secrets.token_hex(8)}.jsonl"
         output_path = scratch / f"output-{len(self.results)}.txt"
         events_path.touch(mode=0o600)
         # Opened before the child starts: the child unlinks the path once it has it open.
-        events = open(events_path, encoding="utf-8")  # noqa: SIM115 - closed by _Watch.follow
+        events = open(events_path, "rb")  # noqa: SIM115 - closed by _Watch.follow
         token = secrets.token_hex(16)
+        spawn = _Spawn(self.problem, self.target, scratch, self.seed, token)
         try:
-            child = _spawn(self.problem, self.target_root, pending, events_path, output_path, scratch, self.seed, token)
+            child = spawn.start(pending, events_path, output_path, server)
         except BaseException:
             events.close()
             raise
@@ -343,6 +355,7 @@ class _Session:
             with _running_lock:
                 _running.discard(child)
             _kill(child)
+            sweep_orphans()
 
     def record(self, result: CheckResult) -> None:
         if result.id in self.checks and result.id not in self.results:
@@ -351,7 +364,7 @@ class _Session:
                 self.on_check(result)
 
 
-_fork_server: Any = None
+_fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
 _warm = False
 
@@ -369,75 +382,167 @@ def _use_fork_server() -> bool:
     return os.name == "posix" and choice == "fork-server"
 
 
-def _running_fork_server(env: dict[str, str]) -> Any:
-    global _fork_server
+def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
+    """The warm fork server of this target: one per submission, in a sandbox of its own,
+    so no two submissions ever share a process, a scratch folder or a memory image."""
     from workbook.forkserver import ForkServer
 
+    key = (str(target.root), str(target.shown), str(problem.grader_dir.parent), os.environ.get(MANIFEST_ENV, ""))
     with _fork_server_lock:
-        if _fork_server is None or not _fork_server.alive:
-            _fork_server = ForkServer(ROOT, env)
-        return _fork_server
+        server = _fork_servers.get(key)
+        if server is None or not server.alive:
+            if server is not None:
+                server.close()
+            scratch = Path(tempfile.mkdtemp(prefix="workbook-server-"))
+            spawn = _Spawn(problem, target, scratch, 0, "")
+            command, env, cwd = spawn.server_command()
+            server = _fork_servers[key] = ForkServer(ROOT, env, command=command, cwd=cwd, scratch=scratch)
+        return server
 
 
-def _spawn(
-    problem: Problem,
-    target_root: Path,
-    checks: list[Check],
-    events_path: Path,
-    output_path: Path,
-    scratch: Path,
-    seed: int,
-    token: str,
-) -> Any:
-    env = {key: value for key, value in os.environ.items() if key not in SCRUBBED_ENV}
-    env.update(
-        WORKBOOK_TARGET=str(target_root),
-        WORKBOOK_SEED=str(seed),
-        WORKBOOK_EVENTS_TOKEN=token,
-        **{GRADERS_ENV: str(problem.grader_dir.parent)},
-        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONIOENCODING="utf-8",
-    )
-    arguments = [
-        "--problem",
-        problem.slug,
-        "--events",
-        str(events_path),
-        "--check-timeout",
-        str(problem.check_timeout_s),
-        *(check.nodeid for check in checks),
-    ]
-    work_dir = scratch / "cwd"
-    work_dir.mkdir(exist_ok=True)
-    if _use_fork_server():
-        from workbook.forkserver import ForkServerGone
+def release(target_root: Path) -> None:
+    """Stop the fork servers of `target_root` (a submission is graded): its sandbox goes."""
+    with _fork_server_lock:
+        keys = [key for key in _fork_servers if key[0] == str(target_root)]
+        servers = [_fork_servers.pop(key) for key in keys]
+    for server in servers:
+        server.close()
 
-        try:
-            return _running_fork_server(env).fork(arguments, env, str(work_dir), str(output_path))
-        except ForkServerGone:
-            pass  # fall back to a fresh interpreter below
-    with open(output_path, "ab") as output:
-        return subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments],
-            cwd=work_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=(os.name == "posix"),
+
+@atexit.register
+def _release_all() -> None:
+    with _fork_server_lock:
+        servers = list(_fork_servers.values())
+        _fork_servers.clear()
+    for server in servers:
+        server.close()
+
+
+class _Spawn:
+    """How one grading process of `target` starts: its command (in the sandbox when there is
+    one), its reduced environment and its working directory."""
+
+    def __init__(self, problem: Problem, target: GradedTarget, scratch: Path, seed: int, token: str) -> None:
+        self.problem = problem
+        self.target = target
+        self.scratch = scratch
+        self.seed = seed
+        self.token = token
+        self.sandboxed = isolation().active
+
+    def environment(self) -> dict[str, str]:
+        # In the sandbox the copy is mounted at the submission's own path.
+        root = self.target.shown if self.sandboxed else self.target.root
+        env = sandbox.allowed_environment(dict(os.environ), self.scratch)
+        env.update(
+            WORKBOOK_TARGET=str(root),
+            WORKBOOK_SEED=str(self.seed),
+            WORKBOOK_EVENTS_TOKEN=self.token,
+            **{GRADERS_ENV: str(self.problem.grader_dir.parent)},
+            PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONIOENCODING="utf-8",
         )
+        return env
+
+    def command(self, arguments: Iterable[str]) -> tuple[list[str], dict[str, str], Path]:
+        """(argv, env, cwd) of a grading process that sees this problem's folder only."""
+        argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
+        return self._sandboxed(argv, [self.target.root / self.problem.slug])
+
+    def server_command(self) -> tuple[list[str], dict[str, str], Path]:
+        """(argv, env, cwd) of a fork server that grades every problem of the target."""
+        from workbook.forkserver import BOOT as SERVER_BOOT
+
+        return self._sandboxed([sys.executable, "-I", "-c", SERVER_BOOT, str(ROOT)], [self.target.root])
+
+    def _sandboxed(self, argv: list[str], folders: list[Path]) -> tuple[list[str], dict[str, str], Path]:
+        work_dir = self.scratch / "cwd"
+        work_dir.mkdir(exist_ok=True)
+        mounts = [(folder, self.target.shown / folder.relative_to(self.target.root)) for folder in folders]
+        visible = sandbox.workbook_folders(self.problem.grader_dir.parent)
+        wrapped = sandbox.wrap(argv, self.scratch, visible, mounts=mounts, cwd=work_dir)
+        return wrapped, self.environment(), work_dir
+
+    def start(self, checks: list[Check], events_path: Path, output_path: Path, server: Any) -> Any:
+        arguments = [
+            "--problem",
+            self.problem.slug,
+            "--events",
+            str(events_path),
+            "--check-timeout",
+            str(self.problem.check_timeout_s),
+            *(check.nodeid for check in checks),
+        ]
+        if not self.sandboxed:
+            _adopt_orphans()
+        if server is not None:
+            from workbook.forkserver import ForkServerGone
+
+            try:
+                work_dir = self.scratch / "cwd"
+                work_dir.mkdir(exist_ok=True)
+                return server.fork(arguments, self.environment(), str(work_dir), str(output_path))
+            except ForkServerGone:
+                pass  # fall back to a fresh interpreter below
+        command, env, work_dir = self.command(arguments)
+        with open(output_path, "ab") as output:
+            child = subprocess.Popen(
+                command,
+                cwd=work_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                **sandbox.popen_options(cpu_seconds=_cpu_seconds(self.problem)),
+            )
+        _children.add(child.pid)
+        return child
+
+
+def _cpu_seconds(problem: Problem) -> int:
+    return int(problem.time_limit_s) + 30
+
+
+# Grading processes this engine started and has not yet ended: anything else that the
+# subreaper adopts is a learner's escaped descendant (workbook/sandbox.py, the fallback).
+_children: set[int] = set()
+_subreaper = False
+
+
+def _adopt_orphans() -> None:
+    """Become a child subreaper (Linux), once, the first time a grading process runs
+    without the sandbox: from then on its escaped descendants become ours to end."""
+    global _subreaper
+    if not _subreaper:
+        _subreaper = sandbox.become_subreaper()
+
+
+def sweep_orphans() -> None:
+    """Kill the learner's processes that escaped their group (`start_new_session=True`) and
+    were adopted by this process, the subreaper. Only needed without the sandbox, where no
+    PID namespace ends them."""
+    if not _subreaper or isolation().active:
+        return
+    known = _children | {server.process.pid for server in list(_fork_servers.values())}
+    for pid in sandbox.adopted_children(known):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
 
 
 def _kill(child: Any) -> None:
-    """End the child and anything it started (a learner's app may start servers)."""
-    if os.name == "posix":
+    """End the child and anything it started (a learner's app may start servers). A fork
+    server's grader is ended by its server: its pid is one of the sandbox's namespace."""
+    if os.name == "posix" and isinstance(child, subprocess.Popen):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
     # The child itself too: one forked a moment ago may not lead its own group yet.
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         child.kill()
     child.wait()
+    _children.discard(child.pid)
 
 
 class _Watch:
@@ -448,7 +553,7 @@ class _Watch:
         self.child = child
         self.events = events
         self.token = token
-        self.buffer = ""
+        self.channel = BoundedChannel(events)
         self.phase = "startup"
         self.current: str | None = None
         self.phase_deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -466,6 +571,9 @@ class _Watch:
                             return
                     self._child_ended()
                     return
+                if self.channel.exhausted:
+                    self._channel_flooded()
+                    return
                 if self._timed_out():
                     return
                 time.sleep(POLL_S)
@@ -473,9 +581,7 @@ class _Watch:
             self.events.close()
 
     def _new_events(self) -> Iterator[dict]:
-        self.buffer += self.events.read()
-        *lines, self.buffer = self.buffer.split("\n")
-        for line in lines:
+        for line in self.channel.lines():
             try:
                 event = json.loads(line)
             except ValueError:
@@ -483,6 +589,14 @@ class _Watch:
             # Only lines with this child's token count; anything else was not written by us.
             if isinstance(event, dict) and secrets.compare_digest(str(event.get("token", "")), self.token):
                 yield event
+
+    def _channel_flooded(self) -> None:
+        text = (
+            f"The grading process wrote more than {MAX_CHANNEL_BYTES // 2**20} MiB of results and was stopped; "
+            "does your code write to files it did not create?"
+        )
+        self._fail_current(text, "exit")
+        self._fail_all_pending(text, "exit")
 
     def _handle(self, event: dict) -> bool:
         """Apply one event; True when this child is finished."""
@@ -523,7 +637,7 @@ class _Watch:
                 status=status,
                 # Learner strings enter the workbook here: valid UTF-8 and capped from now on.
                 message=learner_text(message) if message is not None else None,
-                duration_s=float(event.get("duration_s") or 0.0),
+                duration_s=_seconds(event.get("duration_s")),
                 kind=learner_text(event.get("kind") or "", 40),
                 output=learner_text(event.get("output") or "", OUTPUT_LIMIT),
                 traceback=learner_text(event.get("traceback") or ""),
@@ -584,3 +698,54 @@ class _Watch:
     def _fail_all_pending(self, message: str, kind: str) -> None:
         for check_id in self.session._pending():
             self.session.record(_errored(self.session.checks[check_id], message, kind))
+
+
+# --- reading the channel (issue 11, item 4) ------------------------------------------------
+
+# The runner's largest event is a message plus 2,000 characters of output and 8,000 of
+# traceback, JSON-escaped (up to 6 bytes a character); anything longer is not ours.
+MAX_EVENT_BYTES = 256 * 1024
+# All the events of one grading process: 42 checks of problem 4 need well under 1 MiB.
+MAX_CHANNEL_BYTES = 16 * 2**20
+# Bytes taken from the channel per poll: a writer faster than us cannot hold the loop.
+READ_CHUNK_BYTES = 256 * 1024
+
+
+class BoundedChannel:
+    """Complete lines of an events file, read in bounded chunks. A line longer than
+    MAX_EVENT_BYTES is dropped whole (its bytes are skipped, never kept), and reading stops
+    once MAX_CHANNEL_BYTES came: `exhausted` then says so. Undecodable bytes become U+FFFD."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.pending = b""
+        self.skipping = False  # inside a line that was too long, until its newline
+        self.total = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.total >= MAX_CHANNEL_BYTES
+
+    def lines(self) -> Iterator[str]:
+        if self.exhausted:
+            return
+        chunk = self.stream.read(min(READ_CHUNK_BYTES, MAX_CHANNEL_BYTES - self.total)) or b""
+        self.total += len(chunk)
+        *complete, rest = (self.pending + chunk).split(b"\n")
+        for line in complete:
+            if self.skipping:
+                self.skipping = False  # this newline ends the oversized line
+                continue
+            if len(line) <= MAX_EVENT_BYTES:
+                yield line.decode("utf-8", errors="replace")
+        self.pending = rest
+        if len(self.pending) > MAX_EVENT_BYTES:
+            self.pending, self.skipping = b"", True
+
+
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return round(seconds, 4) if 0.0 <= seconds < 1e6 else 0.0

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,12 @@ REAP_EVERY_S = 0.02
 
 
 def serve() -> None:
+    from workbook.sandbox import become_subreaper, limit_processes
+
+    limit_processes()
+    # A learner's process that leaves its grader's group (start_new_session=True) becomes
+    # ours, and ends when its grader does: `watch` keeps this server for a whole session.
+    adopting = become_subreaper()
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
@@ -49,12 +56,27 @@ def serve() -> None:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                if line.strip():
-                    running.add(_start(json.loads(line)))
-        _reap(running)
+                if not line.strip():
+                    continue
+                request = json.loads(line)
+                if "kill" in request:
+                    _end_grader(int(request["kill"]), running)
+                else:
+                    running.add(_start(request))
+        _reap(running, adopting)
     for pid in running:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def _end_grader(pid: int, running: set[int]) -> None:
+    """End a grading process and its group. Done here, not by the engine: in the sandbox the
+    server's pids are those of its own PID namespace, and mean other processes outside."""
+    if pid not in running:
+        return
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(OSError):
+            kill(pid, signal.SIGKILL)
 
 
 def _start(request: dict[str, Any]) -> int:
@@ -86,16 +108,27 @@ def _become_grader(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def _reap(running: set[int]) -> None:
-    while running:
+def _reap(running: set[int], adopting: bool = False) -> None:
+    while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        running.discard(pid)
-        _send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+        if pid in running:  # else an adopted orphan, ended below
+            running.discard(pid)
+            _send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+            if adopting:
+                _end_orphans(running)
+
+
+def _end_orphans(running: set[int]) -> None:
+    from workbook.sandbox import adopted_children
+
+    for pid in adopted_children(running):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _send(message: dict[str, Any]) -> None:
@@ -112,13 +145,28 @@ class ForkServerGone(Exception):
 class ForkServer:
     """The engine's handle on one running server, shared by its grading threads."""
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str],
+        *,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+        scratch: Path | None = None,
+    ) -> None:
+        """`command` starts the server (by default a plain interpreter; the engine passes one
+        in the sandbox); `scratch` is the one folder its graders may write, removed on close."""
+        from workbook.sandbox import popen_options
+
+        self.scratch = scratch
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT, str(root)],
+            command or [sys.executable, "-I", "-c", BOOT, str(root)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
+            **popen_options(),
         )
         self.lock = threading.Condition()
         self.next_id = 0
@@ -143,16 +191,44 @@ class ForkServer:
                 raise ForkServerGone("the fork server stopped")
             return Grader(self, self.pids.pop(request_id))
 
+    def kill(self, pid: int) -> None:
+        """Ask the server to end grading process `pid` (a pid of the server's namespace)."""
+        with self.lock, contextlib.suppress(OSError, ValueError):
+            self.process.stdin.write((json.dumps({"kill": pid}) + "\n").encode())  # type: ignore[union-attr]
+            self.process.stdin.flush()  # type: ignore[union-attr]
+
     def exit_code(self, pid: int, timeout: float | None) -> int | None:
         with self.lock:
             self.lock.wait_for(lambda: pid in self.exits or not self.alive, timeout)
             return self.exits.get(pid, None if self.alive else -signal.SIGKILL)
 
+    def close(self) -> None:
+        """Stop the server and everything it forked; remove its scratch folder."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
     def _listen(self) -> None:
-        for line in self.process.stdout:  # type: ignore[union-attr]
-            try:
-                message = json.loads(line)
-            except ValueError:
+        # Learner code runs in the server's sandbox and could write to this pipe through
+        # /proc: each line is bounded, and anything but a well-formed answer is ignored.
+        stream = self.process.stdout
+        while True:
+            line = stream.readline(MAX_LINE_BYTES)  # type: ignore[union-attr]
+            if not line:
+                break
+            if not line.endswith(b"\n"):
+                _skip_rest_of_line(stream)
+                continue
+            message = _answer(line)
+            if message is None:
                 continue
             with self.lock:
                 if "id" in message:
@@ -163,6 +239,29 @@ class ForkServer:
         with self.lock:
             self.alive = False
             self.lock.notify_all()
+
+
+MAX_LINE_BYTES = 4096
+
+
+def _skip_rest_of_line(stream: Any) -> None:
+    while True:
+        chunk = stream.readline(MAX_LINE_BYTES)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def _answer(line: bytes) -> dict[str, int] | None:
+    """A server message: {"id", "pid"} or {"pid", "exit"} with integer values, else None."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or not all(type(v) is int for v in message.values()):
+        return None
+    if set(message) in ({"id", "pid"}, {"pid", "exit"}):
+        return message
+    return None
 
 
 class Grader:
@@ -180,7 +279,8 @@ class Grader:
         return self.server.exit_code(self.pid, timeout=0)
 
     def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
+        """End it and its process group, through the server (whose pids these are)."""
+        self.server.kill(self.pid)
 
     def wait(self, timeout: float | None = 10.0) -> int | None:
         return self.server.exit_code(self.pid, timeout)

@@ -114,6 +114,8 @@ def _junit_suite(result: ProblemResult, graders: GraderSet) -> ET.Element:
         ("graders", graders.label),
         ("graders_digest", graders.digest),
         ("allow_modified_graders", str(graders.allow_modified).lower()),
+        ("sandbox", result.isolation),
+        ("no_sandbox", str(graders.no_sandbox).lower()),
         ("seed", result.seed),
     ):
         ET.SubElement(properties, "property", name=name, value=_xml_text(str(value)))
@@ -335,7 +337,9 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
         "",
         f"**{_number(score)} / {_number(max_score)} points ({percent(score, max_score):g} %)**"
         + f" · graded with {graders.label}"
-        + (" · `--allow-modified-graders`" if graders.allow_modified else ""),
+        + (" · `--allow-modified-graders`" if graders.allow_modified else "")
+        + f" · {graders.isolation}"
+        + (" · `--no-sandbox`" if graders.no_sandbox else ""),
         "",
         "| Problem | Status | Checks | Points |",
         "| --- | --- | --- | --- |",

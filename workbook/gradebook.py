@@ -1,8 +1,8 @@
 """Grading a whole class: one folder per submission, a JSON report each, one gradebook.csv.
 
-A submission is graded from a copy that holds only the learner files the manifest names,
-so nothing else in it (a conftest.py, a pytest.ini, a graders/ folder, a sitecustomize.py,
-a .pth file) is ever loaded. Each problem runs in a child process of its own under the
+A submission is graded from a copy of the learner's work (workbook/target.py), so nothing
+else in it (a conftest.py, a pytest.ini, a graders/ folder, a sitecustomize.py, a .pth
+file) is ever loaded. Each problem runs in a child process of its own under the
 engine's time limits, so a crashing, hanging or hostile submission only affects its own row.
 """
 
@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -30,46 +29,17 @@ from workbook.integrity import GraderSet
 from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
 from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
+from workbook.target import copy_submission, learner_files
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
 RUN_FILE = "run.json"
-# A learner file larger than this is not copied: it cannot be a reasonable answer.
-MAX_FILE_BYTES = 2_000_000
 # A grading process spends much of its time waiting (servers starting, time limits), so two
 # problems of a submission at once keep two cores busy without starving the checks.
 PROBLEM_JOBS = 2
 
 
-# --- the learner files only -------------------------------------------------------------
-
-
-def learner_copy(source_root: Path, problems: Iterable[Problem], destination_root: Path) -> Path:
-    """Copy into `destination_root` only the files the manifest names for each problem.
-    A problem folder missing from the source stays missing (the engine reports it);
-    symbolic links are not followed, so a submission cannot point at files outside it."""
-    destination_root.mkdir(parents=True, exist_ok=True)
-    for problem in problems:
-        folder = source_root / problem.slug
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        for relative in problem.files:
-            source = folder / relative
-            if _is_plain_file(source, folder):
-                target = destination_root / problem.slug / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-        (destination_root / problem.slug).mkdir(parents=True, exist_ok=True)
-    return destination_root
-
-
-def _is_plain_file(path: Path, folder: Path) -> bool:
-    current = folder
-    for part in path.relative_to(folder).parts:
-        current = current / part
-        if current.is_symlink():
-            return False
-    return path.is_file() and path.stat().st_size <= MAX_FILE_BYTES
+# --- grading one submission -----------------------------------------------------------
 
 
 def grade_sanitised(
@@ -81,29 +51,25 @@ def grade_sanitised(
     on_result: Callable[[ProblemResult], None] | None = None,
     **options: Any,
 ) -> list[ProblemResult]:
-    """Grade `problems` of `source_root` from a copy of its learner files only; results
-    (targets, messages) name `source_root`, not the copy."""
-    from workbook.engine import grade_many
+    """Grade `problems` of `source_root` from a copy of the learner's work (the engine's
+    graded target, workbook/target.py); results name `source_root`. Raises TargetError
+    when `source_root` is a link."""
+    from workbook.engine import grade_many, release
 
     with tempfile.TemporaryDirectory(prefix="workbook-submission-", ignore_cleanup_errors=True) as scratch:
-        copy_root = learner_copy(source_root, problems, Path(scratch) / "submission")
-
-        def relabel(result: ProblemResult) -> None:
-            _relabel(result, copy_root, source_root)
-            if on_result:
-                on_result(result)
-
-        return grade_many(problems, copy_root, jobs=jobs, graders=graders, on_result=relabel, **options)
-
-
-def _relabel(result: ProblemResult, copy_root: Path, source_root: Path) -> None:
-    result.target = source_root
-    shown = shown_name(str(source_root))  # a folder name may hold undecodable bytes
-    for check in result.checks:
-        if check.message:
-            check.message = check.message.replace(str(copy_root), shown)
-        if check.output:
-            check.output = check.output.replace(str(copy_root), shown)
+        target = copy_submission(source_root, problems, Path(scratch) / "submission")
+        try:
+            return grade_many(
+                problems,
+                target.root,
+                jobs=jobs,
+                graders=graders,
+                on_result=on_result,
+                shown_root=target.shown,
+                **options,
+            )
+        finally:
+            release(target.root)
 
 
 # --- a class ---------------------------------------------------------------------------
@@ -274,15 +240,16 @@ def _error_document(name: str, graders: dict[str, Any], reason: str) -> dict[str
 
 
 def fingerprint(folder: Path, problems: Iterable[Problem]) -> str:
-    """A digest of the learner files `learner_copy` would take from `folder` (their paths
-    and contents): equal digests mean the same graded input."""
+    """A digest of the learner files the graded target would copy from `folder` (their
+    paths and contents, workbook/target.py): equal digests mean the same graded input."""
     digest = hashlib.sha256()
     for problem in problems:
-        for relative in problem.files:
-            path = folder / problem.slug / relative
-            if (folder / problem.slug).is_dir() and _is_plain_file(path, folder / problem.slug):
-                digest.update(f"{problem.slug}/{relative}\0".encode())
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        problem_folder = folder / problem.slug
+        if problem_folder.is_symlink() or not problem_folder.is_dir():
+            continue
+        for relative in learner_files(problem_folder, problem):
+            digest.update(f"{problem.slug}/{relative.as_posix()}\0".encode())
+            digest.update(hashlib.sha256((problem_folder / relative).read_bytes()).digest())
     return digest.hexdigest()
 
 

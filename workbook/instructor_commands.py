@@ -57,6 +57,29 @@ def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.
     return grader_set
 
 
+NO_SANDBOX_HELP = "Grade even where no sandbox works (every report will say so). Env: WORKBOOK_NO_SANDBOX=1."
+# The same choice for a whole environment (a laptop without bubblewrap running the project's
+# tests); reports record it exactly like the flag.
+NO_SANDBOX_ENV = "WORKBOOK_NO_SANDBOX"
+
+
+def sandbox_or_exit(grader_set: integrity.GraderSet, no_sandbox: bool) -> None:
+    """Record the isolation in `grader_set` (so every report names it); exits when there is
+    no working sandbox for someone else's code and --no-sandbox was not given."""
+    from workbook.sandbox import isolation
+
+    found = isolation()
+    grader_set.isolation = found.label
+    grader_set.no_sandbox = no_sandbox
+    if found.active or no_sandbox:
+        return
+    raise click.ClickException(
+        f"No sandbox works on this machine ({found.reason}). Without it, the code you grade can read and change "
+        "anything your user can. Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`), "
+        "or pass --no-sandbox (every report will say so)."
+    )
+
+
 def _shard(value: str | None) -> Shard | None:
     from workbook.gradebook import Shard
 
@@ -105,6 +128,7 @@ def _shard(value: str | None) -> Shard | None:
     is_flag=True,
     help="Continue an interrupted run in OUT: keep the reports whose files and graders did not change.",
 )
+@click.option("--no-sandbox", is_flag=True, envvar=NO_SANDBOX_ENV, help=NO_SANDBOX_HELP)
 def grade_command(
     submissions_dir: Path,
     out_dir: Path,
@@ -116,13 +140,15 @@ def grade_command(
     graders: Path | None,
     allow_modified_graders: bool,
     resume: bool,
+    no_sandbox: bool,
 ) -> None:
     """Grade a class: every sub-folder of SUBMISSIONS_DIR is one submission laid out like exercises/.
 
     Writes OUT/submissions/NAME.json as each submission is graded and OUT/gradebook.csv (one
-    row per submission) at the end. Only the learner files the manifest names are copied and
-    graded; nothing else in a submission is ever loaded. Ctrl-C saves what was finished
-    (exit status 130); `--resume` continues from there.
+    row per submission) at the end. Each submission's .py files (no conftest.py, .pth,
+    configuration or links) are copied and graded in a sandbox; nothing else in a submission
+    is ever loaded. Ctrl-C saves what was finished (exit status 130); `--resume` continues
+    from there.
     """
     from workbook.classout import check_out_folder, release_out_lock
     from workbook.gradebook import submissions
@@ -130,12 +156,14 @@ def grade_command(
     problems = _problems(numbers)
     chosen = _shard(shard)
     grader_set = grader_set_or_exit(graders, allow_modified_graders)
+    sandbox_or_exit(grader_set, no_sandbox)
     # Every problem with OUT surfaces here, before a single submission is graded.
     skip = check_out_folder(submissions_dir, out_dir, html_path, chosen, resume)
     names = submissions(submissions_dir, skip)
     count = len(chosen.take(names) if chosen else names)
     click.echo(
-        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time.",
+        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time"
+        f" ({grader_set.isolation}).",
         err=True,
     )
     settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen, "resume": resume, "skip": skip}
@@ -200,7 +228,8 @@ def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> No
     from workbook.safetext import log_safe
 
     errors = [log_safe(d["submission"]) for d in documents if d.get("error")]
-    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}")
+    sandbox = next((d["graders"].get("sandbox") for d in documents if d.get("graders", {}).get("sandbox")), None)
+    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
     if html_path:
         click.echo(f"Class report: {html_path}")
     if documents:

@@ -30,6 +30,9 @@ class GraderSet:
     verified: bool | None  # None: a custom set, nothing to verify against
     modified: list[str] = field(default_factory=list)
     allow_modified: bool = False
+    # Which isolation grades the run (workbook/sandbox.py) and whether --no-sandbox allowed none.
+    isolation: str = field(default_factory=lambda: _isolation_label())
+    no_sandbox: bool = False
 
     @property
     def label(self) -> str:
@@ -45,6 +48,8 @@ class GraderSet:
             "verified": self.verified,
             "modified": list(self.modified),
             "allow_modified_graders": self.allow_modified,
+            "sandbox": self.isolation,
+            "no_sandbox": self.no_sandbox,
         }
 
 
@@ -88,6 +93,12 @@ def differences(folder: Path = BUNDLED_GRADERS, checksums: Path | None = None) -
     problems += [f"{name}: missing" for name in sorted(listed) if name not in found]
     problems += [f"{name}: not in the checksum list" for name in sorted(found) if name not in listed]
     return problems
+
+
+def _isolation_label() -> str:
+    from workbook.sandbox import isolation
+
+    return isolation().label
 
 
 def describe(graders: Path | None, *, allow_modified: bool = False) -> GraderSet:

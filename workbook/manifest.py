@@ -39,6 +39,8 @@ class Problem:
     time_limit_s: float = 60.0
     graders: Path | None = None  # a grader folder laid out like graders/; None: graders_root()
     bonus: bool = False  # counted apart in the learner's progress, offered after the others
+    # Globs (relative to the problem folder) of data files a submission copy keeps beside its .py files.
+    data_files: tuple[str, ...] = ()
 
     @property
     def grader_dir(self) -> Path:
@@ -103,6 +105,7 @@ def _problem(entry: dict, defaults: dict) -> Problem:
         check_timeout_s=float(entry.get("check_timeout_s", defaults.get("check_timeout_s", 4.0))),
         time_limit_s=float(entry.get("time_limit_s", defaults.get("time_limit_s", 60.0))),
         bonus=_flag(entry.get("bonus", False)),
+        data_files=tuple(str(pattern) for pattern in entry.get("data_files", ())),
     )
 
 

@@ -45,6 +45,9 @@ class Events:
 
 
 def main(argv: list[str]) -> None:
+    from workbook.sandbox import limit_processes
+
+    limit_processes()
     args = _parse(argv)
     sys.argv = sys.argv[:1]  # learner code has no business with our arguments
     sys.dont_write_bytecode = True  # never leave __pycache__ in the learner's folder

@@ -1,0 +1,608 @@
+"""Issue 11, items 2-4: an adversarial corpus, one case per attack class the sandbox, the
+graded target and the bounded channel block. Each case grades a class of two: `mallory`
+(problem 1's untouched stub plus the attack) and `alice` (the reference solution), and
+proves that the attack gains mallory no check, leaves alice's result whole, and changes
+nothing outside the sandbox's scratch folder.
+
+The in-process self-forgery attacks (patching workbook.runner from the learner's module)
+need the split of issue 11, item 1, and are not tested here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, write_problem
+
+import cli
+from workbook import engine, integrity
+from workbook.gradebook import grade_class
+from workbook.safetext import learner_text
+from workbook.sandbox import isolation
+
+P1 = MANIFEST.by_number(1)
+P4 = MANIFEST.by_number(4)
+STUB = (EXERCISES / P1.slug / "app.py").read_text(encoding="utf-8")
+SOLUTION = (SOLUTIONS / P1.slug / "app.py").read_text(encoding="utf-8")
+# A few checks are enough: every attack runs when the learner's module is imported.
+KEYWORD = "delete"
+SUCCEEDED = "ATTACK SUCCEEDED"
+HANG_GUARD_S = 120
+
+needs_sandbox = pytest.mark.skipif(
+    not isolation().active,
+    reason=f"needs the bubblewrap sandbox ({isolation().reason}); CI installs it: apt-get install bubblewrap",
+)
+
+
+# --- the class, its graders and what must not change -------------------------------------
+
+
+class Class:
+    """Two submissions, an OUT folder and an instructor's HOME, all under tmp_path."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path / "submissions"
+        self.out = tmp_path / "out"
+        self.home = tmp_path / "home"
+        self.home.mkdir()
+        (self.home / ".bashrc").write_text("# the instructor's\n", encoding="utf-8")
+        self.mallory = self.dir / "mallory"
+        self.alice = self.dir / "alice"
+        write_problem(self.alice, P1, {"app.py": SOLUTION})
+
+    def attack(self, code: str) -> None:
+        write_problem(self.mallory, P1, {"app.py": STUB + "\n\n" + textwrap.dedent(code)})
+
+    def grade(self) -> dict[str, dict]:
+        grader_set = integrity.describe(None)
+        documents = grade_class(self.dir, self.out, [P1], grader_set, jobs=2, keyword=KEYWORD)
+        return {document["submission"]: document for document in documents}
+
+    def snapshot(self) -> dict[str, str]:
+        """Every file of the checkout's code, the submissions, OUT and HOME, with its digest."""
+        found = {}
+        for folder in (ROOT / "workbook", ROOT / "graders", ROOT / "tests", self.dir, self.out, self.home):
+            for path in sorted(folder.rglob("*")) if folder.exists() else ():
+                if path.is_file() and "__pycache__" not in path.parts:
+                    found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        found["checkout"] = " ".join(sorted(p.name for p in ROOT.iterdir()))
+        return found
+
+
+@pytest.fixture(scope="module")
+def stub_baseline(tmp_path_factory) -> dict[str, str]:
+    """Each check's status for the untouched stub: what mallory earns without the attack."""
+    school = Class(tmp_path_factory.mktemp("baseline"))
+    school.attack("")
+    return statuses(school.grade()["mallory"])
+
+
+@pytest.fixture
+def school(tmp_path, monkeypatch) -> Class:
+    school = Class(tmp_path)
+    monkeypatch.setenv("HOME", str(school.home))
+    return school
+
+
+def statuses(document: dict) -> dict[str, str]:
+    return {check["id"]: check["status"] for problem in document["problems"] for check in problem["checks"]}
+
+
+def messages(document: dict) -> str:
+    return "\n".join(check["message"] or "" for p in document["problems"] for check in p["checks"])
+
+
+def assert_contained(documents: dict[str, dict], baseline: dict[str, str]) -> None:
+    """Mallory gains no check and forges nothing; alice passes every check she should."""
+    mallory, alice = documents["mallory"], documents["alice"]
+    gained = [c for c, status in statuses(mallory).items() if status == "pass" and baseline.get(c) != "pass"]
+    assert gained == [], f"the attack gained checks {gained}"
+    assert SUCCEEDED not in messages(mallory), messages(mallory)
+    assert set(statuses(alice).values()) == {"pass"}, messages(alice)
+    assert mallory["graders"]["sandbox"] == isolation().label
+
+
+def assert_unchanged(before: dict[str, str], school: Class) -> None:
+    after = school.snapshot()
+    expected_out = {str(school.out / name) for name in ("gradebook.csv", "run.json")}
+    expected_out |= {str(school.out / "submissions" / f"{name}.json") for name in ("alice", "mallory")}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert [path for path in changed if path not in expected_out] == []
+
+
+def survivors(marker: str, wait_s: float = 3.0) -> list[int]:
+    """The processes whose command line holds `marker`, after up to `wait_s` for them to go."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --- attacks on the machine and the neighbours ---------------------------------------------
+
+
+@needs_sandbox
+def test_reading_proc_of_the_engine_or_a_neighbour_finds_neither(school, stub_baseline):
+    engine_pid = os.getpid()  # this test process is the engine here
+    school.attack(
+        f"""
+        import os as _os
+        _seen = []
+        for _pid in [p for p in _os.listdir("/proc") if p.isdigit()]:
+            try:
+                with open(f"/proc/{{_pid}}/cmdline", "rb") as _f:
+                    _command = _f.read()
+                with open(f"/proc/{{_pid}}/environ", "rb") as _f:
+                    _environment = _f.read()
+            except OSError:
+                continue
+            # The engine by its pid; a neighbour by its folder, or by the target of a grading process.
+            if int(_pid) == {engine_pid} or b"alice" in _command + _environment:
+                _seen.append(_pid)
+            if b"WORKBOOK_TARGET=" in _environment and b"mallory" not in _environment:
+                _seen.append(_pid)
+        if _seen:
+            raise RuntimeError("{SUCCEEDED}: /proc shows " + " ".join(_seen))
+        """
+    )
+    before = school.snapshot()
+    assert_contained(school.grade(), stub_baseline)
+    assert_unchanged(before, school)
+
+
+@needs_sandbox
+def test_writing_into_the_checkout_out_submissions_and_home_changes_nothing(school, stub_baseline):
+    token = secrets.token_hex(6)
+    targets = [
+        ROOT / "workbook" / "__init__.py",
+        ROOT / f"pwned-{token}.txt",
+        ROOT / "graders" / P1.slug / f"test_pwned_{token}.py",
+        school.out / "gradebook.csv",
+        school.out / f"pwned-{token}.txt",
+        school.alice / P1.slug / "app.py",
+        school.mallory / P1.slug / "app.py",
+        school.home / ".bashrc",
+        school.home / f"pwned-{token}.txt",
+    ]
+    school.out.mkdir()
+    school.attack(
+        f"""
+        import glob as _glob, shutil as _shutil
+        for _target in {[str(t) for t in targets]!r}:
+            try:
+                with open(_target, "a") as _f:
+                    _f.write("\\n# pwned\\n")
+            except OSError:
+                pass
+        for _folder in _glob.glob("/tmp/workbook-*"):  # a neighbour's scratch, if it were visible
+            _shutil.rmtree(_folder, ignore_errors=True)
+        """
+    )
+    before = school.snapshot()
+    try:
+        assert_contained(school.grade(), stub_baseline)
+        assert_unchanged(before, school)
+    finally:
+        for leftover in (ROOT / f"pwned-{token}.txt", ROOT / "graders" / P1.slug / f"test_pwned_{token}.py"):
+            leftover.unlink(missing_ok=True)
+
+
+@needs_sandbox
+def test_signals_to_the_engine_and_a_neighbour_reach_neither(school, tmp_path):
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # stands in for a neighbour
+    school.attack(
+        f"""
+        import os as _os, signal as _signal
+        _pid = _os.getpid()
+        while _pid > 1:  # every ancestor: in a plain child process, the engine
+            with open(f"/proc/{{_pid}}/stat") as _f:
+                _pid = int(_f.read().rsplit(")", 1)[1].split()[1])
+            if _pid > 1:
+                try:
+                    _os.kill(_pid, _signal.SIGSTOP)
+                except OSError:
+                    pass
+        for _sig in (_signal.SIGSTOP, _signal.SIGKILL):
+            try:
+                _os.kill({victim.pid}, _sig)
+            except OSError:
+                pass
+        """
+    )
+    # The engine runs as its own process here: were it stopped, the test would still end.
+    command = [sys.executable, "-c", "import cli; cli.main()", "grade", str(school.dir), "--out", str(school.out)]
+    engine_process = subprocess.Popen([*command, "-p", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        output, _ = engine_process.communicate(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        os.kill(engine_process.pid, signal.SIGCONT)
+        engine_process.kill()
+        output, _ = engine_process.communicate()
+        pytest.fail(f"the engine did not finish: a signal from the submission stopped it\n{output.decode()}")
+    finally:
+        state = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        victim.kill()
+        victim.wait()
+    assert state in ("S", "R"), f"the neighbour's process is in state {state}, expected running or sleeping"
+    assert engine_process.returncode in (0, 1), output.decode()
+    alice = json.loads((school.out / "submissions" / "alice.json").read_text(encoding="utf-8"))
+    assert {c["status"] for p in alice["problems"] for c in p["checks"]} == {"pass"}
+
+
+@needs_sandbox
+def test_detached_children_do_not_outlive_grading(school, stub_baseline):
+    marker = f"workbook-detached-{secrets.token_hex(6)}"
+    school.attack(
+        f"""
+        import subprocess as _subprocess
+        for _ in range(3):
+            _subprocess.Popen(["/bin/sh", "-c", "sleep 300", {marker!r}], start_new_session=True)
+        """
+    )
+    before = school.snapshot()
+    try:
+        assert_contained(school.grade(), stub_baseline)
+        assert survivors(marker) == []
+        assert_unchanged(before, school)
+    finally:
+        kill_all(survivors(marker, wait_s=0))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
+def test_a_warm_fork_server_ends_detached_children_with_their_check(tmp_path):
+    """`watch` keeps one fork server for a whole session: escaped processes must not pile up."""
+    marker = f"workbook-detached-{secrets.token_hex(6)}"
+    code = f"import subprocess\nsubprocess.Popen(['/bin/sh', '-c', 'sleep 300', {marker!r}], start_new_session=True)\n"
+    root = write_problem(tmp_path / "learner", P1, {"app.py": STUB + "\n" + code})
+    engine.keep_warm()
+    try:
+        for _ in range(2):
+            result = engine.grade(P1, root, keyword="list_starts_empty")
+            assert [c.kind for c in result.checks] != ["internal"], result.checks[0].message
+            assert survivors(marker) == []
+    finally:
+        engine.release(root)
+        kill_all(survivors(marker, wait_s=0))
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid`, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit():
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_check_that_hangs_in_a_warm_fork_server_is_ended_by_its_server(tmp_path):
+    """In the sandbox the server's pids belong to its own namespace: the engine must never
+    signal them itself, and the hung grading process must still end."""
+    # Catastrophic backtracking holds the GIL: the runner's own time limit cannot act.
+    stuck = '    import re\n    re.match(r"(a+)+$", "a" * 64 + "b")\n    return repo.list_users()'
+    hanging = SOLUTION.replace("    return repo.list_users()", stuck)
+    root = write_problem(tmp_path / "learner", P1, {"app.py": hanging})
+    engine.keep_warm()
+    try:
+        result = engine.grade(P1, root, keyword="list_starts_empty", check_timeout_s=1)
+        assert [(c.status, c.kind) for c in result.checks] == [("error", "timeout")]
+        (server,) = [s for key, s in engine._fork_servers.items() if key[0] == str(root)]
+        deadline = time.monotonic() + 5
+        while len(descendants(server.process.pid)) > 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # What stays: the sandbox's init and the server itself (or the server alone without bubblewrap).
+        assert len(descendants(server.process.pid)) <= (2 if isolation().active else 0)
+    finally:
+        engine.release(root)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
+def test_without_the_sandbox_detached_children_still_end_with_grading(school, stub_baseline, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    marker = f"workbook-detached-{secrets.token_hex(6)}"
+    school.attack(
+        f"""
+        import subprocess as _subprocess
+        _subprocess.Popen(["/bin/sh", "-c", "sleep 300", {marker!r}], start_new_session=True)
+        """
+    )
+    try:
+        documents = school.grade()
+        assert documents["mallory"]["graders"]["sandbox"] == "sandbox: none"
+        assert_contained_without_sandbox(documents, stub_baseline)
+        assert survivors(marker) == []
+    finally:
+        kill_all(survivors(marker, wait_s=0))
+
+
+def assert_contained_without_sandbox(documents: dict[str, dict], baseline: dict[str, str]) -> None:
+    gained = [c for c, status in statuses(documents["mallory"]).items() if status == "pass" and baseline[c] != "pass"]
+    assert gained == []
+    assert set(statuses(documents["alice"]).values()) == {"pass"}
+
+
+@needs_sandbox
+def test_a_listener_on_loopback_outside_the_sandbox_gets_no_connection(school, stub_baseline):
+    accepted: list[bytes] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    connection, _ = listener.accept()
+                    with connection:
+                        connection.settimeout(1)
+                        accepted.append(connection.recv(100))
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        school.attack(
+            f"""
+            import socket as _socket
+            try:
+                with _socket.create_connection(("127.0.0.1", {port}), timeout=2) as _c:
+                    _c.sendall(b"stolen answers")
+            except OSError:
+                pass
+            """
+        )
+        try:
+            assert_contained(school.grade(), stub_baseline)
+        finally:
+            stop.set()
+            thread.join(timeout=2)
+    assert accepted == []
+
+
+def test_the_instructors_environment_variables_are_not_visible(school, stub_baseline, monkeypatch):
+    secret = f"sk-{secrets.token_hex(12)}"
+    monkeypatch.setenv("CI_DEPLOY_TOKEN", secret)
+    school.attack(
+        f"""
+        import os as _os
+        if {secret!r} in " ".join(_os.environ.values()):
+            raise RuntimeError("{SUCCEEDED}: the instructor's token is visible")
+        """
+    )
+    assert_contained(school.grade(), stub_baseline)
+
+
+def test_flooding_the_channel_with_an_endless_line_is_bounded(school, stub_baseline):
+    school.attack(
+        """
+        import os as _os, threading as _threading
+        def _flood():
+            for _fd in _os.listdir("/proc/self/fd"):
+                try:
+                    if "events-" in _os.readlink(f"/proc/self/fd/{_fd}"):
+                        for _ in range(200):
+                            _os.write(int(_fd), b"x" * (1 << 20))
+                except OSError:
+                    pass
+        _threading.Thread(target=_flood, daemon=True).start()
+        """
+    )
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    documents = school.grade()
+    growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert_contained(documents, stub_baseline)
+    assert growth_mib < 48, f"the engine's peak memory grew by {growth_mib:.0f} MiB while reading the flood"
+
+
+def test_a_memory_bomb_meets_the_address_space_limit(school, stub_baseline):
+    school.attack(
+        f"""
+        try:
+            _bomb = bytearray(3 << 30)
+        except MemoryError:
+            pass
+        else:
+            raise RuntimeError("{SUCCEEDED}: 3 GiB allocated")
+        """
+    )
+    assert_contained(school.grade(), stub_baseline)
+
+
+@needs_sandbox
+def test_a_bounded_fork_bomb_dies_with_grading(school, stub_baseline):
+    marker = f"workbook-forkbomb-{secrets.token_hex(6)}"
+    school.attack(
+        f"""
+        import os as _os
+        for _ in range(64):
+            try:
+                if _os.fork() == 0:
+                    _os.setsid()
+                    _os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 300", {marker!r}])
+            except OSError:
+                break
+        """
+    )
+    before = school.snapshot()
+    try:
+        assert_contained(school.grade(), stub_baseline)
+        assert survivors(marker) == []
+        assert_unchanged(before, school)
+    finally:
+        kill_all(survivors(marker, wait_s=0))
+
+
+# --- what the engine reads (item 4) -----------------------------------------------------------
+
+
+def test_an_endless_line_is_skipped_without_being_kept(tmp_path):
+    path = tmp_path / "events.jsonl"
+    good = json.dumps({"event": "done", "token": "t"})
+    with open(path, "wb") as file:
+        file.write(b"y" * (engine.MAX_EVENT_BYTES * 3) + b"\n" + good.encode() + b"\n")
+    with open(path, "rb") as file:
+        channel = engine.BoundedChannel(file)
+        lines = [line for _ in range(10) for line in channel.lines()]
+        assert len(channel.pending) <= engine.MAX_EVENT_BYTES
+    assert lines == [good]
+
+
+def test_reading_stops_at_the_total_bound(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with open(path, "wb") as file:
+        line = b"z" * 1000 + b"\n"
+        file.write(line * (engine.MAX_CHANNEL_BYTES // len(line) + 100))
+    with open(path, "rb") as file:
+        channel = engine.BoundedChannel(file)
+        while not channel.exhausted:
+            list(channel.lines())
+        assert list(channel.lines()) == []
+        assert channel.total == engine.MAX_CHANNEL_BYTES
+
+
+def test_invalid_utf8_and_lone_surrogates_become_replacement_characters(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with open(path, "wb") as file:
+        file.write(b'{"message": "caf\xe9 \xff"}\n' + json.dumps({"message": "half \ud800 pair"}).encode() + b"\n")
+    with open(path, "rb") as file:
+        first, second = list(engine.BoundedChannel(file).lines())
+    assert json.loads(first)["message"] == "caf\ufffd \ufffd"
+    assert learner_text(json.loads(second)["message"]) == "half \ufffd pair"
+
+
+def test_a_lone_surrogate_in_a_learner_message_reaches_every_report_intact(tmp_path):
+    root = write_problem(tmp_path / "graded", P1, {"app.py": STUB + '\nraise RuntimeError("bad \\udcff byte")\n'})
+    result = engine.grade(P1, root, keyword="list_starts_empty")
+    assert [c.kind for c in result.checks] == ["import"]
+    assert "bad \ufffd byte" in (result.checks[0].message or ""), result.checks[0].message
+    for output_format in ("json", "junit", "exercism", "gradescope", "github"):
+        report = CliRunner().invoke(
+            cli.main, ["check", "1", "--dir", str(root), "--format", output_format, "-k", "list_starts_empty"]
+        )
+        assert report.exit_code == 1, report.output
+        report.output.encode("utf-8")
+
+
+# --- the graded target (item 3) ---------------------------------------------------------------
+
+
+def test_a_problem_4_submission_with_its_own_modules_gets_one_verdict_everywhere(tmp_path, monkeypatch):
+    """schemas.py and security.py, imported by the routers: the statement allows them."""
+    exercises = tmp_path / "exercises"
+    shutil.copytree(SOLUTIONS / P4.slug, exercises / P4.slug, ignore=shutil.ignore_patterns("__pycache__"))
+    app = exercises / P4.slug / "app"
+    (app / "schemas.py").write_text('SCHEMA_VERSION = "1"\n', encoding="utf-8")
+    (app / "security.py").write_text("from .schemas import SCHEMA_VERSION\n\nLEVELS = {'admin': 2}\n", encoding="utf-8")
+    for router in ("items.py", "admin.py"):
+        path = app / "routers" / router
+        path.write_text(
+            path.read_text(encoding="utf-8") + "\nfrom .. import security  # noqa: E402\n", encoding="utf-8"
+        )
+    monkeypatch.setattr(cli, "EXERCISES", exercises)
+    runner = CliRunner()
+    own = runner.invoke(cli.main, ["check", "4", "--format", "json"])
+    by_dir = runner.invoke(cli.main, ["check", "4", "--dir", str(exercises), "--format", "json"])
+    documents = grade_class(tmp_path, tmp_path / "out", [P4], integrity.describe(None), keyword=None)
+    graded = next(d for d in documents if d["submission"] == "exercises")
+    verdicts = [
+        {c["id"]: c["status"] for c in json.loads(result.output)["problems"][0]["checks"]} for result in (own, by_dir)
+    ]
+    verdicts.append({c["id"]: c["status"] for c in graded["problems"][0]["checks"]})
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+    assert set(verdicts[0].values()) == {"pass"}, own.output[-2000:]
+
+
+# --- refusing to grade someone else's code without a sandbox ---------------------------------
+
+
+def test_grade_and_check_dir_refuse_to_run_without_a_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    monkeypatch.delenv("WORKBOOK_NO_SANDBOX", raising=False)
+    root = write_problem(tmp_path / "class" / "zoe", P1, {"app.py": SOLUTION})
+    runner = CliRunner()
+    checked = runner.invoke(cli.main, ["check", "1", "--dir", str(root), "--format", "json"])
+    graded = runner.invoke(cli.main, ["grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "-p", "1"])
+    for result in (checked, graded):
+        assert result.exit_code == 1, result.output
+        assert "No sandbox works on this machine (WORKBOOK_SANDBOX=off)" in result.output
+        assert "--no-sandbox" in result.output
+    assert not (tmp_path / "out" / "gradebook.csv").exists()
+
+
+def test_no_sandbox_grades_and_every_report_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    monkeypatch.delenv("WORKBOOK_NO_SANDBOX", raising=False)
+    root = write_problem(tmp_path / "class" / "zoe", P1, {"app.py": SOLUTION})
+    runner = CliRunner()
+    args = ["check", "1", "--dir", str(root), "-k", "list_starts_empty", "--no-sandbox"]
+    checked = runner.invoke(cli.main, [*args, "--format", "json"])
+    assert checked.exit_code == 0, checked.output
+    document = json.loads(checked.stdout)
+    assert (document["graders"]["sandbox"], document["graders"]["no_sandbox"]) == ("sandbox: none", True)
+    junit = runner.invoke(cli.main, [*args, "--format", "junit"])
+    assert '<property name="sandbox" value="sandbox: none"' in junit.stdout
+    assert '<property name="no_sandbox" value="true"' in junit.stdout
+    text = runner.invoke(cli.main, args)
+    assert text.exit_code == 0, text.output
+    assert "sandbox: none" in text.output
+    out = tmp_path / "out"
+    graded = runner.invoke(cli.main, ["grade", str(tmp_path / "class"), "--out", str(out), "-p", "1", "--no-sandbox"])
+    assert graded.exit_code == 0, graded.output
+    report = json.loads((out / "submissions" / "zoe.json").read_text(encoding="utf-8"))
+    assert (report["graders"]["sandbox"], report["graders"]["no_sandbox"]) == ("sandbox: none", True)
+    assert "(sandbox: none)" in graded.output
+
+
+@needs_sandbox
+def test_doctor_says_the_sandbox_works():
+    from workbook.doctor import check_sandbox
+
+    (finding,) = check_sandbox()
+    assert (finding.ok, finding.warning) == (True, False)
+    assert finding.what.startswith(f"sandbox: bubblewrap {isolation().version}:")
+
+
+def test_doctor_says_when_there_is_no_sandbox_and_what_to_do(monkeypatch):
+    from workbook.doctor import check_sandbox
+
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    (finding,) = check_sandbox()
+    assert (finding.ok, finding.warning) == (True, True)
+    assert finding.what.startswith("sandbox: none (WORKBOOK_SANDBOX=off)")
+    assert "apt-get install bubblewrap" in finding.fix
