@@ -35,6 +35,10 @@ USERS_TABLE = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
 )
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Guido", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan"]
+# Names beyond ASCII: a name is text, and the checks send every class of it.
+WIDE_NAMES = ["Zoë", "José", "Łukasz", "Ngũgĩ", "Søren", "Dvořák", "李雷", "Αλέξης"]
+# Characters of 2, 3 and 4 bytes in UTF-8: a limit of 100 characters is not one of 100 bytes.
+MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def api(learner: Any) -> Any:
 
 
 def new_user() -> dict[str, str]:
-    name = f"{rng.choice(FIRST_NAMES)} {rng.randrange(1000, 9999)}"
+    name = f"{rng.choice(FIRST_NAMES + WIDE_NAMES)} {rng.randrange(1000, 9999)}"
     # The counter keeps two random emails of one check from ever colliding.
     return {"name": name, "email": f"{name.split()[0].lower()}.{next(SERIAL)}.{rng.randrange(10**6)}@example.com"}
 
@@ -165,11 +169,29 @@ def test_list_starts_empty(api: Any) -> None:
     expect_json(response, [])
 
 
-def test_create_user_answers_201(api: Any) -> None:
-    """POST /users answers 201 with the created user and its new id"""
+def seed_existing_users(path: Path) -> int:
+    """Put a random number of users, with a gap in their ids, into the database file before
+    the first request, so that only the table's own id is right. Returns the highest id used."""
+    connection = REAL_CONNECT(path)
+    try:
+        connection.execute(USERS_TABLE)
+        for _ in range(rng.randrange(2, 7)):
+            user = new_user()
+            connection.execute("INSERT INTO users (name, email) VALUES (?, ?)", (user["name"], user["email"]))
+        highest = connection.execute("SELECT MAX(id) FROM users").fetchone()[0]
+        connection.execute("DELETE FROM users WHERE id = ?", (highest,))
+        connection.commit()
+        return highest
+    finally:
+        connection.close()
+
+
+def test_create_user_answers_201(api: Any, config: dict) -> None:
+    """POST /users answers 201 with the created user and the id the table gave it"""
+    seed_existing_users(config["db"])
     user = new_user()
     response = api.post("/users", json=user)
-    expect_status(response, 201, "A successful POST /users should answer 201 Created, not 200.")
+    expect_status(response, 201, "A successful POST /users should answer 201 Created.")
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("id"), int),
@@ -177,7 +199,19 @@ def test_create_user_answers_201(api: Any) -> None:
         expected='{"id": <int>, "name": ..., "email": ...}',
         got=show(body),
     )
-    expect_json(response, {"id": body["id"], **user})
+    stored = [row for row in rows_in(config["db"]) if row[2] == user["email"]]
+    expect(
+        len(stored) == 1,
+        "POST /users answered 201, but the user is not in the database file.",
+        expected=f"one row with email {show(user['email'])}",
+        got=f"{len(stored)} rows",
+    )
+    expect_json(
+        response,
+        {"id": stored[0][0], **user},
+        "The id in the answer differs from the one the table gave the row (the database already held "
+        "users before this request): answer the row's id, never one you count or choose yourself.",
+    )
 
 
 def test_list_in_id_order(api: Any) -> None:
@@ -193,18 +227,71 @@ def test_list_in_id_order(api: Any) -> None:
 
 
 def test_create_rejects_invalid_body(api: Any) -> None:
-    """POST /users answers 422 for a blank or 101-character name and for a missing email or one without @"""
+    """POST /users answers 422 for a blank or 101-character name (padded, multi-byte) and a missing or @-less email"""
     good = new_user()
-    for bad in (
-        {**good, "name": ""},
-        {**good, "name": "   "},
-        {**good, "name": "x" * 101},
-        {**good, "email": "no-at-sign.example.com"},
-        {"name": good["name"]},
+    wide = rng.choice(MULTI_BYTE)
+    for bad, why in (
+        ({**good, "name": ""}, "an empty name"),
+        ({**good, "name": " " * rng.randrange(1, 8)}, "a name of only spaces"),
+        ({**good, "name": "x" * 101}, "a name of 101 characters"),
+        (
+            {**good, "name": " " + "x" * 100},
+            "a name of 101 characters, the first a space (do not strip before measuring)",
+        ),
+        (
+            {**good, "name": "x" * 100 + " "},
+            "a name of 101 characters, the last a space (do not strip before measuring)",
+        ),
+        ({**good, "name": wide * 101}, f"a name of 101 characters {wide!r}"),
+        ({**good, "email": "no-at-sign.example.com"}, "an email without @"),
+        ({"name": good["name"]}, "a body without email"),
     ):
-        expect_status(api.post("/users", json=bad), 422, "An invalid user must be refused with 422.")
+        expect_status(api.post("/users", json=bad), 422, f"The user was not refused: {why} must be refused with 422.")
     longest = {**new_user(), "name": "x" * 100}
-    expect_status(api.post("/users", json=longest), 201, "A name of exactly 100 characters is allowed.")
+    expect_status(api.post("/users", json=longest), 201, "A name of exactly 100 characters was refused; it is allowed.")
+
+
+def test_create_accepts_every_valid_form(api: Any) -> None:
+    """POST /users creates as sent names of 1 or 100 characters (multi-byte, padded) and any email with @"""
+    serial = rng.randrange(10**6)
+    wide = rng.choice(MULTI_BYTE)
+    for user, why in (
+        ({"name": wide * 100, "email": f"wide.{serial}@example.com"}, f"100 characters {wide!r} are 100 characters"),
+        ({"name": " " + "y" * 98 + " ", "email": f"padded.{serial}@example.com"}, "spaces around a name count"),
+        ({"name": rng.choice("xyz"), "email": f"one.{serial}@example.com"}, "a name of one character"),
+        ({"name": new_user()["name"], "email": "ops@localhost"}, "ops@localhost contains @"),
+        ({"name": new_user()["name"], "email": f"zoë.{serial}@exämple.org"}, "a non-ASCII email contains @ too"),
+        ({"name": new_user()["name"], "email": f"{serial}@x"}, "the shortest email with @"),
+    ):
+        response = api.post("/users", json=user)
+        expect_status(response, 201, f"A valid user was refused ({why}): it must be created with 201.")
+        body = json_body(response)
+        got = {"name": body.get("name"), "email": body.get("email")} if isinstance(body, dict) else body
+        expect(
+            got == user,
+            f"The user was created, but not as sent ({why}): store and answer name and email unchanged.",
+            sent=describe_request(response.request),
+            expected=show(user),
+            got=show(body),
+        )
+
+
+def test_ids_never_reused_after_delete(api: Any, learner: Any) -> None:
+    """after a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
+    created = [create(api, new_user()) for _ in range(rng.randrange(2, 5))]
+    newest = max(created, key=lambda user: user["id"])
+    response = api.delete(f"/users/{newest['id']}", headers={"X-API-Key": app_key(learner)})
+    expect_status(response, 204, "Deleting the newest user with the right key should answer 204.")
+    late = create(api, new_user())
+    expect(
+        late["id"] > newest["id"],
+        f"The id {late['id']} was given again: user {newest['id']} was deleted, and a new user must get an id "
+        "never used before (keep AUTOINCREMENT from CREATE_USERS_TABLE; never compute ids yourself).",
+        expected=f"an id above {newest['id']}",
+        got=show(late),
+    )
+    remaining = sorted([user for user in created if user is not newest] + [late], key=lambda user: user["id"])
+    expect_json(api.get("/users"), remaining, "After a DELETE and a new POST, GET /users must list every user by id.")
 
 
 def test_duplicate_email_answers_409(api: Any) -> None:

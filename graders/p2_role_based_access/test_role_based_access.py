@@ -36,6 +36,10 @@ REGISTERED_EXTRAS = frozenset({"iat", "nbf", "jti", "iss"})
 ENDPOINTS = [("GET", "/admin/dashboard", "admin"), ("POST", "/posts", "editor"), ("GET", "/posts", "viewer")]
 # A zone far from UTC with an odd offset: naive local time in `exp` shows as hours off.
 LOCAL_ZONE = "Asia/Kathmandu"
+# Characters of 2, 3 and 4 bytes in UTF-8: a limit of 200 characters is not one of 200 bytes.
+MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
+# bcrypt hashes at most 72 bytes; bcrypt 5 raises ValueError for more (statement: 401, never 500).
+BCRYPT_MAX_BYTES = 72
 WORDS = ["release", "notes", "roadmap", "retro", "launch", "budget", "hiring", "design", "incident", "review"]
 
 
@@ -336,6 +340,27 @@ def test_wrong_password_is_401(api: Any) -> None:
     expect_401(login(api, name, wrong), "A wrong password must be refused with 401 Unauthorized.")
 
 
+def test_overlong_password_is_401(learner: Any) -> None:
+    """POST /token answers 401, never 500, to a password over 72 bytes (multi-byte too), for a user or not"""
+    name = rng.choice(sorted(USERS))
+    right = USERS[name][0]
+    wide = rng.choice(MULTI_BYTE[:2])  # two bytes each: 37 of them are 74 bytes
+    attempts = [
+        (name, right + "x" * (BCRYPT_MAX_BYTES + 1 - len(right)), "73 bytes that start with the right password"),
+        (name, wide * 37, f"37 characters {wide!r}, 74 bytes"),
+        (name, "p" * rng.randrange(100, 400), "a long ASCII password"),
+        (f"nobody{rng.randrange(100)}", wide * 40, "an unknown user with an 80-byte password"),
+    ]
+    # Why not raise: a crash in the learner's login must show as the status the client sees.
+    with client(learner.app, raise_server_exceptions=False) as api:
+        for username, password, why in attempts:
+            expect_401(
+                login(api, username, password),
+                f"A password over 72 bytes was not refused with 401 ({why}): it cannot match any stored hash "
+                "(bcrypt's limit), and bcrypt 5 raises ValueError for it, so refuse it before verifying.",
+            )
+
+
 def test_unknown_user_is_401(api: Any) -> None:
     """POST /token for a username that does not exist is refused with 401 and WWW-Authenticate: Bearer"""
     name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
@@ -389,7 +414,11 @@ def test_login_tokens_open_the_right_endpoints(api: Any) -> None:
             expect_status(
                 call(api, method, path, token),
                 wanted,
-                f"{name} ({role}) logged in through POST /token; {method} {path} needs {lowest} or higher.",
+                f"{name} ({role}) logged in through POST /token and must be let into {method} {path} "
+                f"(it needs {lowest} or higher)."
+                if admitted
+                else f"{name} ({role}) logged in through POST /token and must be refused {method} {path} "
+                f"with 403 (it needs {lowest} or higher).",
             )
 
 
@@ -465,7 +494,12 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
         if index == 1:
             post["title"] = ("Long title " * 20)[:200]
         response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
-        expect_status(response, 201, f"{a_or_an(role).capitalize()} may create posts (titles of 1 to 200 characters).")
+        expect_status(
+            response,
+            201,
+            f"POST /posts by {a_or_an(role)} with a valid post (a title of {len(post['title'])} characters) "
+            "should answer 201 Created.",
+        )
         body = json_body(response)
         expect(
             isinstance(body, dict) and "id" in body,
@@ -512,18 +546,45 @@ def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
     """POST /posts answers 422 if title is empty, over 200 characters or missing, or body is missing or not a string"""
     good = new_post()
     editor = bearer(token_for_role(learner, "editor"))
-    for bad in (
-        {**good, "title": ""},
-        {**good, "title": "x" * 201},
-        {"body": good["body"]},
-        {"title": good["title"]},
-        {**good, "body": 5},
+    wide = rng.choice(MULTI_BYTE)
+    for bad, why in (
+        ({**good, "title": ""}, "an empty title"),
+        ({**good, "title": "x" * 201}, "a title of 201 characters"),
+        ({**good, "title": " " + "x" * 200}, "a title of 201 characters, the first a space (do not strip)"),
+        ({**good, "title": "x" * 200 + " "}, "a title of 201 characters, the last a space (do not strip)"),
+        ({**good, "title": wide * 201}, f"a title of 201 characters {wide!r}"),
+        ({"body": good["body"]}, "no title"),
+        ({"title": good["title"]}, "no body"),
+        ({**good, "body": 5}, "a body that is not a string"),
     ):
         expect_status(
             api.post("/posts", json=bad, headers=editor),
             422,
-            "An invalid post must be refused with 422: title is a required string of 1 to 200 characters, "
-            "body a required string.",
+            f"The post was not refused: {why} must be refused with 422 (title: a required string of 1 to 200 "
+            "characters; body: a required string).",
+        )
+
+
+def test_create_post_accepts_every_valid_title(learner: Any, api: Any) -> None:
+    """POST /posts stores titles of 1 to 200 characters as sent: multi-byte, padded, with tabs; bodies may be empty"""
+    editor = bearer(token_for_role(learner, "editor"))
+    wide = rng.choice(MULTI_BYTE)
+    for post, why in (
+        ({"title": wide * 200, "body": new_post()["body"]}, f"200 characters {wide!r} are 200 characters"),
+        ({"title": "  " + new_post()["title"] + " ", "body": "kept"}, "spaces around a title are part of it"),
+        ({"title": rng.choice("xyz"), "body": ""}, "a title of one character and an empty body"),
+        ({"title": "tab\there", "body": "line one\nline two"}, "a tab and a newline are characters too"),
+    ):
+        response = api.post("/posts", json=post, headers=editor)
+        expect_status(response, 201, f"A valid post was refused ({why}): it must be created with 201.")
+        body = json_body(response)
+        got = {"title": body.get("title"), "body": body.get("body")} if isinstance(body, dict) else body
+        expect(
+            got == post,
+            f"The post was created, but not as sent ({why}): store and answer title and body unchanged.",
+            sent=describe_request(response.request),
+            expected=show(post),
+            got=show(body),
         )
 
 
@@ -650,12 +711,15 @@ def check_hierarchy(learner: Any, api: Any, paths: dict[str, str]) -> None:
     for required, path in paths.items():
         expect_401(api.get(path), f"A route declared with Depends(require_role({required!r})) needs a token: 401.")
         for role in rng.sample(sorted(RANK), len(RANK)):
-            wanted = 200 if RANK[role] >= RANK[required] else 403
+            admitted = RANK[role] >= RANK[required]
             expect_status(
                 api.get(path, headers=bearer(token_for_role(learner, role))),
-                wanted,
-                f"require_role({required!r}) must admit {required} and every role above it "
-                f"(viewer < editor < admin); the token's role is {role}.",
+                200 if admitted else 403,
+                f"require_role({required!r}) refused {a_or_an(role)}, who ranks at or above {required} "
+                "(viewer < editor < admin): it must admit them."
+                if admitted
+                else f"require_role({required!r}) did not refuse {a_or_an(role)}, who ranks below {required} "
+                "(viewer < editor < admin): it must answer 403.",
             )
 
 
