@@ -263,7 +263,7 @@ def test_openapi_tags_match_routers(learner: Any) -> None:
 
 
 def test_router_tags_declared_once(learner: Any) -> None:
-    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router"""
+    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
     for name in ROUTERS:
         router = router_of(name)
         on_router = [tag_text(tag) for tag in getattr(router, "tags", None) or []]
@@ -272,6 +272,13 @@ def test_router_tags_declared_once(learner: Any) -> None:
             declared_tags = [tag_text(tag) for tag in declared.tags]
             split = len(served_tags) - len(declared_tags)
             from_include = served_tags[:split] if split >= 0 and served_tags[split:] == declared_tags else []
+            if served_tags.count(name) > 1:
+                fail(
+                    f"{shape[0]} {served.path} carries the tag {name!r} {served_tags.count(name)} times: declare "
+                    "it once, on APIRouter(...) or in include_router(...), not in both.",
+                    expected=show([name]),
+                    got=f"the tags {show(served_tags)}",
+                )
             if name in on_router + from_include:
                 continue
             on_endpoint = declared_tags[len(on_router) :]
