@@ -87,7 +87,7 @@ def create(api: Any, user: dict[str, str]) -> dict:
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("id"), int),
-        "POST /users should answer the created user as {id, name, email}.",
+        "POST /users answered no user object with an integer id; it should answer the created user {id, name, email}.",
         sent=describe_request(response.request),
         got=show(body),
     )
@@ -106,7 +106,7 @@ def rows_in(path: Path) -> list[tuple]:
         return connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
     except sqlite3.OperationalError as exc:
         fail(
-            "The overridden database file has no usable `users` table.",
+            "The overridden database file has no usable `users` table: get_db should create it there.",
             expected="table users(id, name, email)",
             got=str(exc),
         )
@@ -127,7 +127,7 @@ def test_settings_defaults_and_values(learner: Any) -> None:
     got = (settings.database_path, settings.api_key)
     expect(
         got == ("chosen.db", "chosen-key"),
-        "Settings must keep the values it is given.",
+        f"Settings(...) kept {show(list(got))}, not the values it was given.",
         expected=show(["chosen.db", "chosen-key"]),
         got=show(list(got)),
     )
@@ -141,7 +141,7 @@ def test_get_settings_has_defaults(problem: Any, monkeypatch: pytest.MonkeyPatch
     got = [str(settings.database_path), settings.api_key]
     expect(
         got == ["users.db", "change-me"],
-        "With the environment variables unset, get_settings() should fall back to the documented defaults.",
+        f"get_settings() gave {show(got)} with the environment variables unset, not the documented defaults.",
         expected=show(["users.db", "change-me"]),
         got=show(got),
     )
@@ -153,7 +153,7 @@ def test_get_settings_reads_environment(learner: Any, config: dict) -> None:
     got = [str(settings.database_path), settings.api_key]
     expect(
         got == [str(config["db"]), config["key"]],
-        "get_settings() should read DATABASE_PATH and API_KEY.",
+        f"get_settings() gave {show(got)}, not the values of DATABASE_PATH and API_KEY.",
         expected=show([str(config["db"]), config["key"]]),
         got=show(got),
     )
@@ -195,7 +195,7 @@ def test_create_user_answers_201(api: Any, config: dict) -> None:
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created user should carry its integer id.",
+        "The created user has no integer id; it should carry the id the table gave it.",
         expected='{"id": <int>, "name": ..., "email": ...}',
         got=show(body),
     )
@@ -248,7 +248,9 @@ def test_create_rejects_invalid_body(api: Any) -> None:
     ):
         expect_status(api.post("/users", json=bad), 422, f"The user was not refused: {why} must be refused with 422.")
     longest = {**new_user(), "name": "x" * 100}
-    expect_status(api.post("/users", json=longest), 201, "A name of exactly 100 characters was refused; it is allowed.")
+    expect_status(
+        api.post("/users", json=longest), 201, "A name of exactly 100 characters is allowed: it must be created."
+    )
 
 
 def test_create_accepts_every_valid_form(api: Any) -> None:
@@ -264,7 +266,7 @@ def test_create_accepts_every_valid_form(api: Any) -> None:
         ({"name": new_user()["name"], "email": f"{serial}@x"}, "the shortest email with @"),
     ):
         response = api.post("/users", json=user)
-        expect_status(response, 201, f"A valid user was refused ({why}): it must be created with 201.")
+        expect_status(response, 201, f"A valid user was not created ({why}): it must be created with 201.")
         body = json_body(response)
         got = {"name": body.get("name"), "email": body.get("email")} if isinstance(body, dict) else body
         expect(
@@ -307,8 +309,12 @@ def test_delete_with_key_answers_204(api: Any, learner: Any) -> None:
     keep, gone = create(api, new_user()), create(api, new_user())
     response = api.delete(f"/users/{gone['id']}", headers={"X-API-Key": app_key(learner)})
     expect_status(response, 204, "A successful DELETE should answer 204 No Content.")
-    expect(response.content == b"", "A 204 answer must have an empty body.", got=show(response.text))
-    expect_json(api.get("/users"), [keep], "After the DELETE only the other user should be listed.")
+    expect(response.content == b"", "The 204 answer has a body; a 204 must have none.", got=show(response.text))
+    expect_json(
+        api.get("/users"),
+        [keep],
+        "After the DELETE, GET /users lists other users than expected: only the other user should remain.",
+    )
 
 
 def test_delete_without_key_is_403(api: Any) -> None:
@@ -374,7 +380,7 @@ def test_settings_override_chooses_database(learner: Any, api: Any, tmp_path: Pa
     found = rows_in(path)
     expect(
         found == expected,
-        "With get_settings overridden, the users must land in the overridden file. "
+        "With get_settings overridden, the users did not land in the overridden file. "
         "Does get_db take its settings through Depends(get_settings)?",
         expected=show(expected),
         got=show(found),
@@ -406,13 +412,13 @@ def test_one_connection_per_request(api: Any, opened: list) -> None:
         count = len(opened) - before
         expect(
             count == 1,
-            f"{method} {path} should open exactly one connection (in get_db).",
+            f"{method} {path} opened {count} SQLite connections, expected exactly one (in get_db).",
             expected="1 sqlite3.connect call",
             got=f"{count} calls",
         )
         expect(
             getattr(opened[-1], "was_closed", True),
-            f"The connection opened for {method} {path} was never closed.",
+            f"The connection opened for {method} {path} was left open: close it after the request.",
             expected="connection.close() after the request (in a finally: block)",
             got="the connection still open",
         )
@@ -428,7 +434,7 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     expect_status(duplicate, 409, "A duplicate email should answer 409.")
     expect(
         len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
-        "After a request that ended in 409 the connection must still be closed (use try/finally).",
+        "After a request that ended in 409 the connection was left open: close it in a finally: block.",
         sent=describe_request(duplicate.request),
         expected="the connection closed after the request",
         got="the connection left open",
@@ -442,7 +448,7 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     api.get("/users")
     expect(
         len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
-        "After list_users() raised, the connection must still be closed (use try/finally).",
+        "After list_users() raised, the connection was left open: close it in a finally: block.",
         sent="GET /users, with UserRepository.list_users made to raise RuntimeError",
         expected="the connection closed after the failed request",
         got="the connection left open",
@@ -501,14 +507,15 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         created = [repo.create_user(u["name"], u["email"]) for u in users_in_reverse_order(3)]
         expect(
             created == stored(),
-            "create_user(name, email) should return {id, name, email}, with the id the table gave the row.",
+            "create_user(name, email) returned other users than the table holds: return {id, name, email} "
+            "with the row's id.",
             expected=show(stored()),
             got=show(created),
         )
         listed = repo.list_users()
         expect(
             listed == stored(),
-            "list_users() should return the users, ordered by id.",
+            "list_users() returned other users, or another order, than the table's users ordered by id.",
             expected=show(stored()),
             got=show(listed),
         )
@@ -516,7 +523,7 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         results = [repo.delete_user(gone), repo.delete_user(gone)]
         expect(
             results == [True, False],
-            "delete_user(id) returns True when it deleted a user, then False.",
+            "delete_user(id) did not return True for a user it deleted, then False for the same id again.",
             expected="[true, false]",
             got=show(results),
         )
@@ -524,7 +531,7 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         after_delete = repo.create_user(late["name"], late["email"])
         expect(
             [after_delete] == stored()[-1:] and repo.list_users() == stored(),
-            "A user created after a delete gets the table's new id (do not compute ids yourself).",
+            "A user created after a delete did not get the table's new id (do not compute ids yourself).",
             expected=show(stored()),
             got=show({"created": after_delete, "listed": repo.list_users()}),
         )
