@@ -95,7 +95,7 @@ def router_of(name: str) -> Any:
     router = getattr(module(f"app.routers.{name}"), "router", None)
     expect(
         isinstance(router, APIRouter),
-        f"app/routers/{name}.py should expose `router`, an APIRouter.",
+        f"app/routers/{name}.py exposes no `router` that is an APIRouter.",
         expected=f"router = APIRouter(...) in app/routers/{name}.py",
         got=show(type(router).__name__),
     )
@@ -157,7 +157,7 @@ def test_modules_expose_router_and_dependencies(learner: Any) -> None:
     missing = [name for name in DEPENDENCY_NAMES if not callable(getattr(dependencies, name, None))]
     expect(
         not missing,
-        "app/dependencies.py should define get_db, get_current_user, get_current_admin and pagination.",
+        "app/dependencies.py lacks some of get_db, get_current_user, get_current_admin and pagination.",
         expected=", ".join(DEPENDENCY_NAMES),
         got="missing: " + ", ".join(missing),
     )
@@ -249,14 +249,14 @@ def test_openapi_tags_match_routers(learner: Any) -> None:
             tags = operation.get("tags") or []
             expect(
                 tag in tags,
-                f"{method.upper()} {path} should carry the tag {tag!r} (tags=[{tag!r}] on its router).",
+                f"{method.upper()} {path} lacks the tag {tag!r}; give its router tags=[{tag!r}].",
                 expected=show([tag]),
                 got=show(tags),
             )
     missing = [f"{m} {p}" for routes in ROUTERS.values() for m, p in routes[1] if (m, p) not in seen]
     expect(
         not missing,
-        "Every contract route should appear in the OpenAPI schema (/openapi.json).",
+        "Some contract routes are missing from the OpenAPI schema (/openapi.json).",
         expected="all of them",
         got="missing: " + ", ".join(missing),
     )
