@@ -21,6 +21,8 @@ from workbook.grading import expect, expect_json, expect_status, fail, json_body
 ACCESS_LIFETIME_S = 15 * 60
 REFRESH_LIFETIME_S = 7 * 24 * 3600
 CLOCK_SLACK_S = 120
+# Characters of 2, 3 and 4 bytes in UTF-8: a limit of 100 characters is not one of 100 bytes.
+MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -413,7 +415,7 @@ def test_create_item_answers_201(kit: Any) -> None:
 
 
 def test_create_item_invalid_is_422(kit: Any) -> None:
-    """POST /items refuses with 422 an empty or 101-character name, a negative or missing price"""
+    """POST /items refuses with 422 an empty or 101-character name (padded, multi-byte), a negative or missing price"""
     account = kit.user()
     good = kit.new_item()
     for bad, why in (
@@ -422,6 +424,15 @@ def test_create_item_invalid_is_422(kit: Any) -> None:
         ({**good, "price": -0.01}, "a negative price"),
         ({**good, "price": "cheap"}, "a price that is not a number"),
         ({"name": good["name"], "description": None}, "no price"),
+        (
+            {**good, "name": " " + "n" * 100},
+            "a name of 101 characters, the first a space (do not strip before measuring)",
+        ),
+        (
+            {**good, "name": "n" * 100 + " "},
+            "a name of 101 characters, the last a space (do not strip before measuring)",
+        ),
+        ({**good, "name": rng.choice(MULTI_BYTE) * 101}, "a name of 101 multi-byte characters"),
     ):
         expect_status(
             kit.api.post("/items", json=bad, headers=account.headers),

@@ -75,8 +75,9 @@ def signing_key(token: str) -> tuple[str, str] | None:
     return None
 
 
-def hostile_tokens(real: str, token_type: str) -> list[tuple[str, str]]:
-    """Tokens every protected route must refuse with 401, each with what is wrong with it."""
+def hostile_tokens(real: str, token_type: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Tokens every protected route must refuse with 401, each with what is wrong with it: those
+    problem 2's grader sends, then odd claims (only when the app's key can be found to sign them)."""
     from jose import jwt
 
     now = int(time.time())
@@ -95,7 +96,7 @@ def hostile_tokens(real: str, token_type: str) -> list[tuple[str, str]]:
     ]
     found = signing_key(real)
     if found is None:
-        return tokens
+        return tokens, []
     key, algorithm = found
 
     def signed(payload: Any) -> str:
@@ -112,17 +113,20 @@ def hostile_tokens(real: str, token_type: str) -> list[tuple[str, str]]:
 
     ghost = f"ghost_{rng.randrange(10**6)}"
     without_sub = {k: v for k, v in claims.items() if k != "sub"}
-    return tokens + [
+    tokens += [
         (
             signed({**claims, "exp": now - rng.randrange(3600, 86400)}),
             "a correctly signed token that expired hours ago",
         ),
         (signed(without_sub), "a correctly signed token without sub"),
         (signed({**claims, "sub": ghost}), f"a correctly signed token for {ghost}, who does not exist"),
+    ]
+    odd_claims = [
         (signed({**claims, "sub": ["admin"]}), 'a correctly signed token whose sub is the list ["admin"]'),
         (signed({**claims, "exp": "never"}), 'a correctly signed token whose exp is the string "never"'),
         (signed(["admin", token_type]), "a correctly signed token whose payload is a list, not an object"),
     ]
+    return tokens, odd_claims
 
 
 # --- hostile input --------------------------------------------------------------------
@@ -135,9 +139,17 @@ def test_hostile_tokens_are_401_everywhere(kit: Any, learner: Any) -> None:
     victim = kit.register()[0]
     paths = {"item": str(item["id"]), "user": victim}
     # Why not raise: a crash in the learner's guard must show as the status the client sees.
-    api = client(learner.app, raise_server_exceptions=False)
-    for token, why in hostile_tokens(account.access, "access"):
-        for method, template in PROTECTED:
+    with client(learner.app, raise_server_exceptions=False) as api:
+        expect_hostile_tokens_refused(kit, api, account, paths)
+
+
+def expect_hostile_tokens_refused(kit: Any, api: Any, account: Any, paths: dict[str, str]) -> None:
+    everywhere, odd_claims = hostile_tokens(account.access, "access")
+    # Why odd claims go to one route per router: the guard that reads claims is the shared dependency.
+    sent = [(token, why, PROTECTED) for token, why in everywhere]
+    sent += [(token, why, [PROTECTED[0], PROTECTED[5]]) for token, why in odd_claims]
+    for token, why, routes in sent:
+        for method, template in routes:
             path = template.format(**paths)
             body = kit.new_item() if method in ("POST", "PUT") else None
             expect_status(
@@ -146,7 +158,7 @@ def test_hostile_tokens_are_401_everywhere(kit: Any, learner: Any) -> None:
                 f"{method} {path} did not refuse {why} with 401: every protected route must answer 401 to it, "
                 "never 500 and never with the data.",
             )
-    for token, why in hostile_tokens(kit.refresh_token(account), "refresh"):
+    for token, why in sum(hostile_tokens(kit.refresh_token(account), "refresh"), []):
         expect_status(
             api.post("/auth/refresh", json={"refresh_token": token}),
             401,
@@ -164,15 +176,15 @@ def test_login_overlong_password_is_401(kit: Any, learner: Any) -> None:
         (kit.admin_name, kit.admin_password + "!" * rng.randrange(100, 300), "a long password"),
         (kit.new_username(), wide * 40, "an unknown user with an 80-byte password"),
     ]
-    api = client(learner.app, raise_server_exceptions=False)
-    for who, secret, why in attempts:
-        response = api.post("/auth/login", data={"username": who, "password": secret})
-        expect_status(
-            response,
-            401,
-            f"A password over 72 bytes was not refused with 401 ({why}): no stored password is that long, "
-            "and bcrypt 5 raises ValueError for it, so refuse it before verifying.",
-        )
+    with client(learner.app, raise_server_exceptions=False) as api:
+        for who, secret, why in attempts:
+            response = api.post("/auth/login", data={"username": who, "password": secret})
+            expect_status(
+                response,
+                401,
+                f"A password over 72 bytes was not refused with 401 ({why}): no stored password is that long, "
+                "and bcrypt 5 raises ValueError for it, so refuse it before verifying.",
+            )
 
 
 # --- bounds, from both sides ----------------------------------------------------------
@@ -207,31 +219,13 @@ def test_register_bounds_padded_and_multi_byte(kit: Any) -> None:
         )
 
 
-def test_item_name_bounds_padded_and_multi_byte(kit: Any) -> None:
-    """POST /items refuses a 101-character name (padded or multi-byte) and accepts 100 multi-byte characters"""
-    account = kit.user()
-    good = kit.new_item()
-    wide = rng.choice(MULTI_BYTE)
-    for name, why in (
-        (" " + "n" * 100, "a name of 101 characters, the first a space (do not strip before measuring)"),
-        ("n" * 100 + " ", "a name of 101 characters, the last a space (do not strip before measuring)"),
-        (wide * 101, f"a name of 101 characters {wide!r}"),
-    ):
-        expect_status(
-            kit.api.post("/items", json={**good, "name": name}, headers=account.headers),
-            422,
-            f"The item was not refused: {why} must be refused with 422.",
-        )
-    item = {**kit.new_item(), "name": wide * 100}
-    response = kit.api.post("/items", json=item, headers=account.headers)
-    expect_status(response, 201, f"A valid item was refused: 100 characters {wide!r} are 100 characters (201).")
-
-
 def test_create_item_accepts_every_valid_form(kit: Any) -> None:
-    """POST /items keeps a padded or one-character name as sent and makes a left-out description null"""
+    """POST /items keeps names of 1 or 100 characters (multi-byte, padded) as sent; a left-out description is null"""
     account = kit.user()
     price = rng.randrange(0, 10000) / 100
+    wide = rng.choice(MULTI_BYTE)
     for sent, stored, why in (
+        ({"name": wide * 100, "price": price}, None, f"100 characters {wide!r} are 100 characters"),
         ({"name": "  " + kit.new_item()["name"] + " ", "price": price}, None, "spaces around a name are part of it"),
         ({"name": rng.choice("xyz"), "description": "", "price": 0}, "", "a one-character name, empty description"),
         ({"name": "tab\there", "description": "line\nbreak", "price": price}, "line\nbreak", "a tab and a newline"),
