@@ -35,6 +35,10 @@ USERS_TABLE = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
 )
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Guido", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan"]
+# Names beyond ASCII: a name is text, and the checks send every class of it.
+WIDE_NAMES = ["Zoë", "José", "Łukasz", "Ngũgĩ", "Søren", "Dvořák", "李雷", "Αλέξης"]
+# Characters of 2, 3 and 4 bytes in UTF-8: a limit of 100 characters is not one of 100 bytes.
+MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def api(learner: Any) -> Any:
 
 
 def new_user() -> dict[str, str]:
-    name = f"{rng.choice(FIRST_NAMES)} {rng.randrange(1000, 9999)}"
+    name = f"{rng.choice(FIRST_NAMES + WIDE_NAMES)} {rng.randrange(1000, 9999)}"
     # The counter keeps two random emails of one check from ever colliding.
     return {"name": name, "email": f"{name.split()[0].lower()}.{next(SERIAL)}.{rng.randrange(10**6)}@example.com"}
 
@@ -83,7 +87,7 @@ def create(api: Any, user: dict[str, str]) -> dict:
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("id"), int),
-        "POST /users should answer the created user as {id, name, email}.",
+        "POST /users answered no user object with an integer id; it should answer the created user {id, name, email}.",
         sent=describe_request(response.request),
         got=show(body),
     )
@@ -102,7 +106,7 @@ def rows_in(path: Path) -> list[tuple]:
         return connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
     except sqlite3.OperationalError as exc:
         fail(
-            "The overridden database file has no usable `users` table.",
+            "The overridden database file has no usable `users` table: get_db should create it there.",
             expected="table users(id, name, email)",
             got=str(exc),
         )
@@ -123,7 +127,7 @@ def test_settings_defaults_and_values(learner: Any) -> None:
     got = (settings.database_path, settings.api_key)
     expect(
         got == ("chosen.db", "chosen-key"),
-        "Settings must keep the values it is given.",
+        f"Settings(...) kept {show(list(got))}, not the values it was given.",
         expected=show(["chosen.db", "chosen-key"]),
         got=show(list(got)),
     )
@@ -137,7 +141,7 @@ def test_get_settings_has_defaults(problem: Any, monkeypatch: pytest.MonkeyPatch
     got = [str(settings.database_path), settings.api_key]
     expect(
         got == ["users.db", "change-me"],
-        "With the environment variables unset, get_settings() should fall back to the documented defaults.",
+        f"get_settings() gave {show(got)} with the environment variables unset, not the documented defaults.",
         expected=show(["users.db", "change-me"]),
         got=show(got),
     )
@@ -149,7 +153,7 @@ def test_get_settings_reads_environment(learner: Any, config: dict) -> None:
     got = [str(settings.database_path), settings.api_key]
     expect(
         got == [str(config["db"]), config["key"]],
-        "get_settings() should read DATABASE_PATH and API_KEY.",
+        f"get_settings() gave {show(got)}, not the values of DATABASE_PATH and API_KEY.",
         expected=show([str(config["db"]), config["key"]]),
         got=show(got),
     )
@@ -165,19 +169,49 @@ def test_list_starts_empty(api: Any) -> None:
     expect_json(response, [])
 
 
-def test_create_user_answers_201(api: Any) -> None:
-    """POST /users answers 201 with the created user and its new id"""
+def seed_existing_users(path: Path) -> int:
+    """Put a random number of users, with a gap in their ids, into the database file before
+    the first request, so that only the table's own id is right. Returns the highest id used."""
+    connection = REAL_CONNECT(path)
+    try:
+        connection.execute(USERS_TABLE)
+        for _ in range(rng.randrange(2, 7)):
+            user = new_user()
+            connection.execute("INSERT INTO users (name, email) VALUES (?, ?)", (user["name"], user["email"]))
+        highest = connection.execute("SELECT MAX(id) FROM users").fetchone()[0]
+        connection.execute("DELETE FROM users WHERE id = ?", (highest,))
+        connection.commit()
+        return highest
+    finally:
+        connection.close()
+
+
+def test_create_user_answers_201(api: Any, config: dict) -> None:
+    """POST /users answers 201 with the created user and the id the table gave it"""
+    seed_existing_users(config["db"])
     user = new_user()
     response = api.post("/users", json=user)
-    expect_status(response, 201, "A successful POST /users should answer 201 Created, not 200.")
+    expect_status(response, 201, "A successful POST /users should answer 201 Created.")
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created user should carry its integer id.",
+        "The created user has no integer id; it should carry the id the table gave it.",
         expected='{"id": <int>, "name": ..., "email": ...}',
         got=show(body),
     )
-    expect_json(response, {"id": body["id"], **user})
+    stored = [row for row in rows_in(config["db"]) if row[2] == user["email"]]
+    expect(
+        len(stored) == 1,
+        "POST /users answered 201, but the user is not in the database file.",
+        expected=f"one row with email {show(user['email'])}",
+        got=f"{len(stored)} rows",
+    )
+    expect_json(
+        response,
+        {"id": stored[0][0], **user},
+        "The id in the answer differs from the one the table gave the row (the database already held "
+        "users before this request): answer the row's id, never one you count or choose yourself.",
+    )
 
 
 def test_list_in_id_order(api: Any) -> None:
@@ -193,18 +227,73 @@ def test_list_in_id_order(api: Any) -> None:
 
 
 def test_create_rejects_invalid_body(api: Any) -> None:
-    """POST /users answers 422 for a blank or 101-character name and for a missing email or one without @"""
+    """POST /users answers 422 for a blank or 101-character name (padded, multi-byte) and a missing or @-less email"""
     good = new_user()
-    for bad in (
-        {**good, "name": ""},
-        {**good, "name": "   "},
-        {**good, "name": "x" * 101},
-        {**good, "email": "no-at-sign.example.com"},
-        {"name": good["name"]},
+    wide = rng.choice(MULTI_BYTE)
+    for bad, why in (
+        ({**good, "name": ""}, "an empty name"),
+        ({**good, "name": " " * rng.randrange(1, 8)}, "a name of only spaces"),
+        ({**good, "name": "x" * 101}, "a name of 101 characters"),
+        (
+            {**good, "name": " " + "x" * 100},
+            "a name of 101 characters, the first a space (do not strip before measuring)",
+        ),
+        (
+            {**good, "name": "x" * 100 + " "},
+            "a name of 101 characters, the last a space (do not strip before measuring)",
+        ),
+        ({**good, "name": wide * 101}, f"a name of 101 characters {wide!r}"),
+        ({**good, "email": "no-at-sign.example.com"}, "an email without @"),
+        ({"name": good["name"]}, "a body without email"),
     ):
-        expect_status(api.post("/users", json=bad), 422, "An invalid user must be refused with 422.")
+        expect_status(api.post("/users", json=bad), 422, f"The user was not refused: {why} must be refused with 422.")
     longest = {**new_user(), "name": "x" * 100}
-    expect_status(api.post("/users", json=longest), 201, "A name of exactly 100 characters is allowed.")
+    expect_status(
+        api.post("/users", json=longest), 201, "A name of exactly 100 characters is allowed: it must be created."
+    )
+
+
+def test_create_accepts_every_valid_form(api: Any) -> None:
+    """POST /users creates as sent names of 1 or 100 characters (multi-byte, padded) and any email with @"""
+    serial = rng.randrange(10**6)
+    wide = rng.choice(MULTI_BYTE)
+    for user, why in (
+        ({"name": wide * 100, "email": f"wide.{serial}@example.com"}, f"100 characters {wide!r} are 100 characters"),
+        ({"name": " " + "y" * 98 + " ", "email": f"padded.{serial}@example.com"}, "spaces around a name count"),
+        ({"name": rng.choice("xyz"), "email": f"one.{serial}@example.com"}, "a name of one character"),
+        ({"name": new_user()["name"], "email": "ops@localhost"}, "ops@localhost contains @"),
+        ({"name": new_user()["name"], "email": f"zoë.{serial}@exämple.org"}, "a non-ASCII email contains @ too"),
+        ({"name": new_user()["name"], "email": f"{serial}@x"}, "the shortest email with @"),
+    ):
+        response = api.post("/users", json=user)
+        expect_status(response, 201, f"A valid user was not created ({why}): it must be created with 201.")
+        body = json_body(response)
+        got = {"name": body.get("name"), "email": body.get("email")} if isinstance(body, dict) else body
+        expect(
+            got == user,
+            f"The user was created, but not as sent ({why}): store and answer name and email unchanged.",
+            sent=describe_request(response.request),
+            expected=show(user),
+            got=show(body),
+        )
+
+
+def test_ids_never_reused_after_delete(api: Any, learner: Any) -> None:
+    """after a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
+    created = [create(api, new_user()) for _ in range(rng.randrange(2, 5))]
+    newest = max(created, key=lambda user: user["id"])
+    response = api.delete(f"/users/{newest['id']}", headers={"X-API-Key": app_key(learner)})
+    expect_status(response, 204, "Deleting the newest user with the right key should answer 204.")
+    late = create(api, new_user())
+    expect(
+        late["id"] > newest["id"],
+        f"The id {late['id']} was given again: user {newest['id']} was deleted, and a new user must get an id "
+        "never used before (keep AUTOINCREMENT from CREATE_USERS_TABLE; never compute ids yourself).",
+        expected=f"an id above {newest['id']}",
+        got=show(late),
+    )
+    remaining = sorted([user for user in created if user is not newest] + [late], key=lambda user: user["id"])
+    expect_json(api.get("/users"), remaining, "After a DELETE and a new POST, GET /users must list every user by id.")
 
 
 def test_duplicate_email_answers_409(api: Any) -> None:
@@ -220,8 +309,12 @@ def test_delete_with_key_answers_204(api: Any, learner: Any) -> None:
     keep, gone = create(api, new_user()), create(api, new_user())
     response = api.delete(f"/users/{gone['id']}", headers={"X-API-Key": app_key(learner)})
     expect_status(response, 204, "A successful DELETE should answer 204 No Content.")
-    expect(response.content == b"", "A 204 answer must have an empty body.", got=show(response.text))
-    expect_json(api.get("/users"), [keep], "After the DELETE only the other user should be listed.")
+    expect(response.content == b"", "The 204 answer has a body; a 204 must have none.", got=show(response.text))
+    expect_json(
+        api.get("/users"),
+        [keep],
+        "After the DELETE, GET /users lists other users than expected: only the other user should remain.",
+    )
 
 
 def test_delete_without_key_is_403(api: Any) -> None:
@@ -287,7 +380,7 @@ def test_settings_override_chooses_database(learner: Any, api: Any, tmp_path: Pa
     found = rows_in(path)
     expect(
         found == expected,
-        "With get_settings overridden, the users must land in the overridden file. "
+        "With get_settings overridden, the users did not land in the overridden file. "
         "Does get_db take its settings through Depends(get_settings)?",
         expected=show(expected),
         got=show(found),
@@ -319,13 +412,13 @@ def test_one_connection_per_request(api: Any, opened: list) -> None:
         count = len(opened) - before
         expect(
             count == 1,
-            f"{method} {path} should open exactly one connection (in get_db).",
+            f"{method} {path} opened {count} SQLite connections, expected exactly one (in get_db).",
             expected="1 sqlite3.connect call",
             got=f"{count} calls",
         )
         expect(
             getattr(opened[-1], "was_closed", True),
-            f"The connection opened for {method} {path} was never closed.",
+            f"The connection opened for {method} {path} was left open: close it after the request.",
             expected="connection.close() after the request (in a finally: block)",
             got="the connection still open",
         )
@@ -341,7 +434,7 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     expect_status(duplicate, 409, "A duplicate email should answer 409.")
     expect(
         len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
-        "After a request that ended in 409 the connection must still be closed (use try/finally).",
+        "After a request that ended in 409 the connection was left open: close it in a finally: block.",
         sent=describe_request(duplicate.request),
         expected="the connection closed after the request",
         got="the connection left open",
@@ -355,7 +448,7 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     api.get("/users")
     expect(
         len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
-        "After list_users() raised, the connection must still be closed (use try/finally).",
+        "After list_users() raised, the connection was left open: close it in a finally: block.",
         sent="GET /users, with UserRepository.list_users made to raise RuntimeError",
         expected="the connection closed after the failed request",
         got="the connection left open",
@@ -414,14 +507,15 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         created = [repo.create_user(u["name"], u["email"]) for u in users_in_reverse_order(3)]
         expect(
             created == stored(),
-            "create_user(name, email) should return {id, name, email}, with the id the table gave the row.",
+            "create_user(name, email) returned other users than the table holds: return {id, name, email} "
+            "with the row's id.",
             expected=show(stored()),
             got=show(created),
         )
         listed = repo.list_users()
         expect(
             listed == stored(),
-            "list_users() should return the users, ordered by id.",
+            "list_users() returned other users, or another order, than the table's users ordered by id.",
             expected=show(stored()),
             got=show(listed),
         )
@@ -429,7 +523,7 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         results = [repo.delete_user(gone), repo.delete_user(gone)]
         expect(
             results == [True, False],
-            "delete_user(id) returns True when it deleted a user, then False.",
+            "delete_user(id) did not return True for a user it deleted, then False for the same id again.",
             expected="[true, false]",
             got=show(results),
         )
@@ -437,7 +531,7 @@ def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
         after_delete = repo.create_user(late["name"], late["email"])
         expect(
             [after_delete] == stored()[-1:] and repo.list_users() == stored(),
-            "A user created after a delete gets the table's new id (do not compute ids yourself).",
+            "A user created after a delete did not get the table's new id (do not compute ids yourself).",
             expected=show(stored()),
             got=show({"created": after_delete, "listed": repo.list_users()}),
         )

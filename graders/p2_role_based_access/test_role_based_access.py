@@ -36,6 +36,10 @@ REGISTERED_EXTRAS = frozenset({"iat", "nbf", "jti", "iss"})
 ENDPOINTS = [("GET", "/admin/dashboard", "admin"), ("POST", "/posts", "editor"), ("GET", "/posts", "viewer")]
 # A zone far from UTC with an odd offset: naive local time in `exp` shows as hours off.
 LOCAL_ZONE = "Asia/Kathmandu"
+# Characters of 2, 3 and 4 bytes in UTF-8: a limit of 200 characters is not one of 200 bytes.
+MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
+# bcrypt hashes at most 72 bytes; bcrypt 5 raises ValueError for more (statement: 401, never 500).
+BCRYPT_MAX_BYTES = 72
 WORDS = ["release", "notes", "roadmap", "retro", "launch", "budget", "hiring", "design", "incident", "review"]
 
 
@@ -129,7 +133,7 @@ def expect_401(response: Any, what: str) -> None:
     challenge = response.headers.get("www-authenticate", "")
     expect(
         challenge.lower().startswith("bearer"),
-        "A 401 answer must tell the client how to authenticate: add the header WWW-Authenticate: Bearer "
+        "The 401 answer lacks WWW-Authenticate: Bearer, which tells the client how to authenticate: add it "
         '(HTTPException(..., headers={"WWW-Authenticate": "Bearer"})).',
         sent=describe_request(response.request),
         expected="the header WWW-Authenticate: Bearer",
@@ -153,7 +157,7 @@ def seeded_user(learner: Any, name: str) -> dict:
     record = db.get(name)
     expect(
         isinstance(record, dict),
-        f"users_db must hold a record for {name!r}.",
+        f"users_db holds no record (a dict) for {name!r}.",
         expected=f'users_db[{name!r}] = {{"username": ..., "role": ..., "hashed_password": ...}}',
         got=show(record),
     )
@@ -171,7 +175,7 @@ def login_token(api: Any, name: str) -> str:
     token = body.get("access_token") if isinstance(body, dict) else None
     expect(
         isinstance(token, str) and token != "",
-        'POST /token should answer {"access_token": <str>, "token_type": "bearer"}.',
+        'POST /token answered no access_token string; answer {"access_token": <str>, "token_type": "bearer"}.',
         got=show(body),
     )
     return token
@@ -185,7 +189,7 @@ def decoded(learner: Any, token: str) -> dict:
         claims = jwt.decode(token, key, algorithms=["HS256"], options={"verify_exp": False})
     except Exception as exc:  # noqa: BLE001 - whatever the learner's token makes python-jose raise
         fail(
-            "The access token must be a JWT signed with SECRET_KEY using HS256.",
+            "The access token is not a JWT signed with SECRET_KEY using HS256.",
             expected='a token jwt.decode(token, SECRET_KEY, algorithms=["HS256"]) accepts',
             got=f"{type(exc).__name__}: {exc} for {show(token)}",
         )
@@ -199,7 +203,7 @@ def add_route(learner: Any, role: str) -> str:
     dependency = learner.require_role(role)
     expect(
         callable(dependency),
-        f"require_role({role!r}) must return the dependency function (is `return dependency` missing?).",
+        f"require_role({role!r}) returned no function to use with Depends (is `return dependency` missing?).",
         expected="a function to use as Depends(require_role(role))",
         got=f"it returned {clip(repr(dependency))}",
     )
@@ -221,7 +225,7 @@ def test_users_are_seeded_with_roles(learner: Any) -> None:
         got = {"username": record.get("username"), "role": record.get("role")}
         expect(
             got == {"username": name, "role": role},
-            f"users_db[{name!r}] should name the user and their role.",
+            f"users_db[{name!r}] names another user or role than expected.",
             expected=show({"username": name, "role": role}),
             got=show(got),
         )
@@ -232,26 +236,26 @@ def test_passwords_are_bcrypt_hashes(learner: Any) -> None:
     context = getattr(learner, "pwd_context", None)
     expect(
         hasattr(context, "verify") and hasattr(context, "identify"),
-        'app.py must define pwd_context = CryptContext(schemes=["bcrypt"], ...).',
+        'pwd_context is missing or not a CryptContext: define pwd_context = CryptContext(schemes=["bcrypt"], ...).',
         got=show(repr(context)),
     )
     for name, (password, _) in USERS.items():
         hashed = seeded_user(learner, name).get("hashed_password")
         expect(
             isinstance(hashed, str) and hashed.startswith(("$2a$", "$2b$", "$2y$")),
-            f'users_db[{name!r}]["hashed_password"] should be a bcrypt hash (it starts with $2b$).',
+            f'users_db[{name!r}]["hashed_password"] is not a bcrypt hash (one starts with $2b$).',
             expected="pwd_context.hash(password)",
             got=show(hashed),
         )
         expect(
             context.verify(password, hashed) is True,
-            f"pwd_context.verify should accept {name}'s password.",
+            f"pwd_context.verify refused {name}'s right password.",
             expected=f'pwd_context.verify({password!r}, users_db[{name!r}]["hashed_password"]) is True',
             got="False",
         )
         expect(
             context.verify(password + "!", hashed) is False,
-            f"{name}'s hash must not accept a wrong password.",
+            f"{name}'s hash accepted a wrong password; it must refuse it.",
             got="pwd_context.verify accepted a wrong password",
         )
 
@@ -274,7 +278,7 @@ def test_no_plaintext_passwords_stored(learner: Any) -> None:
     leaked = sorted({password for password, _ in USERS.values() if any(password in text for text in stored)})
     expect(
         leaked == [],
-        "users_db must keep only password hashes: anyone who reads it would learn these passwords.",
+        "users_db holds plaintext passwords; keep only their hashes: anyone who reads it would learn them.",
         expected="no plaintext password anywhere in users_db",
         got=f"found {show(leaked)}",
     )
@@ -291,7 +295,7 @@ def test_login_returns_bearer_token(api: Any) -> None:
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("access_token"), str) and body.get("token_type") == "bearer",
-        "POST /token should answer with the token and its type.",
+        "POST /token answered another body than the token and its type.",
         expected='{"access_token": <str>, "token_type": "bearer"}',
         got=show(body),
     )
@@ -307,7 +311,7 @@ def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
         header = None
     expect(
         isinstance(header, dict) and header.get("alg") == "HS256",
-        "The token must be signed with HS256.",
+        "The token's header names another algorithm than HS256.",
         expected='a header {"alg": "HS256", ...}',
         got=show(header),
     )
@@ -315,7 +319,7 @@ def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
     got = {"sub": claims.get("sub"), "role": claims.get("role")}
     expect(
         got == {"sub": name, "role": USERS[name][1]},
-        f"The token for {name} must carry sub and role.",
+        f"The token for {name} carries another sub or role than the user's.",
         expected=show({"sub": name, "role": USERS[name][1]}),
         got=show(claims),
     )
@@ -323,7 +327,7 @@ def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
     ahead = exp - time.time() if isinstance(exp, (int, float)) else None
     expect(
         ahead is not None and abs(ahead - 30 * 60) <= 60,
-        "The token's exp must lie 30 minutes ahead.",
+        "The token's exp does not lie 30 minutes ahead.",
         expected="exp = now + 30 minutes (a number of seconds since 1970)",
         got=show(exp) if ahead is None else f"exp {ahead / 60:.1f} minutes ahead",
     )
@@ -334,6 +338,27 @@ def test_wrong_password_is_401(api: Any) -> None:
     name = rng.choice(sorted(USERS))
     wrong = rng.choice([USERS[name][0] + "x", USERS[name][0].upper(), "password"])
     expect_401(login(api, name, wrong), "A wrong password must be refused with 401 Unauthorized.")
+
+
+def test_overlong_password_is_401(learner: Any) -> None:
+    """POST /token answers 401, never 500, to a password over 72 bytes (multi-byte too), for a user or not"""
+    name = rng.choice(sorted(USERS))
+    right = USERS[name][0]
+    wide = rng.choice(MULTI_BYTE[:2])  # two bytes each: 37 of them are 74 bytes
+    attempts = [
+        (name, right + "x" * (BCRYPT_MAX_BYTES + 1 - len(right)), "73 bytes that start with the right password"),
+        (name, wide * 37, f"37 characters {wide!r}, 74 bytes"),
+        (name, "p" * rng.randrange(100, 400), "a long ASCII password"),
+        (f"nobody{rng.randrange(100)}", wide * 40, "an unknown user with an 80-byte password"),
+    ]
+    # Why not raise: a crash in the learner's login must show as the status the client sees.
+    with client(learner.app, raise_server_exceptions=False) as api:
+        for username, password, why in attempts:
+            expect_401(
+                login(api, username, password),
+                f"A password over 72 bytes was not refused with 401 ({why}): it cannot match any stored hash "
+                "(bcrypt's limit), and bcrypt 5 raises ValueError for it, so refuse it before verifying.",
+            )
 
 
 def test_unknown_user_is_401(api: Any) -> None:
@@ -352,7 +377,7 @@ def test_create_access_token_expiry(learner: Any) -> None:
         expect(isinstance(token, str), "create_access_token must return the encoded token as a str.", got=show(token))
         expect(
             given == claims,
-            "create_access_token must not change the dict it is given (copy it first).",
+            "create_access_token changed the dict it was given; copy it first.",
             expected=show(claims),
             got=show(given),
         )
@@ -362,7 +387,7 @@ def test_create_access_token_expiry(learner: Any) -> None:
         extra = sorted(set(got) - set(claims) - {"exp"} - REGISTERED_EXTRAS)
         expect(
             kept == claims and extra == [],
-            "The token must carry the claims it was given, unchanged, plus exp "
+            "The token carries other claims than those it was given, unchanged, plus exp "
             f"(and at most registered claims such as {', '.join(sorted(REGISTERED_EXTRAS))}).",
             expected=show({**claims, "exp": "..."}),
             got=show(got),
@@ -373,7 +398,7 @@ def test_create_access_token_expiry(learner: Any) -> None:
         )
         expect(
             ahead is not None and abs(ahead - wanted * 60) <= 60,
-            f"{call_text} must set exp {wanted} minutes ahead.",
+            f"{call_text} did not set exp {wanted} minutes ahead.",
             expected=f"exp = now + {wanted} minutes",
             got=show(exp) if ahead is None else f"exp {ahead / 60:.1f} minutes ahead",
         )
@@ -389,7 +414,11 @@ def test_login_tokens_open_the_right_endpoints(api: Any) -> None:
             expect_status(
                 call(api, method, path, token),
                 wanted,
-                f"{name} ({role}) logged in through POST /token; {method} {path} needs {lowest} or higher.",
+                f"{name} ({role}) logged in through POST /token and must be let into {method} {path} "
+                f"(it needs {lowest} or higher)."
+                if admitted
+                else f"{name} ({role}) logged in through POST /token and must be refused {method} {path} "
+                f"with 403 (it needs {lowest} or higher).",
             )
 
 
@@ -422,14 +451,14 @@ def test_create_post_admits_editor_and_admin(learner: Any, api: Any) -> None:
         body = json_body(response)
         expect(
             isinstance(body, dict) and "id" in body,
-            "The created post must carry its id.",
+            "The created post has no id; it must carry one.",
             expected='{"id": ..., "title": ..., "body": ..., "author": ...}',
             got=show(body),
         )
         wanted = {"id": body["id"], **post, "author": BY_ROLE[role]}
         expect(
             body == wanted,
-            "POST /posts answers the created post, with author = the token's sub.",
+            "POST /posts answered another post than the one sent, with author = the token's sub.",
             expected=show(wanted),
             got=show(body),
         )
@@ -465,11 +494,16 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
         if index == 1:
             post["title"] = ("Long title " * 20)[:200]
         response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
-        expect_status(response, 201, f"{a_or_an(role).capitalize()} may create posts (titles of 1 to 200 characters).")
+        expect_status(
+            response,
+            201,
+            f"POST /posts by {a_or_an(role)} with a valid post (a title of {len(post['title'])} characters) "
+            "should answer 201 Created.",
+        )
         body = json_body(response)
         expect(
             isinstance(body, dict) and "id" in body,
-            "POST /posts must answer the created post, with its id.",
+            "POST /posts answered no post with an id; it must answer the created post.",
             sent=describe_request(response.request),
             expected='{"id": ..., "title": ..., "body": ..., "author": ...}',
             got=show(body),
@@ -478,7 +512,7 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
     ids = [post["id"] for post in created]
     expect(
         len({json.dumps(i) for i in ids}) == len(ids),
-        "Each post must get an id of its own.",
+        "Two posts got the same id; each post must get an id of its own.",
         expected="a different id for each post",
         got=f"the ids {show(ids)}",
     )
@@ -487,7 +521,7 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
     body = json_body(response)
     expect(
         body == created,
-        "GET /posts should list the posts exactly as they were created, oldest first.",
+        "GET /posts lists other posts, or another order, than the posts as created, oldest first.",
         expected=show(created),
         got=show(body),
     )
@@ -502,7 +536,7 @@ def test_post_author_comes_from_token(learner: Any, api: Any) -> None:
     got = body.get("author") if isinstance(body, dict) else body
     expect(
         got == "bob",
-        "The author must come from the token (sub), never from the request body.",
+        "The author is not the token's sub; it must come from the token, never from the request body.",
         expected='"author": "bob"',
         got=show(got),
     )
@@ -512,18 +546,45 @@ def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
     """POST /posts answers 422 if title is empty, over 200 characters or missing, or body is missing or not a string"""
     good = new_post()
     editor = bearer(token_for_role(learner, "editor"))
-    for bad in (
-        {**good, "title": ""},
-        {**good, "title": "x" * 201},
-        {"body": good["body"]},
-        {"title": good["title"]},
-        {**good, "body": 5},
+    wide = rng.choice(MULTI_BYTE)
+    for bad, why in (
+        ({**good, "title": ""}, "an empty title"),
+        ({**good, "title": "x" * 201}, "a title of 201 characters"),
+        ({**good, "title": " " + "x" * 200}, "a title of 201 characters, the first a space (do not strip)"),
+        ({**good, "title": "x" * 200 + " "}, "a title of 201 characters, the last a space (do not strip)"),
+        ({**good, "title": wide * 201}, f"a title of 201 characters {wide!r}"),
+        ({"body": good["body"]}, "no title"),
+        ({"title": good["title"]}, "no body"),
+        ({**good, "body": 5}, "a body that is not a string"),
     ):
         expect_status(
             api.post("/posts", json=bad, headers=editor),
             422,
-            "An invalid post must be refused with 422: title is a required string of 1 to 200 characters, "
-            "body a required string.",
+            f"The post was not refused: {why} must be refused with 422 (title: a required string of 1 to 200 "
+            "characters; body: a required string).",
+        )
+
+
+def test_create_post_accepts_every_valid_title(learner: Any, api: Any) -> None:
+    """POST /posts stores titles of 1 to 200 characters as sent: multi-byte, padded, with tabs; bodies may be empty"""
+    editor = bearer(token_for_role(learner, "editor"))
+    wide = rng.choice(MULTI_BYTE)
+    for post, why in (
+        ({"title": wide * 200, "body": new_post()["body"]}, f"200 characters {wide!r} are 200 characters"),
+        ({"title": "  " + new_post()["title"] + " ", "body": "kept"}, "spaces around a title are part of it"),
+        ({"title": rng.choice("xyz"), "body": ""}, "a title of one character and an empty body"),
+        ({"title": "tab\there", "body": "line one\nline two"}, "a tab and a newline are characters too"),
+    ):
+        response = api.post("/posts", json=post, headers=editor)
+        expect_status(response, 201, f"A valid post was not created ({why}): it must be created with 201.")
+        body = json_body(response)
+        got = {"title": body.get("title"), "body": body.get("body")} if isinstance(body, dict) else body
+        expect(
+            got == post,
+            f"The post was created, but not as sent ({why}): store and answer title and body unchanged.",
+            sent=describe_request(response.request),
+            expected=show(post),
+            got=show(body),
         )
 
 
@@ -650,12 +711,15 @@ def check_hierarchy(learner: Any, api: Any, paths: dict[str, str]) -> None:
     for required, path in paths.items():
         expect_401(api.get(path), f"A route declared with Depends(require_role({required!r})) needs a token: 401.")
         for role in rng.sample(sorted(RANK), len(RANK)):
-            wanted = 200 if RANK[role] >= RANK[required] else 403
+            admitted = RANK[role] >= RANK[required]
             expect_status(
                 api.get(path, headers=bearer(token_for_role(learner, role))),
-                wanted,
-                f"require_role({required!r}) must admit {required} and every role above it "
-                f"(viewer < editor < admin); the token's role is {role}.",
+                200 if admitted else 403,
+                f"require_role({required!r}) refused {a_or_an(role)}, who ranks at or above {required} "
+                "(viewer < editor < admin): it must admit them."
+                if admitted
+                else f"require_role({required!r}) did not refuse {a_or_an(role)}, who ranks below {required} "
+                "(viewer < editor < admin): it must answer 403.",
             )
 
 
@@ -668,13 +732,13 @@ def test_require_role_rejects_unknown_role(learner: Any) -> None:
         return
     except Exception as exc:  # noqa: BLE001 - any other exception is the learner's, shown as such
         fail(
-            f"require_role({role!r}) should raise ValueError.",
+            f"require_role({role!r}) raised another exception than ValueError.",
             expected="ValueError",
             got=f"{type(exc).__name__}: {exc}",
         )
     fail(
-        f"require_role({role!r}) must raise ValueError right away: a misspelt role would otherwise "
-        "lock a route for everybody (or nobody).",
+        f"require_role({role!r}) raised nothing; it must raise ValueError right away: a misspelt role would "
+        "otherwise lock a route for everybody (or nobody).",
         expected="ValueError",
         got="it returned normally",
     )

@@ -79,7 +79,7 @@ class Kit:
         body = json_body(response)
         expect(
             isinstance(body, dict) and isinstance(body.get("access_token"), str),
-            "POST /auth/login should answer with a JSON object holding the access_token string.",
+            "POST /auth/login answered no access_token string; answer a JSON object holding it.",
             expected='{"access_token": "...", "refresh_token": "...", "token_type": "bearer"}',
             got=show(body),
         )
@@ -94,7 +94,7 @@ class Kit:
     def refresh_token(self, account: Account) -> str:
         expect(
             isinstance(account.refresh, str),
-            "POST /auth/login should also hand out a refresh_token.",
+            "POST /auth/login handed out no refresh_token string next to the access_token.",
             expected="a refresh_token string next to the access_token",
             got=show(account.refresh),
         )
@@ -107,7 +107,7 @@ class Kit:
         body = json_body(response)
         expect(
             isinstance(body, dict) and isinstance(body.get("id"), int),
-            "The created item should carry its integer id.",
+            "The created item has no integer id; it must carry one.",
             expected='{"id": <int>, "name", "description", "price", "owner"}',
             got=show(body),
         )

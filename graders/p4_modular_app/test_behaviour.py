@@ -21,6 +21,8 @@ from workbook.grading import expect, expect_json, expect_status, fail, json_body
 ACCESS_LIFETIME_S = 15 * 60
 REFRESH_LIFETIME_S = 7 * 24 * 3600
 CLOCK_SLACK_S = 120
+# Characters of 2, 3 and 4 bytes in UTF-8: a limit of 100 characters is not one of 100 bytes.
+MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_login_returns_both_tokens(kit: Any) -> None:
     )
     expect(
         ok,
-        "POST /auth/login should answer with exactly the two tokens and the token type.",
+        "POST /auth/login answered another body than exactly the two tokens and the token type.",
         sent=f"POST /auth/login with form username={username}",
         expected='{"access_token": "<jwt>", "refresh_token": "<jwt>", "token_type": "bearer"}',
         got=show(body),
@@ -182,22 +184,26 @@ def test_register_invalid_is_422(kit: Any) -> None:
     """register refuses with 422 usernames outside 3-32 of [a-z0-9_] and passwords outside 8-72 bytes"""
     good_name, good_password = kit.new_username(), kit.new_password()
     bad_bodies = [
-        {"username": "ab", "password": good_password},
-        {"username": "a" * 33, "password": good_password},
-        {"username": good_name.capitalize(), "password": good_password},
-        {"username": good_name + "-x", "password": good_password},
-        {"username": good_name[:3] + " " + good_name[3:], "password": good_password},
-        {"username": good_name, "password": "short7!"},
-        {"username": good_name, "password": "p" * 73},
-        {"username": good_name, "password": "é" * 37},  # 37 characters, but 74 bytes
-        {"username": good_name},
+        ({"username": "ab", "password": good_password}, "a username of 2 characters"),
+        ({"username": "a" * 33, "password": good_password}, "a username of 33 characters"),
+        ({"username": good_name.capitalize(), "password": good_password}, "a username with a capital letter"),
+        ({"username": good_name + "-x", "password": good_password}, "a username with a hyphen"),
+        ({"username": good_name[:3] + " " + good_name[3:], "password": good_password}, "a username with a space"),
+        ({"username": good_name, "password": "short7!"}, "a password of 7 bytes"),
+        ({"username": good_name, "password": "p" * 73}, "a password of 73 bytes"),
+        ({"username": good_name, "password": "é" * 37}, "a password of 37 characters but 74 bytes"),
+        ({"username": good_name}, "no password"),
     ]
-    for body in bad_bodies:
+    for body, why in bad_bodies:
         expect_status(
-            kit.api.post("/auth/register", json=body), 422, "An invalid registration must be refused with 422."
+            kit.api.post("/auth/register", json=body),
+            422,
+            f"The registration was not refused: {why} must be refused with 422.",
         )
     for body in ({"username": "abc", "password": "é" * 36}, {"username": "a_" + "9" * 30, "password": "p" * 72}):
-        expect_status(kit.api.post("/auth/register", json=body), 201, "This registration is at the limits, but valid.")
+        expect_status(
+            kit.api.post("/auth/register", json=body), 201, "A registration at the limits, but valid, was not created."
+        )
 
 
 def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: Any) -> None:
@@ -208,7 +214,7 @@ def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: Any) -> None:
     strings = list(learner_store_strings(learner))
     expect(
         password not in strings,
-        "The password itself is stored. Store only its bcrypt hash (passlib's CryptContext).",
+        "The password itself is stored; store only its bcrypt hash (passlib's CryptContext).",
         expected="no copy of the password in the store",
         got=f"{password!r} found in the store",
     )
@@ -241,7 +247,7 @@ def test_login_bad_credentials_is_401(kit: Any) -> None:
         header = response.headers.get("www-authenticate")
         expect(
             header == "Bearer",
-            "A 401 from the login must carry the header WWW-Authenticate: Bearer.",
+            "The login's 401 lacks the header WWW-Authenticate: Bearer; add it.",
             sent=f"POST /auth/login with form username={who}",
             expected="WWW-Authenticate: Bearer",
             got=show(header),
@@ -264,14 +270,14 @@ def test_tokens_carry_sub_type_exp(kit: Any) -> None:
         got = {key: claims.get(key) for key in wanted}
         expect(
             got == wanted,
-            f"The {kind} token should name its user in `sub` and its kind in `type`.",
+            f"The {kind} token names another user in `sub` or another kind in `type` than expected.",
             expected=show(wanted),
             got=show(claims),
         )
         exp = claims.get("exp")
         expect(
             isinstance(exp, (int, float)) and abs(exp - (now + lifetime)) <= CLOCK_SLACK_S,
-            f"The {kind} token's `exp` should be {label} after it was issued.",
+            f"The {kind} token's `exp` is not {label} after it was issued.",
             expected=f"about {int(now + lifetime)} (now + {label})",
             got=show(exp),
         )
@@ -286,14 +292,14 @@ def test_refresh_issues_access_token(kit: Any) -> None:
     ok = isinstance(body, dict) and set(body) == {"access_token", "token_type"} and body.get("token_type") == "bearer"
     expect(
         ok and isinstance(body.get("access_token"), str),
-        "POST /auth/refresh should answer with the new access token.",
+        "POST /auth/refresh answered another body than the new access token and its type.",
         expected='{"access_token": "<jwt>", "token_type": "bearer"}',
         got=show(body),
     )
     claims = claims_of(body["access_token"], "refreshed access token")
     expect(
         claims.get("type") == "access" and claims.get("sub") == account.username,
-        "The refreshed token should be an access token for the same user.",
+        "The refreshed token is not an access token for the same user.",
         expected=show({"sub": account.username, "type": "access"}),
         got=show(claims),
     )
@@ -401,7 +407,7 @@ def test_create_item_answers_201(kit: Any) -> None:
     body = json_body(response)
     expect(
         isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created item should carry its integer id.",
+        "The created item has no integer id; it must carry one.",
         expected='{"id": <int>, ...}',
         got=show(body),
     )
@@ -409,18 +415,29 @@ def test_create_item_answers_201(kit: Any) -> None:
 
 
 def test_create_item_invalid_is_422(kit: Any) -> None:
-    """POST /items refuses with 422 an empty or 101-character name, a negative or missing price"""
+    """POST /items refuses with 422 an empty or 101-character name (padded, multi-byte), a negative or missing price"""
     account = kit.user()
     good = kit.new_item()
-    for bad in (
-        {**good, "name": ""},
-        {**good, "name": "n" * 101},
-        {**good, "price": -0.01},
-        {**good, "price": "cheap"},
-        {"name": good["name"], "description": None},
+    for bad, why in (
+        ({**good, "name": ""}, "an empty name"),
+        ({**good, "name": "n" * 101}, "a name of 101 characters"),
+        ({**good, "price": -0.01}, "a negative price"),
+        ({**good, "price": "cheap"}, "a price that is not a number"),
+        ({"name": good["name"], "description": None}, "no price"),
+        (
+            {**good, "name": " " + "n" * 100},
+            "a name of 101 characters, the first a space (do not strip before measuring)",
+        ),
+        (
+            {**good, "name": "n" * 100 + " "},
+            "a name of 101 characters, the last a space (do not strip before measuring)",
+        ),
+        ({**good, "name": rng.choice(MULTI_BYTE) * 101}, "a name of 101 multi-byte characters"),
     ):
         expect_status(
-            kit.api.post("/items", json=bad, headers=account.headers), 422, "An invalid item must be refused with 422."
+            kit.api.post("/items", json=bad, headers=account.headers),
+            422,
+            f"The item was not refused: {why} must be refused with 422.",
         )
     edge = {**good, "name": "n" * 100, "price": 0}
     expect_status(
@@ -471,7 +488,9 @@ def test_delete_item_and_404(kit: Any) -> None:
     expect_status(response, 204, "The owner deleting their item should get 204 No Content.")
     expect(response.content == b"", "A 204 answer must have an empty body.", got=show(response.text))
     expect_status(
-        kit.api.get(f"/items/{created['id']}", headers=account.headers), 404, "The deleted item should be gone (404)."
+        kit.api.get(f"/items/{created['id']}", headers=account.headers),
+        404,
+        "The deleted item is still there: GET should answer 404.",
     )
     expect_status(
         kit.api.delete(f"/items/{created['id']}", headers=account.headers),
@@ -605,7 +624,7 @@ def test_admin_lists_users(kit: Any) -> None:
     got = sorted(body, key=lambda user: str(user.get("username"))) if ok else body
     expect(
         got == expected,
-        "GET /admin/users should list every user as {username, role} (any order).",
+        "GET /admin/users lists other users than every user as {username, role} (any order).",
         expected=show(expected),
         got=show(body),
     )
@@ -617,7 +636,11 @@ def test_admin_deletes_user(kit: Any) -> None:
     response = kit.api.delete(f"/admin/users/{account.username}", headers=admin.headers)
     expect_status(response, 204, "Deleting a user should answer 204 No Content.")
     expect(response.content == b"", "A 204 answer must have an empty body.", got=show(response.text))
-    expect_status(kit.login_response(account.username, account.password), 401, "A deleted user must no longer log in.")
+    expect_status(
+        kit.login_response(account.username, account.password),
+        401,
+        "A deleted user could still log in: the login must answer 401.",
+    )
     expect_status(
         kit.api.delete(f"/admin/users/{account.username}", headers=admin.headers),
         404,

@@ -95,7 +95,7 @@ def router_of(name: str) -> Any:
     router = getattr(module(f"app.routers.{name}"), "router", None)
     expect(
         isinstance(router, APIRouter),
-        f"app/routers/{name}.py should expose `router`, an APIRouter.",
+        f"app/routers/{name}.py exposes no `router` that is an APIRouter.",
         expected=f"router = APIRouter(...) in app/routers/{name}.py",
         got=show(type(router).__name__),
     )
@@ -157,7 +157,7 @@ def test_modules_expose_router_and_dependencies(learner: Any) -> None:
     missing = [name for name in DEPENDENCY_NAMES if not callable(getattr(dependencies, name, None))]
     expect(
         not missing,
-        "app/dependencies.py should define get_db, get_current_user, get_current_admin and pagination.",
+        "app/dependencies.py lacks some of get_db, get_current_user, get_current_admin and pagination.",
         expected=", ".join(DEPENDENCY_NAMES),
         got="missing: " + ", ".join(missing),
     )
@@ -249,21 +249,21 @@ def test_openapi_tags_match_routers(learner: Any) -> None:
             tags = operation.get("tags") or []
             expect(
                 tag in tags,
-                f"{method.upper()} {path} should carry the tag {tag!r} (tags=[{tag!r}] on its router).",
+                f"{method.upper()} {path} lacks the tag {tag!r}; give its router tags=[{tag!r}].",
                 expected=show([tag]),
                 got=show(tags),
             )
     missing = [f"{m} {p}" for routes in ROUTERS.values() for m, p in routes[1] if (m, p) not in seen]
     expect(
         not missing,
-        "Every contract route should appear in the OpenAPI schema (/openapi.json).",
+        "Some contract routes are missing from the OpenAPI schema (/openapi.json).",
         expected="all of them",
         got="missing: " + ", ".join(missing),
     )
 
 
 def test_router_tags_declared_once(learner: Any) -> None:
-    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router"""
+    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
     for name in ROUTERS:
         router = router_of(name)
         on_router = [tag_text(tag) for tag in getattr(router, "tags", None) or []]
@@ -272,6 +272,13 @@ def test_router_tags_declared_once(learner: Any) -> None:
             declared_tags = [tag_text(tag) for tag in declared.tags]
             split = len(served_tags) - len(declared_tags)
             from_include = served_tags[:split] if split >= 0 and served_tags[split:] == declared_tags else []
+            if served_tags.count(name) > 1:
+                fail(
+                    f"{shape[0]} {served.path} carries the tag {name!r} {served_tags.count(name)} times: declare "
+                    "it once, on APIRouter(...) or in include_router(...), not in both.",
+                    expected=show([name]),
+                    got=f"the tags {show(served_tags)}",
+                )
             if name in on_router + from_include:
                 continue
             on_endpoint = declared_tags[len(on_router) :]

@@ -70,7 +70,14 @@ def create_access_token(data: dict, expires_delta: timedelta | None = None) -> s
     return jwt.encode(to_encode, SECRET_KEY, algorithm=ALGORITHM)
 
 
+# bcrypt's limit: it hashes at most 72 bytes, and bcrypt 5 raises ValueError beyond that.
+BCRYPT_MAX_BYTES = 72
+
+
 def authenticate_user(username: str, password: str) -> dict[str, str] | None:
+    # Why measure bytes first: no stored hash can match a longer password, and verify() would raise (500).
+    if len(password.encode("utf-8")) > BCRYPT_MAX_BYTES:
+        return None
     user = users_db.get(username)
     if user is None or not pwd_context.verify(password, user["hashed_password"]):
         return None

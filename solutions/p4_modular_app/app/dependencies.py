@@ -18,6 +18,8 @@ SECRET_KEY = "p4-modular-app-change-me-in-production"
 ALGORITHM = "HS256"
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)
 REFRESH_TOKEN_LIFETIME = timedelta(days=7)
+# bcrypt hashes at most 72 bytes of a password (the register route enforces it too).
+BCRYPT_MAX_BYTES = 72
 
 pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login")
@@ -65,6 +67,10 @@ class Database:
         return user
 
     def authenticate(self, username: str, password: str) -> User | None:
+        # Why measure bytes first: registration refuses more than 72 bytes, and bcrypt 5 raises
+        # ValueError for them in verify() (a 500 instead of 401).
+        if len(password.encode("utf-8")) > BCRYPT_MAX_BYTES:
+            return None
         user = self.users.get(username)
         if user is None or not pwd_context.verify(password, user.hashed_password):
             return None

@@ -91,7 +91,9 @@ app = FastAPI()
 @app.post("/token")
 def login(form: OAuth2PasswordRequestForm = Depends()) -> dict[str, str]:
     user = users_db.get(form.username)
-    if not user or not pwd_context.verify(form.password, user["hashed_password"]):
+    # bcrypt stops at 72 bytes (bcrypt 5 raises beyond), so a longer password matches nobody.
+    too_long = len(form.password.encode()) > 72
+    if not user or too_long or not pwd_context.verify(form.password, user["hashed_password"]):
         raise unauthorized("Incorrect username or password")
     token = create_access_token({"sub": user["username"], "role": user["role"]})
     return {"access_token": token, "token_type": "bearer"}

@@ -19,4 +19,5 @@ def read_token(token: str, kind: str) -> str | None:
         claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     except JWTError:
         return None
-    return claims["sub"] if claims.get("type") == kind else None
+    subject = claims.get("sub")
+    return subject if claims.get("type") == kind and isinstance(subject, str) else None
