@@ -639,19 +639,18 @@ def test_room_name_validated(chat: Chat) -> None:
     word = rng.choice(WORDS)
     # Beside the plain classes: a trailing newline (which `$` lets through), padding that a strip()
     # before matching would hide, and a non-ASCII letter (which a Unicode `\w` lets through).
-    for room, shown in (
-        (too_long, too_long),
-        (f"{word}.{rng.choice(WORDS)}", None),
-        (f"{word}%20{rng.choice(WORDS)}", None),
-        (f"{word}!", None),
-        (f"{word}@home", None),
-        (f"{word}%0A", f"{word}\n"),
-        (f"%20{word}", f" {word}"),
-        (f"{word}%20", f"{word} "),
-        (f"caf%C3%A9{rng.randrange(10, 99)}", None),
+    for room in (
+        too_long,
+        f"{word}.{rng.choice(WORDS)}",
+        f"{word}%20{rng.choice(WORDS)}",
+        f"{word}!",
+        f"{word}@home",
+        f"{word}%0A",
+        f"%20{word}",
+        f"{word}%20",
+        f"caf%C3%A9{rng.randrange(10, 99)}",
     ):
-        label = show(shown or unquote(room))
-        expect_refused(chat, f"/ws/{room}?username={new_name()}", f"The room name {label}")
+        expect_refused(chat, f"/ws/{room}?username={new_name()}", f"The room name {show(unquote(room))}")
     good = f"{longest[:15]}_{longest[15:]}-"
     chat.connect(good, new_name()).history()
 
