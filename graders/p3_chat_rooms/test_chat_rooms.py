@@ -97,6 +97,21 @@ def chat_fields(messages: list[Any]) -> list[Any]:
     ]
 
 
+def expect_history(history: list[Any], wanted: list[dict[str, Any]], what: str) -> None:
+    """The history's chat messages must be `wanted`; the failure leads with the first difference."""
+    got = chat_fields(history)
+    if got == wanted:
+        return
+    if len(got) != len(wanted):
+        lead = f"{len(got)} messages in the history, expected {len(wanted)}"
+    else:
+        index = next(i for i, (one, other) in enumerate(zip(got, wanted, strict=True)) if one != other)
+        lead = (
+            f"history message {index + 1} is {clip(show(got[index]), 100)}, expected {clip(show(wanted[index]), 100)}"
+        )
+    fail(f"{lead}. {what}", sent=LAST_SENT["what"], expected=show(wanted), got=show(history))
+
+
 def quietly(action: Callable[[], Any]) -> None:
     # Teardown of a learner's connection: the checks have already judged it, so errors here are ignored.
     with suppress(Exception):
@@ -422,12 +437,7 @@ def test_history_lists_messages_in_order(chat: Chat) -> None:
         writer.expect_event(chat_message(room, writer.username, text), "The sender should get its own message back.")
         sent.append(chat_message(room, writer.username, text))
     history = chat.connect(room, new_name()).history()
-    expect(
-        chat_fields(history) == sent,
-        "The history should list every earlier message, oldest first.",
-        expected=show(sent),
-        got=show(history),
-    )
+    expect_history(history, sent, "The history should list every earlier message, oldest first.")
 
 
 def test_history_keeps_last_50(chat: Chat) -> None:
@@ -464,12 +474,7 @@ def test_history_holds_only_chat_messages(chat: Chat) -> None:
     first.receive(MESSAGE)
     history = chat.connect(room, new_name()).history()
     wanted = [chat_message(room, first.username, text)]
-    expect(
-        chat_fields(history) == wanted,
-        "The history must hold the chat messages only, not join or leave events.",
-        expected=show(wanted),
-        got=show(history),
-    )
+    expect_history(history, wanted, "The history must hold the chat messages only, not join or leave events.")
 
 
 # --- join, message, leave -----------------------------------------------------------------
@@ -558,12 +563,7 @@ def test_rooms_are_isolated(chat: Chat) -> None:
     )
     history = chat.connect(there, new_name()).history()
     wanted = [chat_message(there, bob.username, texts[1])]
-    expect(
-        chat_fields(history) == wanted,
-        f"The history of room {there} must hold only that room's messages.",
-        expected=show(wanted),
-        got=show(history),
-    )
+    expect_history(history, wanted, f"The history of room {there} must hold only that room's messages.")
 
 
 # --- GET /rooms -----------------------------------------------------------------------------
@@ -608,11 +608,10 @@ def test_rooms_listing_drops_empty_room(chat: Chat) -> None:
         got=show(listed),
     )
     history = chat.connect(emptied, new_name()).history()
-    expect(
-        chat_fields(history) == [chat_message(emptied, goes.username, text)],
+    expect_history(
+        history,
+        [chat_message(emptied, goes.username, text)],
         "A room that emptied must keep its history for the next visitor.",
-        expected=show([chat_message(emptied, goes.username, text)]),
-        got=show(history),
     )
 
 
@@ -674,12 +673,7 @@ def test_blank_message_ignored(chat: Chat) -> None:
         )
     history = chat.connect(room, new_name()).history()
     wanted = [chat_message(room, writer.username, text)]
-    expect(
-        chat_fields(history) == wanted,
-        "A blank message must not be kept in the history.",
-        expected=show(wanted),
-        got=show(history),
-    )
+    expect_history(history, wanted, "A blank message must not be kept in the history.")
 
 
 def test_oversize_message_refused(chat: Chat) -> None:

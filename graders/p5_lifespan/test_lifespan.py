@@ -770,17 +770,20 @@ def test_stats_file_times(learner: Any, stats_path: Path) -> None:
     data = read_stats(stats_path, "when the app stopped")
     started, stopped = utc_time(data, "started_at"), utc_time(data, "stopped_at")
     slack = timedelta(seconds=1)
-    expect(
-        before - slack <= started <= stopped <= after + slack,
-        f"started_at {data['started_at']} is off by {started - before}, expected the UTC time the app "
-        f"started (the host's local time zone was UTC+05:45): use datetime.now(timezone.utc), not local time "
-        "with an offset pasted on."
-        if abs(started - before) > slack
-        else "stopped_at is not the UTC time the app stopped, after started_at.",
-        sent="one app run on a host whose local time zone is UTC+05:45",
-        expected=f"between {before.isoformat()} and {after.isoformat()}",
-        got=show({"started_at": data["started_at"], "stopped_at": data["stopped_at"]}),
-    )
+    for key, moment, low, high in (
+        ("started_at", started, before, after),
+        ("stopped_at", stopped, started, after),
+    ):
+        off = moment - high if moment > high else moment - low
+        expect(
+            low - slack <= moment <= high + slack,
+            f"{key} {data[key]} is off by {off}, expected the UTC time the app "
+            f"{'started' if key == 'started_at' else 'stopped (after started_at)'}. The host's local time zone "
+            "was UTC+05:45: use datetime.now(timezone.utc), not local time with an offset pasted on.",
+            sent="one app run on a host whose local time zone is UTC+05:45",
+            expected=f"between {before.isoformat()} and {after.isoformat()}",
+            got=show({"started_at": data["started_at"], "stopped_at": data["stopped_at"]}),
+        )
     uptime = data["uptime_seconds"]
     expect(
         is_number(uptime) and 0.05 <= uptime <= elapsed + 0.5,
