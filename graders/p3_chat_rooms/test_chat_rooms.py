@@ -916,6 +916,39 @@ def test_leave_during_slow_broadcast(learner: Any) -> None:
         chat.close()
 
 
+def test_app_serves_again_after_restart(learner: Any) -> None:
+    """the same app started a second time in one process still connects, chats and lists its rooms"""
+    first_run = Chat(learner.app)
+    try:
+        room = new_room()
+        early = first_run.enter(room)
+        early.send(new_text())
+        early.receive(MESSAGE)
+    finally:
+        first_run.close()
+    # A second event loop now: anything bound to the first one (a task, a queue's consumer) is gone.
+    second_run = Chat(learner.app)
+    try:
+        writer = second_run.enter(room)
+        reader = second_run.enter(room, [writer])
+        text = new_text()
+        writer.send(text)
+        for member in (writer, reader):
+            member.expect_event(
+                chat_message(room, writer.username, text),
+                f"After the app was stopped and started again, {member.username} should receive what "
+                f"{writer.username} wrote. Create nothing at import that belongs to one event loop (a task, "
+                "a queue with its consumer); the connections of the first run are gone.",
+            )
+        expect_json(
+            second_run.api.get("/rooms"),
+            [{"room": room, "users": 2}],
+            "After a restart, GET /rooms should count only the connections of the running app.",
+        )
+    finally:
+        second_run.close()
+
+
 # --- a real server ------------------------------------------------------------------------------
 
 
