@@ -10,12 +10,15 @@ process and talks to it with the `websockets` client.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import anyio
 import pytest
@@ -25,6 +28,7 @@ from starlette.websockets import WebSocketDisconnect
 from workbook.grading import (
     CheckTimeout,
     client,
+    clip,
     expect,
     expect_json,
     expect_status,
@@ -35,6 +39,7 @@ from workbook.grading import (
     show,
     within,
 )
+from workbook.manifest import load_manifest
 
 WAIT = 1.0  # seconds any one message may take through the TestClient (a correct app answers in milliseconds)
 REAL_WAIT = 2.0  # the same over real sockets, to a freshly started server
@@ -70,9 +75,18 @@ def chat_message(room: str, username: str, text: str) -> dict[str, Any]:
 
 
 def expect_fields(got: dict[str, Any], wanted: dict[str, Any], what: str) -> None:
-    """`got` must carry every key of `wanted` with the same value; extra keys are allowed."""
-    if any(got.get(key) != value for key, value in wanted.items()):
-        fail(what, expected=f"{show(wanted)} (extra keys allowed)", got=show(got))
+    """`got` must carry every key of `wanted` with the same value; extra keys are allowed. The
+    failure leads with the first key that differs."""
+    differing = [key for key, value in wanted.items() if got.get(key) != value]
+    if differing:
+        key = differing[0]
+        found = f'"{key}": {clip(show(got[key]), 60)}' if key in got else f'no "{key}"'
+        fail(
+            f'{found}, expected "{key}": {clip(show(wanted[key]), 60)}. {what}',
+            sent=LAST_SENT["what"],
+            expected=f"{show(wanted)} (extra keys allowed)",
+            got=show(got),
+        )
 
 
 def chat_fields(messages: list[Any]) -> list[Any]:
@@ -81,6 +95,21 @@ def chat_fields(messages: list[Any]) -> list[Any]:
     return [
         {key: item.get(key) for key in keys if key in item} if isinstance(item, dict) else item for item in messages
     ]
+
+
+def expect_history(history: list[Any], wanted: list[dict[str, Any]], what: str) -> None:
+    """The history's chat messages must be `wanted`; the failure leads with the first difference."""
+    got = chat_fields(history)
+    if got == wanted:
+        return
+    if len(got) != len(wanted):
+        lead = f"{len(got)} messages in the history, expected {len(wanted)}"
+    else:
+        index = next(i for i, (one, other) in enumerate(zip(got, wanted, strict=True)) if one != other)
+        lead = (
+            f"history message {index + 1} is {clip(show(got[index]), 100)}, expected {clip(show(wanted[index]), 100)}"
+        )
+    fail(f"{lead}. {what}", sent=LAST_SENT["what"], expected=show(wanted), got=show(history))
 
 
 def quietly(action: Callable[[], Any]) -> None:
@@ -107,16 +136,24 @@ class Peer:
         return f"{self.username} (connected to {self.path})"
 
     def send(self, text: str) -> None:
+        remember_sent(f"{self.username} sent the text frame {show(text)}")
         try:
-            within_or_fail(lambda: self.session.send_text(text), f"Sending a text frame as {self.label}")
+            within_or_fail(
+                lambda: self.session.send_text(text),
+                f"{self.username} could not even hand over its text frame",
+                "the server to take the frame",
+            )
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             self.handler_ended(f"a place to send {show(text)}")
 
     def leave(self) -> None:
         """Close the connection from the client side (the server sees a disconnect)."""
+        remember_sent(f"{self.username} closed its connection")
         try:
             within_or_fail(
-                lambda: self.session.send({"type": "websocket.disconnect", "code": 1000}), f"Closing {self.label}"
+                lambda: self.session.send({"type": "websocket.disconnect", "code": 1000}),
+                f"{self.username} could not close its connection",
+                "the server to take the close",
             )
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             self.exit()
@@ -124,7 +161,7 @@ class Peer:
     def raw(self, expected: str) -> dict[str, Any]:
         """The next ASGI message the server sent to this client, within WAIT seconds."""
         try:
-            return within_or_fail(self.session.receive, f"{self.label} waited for {expected}", expected)
+            return within_or_fail(self.session.receive, f"{self.label} received nothing", expected)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             self.handler_ended(expected)
 
@@ -133,7 +170,9 @@ class Peer:
         message = self.raw(expected)
         if message.get("type") == "websocket.close":
             fail(
-                f"The server closed the connection of {self.label} while it waited for a message.",
+                f"close code {message.get('code')}, expected a message: the server closed the connection of "
+                f"{self.label}.",
+                sent=LAST_SENT["what"],
                 expected=expected,
                 got=f"close code {message.get('code')}",
             )
@@ -149,7 +188,9 @@ class Peer:
     def handler_ended(self, expected: str) -> None:
         self.exit()  # raises the exception that ended the server's handler, if there was one
         fail(
-            f"The server stopped handling the connection of {self.label} without closing it.",
+            f"the handler ended, expected {clip(expected, 120)}: the server stopped handling the connection of "
+            f"{self.label} without closing it.",
+            sent=LAST_SENT["what"],
             expected=expected,
             got="the handler ended",
         )
@@ -157,7 +198,11 @@ class Peer:
     def exit(self) -> None:
         if not self.exited:
             self.exited = True
-            within_or_fail(lambda: self.session.__exit__(None, None, None), f"Closing {self.label}")
+            within_or_fail(
+                lambda: self.session.__exit__(None, None, None),
+                f"Closing {self.label} never finished",
+                "the handler to end",
+            )
 
     def history(self) -> list[Any]:
         """Receive the history message and return its list of messages."""
@@ -199,11 +244,26 @@ def decode(message: dict[str, Any], expected: str) -> dict[str, Any]:
     return data
 
 
+LAST_SENT: dict[str, str | None] = {"what": None}
+
+
+def remember_sent(what: str) -> None:
+    """What the grader last did to the app, so a wait that times out can say what it followed."""
+    LAST_SENT["what"] = clip(what, 200)
+
+
 def within_or_fail(action: Callable[[], Any], what: str, expected: str | None = None) -> Any:
+    """`action` within WAIT seconds; otherwise fail leading with what did not happen, then what
+    was sent last and what was awaited."""
     try:
         return within(WAIT, action, what)
     except CheckTimeout:
-        fail(f"{what}, but nothing happened within {WAIT:g} s.", expected=expected, got="nothing")
+        fail(
+            f"{what} within {WAIT:g} s: the handler seems stuck (a loop that never awaits?) or never sends it.",
+            sent=LAST_SENT["what"],
+            expected=expected,
+            got="nothing",
+        )
 
 
 class Chat:
@@ -217,18 +277,21 @@ class Chat:
     def connect(self, room: str, username: str, *, headers: dict[str, str] | None = None) -> Peer:
         """Open /ws/{room}?username=... and wait (bounded) until the server accepts it."""
         path = f"/ws/{room}?username={quote(username)}"
+        remember_sent(f"WebSocket {path}")
         session = self.api.websocket_connect(path, headers=dict(headers or {}))
         try:
-            within_or_fail(session.__enter__, f"Connecting to {path}", "the server to accept the connection")
+            within_or_fail(session.__enter__, f"The connection to {path} was not accepted", "an accepted connection")
         except WebSocketDisconnect as exc:
             fail(
-                f"The server refused the connection to {path}.",
+                f"close code {exc.code}, expected an accepted connection: the server refused a valid client.",
+                sent=f"WebSocket {path}",
                 expected="an accepted connection",
                 got=f"close code {exc.code}",
             )
         except WebSocketDenialResponse as exc:
             fail(
-                f"The server refused the connection to {path}.",
+                f"HTTP status {exc.status_code}, expected an accepted connection: the server refused a valid client.",
+                sent=f"WebSocket {path}",
                 expected="an accepted connection",
                 got=f"HTTP status {exc.status_code}",
             )
@@ -264,29 +327,38 @@ def chat(learner: Any) -> Iterator[Chat]:
     room.close()
 
 
+REFUSALS = f"close code {POLICY_VIOLATION}, or an HTTP 403 answer to the handshake"
+
+
 def expect_refused(chat: Chat, path: str, why: str) -> None:
-    """The server must end a connection to `path` with close code 1008, before or after accepting it."""
+    """The server must refuse a connection to `path`: close code 1008 before or after accepting it,
+    or (what a real server answers when the app closes before accepting) an HTTP 403 handshake
+    rejection. Statement: "Connecting", refusal clause."""
+    remember_sent(f"WebSocket {path}")
     session = chat.api.websocket_connect(path)
     peer = Peer(session, "", "a refused client", path)
-    expected = f"close code {POLICY_VIOLATION}"
     try:
-        within_or_fail(session.__enter__, f"Connecting to {path}", expected)
+        within_or_fail(session.__enter__, f"{why} got no answer to its handshake", REFUSALS)
     except WebSocketDisconnect as exc:
         expect(
             exc.code == POLICY_VIOLATION,
-            f"{why} must be refused with close code {POLICY_VIOLATION}.",
+            f"close code {exc.code}, expected {POLICY_VIOLATION}: {why} must be refused with "
+            f"status.WS_1008_POLICY_VIOLATION.",
             sent=f"WebSocket {path}",
-            expected=expected,
+            expected=REFUSALS,
             got=f"close code {exc.code}",
         )
         return
     except WebSocketDenialResponse as exc:
-        fail(
-            f"{why} must be refused with a WebSocket close, not an HTTP answer.",
+        expect(
+            exc.status_code == 403,
+            f"HTTP status {exc.status_code}, expected close code {POLICY_VIOLATION} (or 403): {why} must be "
+            "refused, not answered with another HTTP status.",
             sent=f"WebSocket {path}",
-            expected=expected,
+            expected=REFUSALS,
             got=f"HTTP status {exc.status_code}",
         )
+        return
     chat.peers.append(peer)
     seen = []
     for _ in range(3):
@@ -294,27 +366,30 @@ def expect_refused(chat: Chat, path: str, why: str) -> None:
             message = within(WAIT, session.receive, f"Waiting for the close of {path}")
         except CheckTimeout:
             fail(
-                f"{why} must be closed with code {POLICY_VIOLATION}, but the server accepted it and kept it open.",
+                f"the connection stayed open, expected close code {POLICY_VIOLATION}: {why} was accepted and "
+                "never refused.",
                 sent=f"WebSocket {path}",
-                expected=expected,
+                expected=REFUSALS,
                 got=f"{show(seen)}, then nothing for {WAIT:g} s",
             )
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-            peer.handler_ended(expected)
+            peer.handler_ended(REFUSALS)
         if message.get("type") == "websocket.close":
             expect(
                 message.get("code") == POLICY_VIOLATION,
-                f"{why} must be closed with code {POLICY_VIOLATION}.",
+                f"close code {message.get('code')}, expected {POLICY_VIOLATION}: {why} must be closed with "
+                "status.WS_1008_POLICY_VIOLATION.",
                 sent=f"WebSocket {path}",
-                expected=expected,
+                expected=REFUSALS,
                 got=f"close code {message.get('code')}",
             )
             return
-        seen.append(decode(message, expected))
+        seen.append(decode(message, REFUSALS))
     fail(
-        f"{why} must be closed with code {POLICY_VIOLATION}, but the server kept the connection open.",
+        f"the connection stayed open, expected close code {POLICY_VIOLATION}: {why} was accepted and sent "
+        "messages instead of being refused.",
         sent=f"WebSocket {path}",
-        expected=expected,
+        expected=REFUSALS,
         got=show(seen),
     )
 
@@ -362,12 +437,7 @@ def test_history_lists_messages_in_order(chat: Chat) -> None:
         writer.expect_event(chat_message(room, writer.username, text), "The sender should get its own message back.")
         sent.append(chat_message(room, writer.username, text))
     history = chat.connect(room, new_name()).history()
-    expect(
-        chat_fields(history) == sent,
-        "The history should list every earlier message, oldest first.",
-        expected=show(sent),
-        got=show(history),
-    )
+    expect_history(history, sent, "The history should list every earlier message, oldest first.")
 
 
 def test_history_keeps_last_50(chat: Chat) -> None:
@@ -404,12 +474,7 @@ def test_history_holds_only_chat_messages(chat: Chat) -> None:
     first.receive(MESSAGE)
     history = chat.connect(room, new_name()).history()
     wanted = [chat_message(room, first.username, text)]
-    expect(
-        chat_fields(history) == wanted,
-        "The history must hold the chat messages only, not join or leave events.",
-        expected=show(wanted),
-        got=show(history),
-    )
+    expect_history(history, wanted, "The history must hold the chat messages only, not join or leave events.")
 
 
 # --- join, message, leave -----------------------------------------------------------------
@@ -498,12 +563,7 @@ def test_rooms_are_isolated(chat: Chat) -> None:
     )
     history = chat.connect(there, new_name()).history()
     wanted = [chat_message(there, bob.username, texts[1])]
-    expect(
-        chat_fields(history) == wanted,
-        f"The history of room {there} must hold only that room's messages.",
-        expected=show(wanted),
-        got=show(history),
-    )
+    expect_history(history, wanted, f"The history of room {there} must hold only that room's messages.")
 
 
 # --- GET /rooms -----------------------------------------------------------------------------
@@ -548,11 +608,10 @@ def test_rooms_listing_drops_empty_room(chat: Chat) -> None:
         got=show(listed),
     )
     history = chat.connect(emptied, new_name()).history()
-    expect(
-        chat_fields(history) == [chat_message(emptied, goes.username, text)],
+    expect_history(
+        history,
+        [chat_message(emptied, goes.username, text)],
         "A room that emptied must keep its history for the next visitor.",
-        expected=show([chat_message(emptied, goes.username, text)]),
-        got=show(history),
     )
 
 
@@ -560,7 +619,7 @@ def test_rooms_listing_drops_empty_room(chat: Chat) -> None:
 
 
 def test_username_required(chat: Chat) -> None:
-    """connecting without a username, or with a blank one, is closed with code 1008"""
+    """connecting without a username, or with a blank one, is refused (close code 1008)"""
     room = new_room()
     for query, why in (
         ("", "A connection without ?username="),
@@ -572,18 +631,25 @@ def test_username_required(chat: Chat) -> None:
 
 
 def test_room_name_validated(chat: Chat) -> None:
-    """a room name must be 1-32 letters, digits, _ or -; anything else is closed with code 1008"""
+    """a room name must be 1-32 ASCII letters, digits, _ or -, nothing around them; anything else is refused"""
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     longest = "".join(rng.choice(letters) for _ in range(30))
     too_long = longest + "xyz"
+    word = rng.choice(WORDS)
+    # Beside the plain classes: a trailing newline (which `$` lets through), padding that a strip()
+    # before matching would hide, and a non-ASCII letter (which a Unicode `\w` lets through).
     for room in (
         too_long,
-        f"{rng.choice(WORDS)}.{rng.choice(WORDS)}",
-        f"{rng.choice(WORDS)}%20{rng.choice(WORDS)}",
-        f"{rng.choice(WORDS)}!",
-        f"{rng.choice(WORDS)}@home",
+        f"{word}.{rng.choice(WORDS)}",
+        f"{word}%20{rng.choice(WORDS)}",
+        f"{word}!",
+        f"{word}@home",
+        f"{word}%0A",
+        f"%20{word}",
+        f"{word}%20",
+        f"caf%C3%A9{rng.randrange(10, 99)}",
     ):
-        expect_refused(chat, f"/ws/{room}?username={new_name()}", f"The room name {show(room)}")
+        expect_refused(chat, f"/ws/{room}?username={new_name()}", f"The room name {show(unquote(room))}")
     good = f"{longest[:15]}_{longest[15:]}-"
     chat.connect(good, new_name()).history()
 
@@ -607,12 +673,7 @@ def test_blank_message_ignored(chat: Chat) -> None:
         )
     history = chat.connect(room, new_name()).history()
     wanted = [chat_message(room, writer.username, text)]
-    expect(
-        chat_fields(history) == wanted,
-        "A blank message must not be kept in the history.",
-        expected=show(wanted),
-        got=show(history),
-    )
+    expect_history(history, wanted, "A blank message must not be kept in the history.")
 
 
 def test_oversize_message_refused(chat: Chat) -> None:
@@ -636,6 +697,44 @@ def test_oversize_message_refused(chat: Chat) -> None:
             chat_message(room, writer.username, longest),
             f"A message of exactly 1000 characters is allowed, and the 1001-character one must not "
             f"reach {member.username}.",
+        )
+
+
+MULTI_BYTE = "éßøü☕漢字😀🎉ñ"  # 2, 3 and 4 bytes each in UTF-8
+
+
+def test_text_limit_counts_characters_as_sent(chat: Chat) -> None:
+    """the 1000-character limit counts characters of the text as sent, multi-byte and surrounding spaces included"""
+    room = new_room()
+    writer = chat.enter(room)
+    reader = chat.enter(room, [writer])
+    wide = "".join(rng.choice(MULTI_BYTE) for _ in range(1000))
+    writer.send(wide)
+    for member in (writer, reader):
+        member.expect_event(
+            chat_message(room, writer.username, wide),
+            f"1000 multi-byte characters ({len(wide.encode())} bytes in UTF-8) are within the limit, which counts "
+            f"characters (len(text)), not bytes: {member.username} should receive them unchanged.",
+        )
+    core = "".join(rng.choice("abcdefgh") for _ in range(998))
+    padded_over = f"  {core}z"  # 1001 characters, 999 once stripped
+    writer.send(padded_over)
+    error = writer.receive('{"type": "error", "detail": "..."}')
+    expect(
+        error.get("type") == "error" and isinstance(error.get("detail"), str),
+        f"{show(error.get('type'))} instead of an error: a text of 1001 characters (2 of them leading spaces) is "
+        "over the limit. Measure the text as it was sent, before any strip().",
+        sent=f"{writer.username} sent 2 spaces + 999 letters (1001 characters)",
+        expected='{"type": "error", "detail": "..."}',
+        got=show(error),
+    )
+    padded_fit = f" {core} "  # exactly 1000 characters, spaces kept
+    writer.send(padded_fit)
+    for member in (writer, reader):
+        member.expect_event(
+            chat_message(room, writer.username, padded_fit),
+            f"A text of exactly 1000 characters with a space at each end is allowed and goes out as it was "
+            f"sent (the padded 1001-character one must not reach {member.username}).",
         )
 
 
@@ -697,6 +796,159 @@ def test_dead_connection_dropped(learner: Any) -> None:
         chat.close()
 
 
+def test_same_username_twice_both_members(chat: Chat) -> None:
+    """two connections with the same username are two members: both stay, both receive, the count says 2"""
+    room = new_room()
+    name = new_name()
+    first = chat.connect(room, name)
+    first.history()
+    first.expect_event({"type": "join", "room": room, "username": name, "users": 1}, f"{name} joined an empty room.")
+    second = chat.connect(room, name)
+    second.history()
+    for member, which in ((first, "first"), (second, "second")):
+        member.expect_event(
+            {"type": "join", "room": room, "username": name, "users": 2},
+            f"A second connection of {name} is a second member; the {which} one should hear users: 2. Key the "
+            "room's members by connection, not by username.",
+        )
+    expect_json(
+        chat.api.get("/rooms"),
+        [{"room": room, "users": 2}],
+        f"Two connections share the username {name}: GET /rooms should count 2 users.",
+    )
+    other = chat.enter(room, [first, second])
+    text = new_text()
+    other.send(text)
+    for member, which in ((first, "first"), (second, "second"), (other, "sender")):
+        member.expect_event(
+            chat_message(room, other.username, text),
+            f"The {which} connection should receive what {other.username} wrote.",
+        )
+    first.leave()
+    for member in (second, other):
+        member.expect_event(
+            {"type": "leave", "room": room, "username": name, "users": 2},
+            f"One of the two connections of {name} left; the other one stays, so users is 2.",
+        )
+    text = new_text()
+    other.send(text)
+    second.expect_event(
+        chat_message(room, other.username, text),
+        f"The remaining connection of {name} must still receive messages after the other one left.",
+    )
+
+
+def throttled(app: Any, slow: set[str], started: threading.Event, release: threading.Event) -> Any:
+    """Wrap the app: a send to a connection opened with header x-peer: NAME, once NAME is in `slow`,
+    waits (bounded) until `release` is set, as a send to a client that reads slowly does."""
+
+    async def wrapped(scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await app(scope, receive, send)
+            return
+        peer = dict(scope.get("headers") or []).get(b"x-peer", b"").decode()
+
+        async def slow_send(message: dict) -> None:
+            if peer in slow and message.get("type") == "websocket.send":
+                started.set()
+                deadline = time.monotonic() + 3 * WAIT
+                while not release.is_set() and time.monotonic() < deadline:
+                    await anyio.sleep(0.01)
+            await send(message)
+
+        await app(scope, receive, slow_send)
+
+    return wrapped
+
+
+def test_leave_during_slow_broadcast(learner: Any) -> None:
+    """a member leaving while a broadcast waits on a slow reader stops nobody: the sender stays, the others receive"""
+    slow: set[str] = set()
+    started, release = threading.Event(), threading.Event()
+    chat = Chat(throttled(learner.app, slow, started, release))
+    try:
+        room = new_room()
+        sender = chat.enter(room)
+        sluggish = chat.enter(room, [sender], headers={"x-peer": "slow"})
+        stays = chat.enter(room, [sender, sluggish])
+        goes = chat.enter(room, [sender, sluggish, stays])
+        slow.add("slow")
+        text = new_text()
+        sender.send(text)
+        started.wait(WAIT)
+        # While the broadcast waits on the slow reader, another member leaves: its handler now
+        # changes the room's members under the broadcast's feet.
+        goes.leave()
+        deadline = time.monotonic() + WAIT
+        while chat.rooms() != [{"room": room, "users": 3}] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        release.set()
+
+        def about_the_leaver(data: dict[str, Any]) -> bool:
+            return data.get("type") == "leave" and data.get("username") == goes.username
+
+        for member in (sender, sluggish, stays):
+            got = member.receive_skipping(about_the_leaver, MESSAGE)
+            expect_fields(
+                got,
+                chat_message(room, sender.username, text),
+                f"{goes.username} left while the broadcast of this message waited on the slow reader "
+                f"{sluggish.username}; {member.username} must still receive it. Loop over a copy of the "
+                "room's members, and let one failed send stop nobody.",
+            )
+        text = new_text()
+        sender.send(text)
+        for member in (sender, sluggish, stays):
+            got = member.receive_skipping(about_the_leaver, MESSAGE)
+            expect_fields(
+                got,
+                chat_message(room, sender.username, text),
+                f"After that broadcast, {sender.username} must still be a member whose messages reach "
+                f"{member.username}.",
+            )
+        expect_json(
+            chat.api.get("/rooms"),
+            [{"room": room, "users": 3}],
+            f"Only {goes.username} left; the three others stay in the room.",
+        )
+    finally:
+        release.set()
+        chat.close()
+
+
+def test_app_serves_again_after_restart(learner: Any) -> None:
+    """the same app started a second time in one process still connects, chats and lists its rooms"""
+    first_run = Chat(learner.app)
+    try:
+        room = new_room()
+        early = first_run.enter(room)
+        early.send(new_text())
+        early.receive(MESSAGE)
+    finally:
+        first_run.close()
+    # A second event loop now: anything bound to the first one (a task, a queue's consumer) is gone.
+    second_run = Chat(learner.app)
+    try:
+        writer = second_run.enter(room)
+        reader = second_run.enter(room, [writer])
+        text = new_text()
+        writer.send(text)
+        for member in (writer, reader):
+            member.expect_event(
+                chat_message(room, writer.username, text),
+                f"After the app was stopped and started again, {member.username} should receive what "
+                f"{writer.username} wrote. Create nothing at import that belongs to one event loop (a task, "
+                "a queue with its consumer); the connections of the first run are gone.",
+            )
+        expect_json(
+            second_run.api.get("/rooms"),
+            [{"room": room, "users": 2}],
+            "After a restart, GET /rooms should count only the connections of the running app.",
+        )
+    finally:
+        second_run.close()
+
+
 # --- a real server ------------------------------------------------------------------------------
 
 
@@ -706,121 +958,197 @@ def log_tail(server: Any) -> str:
     return text.split("\n", 1)[-1] if len(text) >= 700 else text
 
 
-def test_real_server_end_to_end(problem: Any) -> None:
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One uvicorn process serving the learner's app, shared by this run's real-server checks (a
+    check run alone starts its own): each start costs about a second of the problem's budget.
+    Each check uses rooms of its own, so sharing the server shares no state between them."""
+    problem = load_manifest().by_slug(Path(__file__).parent.name)
+    here = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("real-server"))  # serve() writes its log to the working directory
+    try:
+        server = serve(problem)
+    finally:
+        os.chdir(here)
+    yield server
+    server.stop(timeout=3)
+
+
+def test_real_server_end_to_end(real_server: Any) -> None:
     """on a real uvicorn server two clients chat, and one dropped abruptly does not stop the other"""
     import httpx
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
     from websockets.sync.client import connect
 
-    server = serve(problem)
-    try:
-        with ExitStack() as stack:
-            room = new_room()
+    server = real_server
+    with ExitStack() as stack:
+        room = new_room()
 
-            def open_client(username: str) -> Any:
-                url = f"{server.ws_url}/ws/{room}?username={username}"
-                try:
-                    # legacy=True: connect now and hand back the connection (websockets 17 warns otherwise).
-                    conn = connect(url, open_timeout=REAL_WAIT, close_timeout=0.5, legacy=True)
-                except (OSError, TimeoutError, InvalidHandshake) as exc:
-                    fail(
-                        f"The real server did not accept a WebSocket connection to /ws/{room}?username={username}.",
-                        expected="an accepted connection",
-                        got=f"{type(exc).__name__}: {exc}; the server log ends with:\n{log_tail(server)}",
-                    )
-                stack.callback(quietly, conn.close)
-                return conn
-
-            def send(conn: Any, who: str, text: str) -> None:
-                try:
-                    conn.send(text)
-                except ConnectionClosed as exc:
-                    code = f"close code {exc.rcvd.code}" if exc.rcvd else "closed without a close frame"
-                    fail(
-                        f"On the real server, the connection of {who} was closed before it could send {show(text)}.",
-                        expected="an open connection",
-                        got=f"{code}; the server log ends with:\n{log_tail(server)}",
-                    )
-
-            def receive(conn: Any, who: str, expected: str) -> dict[str, Any]:
-                try:
-                    text = conn.recv(timeout=REAL_WAIT)
-                except TimeoutError:
-                    fail(
-                        f"On the real server, {who} waited {REAL_WAIT:g} s for a message, but nothing arrived.",
-                        expected=expected,
-                        got="nothing",
-                    )
-                except ConnectionClosed as exc:
-                    code = f"close code {exc.rcvd.code}" if exc.rcvd else "closed without a close frame"
-                    fail(
-                        f"On the real server, the connection of {who} was closed.",
-                        expected=expected,
-                        got=f"{code}; the server log ends with:\n{log_tail(server)}",
-                    )
-                return decode({"text": text if isinstance(text, str) else text.decode("utf-8", "replace")}, expected)
-
-            def expect_next(conn: Any, who: str, wanted: dict[str, Any], what: str, skip: Any = None) -> None:
-                for _ in range(3):
-                    got = receive(conn, who, show(wanted))
-                    if not (skip and skip(got)):
-                        break
-                expect_fields(got, wanted, f"On the real server: {what}")
-
-            alice, bob = new_name(), new_name()
-            a = open_client(alice)
-            expect_next(a, alice, {"type": "history", "room": room}, "the first message should be the history.")
-            expect_next(a, alice, {"type": "join", "username": alice, "users": 1}, "a newcomer hears its own join.")
-            b = open_client(bob)
-            expect_next(b, bob, {"type": "history", "room": room}, "the first message should be the history.")
-            for conn, who in ((b, bob), (a, alice)):
-                expect_next(conn, who, {"type": "join", "username": bob, "users": 2}, f"{who} should hear {bob} join.")
-            text = new_text()
-            send(b, bob, text)
-            for conn, who in ((b, bob), (a, alice)):
-                expect_next(conn, who, chat_message(room, bob, text), f"{who} should receive what {bob} wrote.")
-
-            with suppress(OSError):
-                b.socket.shutdown(socket.SHUT_RDWR)  # bob vanishes: no close frame
-
-            def about_bob(data: dict[str, Any]) -> bool:
-                return data.get("type") == "leave" and data.get("username") == bob
-
-            for _ in range(2):
-                text = new_text()
-                send(a, alice, text)
-                expect_next(
-                    a,
-                    alice,
-                    chat_message(room, alice, text),
-                    f"after {bob} vanished without a close frame, {alice} must still get every message.",
-                    about_bob,
+        def open_client(username: str) -> Any:
+            url = f"{server.ws_url}/ws/{room}?username={username}"
+            try:
+                # legacy=True: connect now and hand back the connection (websockets 17 warns otherwise).
+                conn = connect(url, open_timeout=REAL_WAIT, close_timeout=0.5, legacy=True)
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                fail(
+                    f"The real server did not accept a WebSocket connection to /ws/{room}?username={username}.",
+                    expected="an accepted connection",
+                    got=f"{type(exc).__name__}: {exc}; the server log ends with:\n{log_tail(server)}",
                 )
-            wanted = [{"room": room, "users": 1}]
-            deadline = time.monotonic() + 2.0
-            listed: Any = None
-            while time.monotonic() < deadline:
-                try:
-                    response = httpx.get(f"{server.http_url}/rooms", timeout=REAL_WAIT)
-                except httpx.HTTPError as exc:
-                    fail(
-                        "GET /rooms on the real server failed.",
-                        expected=show(wanted),
-                        got=f"{type(exc).__name__}: {exc}",
-                    )
-                try:
-                    listed = response.json()
-                except ValueError:
-                    listed = f"status {response.status_code}: {response.text[:200]}"
-                if listed == wanted:
+            stack.callback(quietly, conn.close)
+            return conn
+
+        def send(conn: Any, who: str, text: str) -> None:
+            try:
+                conn.send(text)
+            except ConnectionClosed as exc:
+                code = f"close code {exc.rcvd.code}" if exc.rcvd else "closed without a close frame"
+                fail(
+                    f"On the real server, the connection of {who} was closed before it could send {show(text)}.",
+                    expected="an open connection",
+                    got=f"{code}; the server log ends with:\n{log_tail(server)}",
+                )
+
+        def receive(conn: Any, who: str, expected: str) -> dict[str, Any]:
+            try:
+                text = conn.recv(timeout=REAL_WAIT)
+            except TimeoutError:
+                fail(
+                    f"On the real server, {who} waited {REAL_WAIT:g} s for a message, but nothing arrived.",
+                    expected=expected,
+                    got="nothing",
+                )
+            except ConnectionClosed as exc:
+                code = f"close code {exc.rcvd.code}" if exc.rcvd else "closed without a close frame"
+                fail(
+                    f"On the real server, the connection of {who} was closed.",
+                    expected=expected,
+                    got=f"{code}; the server log ends with:\n{log_tail(server)}",
+                )
+            return decode({"text": text if isinstance(text, str) else text.decode("utf-8", "replace")}, expected)
+
+        def expect_next(conn: Any, who: str, wanted: dict[str, Any], what: str, skip: Any = None) -> None:
+            for _ in range(3):
+                got = receive(conn, who, show(wanted))
+                if not (skip and skip(got)):
                     break
-                time.sleep(0.05)
-            expect(
-                listed == wanted,
-                f"On the real server, {bob} vanished: GET /rooms should count only {alice}.",
-                sent="GET /rooms",
-                expected=show(wanted),
-                got=show(listed),
+            expect_fields(got, wanted, f"On the real server: {what}")
+
+        alice, bob = new_name(), new_name()
+        a = open_client(alice)
+        expect_next(a, alice, {"type": "history", "room": room}, "the first message should be the history.")
+        expect_next(a, alice, {"type": "join", "username": alice, "users": 1}, "a newcomer hears its own join.")
+        b = open_client(bob)
+        expect_next(b, bob, {"type": "history", "room": room}, "the first message should be the history.")
+        for conn, who in ((b, bob), (a, alice)):
+            expect_next(conn, who, {"type": "join", "username": bob, "users": 2}, f"{who} should hear {bob} join.")
+        text = new_text()
+        send(b, bob, text)
+        for conn, who in ((b, bob), (a, alice)):
+            expect_next(conn, who, chat_message(room, bob, text), f"{who} should receive what {bob} wrote.")
+
+        with suppress(OSError):
+            b.socket.shutdown(socket.SHUT_RDWR)  # bob vanishes: no close frame
+
+        def about_bob(data: dict[str, Any]) -> bool:
+            return data.get("type") == "leave" and data.get("username") == bob
+
+        for _ in range(2):
+            text = new_text()
+            send(a, alice, text)
+            expect_next(
+                a,
+                alice,
+                chat_message(room, alice, text),
+                f"after {bob} vanished without a close frame, {alice} must still get every message.",
+                about_bob,
             )
-    finally:
-        server.stop(timeout=3)
+        wanted = [{"room": room, "users": 1}]
+        deadline = time.monotonic() + 2.0
+        listed: Any = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"{server.http_url}/rooms", timeout=REAL_WAIT)
+            except httpx.HTTPError as exc:
+                fail(
+                    "GET /rooms on the real server failed.",
+                    expected=show(wanted),
+                    got=f"{type(exc).__name__}: {exc}",
+                )
+            try:
+                listed = response.json()
+            except ValueError:
+                listed = f"status {response.status_code}: {response.text[:200]}"
+            if listed == wanted:
+                break
+            time.sleep(0.05)
+        expect(
+            listed == wanted,
+            f"On the real server, {bob} vanished: GET /rooms should count only {alice}.",
+            sent="GET /rooms",
+            expected=show(wanted),
+            got=show(listed),
+        )
+
+
+def test_real_server_refusal(real_server: Any) -> None:
+    """on a real uvicorn server a refused client sees an HTTP 403 handshake rejection, or close 1008 after accept"""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.sync.client import connect
+
+    for path, why in (
+        (f"/ws/{new_room()}", "a client without ?username="),
+        (f"/ws/{rng.choice(WORDS)}.{rng.randrange(10, 99)}?username={new_name()}", "a client of an invalid room"),
+    ):
+        remember_sent(f"WebSocket {path} (on a real uvicorn server)")
+        try:
+            conn = connect(f"{real_server.ws_url}{path}", open_timeout=REAL_WAIT, close_timeout=0.5, legacy=True)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            expect(
+                status == 403,
+                f"HTTP status {status}, expected 403 (or close code {POLICY_VIOLATION} after accepting): "
+                f"{why} must be refused by closing the WebSocket, not by an error.",
+                sent=f"WebSocket {path} on a real uvicorn server",
+                expected=REFUSALS,
+                got=f"HTTP status {status}; the server log ends with:\n{log_tail(real_server)}",
+            )
+            continue
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            fail(
+                f"{type(exc).__name__}, expected {REFUSALS}: the real server gave {why} no clear answer.",
+                sent=f"WebSocket {path} on a real uvicorn server",
+                expected=REFUSALS,
+                got=f"{type(exc).__name__}: {clip(str(exc), 200)}; the server log ends with:\n{log_tail(real_server)}",
+            )
+        try:
+            seen = []
+            for _ in range(3):
+                seen.append(clip(str(conn.recv(timeout=REAL_WAIT)), 120))
+            fail(
+                f"the connection stayed open, expected close code {POLICY_VIOLATION}: the real server accepted "
+                f"{why} and sent it messages.",
+                sent=f"WebSocket {path} on a real uvicorn server",
+                expected=REFUSALS,
+                got=show(seen),
+            )
+        except TimeoutError:
+            fail(
+                f"the connection stayed open, expected close code {POLICY_VIOLATION}: the real server accepted "
+                f"{why} and never closed it.",
+                sent=f"WebSocket {path} on a real uvicorn server",
+                expected=REFUSALS,
+                got=f"nothing for {REAL_WAIT:g} s",
+            )
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            expect(
+                code == POLICY_VIOLATION,
+                f"close code {code}, expected {POLICY_VIOLATION}: the real server accepted {why} and then closed "
+                "it with the wrong code.",
+                sent=f"WebSocket {path} on a real uvicorn server",
+                expected=REFUSALS,
+                got="closed without a close frame" if code is None else f"close code {code}",
+            )
+        finally:
+            quietly(conn.close)

@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import sqlite3
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ from workbook.grading import (
 REAL_CONNECT = REAL_SQLITE_CONNECT
 REAL_RENAMES = {"replace": os.replace, "rename": os.rename}
 PRODUCTS = ["Desk lamp", "Notebook", "Headphones", "Water bottle", "Backpack", "Stapler", "Webcam", "Plant pot"]
+# Names outside ASCII (2-, 3- and 4-byte UTF-8) must round-trip through the database unchanged.
+WIDE_PRODUCTS = ["Café crème mug", "Schreibtischlampe groß", "東京 notebook", "Plant pot 🌱"]
 STATS_KEYS = ["total_requests", "uptime_seconds", "started_at", "stopped_at"]
 
 
@@ -81,7 +84,38 @@ class Renames:
     def shown(self) -> str:
         if not self.calls:
             return "no os.replace() or os.rename() call"
-        return "; ".join(f"os.{c['function']}({c['src']!r}, {c['dst']!r})" for c in self.calls[-4:])
+        return "; ".join(shown_call(call) for call in self.calls[-4:])
+
+
+# Folders a learner can name, most specific first: messages show these names instead of the
+# grader's scratch paths (/tmp/pytest-of-<user>/...), which mean nothing to a learner.
+PLACES: list[tuple[str, str]] = []
+
+
+def visible(path: Any) -> str:
+    """A path as the learner knows it: relative to STATS_PATH's folder, the working directory or
+    the system temp folder."""
+    if path is None:
+        return "?"
+    text = os.fsdecode(path)
+    for folder, label in PLACES:
+        if text == folder or text.startswith(folder + os.sep):
+            rest = text[len(folder) :].lstrip(os.sep)
+            return f"{label}/{rest}" if rest else label
+    return text
+
+
+def shown_call(call: dict[str, Any]) -> str:
+    return f"os.{call['function']}({visible(call['src'])!r}, {visible(call['dst'])!r})"
+
+
+def text_of(path: str | None, limit: int = 100_000) -> str | None:
+    """What the file at `path` holds right now (None when it is not a readable file)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:  # type: ignore[arg-type]
+            return file.read(limit)
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 @pytest.fixture
@@ -98,6 +132,7 @@ def renames(monkeypatch: pytest.MonkeyPatch) -> Renames:
                 "dst": real_path(dst, kwargs.get("dst_dir_fd")),
                 "done": False,
             }
+            call["src_text"] = text_of(call["src"])
             log.calls.append(call)
             if log.fail_onto is not None and call["dst"] == log.fail_onto:
                 raise OSError(errno.EIO, f"the grader made os.{function}() fail on purpose", os.fsdecode(dst))
@@ -117,7 +152,22 @@ def stats_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     path = tmp_path / f"exports-{rng.randrange(10**6)}" / f"stats-{rng.randrange(10**4)}.json"
     path.parent.mkdir()
     monkeypatch.setenv("STATS_PATH", str(path))
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    # tempfile's default folder is redirected into the check's own scratch space, so a temporary
+    # file left in "the system temp folder" is seen, not lost among other programs' files.
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    PLACES[:] = [
+        (os.path.realpath(path.parent), "<STATS_PATH's folder>"),
+        (os.path.realpath(system_temp), "<system temp folder>"),
+        (os.path.realpath(Path.cwd()), "<working directory>"),
+        (os.path.realpath(tmp_path), "<another folder>"),
+    ]
     return path
+
+
+def system_temp_folder() -> Path:
+    return Path(tempfile.gettempdir())
 
 
 @pytest.fixture
@@ -222,7 +272,10 @@ def items_in(api: Any, db: sqlite3.Connection) -> list[dict]:
 
 
 def new_item() -> dict:
-    return {"name": f"{rng.choice(PRODUCTS)} {rng.randrange(100, 999)}", "price": rng.randrange(100, 99999) / 100}
+    return {
+        "name": f"{rng.choice(PRODUCTS + WIDE_PRODUCTS)} {rng.randrange(100, 999)}",
+        "price": rng.randrange(100, 99999) / 100,
+    }
 
 
 def request_count(app: Any) -> Any:
@@ -264,9 +317,11 @@ def utc_time(data: dict, key: str) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         fail(f"`{key}` is not an ISO 8601 time.", expected='like "2025-01-31T12:00:00.123456+00:00"', got=show(value))
+    offset = moment.utcoffset()
     expect(
-        moment.utcoffset() == timedelta(0),
-        f"`{key}` should be in UTC, with its offset written out.",
+        offset == timedelta(0),
+        f"`{key}` has {'no offset' if offset is None else f'the offset {offset}'}, expected UTC (+00:00): "
+        "write datetime.now(timezone.utc).isoformat(), not the host's local time.",
         expected="a time ending in +00:00 or Z (datetime.now(timezone.utc).isoformat())",
         got=show(value),
     )
@@ -406,6 +461,79 @@ def test_migrations_read_at_startup(learner: Any) -> None:
         expected=str(len(migrations)),
         got=str(version),
     )
+    # A caller may also replace the list instead of extending it: the module's MIGRATIONS at startup counts.
+    other = f"grader_tags_{rng.randrange(16**6):06x}"
+    replacement = [*migrations, f"CREATE TABLE {other} (id INTEGER PRIMARY KEY)"]
+    learner.MIGRATIONS = replacement
+    with running(learner.app) as api:
+        found = [
+            row[0]
+            for row in query(api, state_db(learner.app), "SELECT name FROM sqlite_master WHERE name = ?", (other,))
+        ]
+    expect(
+        found == [other],
+        f"table {other} missing, expected it: MIGRATIONS was replaced by a new list before startup, and startup "
+        "applied the old one. Read the module-level name MIGRATIONS inside the lifespan (no default argument, "
+        "no copy made at import).",
+        sent=f"app.MIGRATIONS = [...the old entries..., {show(replacement[-1])}], then startup",
+        expected=show([other]),
+        got=show(found),
+    )
+
+
+def test_app_restarts_cleanly(learner: Any, opened: list, stats_path: Path) -> None:
+    """The same app started twice in one process gets a fresh database, count, start time and stats each time"""
+    with running(learner.app, raise_server_exceptions=False) as api:
+        first_items = json_body(api.get("/items"))
+        api.post("/items", json=new_item())
+        send_mix(api, rng.randrange(1, 4))
+    first = read_stats(stats_path, "when the app stopped the first time")
+    sent = rng.randrange(2, 6)
+    with running(learner.app, raise_server_exceptions=False) as api:
+        count = request_count(learner.app)
+        expect(
+            count == 0,
+            f"request_count {show(count)} after the second startup, expected 0: set it in the lifespan, not at import.",
+            sent="the app started, served requests, stopped, and started again",
+            expected="0",
+            got=show(count),
+        )
+        again = json_body(api.get("/items"))
+        expect(
+            again == first_items,
+            "GET /items differs after a restart, expected the freshly seeded rows again: each startup opens "
+            "a new in-memory database (and the last shutdown closed the old one).",
+            sent="GET /items after the app was stopped and started again",
+            expected=show(first_items),
+            got=show(again),
+        )
+        send_mix(api, sent - 1)
+    second = read_stats(stats_path, "when the app stopped the second time")
+    expect(
+        second["total_requests"] == sent,
+        f"total_requests {show(second['total_requests'])} for the second run, expected {sent}: count from 0 "
+        "at each startup.",
+        sent=f"a second run of the same app with {sent} requests",
+        expected=str(sent),
+        got=show(second["total_requests"]),
+    )
+    expect(
+        isinstance(second["started_at"], str)
+        and isinstance(first["stopped_at"], str)
+        and second["started_at"] > first["stopped_at"],
+        "the second run's started_at is not after the first run's stopped_at: record the start time in the "
+        "lifespan's startup, not at import.",
+        sent="the same app started twice",
+        expected=f"started_at after {show(first['stopped_at'])}",
+        got=show(second["started_at"]),
+    )
+    expect(
+        len(opened) == 2 and all_closed(opened),
+        f"{len(opened)} connection(s) opened over two runs, {sum(not c.was_closed for c in opened)} left open; "
+        "expected one per startup, each closed at its shutdown.",
+        expected="2 connections, both closed",
+        got=f"{len(opened)} opened, {sum(c.was_closed for c in opened)} closed",
+    )
 
 
 def test_seed_rows_at_startup(learner: Any) -> None:
@@ -449,8 +577,16 @@ def test_list_items_reads_state_db(learner: Any) -> None:
 
 
 def test_create_item_answers_201(learner: Any) -> None:
-    """POST /items answers 201 with the new row, which GET /items then lists"""
+    """POST /items answers 201 with the new row (its id from the database), which GET /items then lists"""
     with running(learner.app) as api:
+        db = state_db(learner.app)
+        # A random number of extra rows, and a deleted one, so a hard-coded or counted id is wrong.
+        for _ in range(rng.randrange(2, 6)):
+            extra = new_item()
+            query(api, db, "INSERT INTO items (name, price) VALUES (?, ?)", (extra["name"], extra["price"]))
+        rows = items_in(api, db)
+        gone = rng.choice(rows[1:-1])
+        query(api, db, "DELETE FROM items WHERE id = ?", (gone["id"],))
         item = new_item()
         response = api.post("/items", json=item)
         expect_status(response, 201, "A successful POST /items should answer 201 Created.")
@@ -461,10 +597,19 @@ def test_create_item_answers_201(learner: Any) -> None:
             expected='{"id": <int>, "name": ..., "price": ...}',
             got=show(body),
         )
-        expect_json(response, {"id": body["id"], **item})
         stored = items_in(api, state_db(learner.app))
+        newest = stored[-1] if stored else None
         expect(
-            stored and stored[-1] == {"id": body["id"], **item},
+            newest is not None and newest["id"] == body["id"] and body["id"] not in [row["id"] for row in rows],
+            f"id {body['id']}, expected {newest['id'] if newest else '?'} (the id the database gave the new row): "
+            "take it from cursor.lastrowid, never from a count of the rows.",
+            sent=f"POST /items with body {show(item)}, after the grader inserted rows and deleted id {gone['id']}",
+            expected=show(newest),
+            got=show(body),
+        )
+        expect_json(response, {"id": body["id"], **item}, "POST /items should answer the new row as stored.")
+        expect(
+            stored[-1] == {"id": body["id"], **item},
             "The new item should be stored in app.state.db.",
             expected=show({"id": body["id"], **item}),
             got=show(stored[-1:] if stored else []),
@@ -486,6 +631,16 @@ def test_create_item_validates(learner: Any) -> None:
             expect_status(api.post("/items", json=bad), 422, "An invalid item must be refused with 422.")
         after = items_in(api, state_db(learner.app))
         expect(after == before, "A refused item must not be stored.", expected=show(before), got=show(after))
+
+
+def test_create_item_price_bound(learner: Any) -> None:
+    """A price of exactly 0 is accepted (201) and a price just below it is refused (422)"""
+    with running(learner.app) as api:
+        free = {"name": f"{rng.choice(WIDE_PRODUCTS)} sample {rng.randrange(100, 999)}", "price": 0}
+        response = api.post("/items", json=free)
+        expect_status(response, 201, "price >= 0 includes 0: a free item must be created (Field(ge=0), not gt=0).")
+        below = {"name": free["name"], "price": -0.01}
+        expect_status(api.post("/items", json=below), 422, "A price of -0.01 is below 0 and must be refused.")
 
 
 def test_counter_counts_requests(learner: Any) -> None:
@@ -584,11 +739,30 @@ def test_stats_file_counts_requests(learner: Any, stats_path: Path) -> None:
     )
 
 
+FAR_FROM_UTC = "WBT-05:45"  # a POSIX TZ (no tz database needed): local time is UTC+05:45
+
+
+@contextlib.contextmanager
+def host_far_from_utc() -> Iterator[None]:
+    """Run with the host's local time zone at UTC+05:45, so local times cannot pass for UTC."""
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = FAR_FROM_UTC
+    time.tzset()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = previous
+        time.tzset()
+
+
 def test_stats_file_times(learner: Any, stats_path: Path) -> None:
-    """The stats file has uptime_seconds and ISO 8601 UTC started_at and stopped_at times that fit the run"""
+    """The stats file's started_at and stopped_at are UTC times of the run, also on a host far from UTC"""
     before = datetime.now(timezone.utc)
     clock = time.monotonic()
-    with running(learner.app, raise_server_exceptions=False) as api:
+    with host_far_from_utc(), running(learner.app, raise_server_exceptions=False) as api:
         api.get("/items")
         time.sleep(0.05)
     elapsed = time.monotonic() - clock
@@ -596,12 +770,20 @@ def test_stats_file_times(learner: Any, stats_path: Path) -> None:
     data = read_stats(stats_path, "when the app stopped")
     started, stopped = utc_time(data, "started_at"), utc_time(data, "stopped_at")
     slack = timedelta(seconds=1)
-    expect(
-        before - slack <= started <= stopped <= after + slack,
-        "started_at and stopped_at should be when the app started and stopped, in that order.",
-        expected=f"between {before.isoformat()} and {after.isoformat()}",
-        got=show({"started_at": data["started_at"], "stopped_at": data["stopped_at"]}),
-    )
+    for key, moment, low, high in (
+        ("started_at", started, before, after),
+        ("stopped_at", stopped, started, after),
+    ):
+        off = moment - high if moment > high else moment - low
+        expect(
+            low - slack <= moment <= high + slack,
+            f"{key} {data[key]} is off by {off}, expected the UTC time the app "
+            f"{'started' if key == 'started_at' else 'stopped (after started_at)'}. The host's local time zone "
+            "was UTC+05:45: use datetime.now(timezone.utc), not local time with an offset pasted on.",
+            sent="one app run on a host whose local time zone is UTC+05:45",
+            expected=f"between {before.isoformat()} and {after.isoformat()}",
+            got=show({"started_at": data["started_at"], "stopped_at": data["stopped_at"]}),
+        )
     uptime = data["uptime_seconds"]
     expect(
         is_number(uptime) and 0.05 <= uptime <= elapsed + 0.5,
@@ -629,53 +811,92 @@ def test_stats_file_replaced_atomically(learner: Any, renames: Renames, stats_pa
     done = [call for call in renames.onto(stats_path) if call["done"]]
     expect(
         bool(done),
-        "The stats file was not renamed into place, so a reader (or a crash) could meet a half-written file. "
-        "Write a temporary file in the same folder, then os.replace() it onto STATS_PATH.",
+        "no rename onto STATS_PATH: the stats file was written in place, so a reader (or a crash) could meet "
+        "a half-written file. Write a temporary file in the same folder, then os.replace() it onto STATS_PATH.",
         sent=f"an app run with STATS_PATH={stats_path.name}, which already existed",
-        expected=f"os.replace(<temporary file>, {str(stats_path)!r})",
+        expected="os.replace(<temporary file>, STATS_PATH)",
         got=renames.shown(),
     )
     source = done[-1]["src"]
     expect(
         source is not None and Path(source).parent == Path(done[-1]["dst"]).parent,
-        "The temporary file was written in another folder. A rename is atomic only within one file system "
-        "(shutil.move across them copies the file). Write the temporary file in the same folder as "
-        "STATS_PATH, then os.replace() it onto the target.",
-        expected=f"a temporary file in {str(stats_path.parent)!r}",
-        got=f"os.{done[-1]['function']}({source!r}, {done[-1]['dst']!r})",
+        f"the temporary file was in {visible(Path(source).parent) if source else '?'}, expected STATS_PATH's "
+        "folder. A rename is atomic only within one file system (shutil.move across them copies the file). "
+        "Create the temporary file in the same folder as STATS_PATH (dir=...), then os.replace() it.",
+        expected="a temporary file in <STATS_PATH's folder>",
+        got=shown_call(done[-1]),
     )
 
 
-def test_stats_folder_has_no_leftovers(learner: Any, stats_path: Path) -> None:
-    """After shutdown the stats folder holds only the stats file: no temporary file is left behind"""
+def test_stats_file_complete_when_renamed(learner: Any, renames: Renames, stats_path: Path) -> None:
+    """At the moment it is renamed onto STATS_PATH, the temporary file already holds the complete JSON"""
+    with running(learner.app, raise_server_exceptions=False) as api:
+        api.get("/items")
+    done = [call for call in renames.onto(stats_path) if call["done"]]
+    expect(
+        bool(done),
+        "no rename onto STATS_PATH: write a temporary file in the same folder, then os.replace() it onto the target.",
+        expected="os.replace(<temporary file>, STATS_PATH)",
+        got=renames.shown(),
+    )
+    held = done[-1]["src_text"]
+    try:
+        data = json.loads(held) if held is not None else None
+    except ValueError:
+        data = None
+    expect(
+        isinstance(data, dict) and all(key in data for key in STATS_KEYS),
+        f"the temporary file held {clip(show(held), 80)} when it was renamed, expected the complete stats JSON. "
+        "Python buffers writes: close the file (leave its `with` block) or flush it before os.replace(), or "
+        "a reader, or a crash right after the rename, meets an empty or half-written file.",
+        expected=f"a JSON object with {show(STATS_KEYS)} in the file at the moment of the rename",
+        got=f"{shown_call(done[-1])} while the file held {clip(show(held), 120)}",
+    )
+
+
+def leftovers(stats_path: Path, renames: Renames) -> list[str]:
+    """Temporary files left behind: in STATS_PATH's folder, in the system temp folder, and any
+    file that was renamed (or meant to be renamed) onto STATS_PATH and still exists."""
+    found = [f"<STATS_PATH's folder>/{name}" for name in names_in(stats_path.parent) if name != stats_path.name]
+    found += [f"<system temp folder>/{name}" for name in names_in(system_temp_folder())]
+    for call in renames.onto(stats_path):
+        if call["src"] and os.path.exists(call["src"]) and visible(call["src"]) not in found:
+            found.append(visible(call["src"]))
+    return found
+
+
+def test_stats_folder_has_no_leftovers(learner: Any, renames: Renames, stats_path: Path) -> None:
+    """After shutdown only the stats file remains: no temporary file is left, here or in the system temp folder"""
     with running(learner.app, raise_server_exceptions=False) as api:
         api.get("/items")
     read_stats(stats_path, "when the app stopped")
-    found = names_in(stats_path.parent)
+    left = leftovers(stats_path, renames)
     expect(
-        found == [stats_path.name],
-        "Only the stats file should remain: rename the temporary file onto it (and delete it if writing fails).",
-        expected=show([stats_path.name]),
-        got=show(found),
+        not left,
+        f"{len(left)} temporary file(s) left behind, expected none: rename the temporary file onto STATS_PATH "
+        "(and delete it if writing fails).",
+        expected=f"only {show(stats_path.name)} in STATS_PATH's folder, and nothing in the system temp folder",
+        got=show(left),
     )
 
 
-def test_stats_path_read_at_shutdown(
-    learner: Any, stats_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_stats_path_read_at_shutdown(learner: Any, stats_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """STATS_PATH is read when the app stops: a path set while it runs is the one written"""
     with running(learner.app, raise_server_exceptions=False) as api:
         api.get("/items")
-        late = tmp_path / f"late-{rng.randrange(10**6)}" / "stats.json"
-        late.parent.mkdir()
+        # A relative path this time: it names a file in the working directory at shutdown.
+        late = Path(f"late-{rng.randrange(10**6)}") / "stats.json"
+        (Path.cwd() / late.parent).mkdir()
         monkeypatch.setenv("STATS_PATH", str(late))
     expect(
         not stats_path.exists(),
-        "The stats went to the STATS_PATH of import time; read os.environ when the app shuts down.",
-        expected=str(late.name),
-        got=str(stats_path.name),
+        "the stats went to the STATS_PATH of import time, expected the one set while the app ran: read "
+        "os.environ when the app shuts down.",
+        sent=f"STATS_PATH changed to the relative path {str(late)!r} while the app was running",
+        expected=f"{late} in the working directory",
+        got=f"{stats_path.name} (the path of import time)",
     )
-    read_stats(late, "to the STATS_PATH set while the app was running")
+    read_stats(Path.cwd() / late, f"to {late} (the relative STATS_PATH set while the app was running)")
 
 
 def test_stats_default_path(learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -704,20 +925,21 @@ def test_no_temporary_file_left_when_rename_fails(
             renames.fail_onto = None
     expect(
         bool(renames.onto(stats_path)),
-        "Shutdown never renamed a file onto STATS_PATH. Write a temporary file in the same folder, "
-        "then os.replace() it onto the target.",
+        "no rename onto STATS_PATH: shutdown never renamed a file onto it. Write a temporary file in the same "
+        "folder, then os.replace() it onto the target.",
         sent=sent,
-        expected=f"os.replace(<temporary file>, {str(stats_path)!r})",
+        expected="os.replace(<temporary file>, STATS_PATH)",
         got=renames.shown(),
     )
-    leftovers = [name for name in names_in(stats_path.parent) if name != stats_path.name]
+    left = leftovers(stats_path, renames)
     expect(
-        not leftovers,
-        "Renaming the temporary file failed and it was left behind. Delete it when writing or renaming "
-        "fails (try: ... os.replace(...) except BaseException: os.unlink(temporary); raise).",
+        not left,
+        f"{len(left)} temporary file(s) left behind, expected none: renaming the temporary file failed and it "
+        "stayed. Delete it when writing or renaming fails (try: ... os.replace(...) except BaseException: "
+        "os.unlink(temporary); raise).",
         sent=sent,
-        expected=f"only the earlier file {show([stats_path.name])} in its folder",
-        got=f"also {show(leftovers)}",
+        expected=f"only the earlier file {show([stats_path.name])}, and nothing in the system temp folder",
+        got=show(left),
     )
     now = stats_path.read_text(encoding="utf-8", errors="replace") if stats_path.is_file() else None
     expect(
@@ -772,6 +994,35 @@ def test_db_closed_when_stats_write_fails(
         expected="the connection closed",
         got="the connection still open",
     )
+
+
+def test_stats_write_error_propagates(
+    learner: Any, renames: Renames, stats_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When writing the stats fails, shutdown lets the OSError propagate instead of logging and swallowing it"""
+    blocker = tmp_path / f"not-a-folder-{rng.randrange(1000)}"
+    blocker.write_text("a regular file where a folder should be", encoding="utf-8")
+    for how, prepare in (
+        ("STATS_PATH's parent is a file", lambda: monkeypatch.setenv("STATS_PATH", str(blocker / "stats.json"))),
+        ("os.replace() onto STATS_PATH raises OSError", lambda: monkeypatch.setenv("STATS_PATH", str(stats_path))),
+    ):
+        prepare()
+        api = start(learner.app, raise_server_exceptions=False)
+        renames.fail_onto = real_path(stats_path) if "os.replace" in how else None
+        try:
+            raised = stop(api)
+        finally:
+            renames.fail_onto = None
+        expect(
+            raised is not None and any(isinstance(exc, OSError) for exc in exception_chain(raised)),
+            "shutdown finished quietly, expected the OSError to propagate: a stats file that could not be "
+            "written must make the shutdown fail (re-raise after cleaning up; do not only log it)."
+            if raised is None
+            else f"shutdown raised {type(raised).__name__}, expected the OSError (or an error raised from it).",
+            sent=f"an app run where {how}",
+            expected="shutdown to raise the OSError",
+            got="no error" if raised is None else f"{type(raised).__name__}: {clip(str(raised), 200)}",
+        )
 
 
 def test_db_closed_when_migration_fails(learner: Any, opened: list) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-VALID_ROOM = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+VALID_ROOM = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
 
 
 @dataclass
