@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from workbook.causes import assign_causes
 from workbook.manifest import GRADERS_ENV, ROOT, Problem
 
 STARTUP_TIMEOUT_S = 30.0
@@ -50,6 +51,9 @@ class CheckResult:
     kind: str = ""  # what happened: pass, assertion, learner, import, timeout, exit, internal
     output: str = ""
     traceback: str = ""  # the full traceback when the learner's code raised (shown with -v)
+    site: dict[str, Any] | None = None  # where the learner's code was when a check was stopped (hangs.Site)
+    blocked_by: str = ""  # the earlier check that hung at the same place
+    cause: str = ""  # groups results that failed for one reason (workbook.causes)
 
 
 @dataclass
@@ -193,10 +197,10 @@ def grade(
     folder = target_root / problem.slug
     if not folder.is_dir():
         message = f"There is no folder {problem.slug}/ in {target_root}; copy it from the workbook's exercises/."
-        result.checks = [_errored(check, message, "import") for check in checks]
+        result.checks = assign_causes([_errored(check, message, "import") for check in checks])
         return result
     found = _Session(problem, target_root, checks, run_seed, on_check).run()
-    result.checks = [found[check.id] for check in checks]
+    result.checks = assign_causes([found[check.id] for check in checks])
     return result
 
 
@@ -247,6 +251,7 @@ class _Session:
         self.checks = {check.id: check for check in checks}
         self.seed = seed
         self.results: dict[str, CheckResult] = {}
+        self.known_hang = ""  # JSON {site, check} of the first check that hung, for later children
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
@@ -282,7 +287,17 @@ class _Session:
         events = open(events_path, encoding="utf-8")  # noqa: SIM115 - closed by _Watch.follow
         token = secrets.token_hex(16)
         try:
-            child = _spawn(self.problem, self.target_root, pending, events_path, output_path, scratch, self.seed, token)
+            child = _spawn(
+                self.problem,
+                self.target_root,
+                pending,
+                events_path,
+                output_path,
+                scratch,
+                self.seed,
+                token,
+                self.known_hang,
+            )
         except BaseException:
             events.close()
             raise
@@ -294,6 +309,8 @@ class _Session:
     def record(self, result: CheckResult) -> None:
         if result.id in self.checks and result.id not in self.results:
             self.results[result.id] = result
+            if result.site and not self.known_hang:
+                self.known_hang = json.dumps({"site": result.site, "check": result.id})
             if self.on_check:
                 self.on_check(result)
 
@@ -335,6 +352,7 @@ def _spawn(
     scratch: Path,
     seed: int,
     token: str,
+    known_hang: str = "",
 ) -> Any:
     env = {key: value for key, value in os.environ.items() if key not in SCRUBBED_ENV}
     env.update(
@@ -353,6 +371,7 @@ def _spawn(
         str(events_path),
         "--check-timeout",
         str(problem.check_timeout_s),
+        *(["--known-hang", known_hang] if known_hang else []),
         *(check.nodeid for check in checks),
     ]
     work_dir = scratch / "cwd"
@@ -473,6 +492,8 @@ class _Watch:
                 kind=str(event.get("kind") or ""),
                 output=str(event.get("output") or ""),
                 traceback=str(event.get("traceback") or ""),
+                site=_site(event.get("site")),
+                blocked_by=str(event.get("blocked_by") or ""),
             )
         )
 
@@ -530,3 +551,10 @@ class _Watch:
     def _fail_all_pending(self, message: str, kind: str) -> None:
         for check_id in self.session._pending():
             self.session.record(_errored(self.session.checks[check_id], message, kind))
+
+
+def _site(data: Any) -> dict[str, Any] | None:
+    from workbook.hangs import Site
+
+    site = Site.from_dict(data)
+    return site.as_dict() if site is not None else None

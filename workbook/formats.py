@@ -24,7 +24,7 @@ from typing import Any
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.integrity import GraderSet
 from workbook.report import FORMATS as REPORT_FORMATS
-from workbook.report import json_report, rerun_command
+from workbook.report import json_report, rerun_for
 
 FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
@@ -128,7 +128,9 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
         message = _xml_text(check.message or "")
         tag = "failure" if check.status == "fail" else "error"
         element = ET.SubElement(case, tag, message=message.splitlines()[0] if message else "", type=check.kind)
-        element.text = message + f"\n\nre-run only this check: {rerun_command(result.problem, check.id)}"
+        element.text = message + f"\n\nre-run only this check: {rerun_for(result, check.id)}"
+        if check.cause:
+            ET.SubElement(ET.SubElement(case, "properties"), "property", name="cause", value=check.cause)
     if check.output:
         ET.SubElement(case, "system-out").text = _xml_text(check.output)
     return case
@@ -190,7 +192,7 @@ def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> di
         "name": f"Problem {problem.number}: {check.title}",
         "status": check.status,
         # The grader's code for this check, and how to run it alone.
-        "test_code": f"{source}\n\n# Run only this check: {rerun_command(problem, check.id)}".lstrip(),
+        "test_code": f"{source}\n\n# Run only this check: {rerun_for(result, check.id)}".lstrip(),
         "task_id": problem.number,
         # The interface wants no message on a passing test, and output only when there is some.
         "message": None if check.status == "pass" else (check.message or "This check did not pass."),
@@ -246,6 +248,7 @@ def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, hid
         # Checks only an instructor's private graders have stay hidden until grades are published.
         "visibility": "after_published" if hidden else "visible",
         "tags": [result.problem.slug, check.kind or check.status],
+        "extra_data": {"cause": check.cause or None},
     }
 
 
@@ -303,7 +306,7 @@ def github_annotation(result: ProblemResult, check: CheckResult) -> str:
     properties = {"file": _workspace_path(file), "line": str(line) if line else None}
     properties["title"] = f"Problem {problem.number}: {check.title}"
     rendered = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items() if value)
-    message = (check.message or "This check did not pass.") + f"\nre-run: {rerun_command(problem, check.id)}"
+    message = (check.message or "This check did not pass.") + f"\nre-run: {rerun_for(result, check.id)}"
     return f"::error {rendered}::{_escape_data(message)}"
 
 

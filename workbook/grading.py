@@ -14,6 +14,7 @@ import random
 import sqlite3
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,7 +42,14 @@ class LearnerImportError(Exception):
 
 
 class CheckTimeout(Exception):
-    """Something the grader waited for did not happen in time."""
+    """Something the grader waited for did not happen in time; `site` is where the learner's
+    code was then (a workbook.hangs.Site, or None), `blocked_by` the earlier check that hung
+    at the same place."""
+
+    def __init__(self, message: str, *, site: Any = None, blocked_by: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site
+        self.blocked_by = blocked_by
 
 
 # The runner restarts the grading process after a check that left a thread stuck in
@@ -315,7 +323,15 @@ def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
 
 
 def within(seconds: float, action: Callable[[], T], what: str) -> T:
-    """Run `action` but give up after `seconds`: a learner's server may never answer."""
+    """Run `action` but give up after `seconds`: a learner's server may never answer.
+
+    Once a wait in this run has expired (the app has shown that it does not answer), later
+    waits get a deadline derived from how fast the app answered so far (`WaitHistory`), so
+    an event many checks wait for costs the full wait once, not once per check."""
+    from workbook import hangs
+
+    waits: WaitHistory = state["waits"]
+    limit = waits.deadline(seconds)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -325,14 +341,51 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
             outcome["error"] = exc
 
     worker = threading.Thread(target=run, daemon=True, name="workbook-within")
+    started = time.monotonic()
     worker.start()
-    worker.join(seconds)
+    worker.join(limit)
     if worker.is_alive():
-        state["tainted"] = True
-        raise CheckTimeout(f"{what}: nothing happened within {seconds:g} s.")
+        waits.expired()
+        sampler = hangs.Sampler(state.get("problem_dir"))
+        site = sampler.any_site({threading.get_ident()})
+        # Only a thread left running the learner's code needs a fresh process for the next check.
+        if site is not None and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
+            state["tainted"] = True
+        where = f"; {site.describe()}" if site is not None else ""
+        raise CheckTimeout(f"{what}: nothing happened within {limit:.2g} s{where}.", site=site)
+    waits.answered(time.monotonic() - started)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+class WaitHistory:
+    """How fast the app answered bounded waits in this grading process.
+
+    Before any wait expired, every wait gets the grader's full time, so a correct solution
+    never meets a shortened deadline. After one expired, a wait gets FACTOR times the
+    slowest answer seen (at least FLOOR_S, at most the grader's time)."""
+
+    FACTOR = 10.0
+    FLOOR_S = 0.25
+
+    def __init__(self) -> None:
+        self.slowest = 0.0
+        self.any_expired = False
+
+    def deadline(self, seconds: float) -> float:
+        if not self.any_expired:
+            return seconds
+        return min(seconds, max(self.FLOOR_S, self.FACTOR * self.slowest))
+
+    def answered(self, seconds: float) -> None:
+        self.slowest = max(self.slowest, seconds)
+
+    def expired(self) -> None:
+        self.any_expired = True
+
+
+state["waits"] = WaitHistory()
 
 
 # --- watching SQLite ------------------------------------------------------------------

@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import pytest
 
+from workbook import hangs
+
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
 TOKEN_ENV = "WORKBOOK_EVENTS_TOKEN"
@@ -67,7 +69,8 @@ def main(argv: list[str]) -> None:
         _leave(0)
     events.emit("import", ok=True)
 
-    pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[Reporter(events, args.check_timeout)])
+    reporter = Reporter(events, args.check_timeout, _known_hang(args.known_hang))
+    pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[reporter])
     events.emit("done")
     _leave(0)
 
@@ -77,8 +80,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--problem", required=True)
     parser.add_argument("--events", required=True)
     parser.add_argument("--check-timeout", type=float, required=True)
+    parser.add_argument("--known-hang", default="", help="JSON {site, check}: an earlier check hung there")
     parser.add_argument("nodeids", nargs="+")
     return parser.parse_args(argv)
+
+
+def _known_hang(text: str) -> tuple[hangs.Site, str] | None:
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    site = hangs.Site.from_dict(data.get("site")) if isinstance(data, dict) else None
+    return (site, str(data.get("check"))) if site is not None else None
 
 
 def _pytest_args(grader_dir: Path, nodeids: list[str]) -> list[str]:
@@ -116,27 +129,34 @@ def _leave(code: int) -> None:
 class Reporter:
     """A pytest plugin: runs each check's body under a time limit and reports it."""
 
-    def __init__(self, events: Events, check_timeout: float) -> None:
+    def __init__(self, events: Events, check_timeout: float, known_hang: tuple[hangs.Site, str] | None = None) -> None:
         self.events = events
         self.check_timeout = check_timeout
+        self.known_hang = known_hang
+        self.current = ""
         self.started: dict[str, float] = {}
         self.outcome: dict[str, dict[str, Any]] = {}
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.started[nodeid] = time.perf_counter()
-        self.events.emit("start", id=_check_id(nodeid))
+        self.current = _check_id(nodeid)
+        self.events.emit("start", id=self.current)
 
     def pytest_pyfunc_call(self, pyfuncitem: Any) -> bool:
         from workbook import grading
 
         names = pyfuncitem._fixtureinfo.argnames
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        folder = grading.state.get("problem_dir")
         try:
-            grading.within(self.check_timeout, lambda: _call_guarded(pyfuncitem.obj, kwargs), "This check")
-        except grading.CheckTimeout:
+            hangs.run_check(lambda: _call_guarded(pyfuncitem.obj, kwargs), self.check_timeout, folder, self.known_hang)
+        except hangs.Hang as hang:
+            if not hang.clean:
+                grading.state["tainted"] = True
+            if hang.site is not None and self.known_hang is None:
+                self.known_hang = (hang.site, self.current)
             raise grading.CheckTimeout(
-                f"This check did not finish within {self.check_timeout:g} s: something in your code "
-                "never returns (an endless loop, or waiting for something that never comes)."
+                _hang_text(hang, self.check_timeout), site=hang.site, blocked_by=hang.blocked_by
             ) from None
         return True
 
@@ -164,6 +184,27 @@ class Reporter:
         captured = (report.capstdout or "") + (report.capstderr or "")
         if captured and report.nodeid in self.outcome:
             self.outcome[report.nodeid]["output"] = captured[-MAX_OUTPUT_CHARS:]
+
+
+def _hang_text(hang: hangs.Hang, limit: float) -> str:
+    """What a stopped check says, leading with what differed: no answer, and where the
+    learner's code was at that moment."""
+    if hang.blocked_by and hang.site is not None:
+        return (
+            f"Stopped after {hang.seconds:.1f} s: stuck at the same place as check {hang.blocked_by}, "
+            f"{hang.site.describe()}."
+        )
+    if hang.site is not None and hang.seconds < limit:
+        return (
+            f"No answer after {hang.seconds:.1f} s: {hang.site.describe()}, and stayed there. "
+            "Is there an endless loop, or a wait for something that never comes?"
+        )
+    if hang.site is not None:
+        return f"This check did not finish within {limit:g} s: {hang.site.describe()}."
+    return (
+        f"This check did not finish within {limit:g} s: something in your code never returns "
+        "(an endless loop, or waiting for something that never comes)."
+    )
 
 
 def _tainted() -> bool:
@@ -198,7 +239,14 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, grading.LearnerImportError):
         return {"status": "error", "message": str(exc), "kind": "import"}
     if isinstance(exc, grading.CheckTimeout):
-        return {"status": "error", "message": _with_sent(str(exc), sent, "last request sent"), "kind": "timeout"}
+        site = exc.site.as_dict() if exc.site is not None else None
+        return {
+            "status": "error",
+            "message": _with_sent(str(exc), sent, "last request sent"),
+            "kind": "timeout",
+            "site": site,
+            "blocked_by": exc.blocked_by,
+        }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
         return {"status": "fail", "message": str(exc) or "A check assertion failed.", "kind": "assertion"}
     # The framework may wrap what the learner's code raised (task groups, cancellation).
