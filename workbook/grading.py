@@ -11,8 +11,10 @@ import importlib
 import json
 import os
 import random
+import re
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -269,7 +271,8 @@ def response_text(response: Any) -> str:
 
 
 def fail(what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None) -> NoReturn:
-    """Fail the check: what went wrong, what was sent, what was expected, what came back."""
+    """Fail the check: what went wrong, what was sent, what was expected, what came back.
+    Internal temporary paths are shown as `<tmp>/...` (learner_visible)."""
     lines = [what]
     if sent:
         lines.append(f"  sent:     {sent}")
@@ -277,7 +280,20 @@ def fail(what: str, *, expected: str | None = None, got: str | None = None, sent
         lines.append(f"  expected: {expected}")
     if got is not None:
         lines.append(f"  got:      {got}")
-    raise CheckFailed(clip("\n".join(lines), MAX_MESSAGE_CHARS))
+    raise CheckFailed(clip(learner_visible("\n".join(lines)), MAX_MESSAGE_CHARS))
+
+
+# pytest's per-check folders and the engine's scratch folders: where they are is noise to a learner.
+_TEMP_PATH = re.compile(
+    r"(?:/private)?"
+    + re.escape(tempfile.gettempdir().rstrip(os.sep))
+    + r"/(?:pytest-of-[^/\s]+/pytest-\d+/[^/\s\"']+|workbook-[^/\s\"']+)"
+)
+
+
+def learner_visible(text: str) -> str:
+    """`text` with internal temporary folders replaced by `<tmp>` (issue 14, item 3)."""
+    return _TEMP_PATH.sub("<tmp>", text)
 
 
 def expect(condition: bool, what: str, **details: str) -> None:
@@ -285,13 +301,28 @@ def expect(condition: bool, what: str, **details: str) -> None:
         fail(what, **details)
 
 
+REFUSALS = frozenset({401, 403})
+
+
+def status_mismatch(actual: int, allowed: set[int]) -> str:
+    """What differed, worded by its direction: a refusal that should not have happened is
+    called a refusal, and so is one that should have."""
+    wanted = " or ".join(str(code) for code in sorted(allowed))
+    if actual in REFUSALS and not allowed & REFUSALS:
+        return f"refused with status {actual}, expected {wanted}"
+    if allowed <= REFUSALS and 200 <= actual < 300:
+        return f"admitted with status {actual}, expected a refusal with {wanted}"
+    return f"status {actual}, expected {wanted}"
+
+
 def expect_status(response: Any, status: int | Iterable[int], what: str | None = None) -> None:
     allowed = {status} if isinstance(status, int) else set(status)
     if response.status_code in allowed:
         return
     wanted = " or ".join(str(code) for code in sorted(allowed))
+    mismatch = status_mismatch(response.status_code, allowed)
     fail(
-        what or f"The answer should have status {wanted}.",
+        f"{mismatch}. {what}" if what else f"{mismatch}.",
         sent=describe_request(response.request),
         expected=f"status {wanted}",
         got=response_text(response),
@@ -302,8 +333,9 @@ def json_body(response: Any, what: str | None = None) -> Any:
     try:
         return response.json()
     except ValueError:
+        kind = response.headers.get("content-type", "") or "no content type"
         fail(
-            what or "The answer should be JSON.",
+            f"the body is not JSON ({clip(kind, 60)}), expected a JSON body." + (f" {what}" if what else ""),
             sent=describe_request(response.request),
             expected="a JSON body",
             got=response_text(response),
@@ -313,13 +345,35 @@ def json_body(response: Any, what: str | None = None) -> Any:
 def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
     body = json_body(response, what)
     if body != expected:
+        difference = first_difference(expected, body)
         fail(
-            what or "The JSON body is not the expected one.",
+            f"{difference}." + (f" {what}" if what else ""),
             sent=describe_request(response.request),
             expected=show(expected),
             got=show(body),
         )
     return body
+
+
+def first_difference(expected: Any, got: Any, where: str = "body") -> str:
+    """The first place two JSON values differ, in words: "body["title"] is "a", expected "b"."."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        missing = [key for key in expected if key not in got]
+        if missing:
+            return f"{where} lacks the key {show(missing[0])}"
+        extra = [key for key in got if key not in expected]
+        if extra:
+            return f"{where} has the unexpected key {show(extra[0])}"
+        for key in expected:
+            if expected[key] != got[key]:
+                return first_difference(expected[key], got[key], f"{where}[{show(key)}]")
+    if isinstance(expected, list) and isinstance(got, list):
+        if len(expected) != len(got):
+            return f"{where} has {len(got)} items, expected {len(expected)}"
+        for index, (wanted, found) in enumerate(zip(expected, got, strict=True)):
+            if wanted != found:
+                return first_difference(wanted, found, f"{where}[{index}]")
+    return f"{where} is {clip(show(got), 80)}, expected {clip(show(expected), 80)}"
 
 
 def within(seconds: float, action: Callable[[], T], what: str) -> T:
@@ -352,7 +406,7 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
         if site is not None and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
             state["tainted"] = True
         where = f"; {site.describe()}" if site is not None else ""
-        raise CheckTimeout(f"{what}: nothing happened within {limit:.2g} s{where}.", site=site)
+        raise CheckTimeout(f"no answer within {limit:.2g} s: {what}{where}.", site=site)
     waits.answered(time.monotonic() - started)
     if "error" in outcome:
         raise outcome["error"]

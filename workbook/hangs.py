@@ -12,7 +12,7 @@ grading thread samples, every POLL_S, where the learner's code is:
 The same learner function on top for STUCK_S in a row is a hang: a correct solution of these
 problems never stays in one of its functions for more than milliseconds, so STUCK_S keeps a
 wide margin even on a machine three times slower. Once a check hung at a place, a later check
-found waiting at the same place for BLOCKED_S is reported as blocked by that hang instead
+found at the same place for BLOCKED_S is reported as blocked by that hang instead
 of waiting again (issue 14, item 1).
 """
 
@@ -31,9 +31,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-POLL_S = 0.05
+POLL_S = 0.02
 STUCK_S = 1.5  # the same learner function on top this long is a hang
-BLOCKED_S = 0.3  # at a place that already hung, this long is enough to say so
+BLOCKED_S = 0.1  # at a place that already hung, this long is enough to say so
+TASKS_AFTER_S = 0.3  # looking through the pending tasks costs more; a correct check is often done by then
 # Files of the event loop machinery a stuck learner coroutine waits in (asyncio.sleep, Event.wait).
 ASYNCIO_DIR = Path(asyncio.__file__).resolve().parent
 
@@ -219,18 +220,17 @@ class Watch:
 
     def verdict(self, now: float, elapsed: float) -> Hang | None:
         """A Hang when the body is stuck (or waits where an earlier check hung), else None."""
-        threads = self.sampler.threads(self.ignore)
-        site = next(iter(threads.values()), None)
-        if site is None and elapsed >= BLOCKED_S:
+        site = next(iter(self.sampler.threads(self.ignore).values()), None)
+        look_at_tasks = elapsed >= TASKS_AFTER_S or (self.known is not None and not self.known[0].running)
+        if site is None and look_at_tasks:
             site = next(iter(self.sampler.waiting_tasks()), None)
-        if site is None:
-            self.top = None
+        if site is None or site.key != self.top:
+            self.top, self.since = (site.key if site else None), now
             return None
-        if self.known is not None and site.key == self.known[0].key and elapsed >= BLOCKED_S:
+        held = now - self.since
+        if self.known is not None and site.key == self.known[0].key and held >= BLOCKED_S:
             return Hang(elapsed, site, blocked_by=self.known[1])
-        if site.key != self.top:
-            self.top, self.since = site.key, now
-        elif now - self.since >= STUCK_S:
+        if held >= STUCK_S:
             return Hang(elapsed, site)
         return None
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import pytest
 
-from workbook import hangs
+from workbook import hangs, translate
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -259,8 +259,11 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if missing is not None:
         return {"status": "fail", "message": _missing_name_text(missing), "kind": "learner"}
     learner = next((e for e in chain if grading.learner_frames(e)), None)
+    # A library error the learner can meet, said as what to do, leads the message.
+    todo = translate.advice(chain)
+    lead = f"{todo}\n" if todo else ""
     if learner is not None:
-        text = _with_sent(f"Your code raised {_exception_text(learner)}", sent, "while handling")
+        text = _with_sent(f"{lead}Your code raised {_exception_text(learner)}", sent, "while handling")
         return {
             "status": "fail",
             "message": f"{text}\n{grading.learner_frames(learner)}",
@@ -275,7 +278,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
         )
         return {"status": "error", "message": text, "kind": "internal"}
     head = f"While handling {sent}, the framework raised" if sent else "The framework raised"
-    text = f"{head} {_exception_text(exc)}"
+    text = f"{lead}{head} {_exception_text(exc)}"
     if type(exc).__name__ == "CancelledError":
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
@@ -318,10 +321,22 @@ def _missing_name_text(exc: AttributeError) -> str:
 
 
 def _full_traceback(exc: BaseException) -> str:
-    """The traceback through the framework and the learner's code, for `workbook check -v`;
-    the grader's and pytest's own frames are left out, they would only be noise."""
+    """The traceback for `workbook check -v`: the learner's frames, plus the library frame
+    that raised when that is not the learner's (issue 14, item 6); the framework frames in
+    between (often 60 of them) are only counted."""
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _grading_machinery(frame.filename)]
-    lines = ["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(frames).format()]
+    kept = [
+        frame
+        for index, frame in enumerate(frames)
+        if index == len(frames) - 1 or (folder is not None and grading.is_under(frame.filename, folder))
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.StackSummary.from_list(kept).format()
+    if len(frames) > len(kept):
+        lines.append(f"  ({len(frames) - len(kept)} frames of the framework left out)\n")
     text = "".join(lines + traceback.format_exception_only(type(exc), exc))
     return text if len(text) <= MAX_TRACEBACK_CHARS else "...\n" + text[-MAX_TRACEBACK_CHARS:]
 
