@@ -27,9 +27,11 @@ def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
     """What makes two results fail for the same reason; unique per check when nothing does."""
     if check.status == "pass":
         return ""
+    if check.cause:  # a key the grading process gave (missing_answer_key)
+        return f"given:{check.cause}"
     if check.kind == "timeout" and check.blocked_by in by_id:
         check = by_id[check.blocked_by]
-    if check.kind == "timeout" and check.site:
+    if check.site:  # stopped, or failed after a wait, while the learner's code was stuck there
         return f"hang:{check.site.get('file')}:{check.site.get('function')}"
     if check.kind in SHARED_KINDS:
         return f"{check.kind}:{check.message}"
@@ -39,6 +41,25 @@ def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
         if lines and frames:
             return f"learner:{lines[0]}:{frames[-1]}"
     return f"own:{check.id}"
+
+
+# A word holding a digit is test data (a random user name, room or id), not the reason.
+DATA_WORD = re.compile(r"\S*\d\S*")
+JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+EVENT_TYPE = re.compile(r'"type":\s*"(\w+)"')
+
+
+def missing_answer_key(message: str) -> str:
+    """The reason of a failure after a wait that got no answer: its first line without the
+    random data, so every check that waited in vain for the same event shares it."""
+    first = message.splitlines()[0] if message else ""
+    return "wait:" + DATA_WORD.sub("…", JSON_OBJECT.sub(_event_type, first))
+
+
+def _event_type(match: re.Match[str]) -> str:
+    # Which event was awaited is the reason; the room, user and count in it are data.
+    kind = EVENT_TYPE.search(match.group(0))
+    return f"{{type {kind.group(1)}}}" if kind else "{…}"
 
 
 def assign_causes(checks: Sequence[CheckResult], prefix: str = "c") -> list[CheckResult]:

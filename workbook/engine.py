@@ -494,6 +494,7 @@ class _Watch:
                 traceback=str(event.get("traceback") or ""),
                 site=_site(event.get("site")),
                 blocked_by=str(event.get("blocked_by") or ""),
+                cause=str(event.get("cause") or "")[:500],
             )
         )
 

@@ -56,7 +56,7 @@ class CheckTimeout(Exception):
 
 # The runner restarts the grading process after a check that left a thread stuck in
 # learner code, so the next check starts clean.
-state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None}
+state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None, "waited_site": None}
 
 
 def seed() -> int:
@@ -280,6 +280,9 @@ def fail(what: str, *, expected: str | None = None, got: str | None = None, sent
         lines.append(f"  expected: {expected}")
     if got is not None:
         lines.append(f"  got:      {got}")
+    if state.get("waited_site") is not None:
+        # A bounded wait of this check expired: where the learner's code was is the lead to follow.
+        lines.append(f"  where:    {state['waited_site'].describe()}")
     raise CheckFailed(clip(learner_visible("\n".join(lines)), MAX_MESSAGE_CHARS))
 
 
@@ -406,6 +409,8 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
         if site is not None and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
             state["tainted"] = True
         where = f"; {site.describe()}" if site is not None else ""
+        state["waited_site"] = site
+        state["wait_expired"] = True
         raise CheckTimeout(f"no answer within {limit:.2g} s: {what}{where}.", site=site)
     waits.answered(time.monotonic() - started)
     if "error" in outcome:
@@ -512,6 +517,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state["last_sent"] = None
+    state["waited_site"] = None
+    state["wait_expired"] = False
     # Each check draws its own stream from the run's seed, so `-k ID --seed S` replays the
     # same data as the full run did.
     rng.seed(f"{seed()}:{item.name}")

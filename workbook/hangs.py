@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import gc
+import inspect
 import sys
 import threading
 import time
@@ -178,10 +180,20 @@ def await_chain(task: Any, limit: int = 200) -> list[FrameType]:
     frames = []
     awaited = task.get_coro()
     while awaited is not None and len(frames) < limit:
+        if type(awaited).__name__ in ("async_generator_asend", "async_generator_athrow"):
+            # `await anext(gen)` (an @asynccontextmanager such as a lifespan, before its yield):
+            # the awaitable only refers to its generator, which holds the frame.
+            awaited = next((o for o in gc.get_referents(awaited) if inspect.isasyncgen(o)), None)
+            continue
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        frame = frame or getattr(awaited, "ag_frame", None)
         if frame is not None:
             frames.append(frame)
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        awaited = (
+            getattr(awaited, "cr_await", None)
+            or getattr(awaited, "gi_yieldfrom", None)
+            or getattr(awaited, "ag_await", None)
+        )
     return frames
 
 

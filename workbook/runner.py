@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import pytest
 
-from workbook import hangs, translate
+from workbook import causes, hangs, translate
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -248,7 +248,16 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "blocked_by": exc.blocked_by,
         }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
-        return {"status": "fail", "message": str(exc) or "A check assertion failed.", "kind": "assertion"}
+        waited = grading.state.get("waited_site")
+        message = str(exc) or "A check assertion failed."
+        return {
+            "status": "fail",
+            "message": message,
+            "kind": "assertion",
+            "site": waited.as_dict() if waited is not None else None,
+            # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
+            "cause": causes.missing_answer_key(message) if grading.state.get("wait_expired") else "",
+        }
     # The framework may wrap what the learner's code raised (task groups, cancellation).
     chain = list(_exception_chain(exc))
     exiting = next((e for e in chain if isinstance(e, (LearnerExit, SystemExit, KeyboardInterrupt))), None)
