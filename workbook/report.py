@@ -101,8 +101,11 @@ def _cause_lines(members: list[CheckResult], result: ProblemResult, style: Style
     lines = [f"  {style.mark(first.status)} {causes.headline(members)}"]
     lines.extend("      " + text for text in (first.message or "").splitlines()[1:])
     lines.extend(_verbose_lines(first, verbose))
-    lines.append("      the checks it affects:")
-    lines.extend(f"        {style.mark(check.status)} {check.title}" for check in members)
+    if len(members) == result.total:
+        lines.append("      it affects every check of this problem.")
+    else:
+        lines.append("      the checks it affects:")
+        lines.extend(f"        {style.mark(check.status)} {check.title}" for check in members)
     lines.append(style.dim(f"      re-run only the first: {rerun_for(result, first.id)}"))
     return lines
 
