@@ -27,12 +27,12 @@ def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
     """What makes two results fail for the same reason; unique per check when nothing does."""
     if check.status == "pass":
         return ""
-    if check.cause:  # a key the grading process gave (missing_answer_key)
-        return f"given:{check.cause}"
     if check.kind == "timeout" and check.blocked_by in by_id:
         check = by_id[check.blocked_by]
     if check.site:  # stopped, or failed after a wait, while the learner's code was stuck there
         return f"hang:{check.site.get('file')}:{check.site.get('function')}"
+    if check.cause:  # a key the grading process gave (missing_answer_key)
+        return f"given:{check.cause}"
     if check.kind in SHARED_KINDS:
         return f"{check.kind}:{check.message}"
     if check.kind == "learner":
