@@ -248,13 +248,12 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "blocked_by": exc.blocked_by,
         }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
-        waited = grading.state.get("waited_site")
         message = str(exc) or "A check assertion failed."
         return {
             "status": "fail",
             "message": message,
             "kind": "assertion",
-            "site": waited.as_dict() if waited is not None else None,
+            "site": _waited_site(),
             # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
             "cause": causes.missing_answer_key(message) if grading.state.get("wait_expired") else "",
         }
@@ -276,6 +275,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
         return {
             "status": "fail",
             "message": f"{text}\n{grading.learner_frames(learner)}",
+            "site": _waited_site(),
             "kind": "learner",
             "traceback": _full_traceback(learner),
         }
@@ -292,6 +292,14 @@ def classify(exc: BaseException) -> dict[str, Any]:
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
     return {"status": "fail", "message": text, "kind": "learner"}
+
+
+def _waited_site() -> dict[str, Any] | None:
+    """Where the learner's code was when a bounded wait of this check expired, if one did."""
+    from workbook import grading
+
+    site = grading.state.get("waited_site")
+    return site.as_dict() if site is not None else None
 
 
 def _exception_chain(exc: BaseException, limit: int = 30) -> Any:

@@ -84,7 +84,17 @@ def _no_yield(exc: BaseException) -> str | None:
     )
 
 
+def _stopped_by_us(exc: BaseException) -> str | None:
+    if type(exc).__name__ != "HangStopped":
+        return None
+    return (
+        "Your code was stopped here by the workbook: it stayed in this place while the check "
+        "waited for an answer (an endless loop, or a wait for something that never comes)."
+    )
+
+
 RULES: tuple[Rule, ...] = (
+    _stopped_by_us,
     _jose_algorithm,
     _send_after_close,
     _disconnect_on_send,
