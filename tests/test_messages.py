@@ -154,3 +154,19 @@ def test_the_rerun_line_grades_the_same_folder_with_the_same_seed(tmp_path, monk
     submission = tmp_path / "their work"
     assert rerun_command(P1, "x", target=submission, seed=7) == "workbook check 1 -k x --dir 'their work' --seed 7"
     assert rerun_command(P1, "x", target=Path("/elsewhere")) == "workbook check 1 -k x --dir /elsewhere"
+
+
+def test_watch_and_check_show_a_shared_cause_once():
+    from workbook.engine import ProblemResult
+    from workbook.report import Style, human_problem
+    from workbook.watcher import screen
+
+    message = "Importing your code raised NameError: name 'ROLE_RANKS' is not defined\n  app.py, line 42, in <module>"
+    checks = causes.assign_causes(
+        [result("a", "import", message, status="error"), result("b", "import", message, status="error")]
+    )
+    problem_result = ProblemResult(problem=P1, target=ROOT / "exercises", checks=checks, seed=5)
+    plain = Style(color=False, unicode=False)
+    for text in ("\n".join(screen(problem_result, plain, 1.0)), human_problem(problem_result, plain)):
+        assert text.count("NameError: name 'ROLE_RANKS' is not defined") == 1, text
+        assert "2 checks could not run: Importing your code raised NameError" in text, text
