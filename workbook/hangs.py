@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-POLL_S = 0.02
+POLL_S = 0.05
 STUCK_S = 1.5  # the same learner function on top this long is a hang
 BLOCKED_S = 0.1  # at a place that already hung, this long is enough to say so
 TASKS_AFTER_S = 0.3  # looking through the pending tasks costs more; a correct check is often done by then
