@@ -55,7 +55,19 @@ def test_json_report_has_the_documented_shape():
     assert document["score"] == document["max_score"] and document["percent"] == 100
     assert document["target"] == str(ROOT / "solutions")
     (problem,) = document["problems"]
-    assert set(problem) == {"number", "slug", "title", "status", "passed", "total", "checks", "score", "max_score"}
+    assert set(problem) == {
+        "number",
+        "slug",
+        "title",
+        "status",
+        "passed",
+        "total",
+        "checks",
+        "score",
+        "max_score",
+        "seed",
+    }
+    assert isinstance(problem["seed"], int)
     assert {k: problem[k] for k in ("number", "slug", "title", "status")} == {
         "number": 1,
         "slug": P1.slug,
@@ -65,8 +77,8 @@ def test_json_report_has_the_documented_shape():
     assert problem["passed"] == problem["total"] == len(problem["checks"])
     assert problem["score"] == problem["max_score"] == problem["total"]
     for check in problem["checks"]:
-        assert set(check) == {"id", "title", "status", "message", "duration_s"}
-        assert check["status"] == "pass" and check["message"] is None
+        assert set(check) == {"id", "title", "status", "message", "duration_s", "cause"}
+        assert check["status"] == "pass" and check["message"] is None and check["cause"] is None
         assert isinstance(check["duration_s"], float)
 
 
@@ -166,6 +178,9 @@ def test_verbose_shows_the_full_traceback_without_grading_machinery():
     assert "Traceback (most recent call last):" in result.output
     assert 'p1_dependency_chain/app.py", line' in result.output
     assert "_pytest" not in result.output and "pluggy" not in result.output
+    # Trimmed to the learner's frames (the stub raises in its own code): no framework frame is shown.
+    assert "frames of the framework left out" in result.output
+    assert "site-packages" not in result.output
     quiet = run("check", "1", "-k", "list_starts_empty")
     assert "full traceback:" not in quiet.output
 

@@ -279,4 +279,5 @@ def test_exercism_test_code_is_the_graders_code_for_that_check():
     document = json.loads(render("exercism", [result], ROOT / "solutions", describe(None)))
     (test,) = document["tests"]
     assert test["test_code"].startswith("def test_list_starts_empty(")
-    assert test["test_code"].endswith("# Run only this check: workbook check 1 -k list_starts_empty")
+    rerun = f"# Run only this check: workbook check 1 -k list_starts_empty --solutions --seed {result.seed}"
+    assert test["test_code"].endswith(rerun)

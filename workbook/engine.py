@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook import sandbox
+from workbook.causes import assign_causes
 from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem
 from workbook.safetext import OUTPUT_LIMIT, learner_text
 from workbook.sandbox import isolation
@@ -53,6 +54,9 @@ class CheckResult:
     kind: str = ""  # what happened: pass, assertion, learner, import, timeout, exit, internal
     output: str = ""
     traceback: str = ""  # the full traceback when the learner's code raised (shown with -v)
+    site: dict[str, Any] | None = None  # where the learner's code was when a check was stopped (hangs.Site)
+    blocked_by: str = ""  # the earlier check that hung at the same place
+    cause: str = ""  # groups results that failed for one reason (workbook.causes)
 
 
 @dataclass
@@ -238,10 +242,10 @@ def grade(
     folder = target_root / problem.slug
     if not folder.is_dir():
         message = f"There is no folder {problem.slug}/ in {target.shown}; copy it from the workbook's exercises/."
-        result.checks = [_errored(check, message, "import") for check in checks]
+        result.checks = assign_causes([_errored(check, message, "import") for check in checks])
         return result
     found = _Session(problem, target, checks, run_seed, on_check).run()
-    result.checks = [found[check.id] for check in checks]
+    result.checks = assign_causes([found[check.id] for check in checks])
     return result
 
 
@@ -300,6 +304,7 @@ class _Session:
         self.checks = {check.id: check for check in checks}
         self.seed = seed
         self.results: dict[str, CheckResult] = {}
+        self.known_hang = ""  # JSON {site, check} of the first check that hung, for later children
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
@@ -341,7 +346,7 @@ class _Session:
         token = secrets.token_hex(16)
         spawn = _Spawn(self.problem, self.target, scratch, self.seed, token)
         try:
-            child = spawn.start(pending, events_path, output_path, server)
+            child = spawn.start(pending, events_path, output_path, server, self.known_hang)
         except BaseException:
             events.close()
             raise
@@ -360,6 +365,8 @@ class _Session:
     def record(self, result: CheckResult) -> None:
         if result.id in self.checks and result.id not in self.results:
             self.results[result.id] = result
+            if result.site and not self.known_hang:
+                self.known_hang = json.dumps({"site": result.site, "check": result.id})
             if self.on_check:
                 self.on_check(result)
 
@@ -464,7 +471,9 @@ class _Spawn:
         wrapped = sandbox.wrap(argv, self.scratch, visible, mounts=mounts, cwd=work_dir)
         return wrapped, self.environment(), work_dir
 
-    def start(self, checks: list[Check], events_path: Path, output_path: Path, server: Any) -> Any:
+    def start(
+        self, checks: list[Check], events_path: Path, output_path: Path, server: Any, known_hang: str = ""
+    ) -> Any:
         arguments = [
             "--problem",
             self.problem.slug,
@@ -472,6 +481,7 @@ class _Spawn:
             str(events_path),
             "--check-timeout",
             str(self.problem.check_timeout_s),
+            *(["--known-hang", known_hang] if known_hang else []),
             *(check.nodeid for check in checks),
         ]
         if not self.sandboxed:
@@ -641,6 +651,9 @@ class _Watch:
                 kind=learner_text(event.get("kind") or "", 40),
                 output=learner_text(event.get("output") or "", OUTPUT_LIMIT),
                 traceback=learner_text(event.get("traceback") or ""),
+                site=_site(event.get("site")),
+                blocked_by=learner_text(event.get("blocked_by") or "", 200),
+                cause=learner_text(event.get("cause") or "", 500),
             )
         )
 
@@ -749,3 +762,10 @@ def _seconds(value: object) -> float:
     except (TypeError, ValueError):
         return 0.0
     return round(seconds, 4) if 0.0 <= seconds < 1e6 else 0.0
+
+
+def _site(data: Any) -> dict[str, Any] | None:
+    from workbook.hangs import Site
+
+    site = Site.from_dict(data)
+    return site.as_dict() if site is not None else None

@@ -25,7 +25,7 @@ from workbook.engine import CheckResult, GraderError, ProblemResult, check_sourc
 from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
 from workbook.report import FORMATS as REPORT_FORMATS
-from workbook.report import json_report, rerun_command
+from workbook.report import json_report, rerun_for
 from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
 
 FORMATS = REPORT_FORMATS
@@ -135,7 +135,9 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
         message = _xml_text(check.message or "")
         tag = "failure" if check.status == "fail" else "error"
         element = ET.SubElement(case, tag, message=message.splitlines()[0] if message else "", type=check.kind)
-        element.text = message + f"\n\nre-run only this check: {rerun_command(result.problem, check.id)}"
+        element.text = message + f"\n\nre-run only this check: {rerun_for(result, check.id)}"
+        if check.cause:
+            ET.SubElement(ET.SubElement(case, "properties"), "property", name="cause", value=check.cause)
     if check.output:
         ET.SubElement(case, "system-out").text = _xml_text(check.output)
     return case
@@ -201,7 +203,7 @@ def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> di
         "name": f"Problem {problem.number}: {check.title}",
         "status": check.status,
         # The grader's code for this check, and how to run it alone.
-        "test_code": f"{source}\n\n# Run only this check: {rerun_command(problem, check.id)}".lstrip(),
+        "test_code": f"{source}\n\n# Run only this check: {rerun_for(result, check.id)}".lstrip(),
         "task_id": problem.number,
         # The interface wants no message on a passing test, and output only when there is some.
         "message": None if check.status == "pass" else (check.message or "This check did not pass."),
@@ -259,6 +261,7 @@ def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, vis
         # published; checks a grader marks HIDDEN are never shown to learners.
         "visibility": visibility,
         "tags": [result.problem.slug, check.kind or check.status],
+        "extra_data": {"cause": check.cause or None},
     }
 
 
@@ -316,7 +319,7 @@ def github_annotation(result: ProblemResult, check: CheckResult) -> str:
     properties = {"file": _workspace_path(file), "line": str(line) if line else None}
     properties["title"] = f"Problem {problem.number}: {check.title}"
     rendered = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items() if value)
-    message = (check.message or "This check did not pass.") + f"\nre-run: {rerun_command(problem, check.id)}"
+    message = (check.message or "This check did not pass.") + f"\nre-run: {rerun_for(result, check.id)}"
     return f"::error {rendered}::{_escape_data(log_safe(message))}"
 
 

@@ -11,9 +11,12 @@ import importlib
 import json
 import os
 import random
+import re
 import sqlite3
 import sys
+import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,12 +44,19 @@ class LearnerImportError(Exception):
 
 
 class CheckTimeout(Exception):
-    """Something the grader waited for did not happen in time."""
+    """Something the grader waited for did not happen in time; `site` is where the learner's
+    code was then (a workbook.hangs.Site, or None), `blocked_by` the earlier check that hung
+    at the same place."""
+
+    def __init__(self, message: str, *, site: Any = None, blocked_by: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site
+        self.blocked_by = blocked_by
 
 
 # The runner restarts the grading process after a check that left a thread stuck in
 # learner code, so the next check starts clean.
-state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None}
+state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None, "waited_site": None}
 
 
 def seed() -> int:
@@ -261,7 +271,8 @@ def response_text(response: Any) -> str:
 
 
 def fail(what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None) -> NoReturn:
-    """Fail the check: what went wrong, what was sent, what was expected, what came back."""
+    """Fail the check: what went wrong, what was sent, what was expected, what came back.
+    Internal temporary paths are shown as `<tmp>/...` (learner_visible)."""
     lines = [what]
     if sent:
         lines.append(f"  sent:     {sent}")
@@ -269,7 +280,23 @@ def fail(what: str, *, expected: str | None = None, got: str | None = None, sent
         lines.append(f"  expected: {expected}")
     if got is not None:
         lines.append(f"  got:      {got}")
-    raise CheckFailed(clip("\n".join(lines), MAX_MESSAGE_CHARS))
+    if state.get("waited_site") is not None:
+        # A bounded wait of this check expired: where the learner's code was is the lead to follow.
+        lines.append(f"  where:    {state['waited_site'].describe()}")
+    raise CheckFailed(clip(learner_visible("\n".join(lines)), MAX_MESSAGE_CHARS))
+
+
+# pytest's per-check folders and the engine's scratch folders: where they are is noise to a learner.
+_TEMP_PATH = re.compile(
+    r"(?:/private)?"
+    + re.escape(tempfile.gettempdir().rstrip(os.sep))
+    + r"/(?:pytest-of-[^/\s]+/pytest-\d+/[^/\s\"']+|workbook-[^/\s\"']+)"
+)
+
+
+def learner_visible(text: str) -> str:
+    """`text` with internal temporary folders replaced by `<tmp>` (issue 14, item 3)."""
+    return _TEMP_PATH.sub("<tmp>", text)
 
 
 def expect(condition: bool, what: str, **details: str) -> None:
@@ -277,13 +304,28 @@ def expect(condition: bool, what: str, **details: str) -> None:
         fail(what, **details)
 
 
+REFUSALS = frozenset({401, 403})
+
+
+def status_mismatch(actual: int, allowed: set[int]) -> str:
+    """What differed, worded by its direction: a refusal that should not have happened is
+    called a refusal, and so is one that should have."""
+    wanted = " or ".join(str(code) for code in sorted(allowed))
+    if actual in REFUSALS and not allowed & REFUSALS:
+        return f"refused with status {actual}, expected {wanted}"
+    if allowed <= REFUSALS and 200 <= actual < 300:
+        return f"admitted with status {actual}, expected a refusal with {wanted}"
+    return f"status {actual}, expected {wanted}"
+
+
 def expect_status(response: Any, status: int | Iterable[int], what: str | None = None) -> None:
     allowed = {status} if isinstance(status, int) else set(status)
     if response.status_code in allowed:
         return
     wanted = " or ".join(str(code) for code in sorted(allowed))
+    mismatch = status_mismatch(response.status_code, allowed)
     fail(
-        what or f"The answer should have status {wanted}.",
+        f"{mismatch}. {what}" if what else f"{mismatch}.",
         sent=describe_request(response.request),
         expected=f"status {wanted}",
         got=response_text(response),
@@ -294,8 +336,9 @@ def json_body(response: Any, what: str | None = None) -> Any:
     try:
         return response.json()
     except ValueError:
+        kind = response.headers.get("content-type", "") or "no content type"
         fail(
-            what or "The answer should be JSON.",
+            f"the body is not JSON ({clip(kind, 60)}), expected a JSON body." + (f" {what}" if what else ""),
             sent=describe_request(response.request),
             expected="a JSON body",
             got=response_text(response),
@@ -305,8 +348,9 @@ def json_body(response: Any, what: str | None = None) -> Any:
 def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
     body = json_body(response, what)
     if body != expected:
+        difference = first_difference(expected, body)
         fail(
-            what or "The JSON body is not the expected one.",
+            f"{difference}." + (f" {what}" if what else ""),
             sent=describe_request(response.request),
             expected=show(expected),
             got=show(body),
@@ -314,8 +358,37 @@ def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
     return body
 
 
+def first_difference(expected: Any, got: Any, where: str = "body") -> str:
+    """The first place two JSON values differ, in words: "body["title"] is "a", expected "b"."."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        missing = [key for key in expected if key not in got]
+        if missing:
+            return f"{where} lacks the key {show(missing[0])}"
+        extra = [key for key in got if key not in expected]
+        if extra:
+            return f"{where} has the unexpected key {show(extra[0])}"
+        for key in expected:
+            if expected[key] != got[key]:
+                return first_difference(expected[key], got[key], f"{where}[{show(key)}]")
+    if isinstance(expected, list) and isinstance(got, list):
+        if len(expected) != len(got):
+            return f"{where} has {len(got)} items, expected {len(expected)}"
+        for index, (wanted, found) in enumerate(zip(expected, got, strict=True)):
+            if wanted != found:
+                return first_difference(wanted, found, f"{where}[{index}]")
+    return f"{where} is {clip(show(got), 80)}, expected {clip(show(expected), 80)}"
+
+
 def within(seconds: float, action: Callable[[], T], what: str) -> T:
-    """Run `action` but give up after `seconds`: a learner's server may never answer."""
+    """Run `action` but give up after `seconds`: a learner's server may never answer.
+
+    Once a wait in this run has expired (the app has shown that it does not answer), later
+    waits get a deadline derived from how fast the app answered so far (`WaitHistory`), so
+    an event many checks wait for costs the full wait once, not once per check."""
+    from workbook import hangs
+
+    waits: WaitHistory = state["waits"]
+    limit = waits.deadline(seconds)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -325,14 +398,53 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
             outcome["error"] = exc
 
     worker = threading.Thread(target=run, daemon=True, name="workbook-within")
+    started = time.monotonic()
     worker.start()
-    worker.join(seconds)
+    worker.join(limit)
     if worker.is_alive():
-        state["tainted"] = True
-        raise CheckTimeout(f"{what}: nothing happened within {seconds:g} s.")
+        waits.expired()
+        sampler = hangs.Sampler(state.get("problem_dir"))
+        site = sampler.any_site({threading.get_ident()})
+        # Only a thread left running the learner's code needs a fresh process for the next check.
+        if site is not None and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
+            state["tainted"] = True
+        where = f"; {site.describe()}" if site is not None else ""
+        state["waited_site"] = site
+        state["wait_expired"] = True
+        raise CheckTimeout(f"no answer within {limit:.2g} s: {what}{where}.", site=site)
+    waits.answered(time.monotonic() - started)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+class WaitHistory:
+    """How fast the app answered bounded waits in this grading process.
+
+    Before any wait expired, every wait gets the grader's full time, so a correct solution
+    never meets a shortened deadline. After one expired, a wait gets FACTOR times the
+    slowest answer seen (at least FLOOR_S, at most the grader's time)."""
+
+    FACTOR = 10.0
+    FLOOR_S = 0.25
+
+    def __init__(self) -> None:
+        self.slowest = 0.0
+        self.any_expired = False
+
+    def deadline(self, seconds: float) -> float:
+        if not self.any_expired:
+            return seconds
+        return min(seconds, max(self.FLOOR_S, self.FACTOR * self.slowest))
+
+    def answered(self, seconds: float) -> None:
+        self.slowest = max(self.slowest, seconds)
+
+    def expired(self) -> None:
+        self.any_expired = True
+
+
+state["waits"] = WaitHistory()
 
 
 # --- watching SQLite ------------------------------------------------------------------
@@ -405,6 +517,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state["last_sent"] = None
+    state["waited_site"] = None
+    state["wait_expired"] = False
     # Each check draws its own stream from the run's seed, so `-k ID --seed S` replays the
     # same data as the full run did.
     rng.seed(f"{seed()}:{item.name}")

@@ -4,6 +4,7 @@ when NO_COLOR is set, and one JSON document for CI."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import threading
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from typing import Any
 
 import click
 
+from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
-from workbook.manifest import Problem
+from workbook.manifest import ROOT, Problem
 from workbook.safetext import log_safe, shown_name
 
 JSON_VERSION = 1
@@ -68,33 +70,83 @@ def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False,
         + style.dim(f"  ({describe_target(result.target, problem)})")
     ]
     if not quiet:
+        shared = causes.groups(result.checks)
+        shown: set[str] = set()
         for check in result.checks:
-            lines.extend(_check_lines(check, problem, style, verbose))
-    summary = f"{result.passed}/{result.total} checks passed"
+            if check.cause in shared:
+                if check.cause not in shown:
+                    shown.add(check.cause)
+                    lines.extend(_cause_lines(shared[check.cause], result, style, verbose))
+                continue
+            lines.extend(_check_lines(check, result, style, verbose))
+    summary = f"{result.passed}/{result.total} checks passed" + style.dim(f" · seed {result.seed}")
     lines.append(("  " + style.mark(result.status) + " " if quiet else "  ") + summary)
     return "\n".join(lines)
 
 
-def _check_lines(check: CheckResult, problem: Problem, style: Style, verbose: bool) -> list[str]:
+def _check_lines(check: CheckResult, result: ProblemResult, style: Style, verbose: bool) -> list[str]:
     lines = [f"  {style.mark(check.status)} {check.title}"]
     if check.status == "pass":
         return lines
     # Learner text is escaped before the workbook adds its own colours (workbook/safetext.py).
     for text in log_safe(check.message or "").splitlines():
         lines.append("      " + text)
+    lines.extend(_verbose_lines(check, verbose))
+    lines.append(style.dim(f"      re-run only this check: {rerun_for(result, check.id)}"))
+    return lines
+
+
+def _cause_lines(members: list[CheckResult], result: ProblemResult, style: Style, verbose: bool) -> list[str]:
+    """A cause two or more checks share, shown once: the headline, the rest of the first
+    check's message, then the checks it affects."""
+    first = members[0]
+    lines = [f"  {style.mark(first.status)} {log_safe(causes.headline(members))}"]
+    lines.extend("      " + text for text in log_safe(first.message or "").splitlines()[1:])
+    lines.extend(_verbose_lines(first, verbose))
+    if len(members) == result.total:
+        lines.append("      it affects every check of this problem.")
+    else:
+        lines.append("      the checks it affects:")
+        lines.extend(f"        {style.mark(check.status)} {check.title}" for check in members)
+    lines.append(style.dim(f"      re-run only the first: {rerun_for(result, first.id)}"))
+    return lines
+
+
+def _verbose_lines(check: CheckResult, verbose: bool) -> list[str]:
+    lines = []
     if verbose and check.traceback:
         lines.append("      full traceback:")
         lines.extend("        " + text for text in log_safe(check.traceback).splitlines())
     if verbose and check.output:
         lines.append("      your code printed:")
         lines.extend("        " + text for text in log_safe(check.output).splitlines()[-20:])
-    lines.append(style.dim(f"      re-run only this check: {rerun_command(problem, check.id)}"))
     return lines
 
 
-def rerun_command(problem: Problem, check_id: str) -> str:
-    """How to run one check alone; every report that names a failing check offers it."""
-    return f"workbook check {problem.number} -k {check_id}"
+def rerun_command(problem: Problem, check_id: str, *, target: Path | None = None, seed: int | None = None) -> str:
+    """How to run one check alone; every report that names a failing check offers it. It
+    grades the same folder (`--solutions`, `--dir`) with the same data (`--seed`) as the run."""
+    words = ["workbook", "check", str(problem.number), "-k", check_id]
+    if target is not None and target.resolve() == (ROOT / "solutions").resolve():
+        words.append("--solutions")
+    elif target is not None and target.resolve() != (ROOT / "exercises").resolve():
+        words += ["--dir", shlex.quote(_shown_path(target))]
+    if seed is not None:
+        words += ["--seed", str(seed)]
+    return " ".join(words)
+
+
+def rerun_for(result: ProblemResult, check_id: str) -> str:
+    """`rerun_command` for a check of `result`, with the folder and seed it was graded with."""
+    return rerun_command(result.problem, check_id, target=result.target, seed=result.seed)
+
+
+def _shown_path(folder: Path) -> str:
+    try:
+        shown = str(folder.resolve().relative_to(Path.cwd())) or "."
+    except ValueError:
+        shown = str(folder)
+    return shown_name(shown)  # a submission's folder name may hold undecodable bytes
 
 
 def human_progress(solved: int, total: int, style: Style, bonus: tuple[int, int] | None = None) -> str:
@@ -119,6 +171,7 @@ def _problem_json(result: ProblemResult) -> dict[str, Any]:
         "status": result.status,
         "passed": result.passed,
         "total": result.total,
+        "seed": result.seed,
         "checks": [
             {
                 "id": check.id,
@@ -126,6 +179,7 @@ def _problem_json(result: ProblemResult) -> dict[str, Any]:
                 "status": check.status,
                 "message": check.message,
                 "duration_s": check.duration_s,
+                "cause": check.cause or None,
             }
             for check in result.checks
         ],

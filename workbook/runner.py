@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import pytest
 
+from workbook import causes, hangs, translate
+
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
 TOKEN_ENV = "WORKBOOK_EVENTS_TOKEN"
@@ -70,7 +72,8 @@ def main(argv: list[str]) -> None:
         _leave(0)
     events.emit("import", ok=True)
 
-    pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[Reporter(events, args.check_timeout)])
+    reporter = Reporter(events, args.check_timeout, _known_hang(args.known_hang))
+    pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[reporter])
     events.emit("done")
     _leave(0)
 
@@ -80,8 +83,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--problem", required=True)
     parser.add_argument("--events", required=True)
     parser.add_argument("--check-timeout", type=float, required=True)
+    parser.add_argument("--known-hang", default="", help="JSON {site, check}: an earlier check hung there")
     parser.add_argument("nodeids", nargs="+")
     return parser.parse_args(argv)
+
+
+def _known_hang(text: str) -> tuple[hangs.Site, str] | None:
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    site = hangs.Site.from_dict(data.get("site")) if isinstance(data, dict) else None
+    return (site, str(data.get("check"))) if site is not None else None
 
 
 def _pytest_args(grader_dir: Path, nodeids: list[str]) -> list[str]:
@@ -119,27 +132,34 @@ def _leave(code: int) -> None:
 class Reporter:
     """A pytest plugin: runs each check's body under a time limit and reports it."""
 
-    def __init__(self, events: Events, check_timeout: float) -> None:
+    def __init__(self, events: Events, check_timeout: float, known_hang: tuple[hangs.Site, str] | None = None) -> None:
         self.events = events
         self.check_timeout = check_timeout
+        self.known_hang = known_hang
+        self.current = ""
         self.started: dict[str, float] = {}
         self.outcome: dict[str, dict[str, Any]] = {}
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.started[nodeid] = time.perf_counter()
-        self.events.emit("start", id=_check_id(nodeid))
+        self.current = _check_id(nodeid)
+        self.events.emit("start", id=self.current)
 
     def pytest_pyfunc_call(self, pyfuncitem: Any) -> bool:
         from workbook import grading
 
         names = pyfuncitem._fixtureinfo.argnames
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        folder = grading.state.get("problem_dir")
         try:
-            grading.within(self.check_timeout, lambda: _call_guarded(pyfuncitem.obj, kwargs), "This check")
-        except grading.CheckTimeout:
+            hangs.run_check(lambda: _call_guarded(pyfuncitem.obj, kwargs), self.check_timeout, folder, self.known_hang)
+        except hangs.Hang as hang:
+            if not hang.clean:
+                grading.state["tainted"] = True
+            if hang.site is not None and self.known_hang is None:
+                self.known_hang = (hang.site, self.current)
             raise grading.CheckTimeout(
-                f"This check did not finish within {self.check_timeout:g} s: something in your code "
-                "never returns (an endless loop, or waiting for something that never comes)."
+                _hang_text(hang, self.check_timeout), site=hang.site, blocked_by=hang.blocked_by
             ) from None
         return True
 
@@ -167,6 +187,27 @@ class Reporter:
         captured = (report.capstdout or "") + (report.capstderr or "")
         if captured and report.nodeid in self.outcome:
             self.outcome[report.nodeid]["output"] = captured[-MAX_OUTPUT_CHARS:]
+
+
+def _hang_text(hang: hangs.Hang, limit: float) -> str:
+    """What a stopped check says, leading with what differed: no answer, and where the
+    learner's code was at that moment."""
+    if hang.blocked_by and hang.site is not None:
+        return (
+            f"Stopped after {hang.seconds:.1f} s: stuck at the same place as check {hang.blocked_by}, "
+            f"{hang.site.describe()}."
+        )
+    if hang.site is not None and hang.seconds < limit:
+        return (
+            f"No answer after {hang.seconds:.1f} s: {hang.site.describe()}, and stayed there. "
+            "Is there an endless loop, or a wait for something that never comes?"
+        )
+    if hang.site is not None:
+        return f"This check did not finish within {limit:g} s: {hang.site.describe()}."
+    return (
+        f"This check did not finish within {limit:g} s: something in your code never returns "
+        "(an endless loop, or waiting for something that never comes)."
+    )
 
 
 def _tainted() -> bool:
@@ -201,9 +242,24 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, grading.LearnerImportError):
         return {"status": "error", "message": str(exc), "kind": "import"}
     if isinstance(exc, grading.CheckTimeout):
-        return {"status": "error", "message": _with_sent(str(exc), sent, "last request sent"), "kind": "timeout"}
+        site = exc.site.as_dict() if exc.site is not None else None
+        return {
+            "status": "error",
+            "message": _with_sent(str(exc), sent, "last request sent"),
+            "kind": "timeout",
+            "site": site,
+            "blocked_by": exc.blocked_by,
+        }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
-        return {"status": "fail", "message": str(exc) or "A check assertion failed.", "kind": "assertion"}
+        message = str(exc) or "A check assertion failed."
+        return {
+            "status": "fail",
+            "message": message,
+            "kind": "assertion",
+            "site": _waited_site(),
+            # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
+            "cause": causes.missing_answer_key(message) if grading.state.get("wait_expired") else "",
+        }
     # The framework may wrap what the learner's code raised (task groups, cancellation).
     chain = list(_exception_chain(exc))
     exiting = next((e for e in chain if isinstance(e, (LearnerExit, SystemExit, KeyboardInterrupt))), None)
@@ -214,11 +270,15 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if missing is not None:
         return {"status": "fail", "message": _missing_name_text(missing), "kind": "learner"}
     learner = next((e for e in chain if grading.learner_frames(e)), None)
+    # A library error the learner can meet, said as what to do, leads the message.
+    todo = translate.advice(chain)
+    lead = f"{todo}\n" if todo else ""
     if learner is not None:
-        text = _with_sent(f"Your code raised {_exception_text(learner)}", sent, "while handling")
+        text = _with_sent(f"{lead}Your code raised {_exception_text(learner)}", sent, "while handling")
         return {
             "status": "fail",
             "message": f"{text}\n{grading.learner_frames(learner)}",
+            "site": _waited_site(),
             "kind": "learner",
             "traceback": _full_traceback(learner),
         }
@@ -230,11 +290,19 @@ def classify(exc: BaseException) -> dict[str, Any]:
         )
         return {"status": "error", "message": text, "kind": "internal"}
     head = f"While handling {sent}, the framework raised" if sent else "The framework raised"
-    text = f"{head} {_exception_text(exc)}"
+    text = f"{lead}{head} {_exception_text(exc)}"
     if type(exc).__name__ == "CancelledError":
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
     return {"status": "fail", "message": text, "kind": "learner"}
+
+
+def _waited_site() -> dict[str, Any] | None:
+    """Where the learner's code was when a bounded wait of this check expired, if one did."""
+    from workbook import grading
+
+    site = grading.state.get("waited_site")
+    return site.as_dict() if site is not None else None
 
 
 def _exception_chain(exc: BaseException, limit: int = 30) -> Any:
@@ -273,10 +341,22 @@ def _missing_name_text(exc: AttributeError) -> str:
 
 
 def _full_traceback(exc: BaseException) -> str:
-    """The traceback through the framework and the learner's code, for `workbook check -v`;
-    the grader's and pytest's own frames are left out, they would only be noise."""
+    """The traceback for `workbook check -v`: the learner's frames, plus the library frame
+    that raised when that is not the learner's (issue 14, item 6); the framework frames in
+    between (often 60 of them) are only counted."""
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _grading_machinery(frame.filename)]
-    lines = ["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(frames).format()]
+    kept = [
+        frame
+        for index, frame in enumerate(frames)
+        if index == len(frames) - 1 or (folder is not None and grading.is_under(frame.filename, folder))
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.StackSummary.from_list(kept).format()
+    if len(frames) > len(kept):
+        lines.append(f"  ({len(frames) - len(kept)} frames of the framework left out)\n")
     text = "".join(lines + traceback.format_exception_only(type(exc), exc))
     return text if len(text) <= MAX_TRACEBACK_CHARS else "...\n" + text[-MAX_TRACEBACK_CHARS:]
 

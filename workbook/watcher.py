@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from workbook import causes
 from workbook.engine import ProblemResult, grade, keep_warm
 from workbook.manifest import Manifest, Problem
 from workbook.milestones import (
@@ -25,7 +26,7 @@ from workbook.milestones import (
     regression_note,
     solution_path,
 )
-from workbook.report import Style, describe_target, rerun_command
+from workbook.report import Style, describe_target, rerun_for
 from workbook.starters import problem_files
 from workbook.state import is_solved, load_state, save_or_warn, with_results
 
@@ -186,13 +187,19 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     if failing is None:
         lines.append("Every check passes.")
         return lines
-    lines += ["", style.bold(f"First failure: {failing.title}")]
-    message = (failing.message or "").splitlines() or ["(no message)"]
+    shared = causes.groups(result.checks).get(failing.cause, [])
+    if shared:
+        # One root cause shown once: its headline, then the rest of the first message.
+        lines += ["", style.bold(f"First failure: {causes.headline(shared)}")]
+        message = (failing.message or "").splitlines()[1:]
+    else:
+        lines += ["", style.bold(f"First failure: {failing.title}")]
+        message = (failing.message or "").splitlines() or ["(no message)"]
     lines += ["    " + text for text in message[:MESSAGE_LINES]]
     if len(message) > MESSAGE_LINES:
-        lines.append(f"    ... ({len(message) - MESSAGE_LINES} more lines: {rerun_command(problem, failing.id)})")
+        lines.append(f"    ... ({len(message) - MESSAGE_LINES} more lines: {rerun_for(result, failing.id)})")
     if verbose and failing.output:
         lines.append("    your code printed:")
         lines += ["      " + text for text in failing.output.splitlines()[-20:]]
-    lines.append(style.dim(f"    re-run only this check: {rerun_command(problem, failing.id)}"))
+    lines.append(style.dim(f"    re-run only this check: {rerun_for(result, failing.id)}"))
     return lines

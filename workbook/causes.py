@@ -1,0 +1,94 @@
+"""One root cause, shown once (issue 14, item 2).
+
+Checks that did not pass for the same reason get the same `cause` id: the same import
+error, the same exception raised by the learner's code at the same line, the same hang (a
+check stopped where an earlier one hung counts as that hang), the same reason for not
+running. Every other failure is a cause of its own. The text report shows a shared cause
+once with the checks it affects; JSON and the other formats keep one entry per check,
+each carrying the id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workbook.engine import CheckResult
+
+# A frame line of grading.learner_frames: "  p1_dependency_chain/app.py, line 42, in create_user".
+FRAME_LINE = re.compile(r"^\s+\S.*, line \d+, in \S+$")
+SHARED_KINDS = ("import", "not-run", "exit", "internal")
+
+
+def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
+    """What makes two results fail for the same reason; unique per check when nothing does."""
+    if check.status == "pass":
+        return ""
+    if check.kind == "timeout" and check.blocked_by in by_id:
+        check = by_id[check.blocked_by]
+    if check.site:  # stopped, or failed after a wait, while the learner's code was stuck there
+        return f"hang:{check.site.get('file')}:{check.site.get('function')}"
+    if check.cause:  # a key the grading process gave (missing_answer_key)
+        return f"given:{check.cause}"
+    if check.kind in SHARED_KINDS:
+        return f"{check.kind}:{check.message}"
+    if check.kind == "learner":
+        lines = (check.message or "").splitlines()
+        frames = [line.strip() for line in lines if FRAME_LINE.match(line)]
+        if lines and frames:
+            return f"learner:{lines[0]}:{frames[-1]}"
+    return f"own:{check.id}"
+
+
+# A word holding a digit is test data (a random user name, room or id), not the reason.
+DATA_WORD = re.compile(r"\S*\d\S*")
+JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+EVENT_TYPE = re.compile(r'"type":\s*"(\w+)"')
+
+
+def missing_answer_key(message: str) -> str:
+    """The reason of a failure after a wait that got no answer: its first line without the
+    random data, so every check that waited in vain for the same event shares it."""
+    first = message.splitlines()[0] if message else ""
+    return "wait:" + DATA_WORD.sub("…", JSON_OBJECT.sub(_event_type, first))
+
+
+def _event_type(match: re.Match[str]) -> str:
+    # Which event was awaited is the reason; the room, user and count in it are data.
+    kind = EVENT_TYPE.search(match.group(0))
+    return f"{{type {kind.group(1)}}}" if kind else "{…}"
+
+
+def assign_causes(checks: Sequence[CheckResult], prefix: str = "c") -> list[CheckResult]:
+    """`checks` with `cause` set: "c1", "c2", ... in order of first appearance; "" for a pass."""
+    by_id = {check.id: check for check in checks}
+    ids: dict[str, str] = {}
+    result = []
+    for check in checks:
+        key = cause_key(check, by_id)
+        if key and key not in ids:
+            ids[key] = f"{prefix}{len(ids) + 1}"
+        result.append(replace(check, cause=ids.get(key, "")))
+    return result
+
+
+def groups(checks: Sequence[CheckResult]) -> dict[str, list[CheckResult]]:
+    """The checks of each cause shared by two or more of them, by cause id, in check order."""
+    members: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        if check.cause:
+            members.setdefault(check.cause, []).append(check)
+    return {cause: found for cause, found in members.items() if len(found) > 1}
+
+
+def headline(members: Sequence[CheckResult]) -> str:
+    """ "19 checks could not run: <the first line of the shared message>"."""
+    first = members[0]
+    verb = "could not run" if all(check.status == "error" for check in members) else "failed"
+    if first.kind == "timeout":
+        verb = "were stopped"
+    text = (first.message or "").splitlines()[0] if first.message else "no message"
+    return f"{len(members)} checks {verb}: {text}"

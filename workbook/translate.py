@@ -1,0 +1,114 @@
+"""Library errors a learner of the chapter can meet, translated into what to do (issue 14,
+item 3). Each rule recognises one error by its type name and text (never by importing the
+library, which the graded code may not even use) and names the fix in the chapter's terms.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+
+Rule = Callable[[BaseException], str | None]
+
+
+def _jose_algorithm(exc: BaseException) -> str | None:
+    # python-jose's decode without `algorithms=` lets the token's header pick one; for
+    # `alg: none` or an unknown key type it then raises JWKError/JWSError, which are not
+    # JWTError, so a plain `except JWTError` lets them through as a 500. (Chapter §2.)
+    if type(exc).__name__ not in ("JWKError", "JWSError") or not type(exc).__module__.startswith("jose"):
+        return None
+    return (
+        f"python-jose raised {type(exc).__name__} while decoding a token: call "
+        "jwt.decode(token, SECRET_KEY, algorithms=[ALGORITHM]) so the token cannot choose its own "
+        "algorithm, and catch jose's JOSEError (the parent of JWTError, JWKError and JWSError) so a "
+        "bad token is refused with 401 instead of crashing with 500."
+    )
+
+
+def _send_after_close(exc: BaseException) -> str | None:
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or "once a close message has been sent" not in text:
+        return None
+    return (
+        "Your code sent to a WebSocket that was already closed (a client that had left). Forget a "
+        "connection when its client disconnects, and in a broadcast skip and drop any connection "
+        "whose send fails, so one departed client never stops the others."
+    )
+
+
+def _disconnect_on_send(exc: BaseException) -> str | None:
+    if type(exc).__name__ != "WebSocketDisconnect":
+        return None
+    names = {frame.name for frame in traceback.extract_tb(exc.__traceback__)}
+    if not names & {"send", "send_json", "send_text", "send_bytes"}:
+        return None
+    return (
+        "Sending to a client that has left raised WebSocketDisconnect. Catch it (with RuntimeError) "
+        "around each send in a broadcast, drop that connection, and carry on with the others."
+    )
+
+
+def _sqlite_thread(exc: BaseException) -> str | None:
+    if type(exc).__name__ != "ProgrammingError" or "same thread" not in str(exc):
+        return None
+    return (
+        "A SQLite connection was used from another thread than the one that opened it: FastAPI runs "
+        "`def` endpoints and dependencies in worker threads. Open the connection with "
+        "check_same_thread=False, or open it per request in a dependency (chapter §1)."
+    )
+
+
+def _validation_in_handler(exc: BaseException) -> str | None:
+    name = type(exc).__name__
+    if name == "ResponseValidationError":
+        return (
+            "What your endpoint returned does not fit its response model (or return type), so FastAPI "
+            "answered 500: return exactly the fields the statement lists, with the right types."
+        )
+    if name != "ValidationError" or not type(exc).__module__.startswith("pydantic"):
+        return None
+    return (
+        "Your code built a pydantic model from data that does not fit it, inside a request: that is a "
+        "500, not a 422. Let FastAPI validate the request by declaring the model as a parameter, and "
+        "build models only from data you have checked."
+    )
+
+
+def _no_yield(exc: BaseException) -> str | None:
+    if not isinstance(exc, RuntimeError) or "didn't yield" not in str(exc):
+        return None
+    return (
+        "A context manager (your lifespan, or a dependency with `yield`) ended without reaching "
+        "`yield`: an error was caught and the function returned before it. Let the error propagate "
+        "(re-raise it), or reach `yield` (chapter §8)."
+    )
+
+
+def _stopped_by_us(exc: BaseException) -> str | None:
+    if type(exc).__name__ != "HangStopped":
+        return None
+    return (
+        "Your code was stopped here by the workbook: it stayed in this place while the check "
+        "waited for an answer (an endless loop, or a wait for something that never comes)."
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    _stopped_by_us,
+    _jose_algorithm,
+    _send_after_close,
+    _disconnect_on_send,
+    _sqlite_thread,
+    _validation_in_handler,
+    _no_yield,
+)
+
+
+def advice(chain: Iterable[BaseException]) -> str | None:
+    """What to do about the first exception in `chain` a rule recognises, or None."""
+    for exc in chain:
+        for rule in RULES:
+            found = rule(exc)
+            if found:
+                return found
+    return None
