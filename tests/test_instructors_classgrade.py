@@ -6,11 +6,13 @@ comes from an import error, so only one submission runs the real checks."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -349,9 +351,11 @@ def test_resume_keeps_unchanged_reports_and_regrades_changed_ones(tmp_path, monk
     assert "changed" in judy["problems"][0]["checks"][0]["message"]
 
 
-def _endless_class(root: Path, pids: Path, count: int) -> None:
-    """Submissions whose import never ends, each writing its process id to `pids` first."""
-    looping = f"import os\nopen({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\nwhile True:\n    pass\n"
+def _endless_class(root: Path, tag: str, count: int) -> None:
+    """Submissions whose import never ends, each naming its process `tag` first. The name
+    (/proc/PID/comm) is what the test can see from outside: the sandbox lets a submission
+    write nowhere but its own scratch folder."""
+    looping = f"open('/proc/self/comm', 'w').write({tag!r})\nwhile True:\n    pass\n"
     for index in range(count):
         learner(root, f"loop{index}", looping)
 
@@ -374,6 +378,20 @@ def _wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _process_tag() -> str:
+    return "wb" + secrets.token_hex(6)  # a process name holds at most 15 characters
+
+
+def _looping(tag: str) -> list[int]:
+    """The host's process ids of the learner processes named `tag`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == tag and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -383,10 +401,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_ctrl_c_stops_grade_within_2_s_and_saves_an_incomplete_gradebook(tmp_path):
-    class_dir, pids, out = tmp_path / "class", tmp_path / "pids.txt", tmp_path / "out"
+    class_dir, pids, out = tmp_path / "class", _process_tag(), tmp_path / "out"
     _endless_class(class_dir, pids, 4)
     proc = _start(["grade", str(class_dir), "--out", str(out), "-p", "1", "-j", "2"])
-    _wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2, 60, "two gradings starting")
+    _wait_for(lambda: len(_looping(pids)) >= 2, 60, "two gradings starting")
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=2)
@@ -400,17 +418,16 @@ def test_ctrl_c_stops_grade_within_2_s_and_saves_an_incomplete_gradebook(tmp_pat
     assert sorted(book) == [f"loop{i}" for i in range(4)]
     assert all(row["error"].startswith("not graded: the run was interrupted") for row in book.values()), book
     assert json.loads((out / "run.json").read_text(encoding="utf-8"))["complete"] is False
-    started = [int(pid) for pid in pids.read_text().split()]
-    _wait_for(lambda: not any(_alive(pid) for pid in started), 2, "every grading process ending")
+    _wait_for(lambda: not _looping(pids), 2, "every grading process ending")
     merged = run("merge", str(out), "--out", str(tmp_path / "merged"))
     assert merged.exit_code == 2 and "interrupted run" in merged.stderr, merged.output
 
 
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path):
-    class_dir, pids, out = tmp_path / "class", tmp_path / "pids.txt", tmp_path / "out"
+    class_dir, pids, out = tmp_path / "class", _process_tag(), tmp_path / "out"
     _endless_class(class_dir, pids, 3)
     proc = _start(["grade", str(class_dir), "--out", str(out), "-p", "1", "-j", "2"])
-    _wait_for(lambda: pids.exists() and pids.read_text().strip(), 60, "a grading starting")
+    _wait_for(lambda: _looping(pids), 60, "a grading starting")
     for _ in range(3):
         proc.send_signal(signal.SIGINT)
         time.sleep(0.02)
@@ -425,10 +442,10 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path):
 
 
 def test_sigterm_stops_grade_like_ctrl_c(tmp_path):
-    class_dir, pids, out = tmp_path / "class", tmp_path / "pids.txt", tmp_path / "out"
+    class_dir, pids, out = tmp_path / "class", _process_tag(), tmp_path / "out"
     _endless_class(class_dir, pids, 2)
     proc = _start(["grade", str(class_dir), "--out", str(out), "-p", "1"])
-    _wait_for(lambda: pids.exists() and pids.read_text().strip(), 60, "a grading starting")
+    _wait_for(lambda: _looping(pids), 60, "a grading starting")
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=2)
@@ -441,10 +458,10 @@ def test_sigterm_stops_grade_like_ctrl_c(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_check_within_2_s(tmp_path, signum):
-    pids = tmp_path / "pids.txt"
+    pids = _process_tag()
     _endless_class(tmp_path / "class", pids, 1)
     proc = _start(["check", "1", "--dir", str(tmp_path / "class" / "loop0")])
-    _wait_for(lambda: pids.exists() and pids.read_text().strip(), 60, "the grading starting")
+    _wait_for(lambda: _looping(pids), 60, "the grading starting")
     proc.send_signal(signum)
     try:
         proc.wait(timeout=2)
@@ -453,8 +470,7 @@ def test_ctrl_c_or_sigterm_stops_check_within_2_s(tmp_path, signum):
         pytest.fail(f"check did not stop within 2 s of {signal.Signals(signum).name}")
     stderr = proc.stderr.read()
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
-    started = [int(pid) for pid in pids.read_text().split()]
-    _wait_for(lambda: not any(_alive(pid) for pid in started), 2, "the grading process ending")
+    _wait_for(lambda: not _looping(pids), 2, "the grading process ending")
 
 
 # --- hidden checks ----------------------------------------------------------------------

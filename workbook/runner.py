@@ -19,6 +19,7 @@ from typing import IO, Any
 import pytest
 
 from workbook import causes, hangs, translate
+from workbook.safetext import learner_text
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -42,7 +43,10 @@ class Events:
         self._token = token
 
     def emit(self, event: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"event": event, "token": self._token, **fields}) + "\n")
+        # Capped here too: the engine drops any event line over 256 KiB whole, and a 5 MB
+        # import error must still arrive as a (shortened) message.
+        capped = {key: learner_text(value) if isinstance(value, str) else value for key, value in fields.items()}
+        self._file.write(json.dumps({"event": event, "token": self._token, **capped}) + "\n")
         self._file.flush()
 
 
