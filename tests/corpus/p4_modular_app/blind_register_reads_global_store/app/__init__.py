@@ -1,0 +1,1 @@
+"""Problem 4 — Modular application: the `app` package. Start in main.py."""
