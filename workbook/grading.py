@@ -566,12 +566,20 @@ class Server:
         return self.process.returncode
 
 
-def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout: float = 4.0) -> Server:
+# Booting uvicorn (interpreter, imports, the learner's module) is slow only on a loaded
+# machine, so it gets a generous bound; the learner's own lifespan startup gets a short one.
+SERVER_BOOT_TIMEOUT_S = 12.0
+STARTUP_MARK = "Waiting for application startup."
+
+
+def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout: float = 3.0) -> Server:
     """Start `uvicorn <module>:app` for the learner's problem on a free loopback port and wait
-    (bounded) until it accepts connections. Stop it with `Server.stop()`."""
+    until it accepts connections: at most SERVER_BOOT_TIMEOUT_S seconds for uvicorn to reach
+    the app's lifespan startup, then at most `ready_timeout` seconds for that startup (the
+    learner's code) to finish. Fails the check, naming which of the two never ended.
+    Stop it with `Server.stop()`."""
     import socket
     import subprocess
-    import time
 
     folder = target_root() / problem.slug
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -589,8 +597,9 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
         "127.0.0.1",
         "--port",
         str(port),
+        # info, not warning: the startup line tells a slow machine from a stuck lifespan.
         "--log-level",
-        "warning",
+        "info",
         "--lifespan",
         "on",
     ]
@@ -604,18 +613,42 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
             creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
         )
     server = Server(process, port, log_path)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+    _wait_until_serving(server, ready_timeout)
+    return server
+
+
+def _wait_until_serving(server: Server, startup_timeout: float) -> None:
+    import socket
+
+    boot_deadline = time.monotonic() + SERVER_BOOT_TIMEOUT_S
+    startup_deadline: float | None = None
+    while True:
+        if server.process.poll() is not None:
             fail(
                 "uvicorn exited before it served anything.",
                 expected="a running server",
-                got=f"exit code {process.returncode}; its output ends with:\n{server.log()}",
+                got=f"exit code {server.process.returncode}; its output ends with:\n{server.log()}",
             )
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+                return
         except OSError:
-            time.sleep(0.05)
-    server.stop(timeout=2)
-    fail(f"uvicorn did not accept connections within {ready_timeout:g} s.", got=server.log())
+            pass
+        now = time.monotonic()
+        if startup_deadline is None and STARTUP_MARK in server.log(limit=100_000):
+            startup_deadline = now + startup_timeout
+        if startup_deadline is not None and now > startup_deadline:
+            server.stop(timeout=2)
+            fail(
+                f"your app's startup did not finish within {startup_timeout:g} s under uvicorn: "
+                f"uvicorn printed {STARTUP_MARK!r} and then waited for the code before `yield` in your lifespan.",
+                got=server.log(),
+            )
+        if startup_deadline is None and now > boot_deadline:
+            server.stop(timeout=2)
+            fail(
+                f"uvicorn did not reach your app's startup within {SERVER_BOOT_TIMEOUT_S:g} s "
+                "(importing your module may be stuck, or the machine is very busy).",
+                got=server.log() or "(uvicorn printed nothing)",
+            )
+        time.sleep(0.05)

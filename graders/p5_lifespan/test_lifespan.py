@@ -1164,7 +1164,7 @@ def test_uvicorn_sigterm_writes_stats(problem: Any, tmp_path: Path) -> None:
     path.parent.mkdir()
     sent = rng.randrange(3, 8)
     # Worst case, well under the 8 s limit: start 4 s + all requests 1.2 s + stop 2 s.
-    server = serve(problem, env={"STATS_PATH": str(path)}, ready_timeout=4.0)
+    server = serve(problem, env={"STATS_PATH": str(path)})
     try:
         deadline = time.monotonic() + 1.2
         with httpx.Client(base_url=server.http_url, timeout=1.0) as http:
