@@ -217,6 +217,59 @@ def test_writing_into_the_checkout_out_submissions_and_home_changes_nothing(scho
 
 
 @needs_sandbox
+def test_links_planted_in_scratch_make_the_engine_write_nothing_outside(school, stub_baseline, tmp_path):
+    """The engine (root in CI) creates files in the sandbox's writable scratch folder: a link
+    planted there under a name it may use, or a sub-folder swapped for one, must not make
+    it create or append to a file elsewhere (found by a red-team pass)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    school.attack(
+        f"""
+        import os as _os, signal as _signal
+        _scratch = _os.environ["HOME"]  # the engine points HOME at its scratch folder
+        for _index in range(60):
+            for _name in (f"output-{{_index}}.txt", f"events-{{_index}}.jsonl", f"channel-{{_index}}"):
+                try:
+                    _os.symlink({str(outside)!r} + "/" + _name, _os.path.join(_scratch, _name))
+                except OSError:
+                    pass
+        for _entry in _os.listdir(_scratch):  # swap every sub-folder for a link
+            _path = _os.path.join(_scratch, _entry)
+            if _os.path.isdir(_path) and not _os.path.islink(_path) and _entry != "cwd":
+                try:
+                    _os.rename(_path, _path + ".moved")
+                    _os.symlink({str(outside)!r}, _path)
+                except OSError:
+                    pass
+        _marker = _os.path.join(_scratch, "second-import")
+        if _os.path.exists(_marker):  # a check already has its result: the engine starts another process
+            try:
+                _os.kill(_os.getppid(), _signal.SIGKILL)  # a fork server: the engine falls back to a fresh one
+            except OSError:
+                pass
+            _os._exit(9)
+        open(_marker, "w").close()
+        """
+    )
+    assert_contained(school.grade(), stub_baseline)
+    assert sorted(p.name for p in outside.iterdir()) == []
+
+
+def test_a_private_file_is_never_created_through_a_link(tmp_path):
+    target = tmp_path / "target.txt"
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "output-1.txt").symlink_to(target)
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileExistsError):
+            engine.create_private(folder, "output-1.txt", descriptor, os.O_WRONLY | os.O_APPEND)
+    finally:
+        os.close(descriptor)
+    assert not target.exists()
+
+
+@needs_sandbox
 def test_signals_to_the_engine_and_a_neighbour_reach_neither(school, tmp_path):
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # stands in for a neighbour
     school.attack(

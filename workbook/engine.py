@@ -314,13 +314,17 @@ class _Session:
         # The events file lives apart from the learner's working directory (both in scratch,
         # the one folder the sandbox may write).
         with tempfile.TemporaryDirectory(prefix="workbook-", dir=parent, ignore_cleanup_errors=True) as scratch:
-            channel = Path(scratch) / f"channel-{secrets.token_hex(4)}"
-            channel.mkdir(mode=0o700)
-            while self._pending() and time.monotonic() < self.deadline and not _stopping.is_set():
-                before = len(self.results)
-                self._run_child(Path(scratch), channel, server)
-                if len(self.results) == before:
-                    break  # the child made no progress: do not spin
+            # Opened before any learner code runs in it: this process creates its files there
+            # through the descriptor, never through a path the sandbox could swap for a link.
+            scratch_fd = _open_folder(Path(scratch))
+            try:
+                while self._pending() and time.monotonic() < self.deadline and not _stopping.is_set():
+                    before = len(self.results)
+                    self._run_child(Path(scratch), scratch_fd, server)
+                    if len(self.results) == before:
+                        break  # the child made no progress: do not spin
+            finally:
+                os.close(scratch_fd)
         for check_id in self._pending():
             check = self.checks[check_id]
             self.results[check_id] = _errored(check, self._not_run_message(), "not-run")
@@ -336,15 +340,15 @@ class _Session:
             return f"Not run: the time limit of {self.problem.time_limit_s:g} s for this problem ran out first."
         return "Not run: the grading process stopped before reaching this check."
 
-    def _run_child(self, scratch: Path, channel: Path, server: Any) -> None:
+    def _run_child(self, scratch: Path, scratch_fd: int, server: Any) -> None:
         pending = [self.checks[check_id] for check_id in self._pending()]
-        events_path = channel / f"events-{secrets.token_hex(8)}.jsonl"
-        output_path = scratch / f"output-{len(self.results)}.txt"
-        events_path.touch(mode=0o600)
+        events_name = f"events-{secrets.token_hex(8)}.jsonl"
+        events_path = scratch / events_name
+        output_path = scratch / f"output-{secrets.token_hex(8)}.txt"
         # Opened before the child starts: the child unlinks the path once it has it open.
-        events = open(events_path, "rb")  # noqa: SIM115 - closed by _Watch.follow
+        events = os.fdopen(create_private(scratch, events_name, scratch_fd, os.O_RDONLY), "rb")
         token = secrets.token_hex(16)
-        spawn = _Spawn(self.problem, self.target, scratch, self.seed, token)
+        spawn = _Spawn(self.problem, self.target, scratch, self.seed, token, scratch_fd=scratch_fd)
         try:
             child = spawn.start(pending, events_path, output_path, server, self.known_hang)
         except BaseException:
@@ -429,7 +433,16 @@ class _Spawn:
     """How one grading process of `target` starts: its command (in the sandbox when there is
     one), its reduced environment and its working directory."""
 
-    def __init__(self, problem: Problem, target: GradedTarget, scratch: Path, seed: int, token: str) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        target: GradedTarget,
+        scratch: Path,
+        seed: int,
+        token: str,
+        scratch_fd: int | None = None,
+    ) -> None:
+        self.scratch_fd = scratch_fd  # set where grading processes start: see create_private
         self.problem = problem
         self.target = target
         self.scratch = scratch
@@ -496,7 +509,9 @@ class _Spawn:
             except ForkServerGone:
                 pass  # fall back to a fresh interpreter below
         command, env, work_dir = self.command(arguments)
-        with open(output_path, "ab") as output:
+        name = f"output-{secrets.token_hex(8)}.txt"
+        output_fd = create_private(self.scratch, name, self.scratch_fd, os.O_WRONLY | os.O_APPEND)
+        with os.fdopen(output_fd, "ab") as output:
             child = subprocess.Popen(
                 command,
                 cwd=work_dir,
@@ -508,6 +523,22 @@ class _Spawn:
             )
         _children.add(child.pid)
         return child
+
+
+def _open_folder(folder: Path) -> int:
+    return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+
+
+def create_private(folder: Path, name: str, folder_fd: int | None, mode: int) -> int:
+    """Create the new file `name` (mode 0600) in `folder`, open as `folder_fd` where the
+    platform allows, and return its descriptor, opened with `mode`. Never through a link:
+    the sandbox may write that folder, so a submission may have left a link of that name,
+    or swapped a sub-folder for one, to make this (possibly root) process create or append
+    to a file elsewhere. Raises OSError when the name exists."""
+    flags = mode | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if folder_fd is not None and os.open in os.supports_dir_fd:
+        return os.open(name, flags, 0o600, dir_fd=folder_fd)
+    return os.open(folder / name, flags, 0o600)
 
 
 def _cpu_seconds(problem: Problem) -> int:
