@@ -400,6 +400,20 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def test_a_folder_name_that_is_not_utf8_missing_a_problem_is_still_reported(tmp_path):
+    """The engine's own message names the folder ("no folder p2_... in Jos\\xe9"): that
+    text, not only the learner's, must reach the report as valid UTF-8 (red-team finding)."""
+    class_dir, out = tmp_path / "class", tmp_path / "out"
+    learner(class_dir, b"Jos\xe9", (SOLUTIONS / P1.slug / "app.py").read_text(encoding="utf-8"))
+    result = run("grade", str(class_dir), "--out", str(out), "-p", "1", "-p", "2")
+    assert result.exit_code == 0, result.output
+    row = gradebook_rows(out)["Jos\\xe9"]
+    assert (row["p1_status"], row["p2_status"], row["error"]) == ("pass", "error", ""), row
+    (report,) = (out / "submissions").glob("*.json")
+    message = json.loads(report.read_text(encoding="utf-8"))["problems"][1]["checks"][0]["message"]
+    assert message.startswith("There is no folder p2_role_based_access/ in ") and "Jos\\xe9" in message, message
+
+
 def test_ctrl_c_stops_grade_within_2_s_and_saves_an_incomplete_gradebook(tmp_path):
     class_dir, pids, out = tmp_path / "class", _process_tag(), tmp_path / "out"
     _endless_class(class_dir, pids, 4)

@@ -27,7 +27,7 @@ from typing import Any
 from workbook import sandbox
 from workbook.causes import assign_causes
 from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem
-from workbook.safetext import OUTPUT_LIMIT, learner_text
+from workbook.safetext import OUTPUT_LIMIT, learner_text, shown_name
 from workbook.sandbox import isolation
 from workbook.target import GradedTarget
 
@@ -241,7 +241,8 @@ def grade(
     result = ProblemResult(problem=problem, target=target.shown, seed=run_seed, isolation=isolation().label)
     folder = target_root / problem.slug
     if not folder.is_dir():
-        message = f"There is no folder {problem.slug}/ in {target.shown}; copy it from the workbook's exercises/."
+        shown = shown_name(str(target.shown))  # a submission's folder name may not be UTF-8
+        message = f"There is no folder {problem.slug}/ in {shown}; copy it from the workbook's exercises/."
         result.checks = assign_causes([_errored(check, message, "import") for check in checks])
         return result
     found = _Session(problem, target, checks, run_seed, on_check).run()

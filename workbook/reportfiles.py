@@ -115,4 +115,5 @@ def _count(value: Any) -> bool:
 def dumps(document: Any) -> str:
     """A report as the workbook writes it (indented, UTF-8 text kept readable). No line of
     JSON can start with `::`; the legacy `##[` is neutralised, so `cat` in a CI log is safe."""
-    return no_legacy_commands(json.dumps(document, indent=2, ensure_ascii=False))
+    # cleaned(): the workbook's own strings can carry a submission's undecodable folder name.
+    return no_legacy_commands(json.dumps(cleaned(document), indent=2, ensure_ascii=False))
