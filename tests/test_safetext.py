@@ -18,6 +18,10 @@ def test_capped_text_says_how_much_was_cut():
     assert capped("abc", 3) == "abc"
 
 
+def test_bidirectional_overrides_are_shown_escaped():
+    assert log_safe("grade: \u202e01\u202c \u2066x\u2069") == "grade: \\u202e01\\u202c \\u2066x\\u2069"
+
+
 def test_control_sequences_are_shown_escaped_and_tabs_and_newlines_kept():
     assert log_safe("\x1b]0;title\x07x\x1b[2J\ty\nz\x9b\u2028") == "\\x1b]0;title\\x07x\\x1b[2J\ty\nz\\x9b\\u2028"
 

@@ -32,8 +32,10 @@ OUTPUT_LIMIT = 4_000  # characters of what the learner's code printed during one
 NAME_BYTES_LIMIT = 120  # bytes of a file name derived from a submission's name (ext4: 255)
 
 # C0 controls except tab and newline, DEL, the C1 controls (ECMA-48 §5.2, §5.3), and the
-# Unicode line and paragraph separators (str.splitlines would start a new line there).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Unicode line and paragraph separators (str.splitlines would start a new line there), and
+# the bidirectional embeddings, overrides and isolates (Unicode UAX #9; "Trojan Source",
+# CVE-2021-42574), which make a line read differently from what it holds.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # A workflow command: `::` at the start of a line, after optional whitespace.
 _WORKFLOW_COMMAND = re.compile(r"^([ \t\f\v]*):(?=:)", re.MULTILINE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
