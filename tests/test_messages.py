@@ -119,13 +119,15 @@ def test_the_same_learner_error_at_the_same_line_is_one_cause():
             result("a", "learner", f"Your code raised NameError: name 'ROLE_RANKS'\n  while handling GET /a\n{frame}"),
             result("b", "pass", "", status="pass"),
             result("c", "learner", f"Your code raised NameError: name 'ROLE_RANKS'\n  while handling GET /c\n{frame}"),
-            result("d", "assertion", "status 200, expected 201."),
-            result("e", "assertion", "status 200, expected 201."),
+            result("d", "assertion", "status 200, expected 201.\n  sent: POST /a"),
+            result("e", "assertion", "status 200, expected 201.\n  sent: POST /b"),
+            result("f", "assertion", "status 200, expected 204."),
         ]
     )
-    assert [check.cause for check in checks] == ["c1", "", "c1", "c2", "c3"]
-    (members,) = causes.groups(checks).values()
-    assert causes.headline(members) == "2 checks failed: Your code raised NameError: name 'ROLE_RANKS'"
+    assert [check.cause for check in checks] == ["c1", "", "c1", "c2", "c2", "c3"]
+    learner_error, mismatch = causes.groups(checks).values()
+    assert causes.headline(learner_error) == "2 checks failed: Your code raised NameError: name 'ROLE_RANKS'"
+    assert causes.headline(mismatch) == "2 checks failed: status 200, expected 201."
 
 
 def test_a_check_blocked_by_an_earlier_hang_shares_its_cause():

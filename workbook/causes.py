@@ -3,7 +3,8 @@
 Checks that did not pass for the same reason get the same `cause` id: the same import
 error, the same exception raised by the learner's code at the same line, the same hang (a
 check stopped where an earlier one hung counts as that hang), the same reason for not
-running. Every other failure is a cause of its own. The text report shows a shared cause
+running, the same mismatch (the same first line of a failure message). Every other
+failure is a cause of its own. The text report shows a shared cause
 once with the checks it affects; JSON and the other formats keep one entry per check,
 each carrying the id.
 """
@@ -40,6 +41,11 @@ def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
         frames = [line.strip() for line in lines if FRAME_LINE.match(line)]
         if lines and frames:
             return f"learner:{lines[0]}:{frames[-1]}"
+    if check.kind == "assertion" and check.message:
+        # The first line says what differed and what to change ("status 200, expected 201.
+        # Creating a user should answer 201 Created."): checks that fail with the same first
+        # line fail on one step for one reason, and a learner fixes them in one place.
+        return f"mismatch:{check.message.splitlines()[0]}"
     return f"own:{check.id}"
 
 
