@@ -598,7 +598,9 @@ MERGE_COMMAND = "workbook merge shards/shard-* --out grades --html grades/report
 
 def test_the_example_workflow_shards_and_merges_with_the_commands_it_names(tmp_path, monkeypatch):
     workflow = WORKFLOW.read_text(encoding="utf-8")
-    for needle in (SHARD_COMMAND, MERGE_COMMAND, "apt-get install -y bubblewrap", "shard: [1, 2, 3, 4]", "SHARDS: 4"):
+    # The workbook reads its manifest and graders from its own folder: installed editable.
+    needles = (SHARD_COMMAND, MERGE_COMMAND, "apt-get install -y bubblewrap", "-e ./.workbook", "SHARDS: 4")
+    for needle in (*needles, "shard: [1, 2, 3, 4]", "apparmor_restrict_unprivileged_userns=0"):
         assert needle in workflow, f"examples/grade-class.yml no longer says {needle!r}"
     assert workflow.count("actions/upload-artifact@") == 2 and "actions/download-artifact@" in workflow
     monkeypatch.chdir(tmp_path)
@@ -622,3 +624,23 @@ def test_the_example_workflow_shards_and_merges_with_the_commands_it_names(tmp_p
     assert sorted(book) == ["ann", "bo", "cy", "di", "eve", "fay"]
     assert book["fay"]["p1_status"] == "pass"
     assert Path("grades/report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_merge_refuses_a_missing_shard_and_an_out_that_is_one_of_its_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("ann", "bo", "cy"):
+        (tmp_path / "submissions" / name).mkdir(parents=True)
+    for shard in (1, 2):
+        result = run("grade", "submissions/", "--out", f"shard-{shard}", "--shard", f"{shard}/2", "-p", "1")
+        assert result.exit_code == 0, result.output
+    before = sorted(str(p) for p in Path("shard-1").rglob("*"))
+
+    partial = run("merge", "shard-1", "--out", "grades")
+    assert partial.exit_code == 2, partial.output
+    assert "shard 2/2 is missing" in partial.stderr, partial.stderr
+    assert not Path("grades").exists()
+
+    onto_input = run("merge", "shard-1", "shard-2", "--out", "shard-1")
+    assert onto_input.exit_code == 2, onto_input.output
+    assert "is one of the folders to merge" in onto_input.stderr, onto_input.stderr
+    assert sorted(str(p) for p in Path("shard-1").rglob("*")) == before

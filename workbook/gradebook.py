@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -425,7 +426,12 @@ def _one_line(exc: Exception) -> str:
 def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Problem]) -> list[dict[str, Any]]:
     """Combine the outputs of several shards into one folder and one gradebook, with the
     columns of the problems the shards graded. Every file is written inside `destination`
-    under a name `report_name` derives, whatever the reports say. Raises MergeError."""
+    under a name `report_name` derives, whatever the reports say. Raises MergeError, also
+    when `destination` is one of `out_dirs` or when some shard of a sharded run is missing."""
+    if any(destination.resolve() == out_dir.resolve() for out_dir in out_dirs):
+        raise MergeError(
+            f"--out {shown_name(str(destination))} is one of the folders to merge; merge into a new folder"
+        )
     documents: dict[str, dict[str, Any]] = {}
     digests = set()
     slugs: set[str] = set()
@@ -442,6 +448,7 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
             digests.add(document.get("graders", {}).get("digest"))
     if len(digests) > 1:
         raise MergeError("the shards were graded with different grader sets; grade them again with the same graders")
+    _check_every_shard(runs)
     problems = [p for p in manifest_problems if p.slug in slugs] or list(manifest_problems)
     ordered = [documents[name] for name in sorted(documents)]
     try:
@@ -462,6 +469,23 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
         where = shown_name(str(destination))
         raise MergeError(f"cannot write the merged gradebook into {where}: {_one_line(exc)}") from None
     return ordered
+
+
+def _check_every_shard(runs: list[dict[str, Any]]) -> None:
+    """A gradebook merged from shards 1/4, 2/4 and 4/4 silently drops a quarter of the class:
+    refuse it, and shards of different splits."""
+    shards = [run.get("shard") for run in runs]
+    parsed = [tuple(int(n) for n in s.split("/")) for s in shards if isinstance(s, str) and re.fullmatch(r"\d+/\d+", s)]
+    if not parsed:
+        return
+    totals = {total for _, total in parsed}
+    if len(totals) > 1:
+        raise MergeError(f"the shards split the class in different ways ({', '.join(map(str, sorted(set(shards))))})")
+    total = totals.pop()
+    missing = sorted(set(range(1, total + 1)) - {index for index, _ in parsed})
+    if missing:
+        named = ", ".join(f"{index}/{total}" for index in missing)
+        raise MergeError(f"shard {named} is missing: merge every shard of the run (or grade the missing ones)")
 
 
 def _read_run(out_dir: Path) -> dict[str, Any]:
