@@ -162,6 +162,7 @@ def check(
     if graders is not None:  # the check list (for -k and the live count) comes from these graders
         selected = [replace(problem, graders=graders.resolve()) for problem in selected]
     _check_keyword(selected, keyword)
+    selected = _with_matching_checks(selected, keyword)
     if output_path and not output_path.resolve().parent.is_dir():
         raise click.BadParameter(f"the folder {output_path.resolve().parent} does not exist.", param_hint="--output")
     style = Style.detect()
@@ -302,8 +303,23 @@ def _check_keyword(selected: list[Problem], keyword: str | None) -> None:
     except GraderError:
         return  # reported as such by the grading itself
     if not select_checks(checks, keyword):
-        ids = ", ".join(check.id for check in checks)
+        ids = ", ".join(check.id for check in checks[:20]) + (
+            f", … ({len(checks) - 20} more)" if len(checks) > 20 else ""
+        )
         raise click.BadParameter(f"no check id contains {keyword!r}. The ids are: {ids}", param_hint="-k")
+
+
+def _with_matching_checks(selected: list[Problem], keyword: str | None) -> list[Problem]:
+    """With -k, only the problems that have a matching check: `--all -k token` must not
+    report the others as failed with 0/0 checks."""
+    if not keyword:
+        return selected
+    from workbook.engine import discover_checks, select_checks
+
+    try:
+        return [problem for problem in selected if select_checks(discover_checks(problem), keyword)]
+    except GraderError:
+        return selected  # reported as such by the grading itself
 
 
 @main.command()

@@ -218,3 +218,10 @@ def test_output_into_a_missing_folder_is_refused_before_grading(tmp_path):
     result = run("check", "1", "--solutions", "--format", "junit", "--output", str(tmp_path / "nope" / "r.xml"))
     assert result.exit_code == 2, result.output
     assert "does not exist" in result.output
+
+
+def test_all_with_k_grades_only_the_problems_that_have_a_matching_check():
+    result = run("check", "--all", "--solutions", "-k", "list_starts_empty", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [(p["number"], p["status"], p["passed"], p["total"]) for p in document["problems"]] == [(1, "pass", 1, 1)]
