@@ -93,6 +93,16 @@ def gradebook_rows(out: Path) -> dict[str, dict[str, str]]:
         return {row["submission"]: row for row in csv.DictReader(handle)}
 
 
+def strings_in(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_in(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return []
+
+
 def assert_no_workflow_command(text: str, where: str) -> None:
     found = WORKFLOW_COMMAND.findall(text)
     assert not found, f"{where}: a line could start a workflow command: {found[:3]}"
@@ -136,6 +146,9 @@ def test_a_class_of_odd_values_is_graded_end_to_end(tmp_path):
         assert len(text) < 40 * MESSAGE_LIMIT, f"{path.name}: {len(text)} characters"
         document = json.loads(text)
         assert_no_workflow_command(text, path.name)
+        for string in strings_in(document):  # decoded, as `jq -r` would print them
+            assert_no_workflow_command(string, f"{path.name}, decoded")
+            assert "\x1b" not in string, f"{path.name} holds a raw escape sequence"
         assert document["submission"] in expected
     huge = json.loads(next(p for p in reports if p.name.startswith("huge")).read_text(encoding="utf-8"))
     message = huge["problems"][0]["checks"][0]["message"]

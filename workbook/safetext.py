@@ -65,8 +65,10 @@ def capped(text: str, limit: int) -> str:
 
 
 def learner_text(value: object, limit: int = MESSAGE_LIMIT) -> str:
-    """The one entry point for a string learner code produced: valid UTF-8, capped."""
-    return capped(valid_text(value), limit)
+    """The one entry point for a string learner code produced: valid UTF-8, control
+    characters shown escaped, no line able to start a workflow command, capped. Applied as
+    the text enters, so every report is safe to print: also JSON read with `jq -r`."""
+    return capped(log_safe(str(value) if not isinstance(value, str) else value), limit)
 
 
 def terminal_safe(text: str) -> str:
