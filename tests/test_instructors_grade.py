@@ -17,6 +17,7 @@ import cli
 from workbook import integrity
 from workbook.engine import discover_checks, grade
 from workbook.gradebook import Shard
+from workbook.sandbox import isolation
 from workbook.target import TargetError, copy_submission
 
 P1 = MANIFEST.by_number(1)
@@ -101,6 +102,8 @@ def test_a_class_is_graded_with_every_submission_in_its_own_row(tmp_path, curren
         assert (passed[name], book[name]["p1_status"]) == (0, "error"), name
     assert all(book[name]["error"] == "" for name in book)
     assert book["alice"]["allow_modified_graders"] == "false"
+    assert {row["sandbox"] for row in book.values()} == {isolation().label}
+    assert isolation().label in html.read_text(encoding="utf-8")
 
     report = json.loads((out / "submissions" / "dave.json").read_text(encoding="utf-8"))
     assert report["submission"] == "dave" and report["graders"]["source"] == "bundled"

@@ -139,4 +139,9 @@ def _check_table(documents: list[dict[str, Any]]) -> str:
 def _graders(documents: list[dict[str, Any]]) -> str:
     graders = next((d.get("graders") for d in documents if d.get("graders")), None) or {}
     text = f"{graders.get('source', 'unknown')} graders {graders.get('digest', '')}".strip()
-    return text + (" (--allow-modified-graders)" if graders.get("allow_modified_graders") else "")
+    text += " (--allow-modified-graders)" if graders.get("allow_modified_graders") else ""
+    return (
+        text
+        + f" · {graders.get('sandbox') or 'sandbox: unknown'}"
+        + (" (--no-sandbox)" if graders.get("no_sandbox") else "")
+    )

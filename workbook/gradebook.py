@@ -347,7 +347,7 @@ def gradebook_columns(problems: list[Problem]) -> list[str]:
             f"p{p.number}_score",
             f"p{p.number}_max_score",
         ]
-    return [*columns, "score", "max_score", "percent", "graders", "allow_modified_graders", "error"]
+    return [*columns, "score", "max_score", "percent", "graders", "allow_modified_graders", "sandbox", "error"]
 
 
 def gradebook_row(document: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
@@ -368,6 +368,8 @@ def gradebook_row(document: dict[str, Any], problems: list[Problem]) -> dict[str
         percent=f"{percent(score, max_score):.2f}",
         graders=f"{graders.get('source', '?')} {graders.get('digest', '')}".strip(),
         allow_modified_graders=str(bool(graders.get("allow_modified_graders"))).lower(),
+        # The isolation it was graded in, "--no-sandbox" included (issue 11: every report says).
+        sandbox=(graders.get("sandbox") or "unknown") + (" (--no-sandbox)" if graders.get("no_sandbox") else ""),
         error=document.get("error") or "",
     )
     return row
