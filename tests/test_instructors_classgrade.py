@@ -152,6 +152,9 @@ def test_a_class_of_odd_values_is_graded_end_to_end(tmp_path):
         assert document["submission"] in expected
     huge = json.loads(next(p for p in reports if p.name.startswith("huge")).read_text(encoding="utf-8"))
     message = huge["problems"][0]["checks"][0]["message"]
+    first_id = huge["problems"][0]["checks"][0]["id"]
+    for check in huge["problems"][0]["checks"][1:]:  # stored once per cause
+        assert check["message"].startswith(f"same as check {first_id} (cause "), check["message"][:200]
     assert re.search(r"… \(\d+ more characters cut\)", message), message[-200:]
     surrogate = json.loads((out / "submissions" / "surrogate.json").read_text(encoding="utf-8"))
     assert "lone \ufffd surrogate" in surrogate["problems"][0]["checks"][0]["message"]

@@ -207,10 +207,30 @@ def _finish(
     return ordered
 
 
+def once_per_cause(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with each repeated message stored once per cause: a later check of the
+    same problem whose `cause` and message equal an earlier one's says "same as <id>" (an
+    import error copied into every check turned a 5 MB message into a 95 MB report)."""
+    problems = []
+    for problem in document.get("problems", []):
+        seen: dict[tuple[str, str], str] = {}
+        checks = []
+        for check in problem.get("checks", []):
+            key = (check.get("cause") or "", check.get("message") or "")
+            if key[0] and key[1] and key in seen:
+                check = {**check, "message": f"same as check {seen[key]} (cause {key[0]})"}
+            elif key[0] and key[1]:
+                seen[key] = check.get("id", "?")
+            checks.append(check)
+        problems.append({**problem, "checks": checks})
+    return {**document, "problems": problems} if "problems" in document else document
+
+
 def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict[str, Any]:
     """Write one report atomically. A report that cannot be written (a value no writer
     accepts, a full disk) becomes an `error` report saying why: never the end of the run."""
     try:
+        document = once_per_cause(document)
         atomic_write(reports_dir / report_name(document["submission"]), dumps(document))
         return document
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
