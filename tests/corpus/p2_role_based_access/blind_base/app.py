@@ -22,7 +22,7 @@ SECRET_KEY = "workbook-p2-change-me-in-production"  # Don't change this line
 ALGORITHM = "HS256"  # Don't change this line
 ACCESS_TOKEN_EXPIRE_MINUTES = 30  # Don't change this line
 
-ROLE_RANK: dict[str, int] = {"viewer": 0, "editor": 1, "admin": 2}
+ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
 
 pwd_context = CryptContext(schemes=["bcrypt"], deprecated="auto")  # Don't change this line
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="token")  # Don't change this line
@@ -88,8 +88,7 @@ def require_role(role: str):
 
     async def dependency(user: Annotated[dict, Depends(get_current_user)]) -> dict:
         token_role = user["role"]
-        rank = ROLE_RANK.get(token_role, 0) if isinstance(token_role, str) else 0
-        if rank < minimum:
+        if not isinstance(token_role, str) or token_role not in ROLE_RANK or ROLE_RANK[token_role] < minimum:
             raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not enough permissions")
         return user
 

@@ -39,10 +39,12 @@ def get_settings() -> Settings:
 
 def get_db(settings: Settings = Depends(get_settings)) -> Iterator[sqlite3.Connection]:
     connection = sqlite3.connect(settings.database_path)
-    connection.execute(CREATE_USERS_TABLE)
-    yield connection
-    connection.commit()
-    connection.close()
+    try:
+        connection.execute(CREATE_USERS_TABLE)
+        yield connection
+        connection.commit()
+    finally:
+        connection.close()
 
 
 class EmailAlreadyRegistered(Exception):

@@ -68,23 +68,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         apply_migrations(db)
         seed(db)
-    except sqlite3.Error:
+        app.state.db = db
+        app.state.request_count = 0
+        app.state.started_at = datetime.now(timezone.utc)
+        app.state.started_monotonic = time.monotonic()
+        yield
+        stopped_at = datetime.now(timezone.utc)
+        stats = {
+            "total_requests": app.state.request_count,
+            "uptime_seconds": round(time.monotonic() - app.state.started_monotonic, 3),
+            "started_at": app.state.started_at.isoformat(),
+            "stopped_at": stopped_at.isoformat(),
+        }
+        write_stats_atomically(Path(os.environ.get("STATS_PATH", "stats.json")), stats)
+    finally:
         db.close()
-        raise
-    app.state.db = db
-    app.state.request_count = 0
-    app.state.started_at = datetime.now(timezone.utc)
-    app.state.started_monotonic = time.monotonic()
-    yield
-    stopped_at = datetime.now(timezone.utc)
-    stats = {
-        "total_requests": app.state.request_count,
-        "uptime_seconds": round(time.monotonic() - app.state.started_monotonic, 3),
-        "started_at": app.state.started_at.isoformat(),
-        "stopped_at": stopped_at.isoformat(),
-    }
-    write_stats_atomically(Path(os.environ.get("STATS_PATH", "stats.json")), stats)
-    db.close()
 
 
 app = FastAPI(title="Problem 5 — Lifespan resource management", lifespan=lifespan)  # Don't change this line

@@ -50,7 +50,6 @@ class ConnectionManager:
                 del members[websocket]
                 if not members:
                     del self.rooms[room]
-                    self.histories.pop(room, None)
 
     async def broadcast(self, room: str, message: dict[str, Any]) -> None:
         for connection in list(self.rooms.get(room, {})):

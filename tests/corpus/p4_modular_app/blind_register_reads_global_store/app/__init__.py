@@ -1,1 +1,0 @@
-"""Problem 4 — Modular application: the `app` package. Start in main.py."""

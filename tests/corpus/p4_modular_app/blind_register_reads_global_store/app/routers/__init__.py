@@ -1,1 +1,0 @@
-"""The app's routers: one module per feature, each exposing `router`."""
