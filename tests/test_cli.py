@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -225,3 +226,20 @@ def test_all_with_k_grades_only_the_problems_that_have_a_matching_check():
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert [(p["number"], p["status"], p["passed"], p["total"]) for p in document["problems"]] == [(1, "pass", 1, 1)]
+
+
+def test_verbose_output_says_how_much_of_what_the_code_printed_was_cut(tmp_path):
+    stub = (ROOT / "exercises" / P1.slug / "app.py").read_text()
+    noisy = stub.replace(
+        "    # TODO: read DATABASE_PATH and API_KEY from os.environ, falling back to the defaults above.\n",
+        "    for n in range(400):\n        print(f'noise line {n}')\n",
+    )
+    assert noisy != stub
+    root = write_problem(tmp_path, P1, {"app.py": noisy})
+    result = run("check", "1", "--dir", str(root), "-k", "get_settings_reads_environment", "-v")
+    assert result.exit_code == 1, result.output
+    assert "your code printed:" in result.output, result.output
+    assert re.search(r"… \(\d+ earlier characters cut\)|… \(\d+ earlier lines not shown\)", result.output), (
+        result.output
+    )
+    assert "noise line 399" in result.output

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from workbook.safetext import capped, csv_cell, file_name, log_safe, no_workflow_commands, shown_name, valid_text
+from workbook.safetext import (
+    capped,
+    csv_cell,
+    file_name,
+    last_lines,
+    log_safe,
+    no_workflow_commands,
+    shown_name,
+    valid_text,
+)
 
 
 def test_lone_surrogates_become_one_replacement_character_each():
@@ -58,3 +67,9 @@ def test_names_are_shown_escaped_and_file_names_are_safe_bounded_and_distinct():
     assert len(set(made)) == len(made), made
     for made_name in made:
         assert len(made_name.encode()) <= 120 and "/" not in made_name and not made_name.startswith(".")
+
+
+def test_the_last_lines_say_how_many_earlier_ones_are_cut():
+    text = "\n".join(f"line {n}" for n in range(1, 26))
+    assert last_lines(text, 3) == ["… (22 earlier lines not shown)", "line 23", "line 24", "line 25"]
+    assert last_lines("a\nb", 3) == ["a", "b"]

@@ -16,7 +16,7 @@ import click
 from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import ROOT, Problem
-from workbook.safetext import log_safe, shown_name
+from workbook.safetext import last_lines, log_safe, shown_name
 
 JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
@@ -119,7 +119,7 @@ def _verbose_lines(check: CheckResult, verbose: bool) -> list[str]:
         lines.extend("        " + text for text in log_safe(check.traceback).splitlines())
     if verbose and check.output:
         lines.append("      your code printed:")
-        lines.extend("        " + text for text in log_safe(check.output).splitlines()[-20:])
+        lines.extend("        " + text for text in last_lines(log_safe(check.output)))
     return lines
 
 

@@ -190,7 +190,9 @@ class Reporter:
     def pytest_runtest_logreport(self, report: Any) -> None:
         captured = (report.capstdout or "") + (report.capstderr or "")
         if captured and report.nodeid in self.outcome:
-            self.outcome[report.nodeid]["output"] = captured[-MAX_OUTPUT_CHARS:]
+            cut = len(captured) - MAX_OUTPUT_CHARS
+            tail = captured[-MAX_OUTPUT_CHARS:]
+            self.outcome[report.nodeid]["output"] = f"… ({cut} earlier characters cut)\n{tail}" if cut > 0 else tail
 
 
 def _hang_text(hang: hangs.Hang, limit: float) -> str:

@@ -95,6 +95,15 @@ def no_legacy_commands(text: str) -> str:
     return text.replace("##[", "# #[")
 
 
+def last_lines(text: str, count: int = 20) -> list[str]:
+    """The last `count` lines of `text`, after a note saying how many earlier ones are not
+    shown (a cut is always said)."""
+    lines = text.splitlines()
+    if len(lines) <= count:
+        return lines
+    return [f"… ({len(lines) - count} earlier lines not shown)", *lines[-count:]]
+
+
 def log_safe(text: str) -> str:
     """Learner text for a terminal or a CI log: escaped controls, no workflow command."""
     return no_workflow_commands(terminal_safe(valid_text(text)))

@@ -27,6 +27,7 @@ from workbook.milestones import (
     solution_path,
 )
 from workbook.report import Style, describe_target, rerun_for
+from workbook.safetext import last_lines, log_safe
 from workbook.starters import problem_files
 from workbook.state import is_solved, load_state, save_or_warn, with_results
 
@@ -200,6 +201,6 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
         lines.append(f"    ... ({len(message) - MESSAGE_LINES} more lines: {rerun_for(result, failing.id)})")
     if verbose and failing.output:
         lines.append("    your code printed:")
-        lines += ["      " + text for text in failing.output.splitlines()[-20:]]
+        lines += ["      " + text for text in last_lines(log_safe(failing.output))]
     lines.append(style.dim(f"    re-run only this check: {rerun_for(result, failing.id)}"))
     return lines
