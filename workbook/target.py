@@ -60,11 +60,6 @@ class GradedTarget:
         return self.root != self.shown
 
 
-def own_folder(folder: Path) -> GradedTarget:
-    """A folder graded where it is (the learner's exercises/, the reference solutions)."""
-    return GradedTarget(folder, folder)
-
-
 def copy_submission(source_root: Path, problems: Iterable[Problem], destination_root: Path) -> GradedTarget:
     """Copy the learner's work of each problem from `source_root` into `destination_root`.
     Raises TargetError when `source_root` is itself a link. A problem folder that is missing
