@@ -67,6 +67,15 @@ def write_problem(root: Path, problem: Problem, files: dict[str, str]) -> Path:
     return root
 
 
+def process_running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie), from /proc (Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2] not in "ZX"
+
+
 def failures(result: ProblemResult) -> str:
     return "\n".join(f"- {c.id} [{c.status}/{c.kind}]: {c.message}" for c in result.checks if c.status != "pass")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import MANIFEST, SOLUTIONS
+from support import MANIFEST, SOLUTIONS, process_running
 
 import cli
 from workbook import gradebook, integrity
@@ -403,17 +403,10 @@ def _looping(tag: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == tag and _alive(int(entry.name)):
+            named = entry.name.isdigit() and (entry / "comm").read_text().strip() == tag
+            if named and process_running(int(entry.name)):
                 found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_folder_name_that_is_not_utf8_missing_a_problem_is_still_reported(tmp_path):

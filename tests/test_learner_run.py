@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from support import ROOT
+from support import ROOT, process_running
 
 from workbook import learner_commands, servetree
 from workbook.serve import WithPages
@@ -75,14 +75,6 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def running(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text[text.rfind(")") + 2] not in "ZX"
-
-
 class Server:
     """`workbook run` in a session of its own (so the test can always clean up), its
     output collected by a thread."""
@@ -123,7 +115,7 @@ class Server:
 
     def kill_everything(self, pids: set[int]) -> None:
         """Clean up after a failed test: only this run's processes, and only those still running."""
-        for pid in {pid for pid in pids if running(pid)} | {self.process.pid}:
+        for pid in {pid for pid in pids if process_running(pid)} | {self.process.pid}:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -155,7 +147,7 @@ def test_run_serves_what_it_prints_and_a_signal_stops_its_whole_tree(stop_signal
 
         os.kill(server.process.pid, stop_signal)  # to workbook alone, as `kill` or an IDE sends it
         assert server.process.wait(timeout=STOP_LIMIT_S) == 0, server.output
-        still = {pid for pid in tree if running(pid)}
+        still = {pid for pid in tree if process_running(pid)}
         assert not still, f"still running after {stop_signal.name}: {still}\n{server.output}"
     finally:
         if server.process.poll() is None or tree:
@@ -188,9 +180,9 @@ def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
         servetree.stop_group(process, grace=0.2)
         assert process.returncode == -signal.SIGKILL
         deadline = time.monotonic() + 5
-        while any(running(pid) for pid in tree) and time.monotonic() < deadline:
+        while any(process_running(pid) for pid in tree) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not {pid for pid in tree if running(pid)}
+        assert not {pid for pid in tree if process_running(pid)}
     finally:
         if process.poll() is None:  # the group is still ours only while its leader is unreaped
             os.killpg(process.pid, signal.SIGKILL)
