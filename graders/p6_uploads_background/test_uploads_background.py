@@ -444,16 +444,16 @@ def test_unlisted_type_refused_415(api: Any, paths: dict[str, Path]) -> None:
         rng.choice([("image/gif", b"GIF89a"), ("text/plain", b"hello "), ("text/html", b"<html>")]),
     ]
     for kind, magic in rng.sample(others, len(others)):
-        data = magic + rng.randbytes(rng.randrange(100, 2000))
-        name = f"{rng.choice(WORDS)}-{rng.randrange(10**4)}.bin"
-        sent = describe_upload(name, kind, data)
-        expect_answer(
-            upload(api, name, kind, data),
-            415,
-            f"Only image/png, image/jpeg and application/pdf are allowed; {kind} is not.",
-            sent,
-        )
-        expect_nothing_stored(paths, sent, "A refused upload must not be stored.")
+        reason = f"Only image/png, image/jpeg and application/pdf are allowed; {kind} is not."
+        expect_refused_415(api, paths, f"{rng.choice(WORDS)}-{rng.randrange(10**4)}.bin", kind, magic, reason)
+
+
+def expect_refused_415(api: Any, paths: dict[str, Path], name: str, kind: str, magic: bytes, reason: str) -> None:
+    """Upload `magic` plus random bytes as `name` declared `kind`: expect 415 and nothing stored."""
+    data = magic + rng.randbytes(rng.randrange(100, 2000))
+    sent = describe_upload(name, kind, data)
+    expect_answer(upload(api, name, kind, data), 415, reason, sent)
+    expect_nothing_stored(paths, sent, "A refused upload must not be stored.")
 
 
 def test_magic_bytes_must_match(api: Any, paths: dict[str, Path]) -> None:
@@ -464,16 +464,9 @@ def test_magic_bytes_must_match(api: Any, paths: dict[str, Path]) -> None:
         rng.choice([("image/jpeg", MAGIC["image/png"]), ("image/png", b"#!/bin/sh\n"), ("image/jpeg", b"%PDF-1.4\n")]),
     ]
     for kind, magic in rng.sample(impostors, len(impostors)):
-        data = magic + rng.randbytes(rng.randrange(100, 2000))
+        reason = f"The file claims to be {kind} but does not start with its magic bytes {MAGIC[kind][:5]!r}."
         name = f"{rng.choice(WORDS)}-{rng.randrange(10**4)}.{EXTENSIONS[kind]}"
-        sent = describe_upload(name, kind, data)
-        expect_answer(
-            upload(api, name, kind, data),
-            415,
-            f"The file claims to be {kind} but does not start with its magic bytes {MAGIC[kind][:5]!r}.",
-            sent,
-        )
-        expect_nothing_stored(paths, sent, "A refused upload must not be stored.")
+        expect_refused_415(api, paths, name, kind, magic, reason)
 
 
 def test_oversized_stream_refused_413(api: Any, paths: dict[str, Path]) -> None:
