@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from support import MANIFEST, ROOT
 
-import cli
+from workbook import cli
 from workbook.engine import discover_checks
 from workbook.manifest import ManifestError, load_manifest
 from workbook.milestones import after_check, next_unsolved, progress_line

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from support import MANIFEST, ROOT, write_problem
 
-import cli
+from workbook import cli
 from workbook.engine import discover_checks
 
 P1 = MANIFEST.by_number(1)
@@ -149,7 +149,7 @@ def test_solutions_and_dir_runs_do_not_touch_progress(tmp_path):
 
 def test_installed_console_script_answers_help():
     completed = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", "--help"],
+        [sys.executable, "-c", "from workbook.cli import main; main()", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -161,7 +161,7 @@ def test_installed_console_script_answers_help():
 
 def test_piped_output_has_no_colour_codes():
     completed = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", "check", "1", "--solutions", "-q"],
+        [sys.executable, "-c", "from workbook.cli import main; main()", "check", "1", "--solutions", "-q"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -25,8 +25,7 @@ import pytest
 from click.testing import CliRunner
 from support import MANIFEST, SOLUTIONS, process_running
 
-import cli
-from workbook import gradebook, integrity
+from workbook import cli, gradebook, integrity
 from workbook.classout import LOCK_FILE
 from workbook.classprogress import ClassProgress, closing_summary
 from workbook.engine import discover_checks
@@ -378,8 +377,8 @@ def _endless_class(root: Path, tag: str, count: int) -> None:
 
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", *args],
-        cwd=Path(cli.__file__).parent,
+        [sys.executable, "-c", "from workbook.cli import main; main()", *args],
+        cwd=Path(cli.__file__).parent.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -8,7 +8,7 @@ import shutil
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS
 
-import cli
+from workbook import cli
 
 P1 = MANIFEST.by_number(1)
 

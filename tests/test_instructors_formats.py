@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 from support import MANIFEST, SOLUTIONS, write_problem
 
-import cli
-from workbook import formats, integrity
+from workbook import cli, formats, integrity
 from workbook.engine import CheckResult, ProblemResult, grader_weights
 
 P1 = MANIFEST.by_number(1)

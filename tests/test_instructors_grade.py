@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, SOLUTIONS, build_case, corpus
 
-import cli
-from workbook import integrity
+from workbook import cli, integrity
 from workbook.engine import discover_checks, grade
 from workbook.gradebook import Shard
 from workbook.sandbox import isolation

@@ -9,8 +9,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST
 
-import cli
-from workbook import learner_commands, watcher
+from workbook import cli, learner_commands, watcher
 from workbook.engine import discover_checks
 from workbook.here import problem_here
 

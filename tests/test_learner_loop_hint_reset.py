@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST
 
-import cli
-from workbook import backups, learner_commands, starters
+from workbook import backups, cli, learner_commands, starters
 from workbook.state import hints_revealed, load_state
 
 P1 = MANIFEST.by_number(1)

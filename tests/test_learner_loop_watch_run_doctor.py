@@ -17,14 +17,13 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS
 
-import cli
-from workbook import doctor, learner_commands, watcher
+from workbook import cli, doctor, learner_commands, watcher
 from workbook.milestones import after_check
 from workbook.report import Style
 from workbook.state import load_state, record_result
 
 P1, P3 = MANIFEST.by_number(1), MANIFEST.by_number(3)
-WORKBOOK = [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())"]
+WORKBOOK = [sys.executable, "-c", "import sys; from workbook.cli import main; sys.exit(main())"]
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="signals and ptys are POSIX")
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, SOLUTIONS
 
-import cli
+from workbook import cli
 from workbook.engine import discover_checks
 from workbook.state import is_solved, load_state, problem_status, save_state, with_results
 

@@ -24,7 +24,7 @@ from support import ROOT, process_running
 from workbook import learner_commands, servetree
 from workbook.serve import WithPages
 
-WORKBOOK = [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())"]
+WORKBOOK = [sys.executable, "-c", "import sys; from workbook.cli import main; sys.exit(main())"]
 STOP_LIMIT_S = 2  # the promise: the whole tree is gone within 2 s of the signal
 START_LIMIT_S = 40
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, ROOT
 
-import cli
+from workbook import cli
 from workbook.engine import discover_checks
 from workbook.report import Style
 

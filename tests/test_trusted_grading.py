@@ -30,8 +30,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, write_problem
 
-import cli
-from workbook import engine, integrity
+from workbook import cli, engine, integrity
 from workbook.gradebook import grade_class
 from workbook.safetext import learner_text
 from workbook.sandbox import isolation
@@ -292,7 +291,15 @@ def test_signals_to_the_engine_and_a_neighbour_reach_neither(school, tmp_path):
         """
     )
     # The engine runs as its own process here: were it stopped, the test would still end.
-    command = [sys.executable, "-c", "import cli; cli.main()", "grade", str(school.dir), "--out", str(school.out)]
+    command = [
+        sys.executable,
+        "-c",
+        "from workbook.cli import main; main()",
+        "grade",
+        str(school.dir),
+        "--out",
+        str(school.out),
+    ]
     engine_process = subprocess.Popen([*command, "-p", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         output, _ = engine_process.communicate(timeout=HANG_GUARD_S)
