@@ -2,7 +2,8 @@
 
 Every solution passes all its checks, every untouched stub fails (unless the manifest marks
 it `stub_may_pass = true`), every stub has `# TODO` guidance, every hint says something,
-every file the manifest names exists, and check ids are unique within a problem.
+every file the manifest names exists, check ids are unique within a problem, and the
+generated files (workbook/generated.py) match what they are generated from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.engine import GraderError, ProblemResult, discover_checks, grade
+from workbook.generated import stale
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 
 TODO = re.compile(r"#\s*TODO\b")
@@ -46,8 +48,14 @@ def dev_check(
     numbers: list[int] | None = None,
     run_graders: bool = True,
     jobs: int = 2,
+    generated_root: Path | None = None,
 ) -> Findings:
+    """What is wrong with the content; `generated_root` also checks that checkout's
+    generated files (only meaningful when `exercises` and `graders` are its own)."""
     findings = Findings()
+    if generated_root is not None:
+        for line in stale(generated_root):
+            findings.add("", line)
     try:
         manifest = load_manifest(manifest_path)
     except ManifestError as exc:

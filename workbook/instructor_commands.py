@@ -321,6 +321,7 @@ def dev_check_command(
             numbers=list(numbers) or None,
             run_graders=not static_only,
             jobs=jobs,
+            generated_root=ROOT if _bundled_content(exercises, graders) else None,
         )
     finally:
         if previous is None:
@@ -334,16 +335,53 @@ def dev_check_command(
     click.echo("dev check: all good" + (" (static checks only)" if static_only else ""))
 
 
-@dev.command("checksums")
-@click.option("--check", "verify", is_flag=True, help="Only verify; exit 1 when the list is stale.")
-def checksums_command(verify: bool) -> None:
-    """Write graders/CHECKSUMS.sha256 after changing the bundled graders on purpose."""
-    if verify:
-        found = integrity.differences()
-        if found:
-            click.echo("\n".join(f"- {line}" for line in found))
-            raise click.ClickException(f"graders/CHECKSUMS.sha256 is stale; run `{integrity.FIX_COMMAND}`.")
-        click.echo("graders/CHECKSUMS.sha256 matches the bundled graders.")
-        return
-    count = integrity.write_checksums()
-    click.echo(f"Wrote {integrity.CHECKSUMS.relative_to(ROOT)} ({count} files).")
+def _bundled_content(exercises: Path, graders: Path | None) -> bool:
+    """Whether dev check looks at the workbook's own stubs and graders, whose generated files
+    it then checks too (an author's swapped-in content has none)."""
+    own_graders = graders is None or graders.resolve() == (ROOT / "graders").resolve()
+    return own_graders and exercises.resolve() == (ROOT / "exercises").resolve()
+
+
+@dev.command("update")
+def update_command() -> None:
+    """Regenerate every generated file: the starter copy and the grader checksums.
+
+    Run it after changing a stub (exercises/) or a grader (graders/) on purpose;
+    `workbook dev check` fails until you do.
+    """
+    from workbook.generated import update
+
+    for line in update():
+        click.echo(line[:1].upper() + line[1:] + ".")
+
+
+@dev.command("new")
+@click.argument("slug")
+@click.option("--title", help="The problem's title (default: the slug as words, without its pN_ prefix).")
+def new_command(slug: str, title: str | None) -> None:
+    """Scaffold a new problem SLUG (e.g. p7_rate_limiting), numbered after the last one.
+
+    Writes its statement and stub (exercises/SLUG/), reference solution (solutions/SLUG/),
+    an example check (graders/SLUG/), a corpus file (tests/corpus/SLUG.toml) and its entry at
+    the end of workbook.toml, then regenerates the generated files. It passes
+    `workbook dev check -p N` at once; then replace every TODO(author).
+    """
+    from workbook.scaffold import AUTHOR_TODO, ScaffoldError, new_problem
+
+    try:
+        created = new_problem(slug, title)
+    except ScaffoldError as exc:
+        # One line and exit 2, like any other unusable argument.
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Problem {created.number} ({created.slug}):")
+    for path in created.written:
+        click.echo(f"  wrote {path.as_posix()}")
+    for line in created.regenerated:
+        click.echo(f"  {line}")
+    click.echo(
+        f"Next: replace every {AUTHOR_TODO} in these files, run `workbook dev update`, "
+        f"then `workbook dev check -p {created.number}`."
+    )

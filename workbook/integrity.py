@@ -15,7 +15,7 @@ from typing import Any
 from workbook.manifest import BUNDLED_GRADERS
 
 CHECKSUMS = BUNDLED_GRADERS / "CHECKSUMS.sha256"
-FIX_COMMAND = "workbook dev checksums"
+FIX_COMMAND = "workbook dev update"
 # Never part of a grader set: Python's caches, and the checksum list itself.
 IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 

@@ -2,12 +2,10 @@
 
 exercises/ is the learner's working copy, so it cannot also be the reference for "what the
 starter looked like". The reference is workbook/starters.json: a text archive generated
-from a clean exercises/ by the workbook's authors and checked by a test
-(tests/test_learner_loop_reset.py fails when exercises/ and the archive disagree), so the
-two never drift apart. Regenerate it after changing a stub:
-
-    python -m workbook.starters            # rewrite workbook/starters.json from exercises/
-    python -m workbook.starters --check    # exit 1 if they disagree
+from a clean exercises/ by the workbook's authors, so `reset` works in an editable checkout
+where exercises/ holds the learner's work. `workbook dev update` rewrites it (with the other
+generated files, workbook/generated.py); `workbook dev check` fails while it disagrees with
+exercises/.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +53,7 @@ def build(exercises: Path = EXERCISES) -> dict:
     problems = {}
     for folder in sorted(p for p in exercises.iterdir() if p.is_dir() and p.name not in IGNORED_DIRS):
         problems[folder.name] = {relative: _encode(data) for relative, data in read_folder(folder).items()}
-    return {"version": VERSION, "generated_by": "python -m workbook.starters", "problems": problems}
+    return {"version": VERSION, "generated_by": "workbook dev update", "problems": problems}
 
 
 def _encode(data: bytes) -> dict[str, str]:
@@ -119,22 +116,3 @@ def disagreements(exercises: Path = EXERCISES, archive: Path = ARCHIVE) -> list[
             elif old[relative]["sha256"] != new[relative]["sha256"]:
                 lines.append(f"{slug}/{relative}: content differs")
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv == ["--check"]:
-        lines = disagreements()
-        for line in lines:
-            print(line)
-        return 1 if lines else 0
-    if argv:
-        print(__doc__)
-        return 2
-    ARCHIVE.write_text(dumps(build()), encoding="utf-8")
-    print(f"wrote {ARCHIVE}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
