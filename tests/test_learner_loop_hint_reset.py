@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST
+from support import EXERCISES, MANIFEST, ROOT
 
 from workbook import backups, cli, learner_commands, starters
 from workbook.state import hints_revealed, load_state
 
 P1 = MANIFEST.by_number(1)
+MANIFEST_TEXT = (ROOT / "workbook.toml").read_text(encoding="utf-8")
 LEARNER_CODE = b"# my own work\r\nfrom fastapi import FastAPI\napp = FastAPI()\n\xc3\xa9 = 1\n"
 
 
@@ -68,6 +69,24 @@ def test_hint_points_to_the_lesson_and_progress_survives_results():
     record_result(state, P1.slug, "fail", 1, 17)
     save_state(state)
     assert hints_revealed(load_state(), P1.slug) == 2
+
+
+def test_every_hint_is_one_paragraph_and_no_manifest_line_is_longer_than_120_characters():
+    long_lines = [number for number, line in enumerate(MANIFEST_TEXT.splitlines(), 1) if len(line) > 120]
+    assert long_lines == [], "break these workbook.toml lines with a line-ending backslash"
+    for problem in MANIFEST.problems:
+        for hint in problem.hints:
+            assert "\n" not in hint and "  " not in hint, f"{problem.slug}: {hint!r}"
+
+
+def test_hint_all_prints_each_hint_whole_and_wrapped():
+    result = invoke("hint", "1", "--all")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= learner_commands.WRAP
+    printed = "".join(result.output.split())
+    for hint in P1.hints:
+        assert "".join(hint.split()) in printed
 
 
 def test_hint_without_a_number_picks_the_first_unsolved_problem_and_rejects_unknown_ones():
