@@ -129,6 +129,25 @@ def test_dev_new_refuses_a_taken_or_malformed_slug_in_one_line_and_writes_nothin
     assert generated.stale(copy) == []
 
 
+def test_dev_new_refuses_to_regenerate_files_that_were_already_stale(copy):
+    slug = MANIFEST.problems[0].slug
+    stub = copy / "exercises" / slug / "app.py"
+    stub.write_text(stub.read_text(encoding="utf-8") + "# a learner's work\n", encoding="utf-8")
+    manifest_before = (copy / "workbook.toml").read_text(encoding="utf-8")
+
+    refused = workbook_in(copy, "dev", "new", SLUG)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (refused.stdout, refused.stderr) == (
+        "",
+        f"Error: workbook/starters.json is stale ({slug}/app.py: content differs): after changing exercises/ "
+        "on purpose, run `workbook dev update`. Nothing was written: `workbook dev new` regenerates these files "
+        "and would publish those changes unseen.\n",
+    )
+    assert (copy / "workbook.toml").read_text(encoding="utf-8") == manifest_before
+    assert not (copy / "exercises" / SLUG).exists()
+
+
 def test_dev_check_names_dev_update_while_a_generated_file_is_stale_and_update_fixes_it(copy):
     stub = copy / "exercises" / MANIFEST.problems[0].slug / "app.py"
     stub.write_text(stub.read_text(encoding="utf-8") + "# a changed stub\n", encoding="utf-8")

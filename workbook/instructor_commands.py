@@ -366,7 +366,7 @@ def new_command(slug: str, title: str | None) -> None:
     the end of workbook.toml, then regenerates the generated files. It passes
     `workbook dev check -p N` at once; then replace every TODO(author).
     """
-    from workbook.scaffold import AUTHOR_TODO, ScaffoldError, new_problem
+    from workbook.scaffold import AUTHOR_TODO, ScaffoldError, StaleGeneratedFiles, new_problem
 
     try:
         created = new_problem(slug, title)
@@ -374,7 +374,7 @@ def new_command(slug: str, title: str | None) -> None:
         # One line and exit 2, like any other unusable argument.
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    except ManifestError as exc:
+    except (StaleGeneratedFiles, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Problem {created.number} ({created.slug}):")
     for path in created.written:

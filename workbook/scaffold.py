@@ -31,6 +31,11 @@ class ScaffoldError(Exception):
     """The slug or title cannot be used; the message says why, in one line."""
 
 
+class StaleGeneratedFiles(Exception):
+    """The generated files were already stale: regenerating them would silently bless
+    changes (perhaps a learner's work in exercises/) that nobody meant to publish."""
+
+
 @dataclass(frozen=True)
 class NewProblem:
     """A scaffolded problem: its number, slug, and what was written (paths relative to the
@@ -46,7 +51,8 @@ def new_problem(slug: str, title: str | None = None, root: Path = ROOT) -> NewPr
     """Scaffold problem `slug` (number: the manifest's largest plus one) in the workbook at
     `root`, then regenerate the generated files.
 
-    Raises ScaffoldError when `slug` is malformed or already used (nothing is written), and
+    Nothing is written when it raises: ScaffoldError when `slug` or `title` is malformed or
+    `slug` already used, StaleGeneratedFiles when a generated file was stale before, and
     ManifestError when workbook.toml cannot be read.
     """
     _refuse_malformed(slug)
@@ -58,6 +64,11 @@ def new_problem(slug: str, title: str | None = None, root: Path = ROOT) -> NewPr
     taken = _places_taken(slug, {problem.slug for problem in manifest.problems}, root)
     if taken:
         raise ScaffoldError(f"problem {slug!r} already exists ({', '.join(taken)}); choose another slug")
+    if already_stale := generated.stale(root):
+        raise StaleGeneratedFiles(
+            "; ".join(already_stale) + ". Nothing was written: `workbook dev new` regenerates these files "
+            "and would publish those changes unseen."
+        )
     manifest_text = _appended(manifest_path.read_text(encoding="utf-8"), manifest_entry(number, slug, title))
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
