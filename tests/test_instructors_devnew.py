@@ -20,7 +20,7 @@ from support import MANIFEST, ROOT
 from workbook import generated, integrity
 from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, load_manifest
 
-COPIED = ["workbook", "exercises", "solutions", "graders", "workbook.toml", "tests/corpus"]
+COPIED = ["workbook", "exercises", "solutions", "graders", "workbook.toml", "tests/corpus", "pyproject.toml"]
 # `-c` puts the working directory first on sys.path: the copy's package wins over the install.
 MAIN = "import sys; from workbook.cli import main; sys.exit(main())"
 NEXT = max(problem.number for problem in MANIFEST.problems) + 1
@@ -75,6 +75,13 @@ def test_dev_new_scaffolds_a_problem_that_passes_dev_check_at_once(copy):
     assert (problem.slug, problem.title, problem.files, len(problem.hints)) == (SLUG, "Rate limiting", ("app.py",), 1)
     corpus = tomllib.loads((copy / "tests" / "corpus" / f"{SLUG}.toml").read_text(encoding="utf-8"))
     assert [case["rejected_by"] for case in corpus["wrong"]] == [["ping_answers_pong"]]
+
+    scaffolded = [f"{folder}/{SLUG}" for folder in ("exercises", "solutions", "graders")]
+    for lint in (["check"], ["format", "--check"]):
+        linted = subprocess.run(
+            [sys.executable, "-m", "ruff", *lint, "--no-cache", *scaffolded], cwd=copy, capture_output=True, text=True
+        )
+        assert linted.returncode == 0, linted.stdout + linted.stderr
 
     # The stub fails and the solution passes (dev check grades both), and nothing is stale.
     checked = workbook_in(copy, "dev", "check", "-p", str(NEXT))

@@ -192,7 +192,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-app = FastAPI()  # Don't change this line
+app = FastAPI(title="Problem $number — $title")  # Don't change this line
 
 
 @app.get("/ping")
@@ -211,7 +211,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-app = FastAPI()
+app = FastAPI(title="Problem $number — $title")  # Don't change this line
 
 
 @app.get("/ping")
