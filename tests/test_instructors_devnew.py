@@ -58,14 +58,14 @@ def test_dev_new_scaffolds_a_problem_that_passes_dev_check_at_once(copy):
     assert created.returncode == 0, created.stderr
     assert created.stdout == (
         f"Problem {NEXT} ({SLUG}):\n"
-        f"  wrote exercises/{SLUG}/README.md\n"
-        f"  wrote exercises/{SLUG}/app.py\n"
-        f"  wrote solutions/{SLUG}/app.py\n"
-        f"  wrote graders/{SLUG}/test_rate_limiting.py\n"
-        f"  wrote tests/corpus/{SLUG}.toml\n"
-        "  wrote workbook.toml\n"
-        f"  wrote workbook/starters.json ({NEXT} problems)\n"
-        f"  wrote graders/CHECKSUMS.sha256 ({grader_files} files)\n"
+        f"  Wrote exercises/{SLUG}/README.md.\n"
+        f"  Wrote exercises/{SLUG}/app.py.\n"
+        f"  Wrote solutions/{SLUG}/app.py.\n"
+        f"  Wrote graders/{SLUG}/test_rate_limiting.py.\n"
+        f"  Wrote tests/corpus/{SLUG}.toml.\n"
+        "  Wrote workbook.toml.\n"
+        f"  Wrote workbook/starters.json ({NEXT} problems).\n"
+        f"  Wrote graders/CHECKSUMS.sha256 ({grader_files} files).\n"
         f"Next: replace every TODO(author) in these files, run `workbook dev update`, "
         f"then `workbook dev check -p {NEXT}`.\n"
     )

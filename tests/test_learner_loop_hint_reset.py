@@ -100,9 +100,9 @@ def test_hint_without_a_number_picks_the_first_unsolved_problem_and_rejects_unkn
 
 def test_starter_archive_matches_exercises():
     """The archive reset restores from is generated from exercises/; regenerate it with
-    `python -m workbook.starters` after changing a stub."""
+    `workbook dev update` after changing a stub."""
     drift = starters.disagreements()
-    assert drift == [], "run `python -m workbook.starters` to regenerate workbook/starters.json:\n" + "\n".join(drift)
+    assert drift == [], "run `workbook dev update` to regenerate workbook/starters.json:\n" + "\n".join(drift)
     for problem in MANIFEST.problems:
         files = starters.starter_files(problem.slug)
         missing = [name for name in problem.files if name not in files]

@@ -30,8 +30,8 @@ def update(root: Path = ROOT) -> list[str]:
     (root / STARTERS).write_text(starters.dumps(archive), encoding="utf-8")
     count = integrity.write_checksums(root / "graders", root / CHECKSUMS)
     return [
-        f"wrote {STARTERS.as_posix()} ({len(archive['problems'])} problems)",
-        f"wrote {CHECKSUMS.as_posix()} ({count} files)",
+        f"Wrote {STARTERS.as_posix()} ({len(archive['problems'])} problems).",
+        f"Wrote {CHECKSUMS.as_posix()} ({count} files).",
     ]
 
 

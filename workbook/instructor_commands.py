@@ -352,7 +352,7 @@ def update_command() -> None:
     from workbook.generated import update
 
     for line in update():
-        click.echo(line[:1].upper() + line[1:] + ".")
+        click.echo(line)
 
 
 @dev.command("new")
@@ -378,7 +378,7 @@ def new_command(slug: str, title: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Problem {created.number} ({created.slug}):")
     for path in created.written:
-        click.echo(f"  wrote {path.as_posix()}")
+        click.echo(f"  Wrote {path.as_posix()}.")
     for line in created.regenerated:
         click.echo(f"  {line}")
     click.echo(
