@@ -14,9 +14,9 @@ from workbook import integrity
 if TYPE_CHECKING:
     from workbook.gradebook import Shard
 
-# The heavy modules (gradebook, class report, dev check) are imported inside the commands
-# that use them: every `workbook` start imports this module, and a learner's
-# `workbook check` should not pay for them.
+# The heavy modules (gradebook, class report, dev check, dev new and update) are imported
+# inside the commands that use them: every `workbook` start imports this module, and a
+# learner's `workbook check` should not pay for them.
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem, load_manifest
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
