@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support import MANIFEST, ROOT
 
-from workbook import generated, integrity
+from workbook import generated, integrity, scaffold
 from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, load_manifest
 
 COPIED = ["workbook", "exercises", "solutions", "graders", "workbook.toml", "tests/corpus", "pyproject.toml"]
@@ -134,6 +134,15 @@ def test_dev_new_refuses_a_taken_or_malformed_slug_in_one_line_and_writes_nothin
     assert (refused.stdout, refused.stderr) == ("", error)
     assert (copy / "workbook.toml").read_text(encoding="utf-8") == manifest_before
     assert generated.stale(copy) == []
+
+
+def test_a_title_defaults_to_the_slugs_words_and_must_fit_on_one_plain_line(copy):
+    assert scaffold.default_title("p12_rate_limiting") == "Rate limiting"
+    assert scaffold.default_title("websocket_auth") == "Websocket auth"
+    with pytest.raises(scaffold.ScaffoldError) as refused:
+        scaffold.new_problem(SLUG, 'Say "hi"', root=copy)
+    assert str(refused.value) == "'Say \"hi\"' is not a usable title: one line, without quotes or backslashes"
+    assert not (copy / "exercises" / SLUG).exists()
 
 
 def test_dev_new_refuses_to_regenerate_files_that_were_already_stale(copy):
