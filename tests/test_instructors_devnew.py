@@ -124,8 +124,12 @@ def test_the_child_process_runs_the_copys_own_package(copy):
             "Error: 'P7-Rate-Limiting' is not a problem slug: use lowercase letters, digits and underscores, "
             "starting with a letter, at most 40 characters (for example p7_rate_limiting)\n",
         ),
+        (
+            f"p{NEXT + 1}_rate_limiting",
+            f"Error: 'p{NEXT + 1}_rate_limiting' names another number than the new problem's, {NEXT}: use '{SLUG}'\n",
+        ),
     ],
-    ids=["taken", "malformed"],
+    ids=["taken", "malformed", "other_number"],
 )
 def test_dev_new_refuses_a_taken_or_malformed_slug_in_one_line_and_writes_nothing(copy, slug, error):
     manifest_before = (copy / "workbook.toml").read_text(encoding="utf-8")

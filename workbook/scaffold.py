@@ -64,6 +64,7 @@ def new_problem(slug: str, title: str | None = None, root: Path = ROOT) -> NewPr
     taken = _places_taken(slug, {problem.slug for problem in manifest.problems}, root)
     if taken:
         raise ScaffoldError(f"problem {slug!r} already exists ({', '.join(taken)}); choose another slug")
+    _refuse_other_number(slug, number)
     if already_stale := generated.stale(root):
         raise StaleGeneratedFiles(
             "; ".join(already_stale) + ". Nothing was written: `workbook dev new` regenerates these files "
@@ -95,6 +96,14 @@ def default_title(slug: str) -> str:
 def _refuse_malformed(slug: str) -> None:
     if not SLUG.fullmatch(slug):
         raise ScaffoldError(f"{slug!r} is not a problem slug: use {SLUG_RULE} (for example p7_rate_limiting)")
+
+
+def _refuse_other_number(slug: str, number: int) -> None:
+    # A slug's pN_ prefix is read as the problem's number; a different one would mislead.
+    prefix = NUMBER_PREFIX.match(slug)
+    if prefix and prefix.group() != f"p{number}_":
+        suggestion = f"p{number}_{slug[prefix.end() :]}"
+        raise ScaffoldError(f"{slug!r} names another number than the new problem's, {number}: use {suggestion!r}")
 
 
 def _checked_title(title: str) -> str:
