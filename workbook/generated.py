@@ -8,6 +8,11 @@ workbook needs them without git:
 - `graders/CHECKSUMS.sha256`: the bundled graders' checksums, which `workbook grade` verifies.
 
 `workbook dev update` rewrites both; `workbook dev check` fails while either is stale.
+
+The starter copy cannot be made at build time instead: an editable install is built once, and
+from then on (often before) exercises/ holds the learner's work, so only a copy made from a
+clean checkout by the authors is pristine. A wheel could carry exercises/ as package data, but
+the editable checkout, the README's install, would still need this copy.
 """
 
 from __future__ import annotations
