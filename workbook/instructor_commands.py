@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 # The heavy modules (gradebook, class report, dev check) are imported inside the commands
 # that use them: every `workbook` start imports this module, and a learner's
 # `workbook check` should not pay for them.
-from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem, load_manifest
+from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem, load_manifest
+from workbook.workspace import BUNDLE, BUNDLED_EXERCISES, BUNDLED_SOLUTIONS
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
 
@@ -284,10 +285,10 @@ def dev() -> None:
     help="Another workbook.toml.",
 )
 @click.option(
-    "--exercises", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "exercises", help="The stubs."
+    "--exercises", type=click.Path(file_okay=False, path_type=Path), default=BUNDLED_EXERCISES, help="The stubs."
 )
 @click.option(
-    "--solutions", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "solutions", help="The solutions."
+    "--solutions", type=click.Path(file_okay=False, path_type=Path), default=BUNDLED_SOLUTIONS, help="The solutions."
 )
 @click.option("--graders", type=click.Path(exists=True, file_okay=False, path_type=Path), help=GRADERS_OPTION_HELP)
 @click.option("-p", "--problem", "numbers", type=int, multiple=True, help="Only problem N (repeatable).")
@@ -346,4 +347,4 @@ def checksums_command(verify: bool) -> None:
         click.echo("graders/CHECKSUMS.sha256 matches the bundled graders.")
         return
     count = integrity.write_checksums()
-    click.echo(f"Wrote {integrity.CHECKSUMS.relative_to(ROOT)} ({count} files).")
+    click.echo(f"Wrote {integrity.CHECKSUMS.relative_to(BUNDLE)} ({count} files).")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbook.manifest import MANIFEST_ENV, ROOT
+from workbook.workspace import BUNDLED_GRADERS, MANIFEST_PATH
 
 try:
     import resource
@@ -114,8 +115,8 @@ def python_folders() -> list[Path]:
 def workbook_folders(graders: Path) -> list[Path]:
     """What the grading process needs of the workbook: its package, manifest and graders,
     never the rest of the checkout (solutions, other submissions, OUT, the state file)."""
-    manifest = Path(os.environ.get(MANIFEST_ENV) or ROOT / "workbook.toml").resolve()
-    return [ROOT / "workbook", manifest, graders.resolve(), (ROOT / "graders").resolve()]
+    manifest = Path(os.environ.get(MANIFEST_ENV) or MANIFEST_PATH).resolve()
+    return [ROOT / "workbook", manifest, graders.resolve(), BUNDLED_GRADERS.resolve()]
 
 
 def bubblewrap_command(
