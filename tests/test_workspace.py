@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from support import MANIFEST
 
-from workbook import cli, starters, workspace
+from workbook import cli, sandbox, starters, workspace
 
 
 def invoke(*args: str):
@@ -81,3 +81,21 @@ def test_in_a_checkout_the_checkout_is_the_workspace_outside_any_marked_folder(t
     assert workspace.IN_CHECKOUT
     assert workspace.find_workspace() == workspace.CODE_ROOT
     assert workspace.BUNDLE == workspace.CODE_ROOT
+
+
+def test_sandboxed_code_sees_an_empty_folder_where_a_wheel_keeps_the_solutions(tmp_path, monkeypatch):
+    package = tmp_path / "site-packages" / "workbook"
+    solutions = package / "bundled" / "solutions"
+    solutions.mkdir(parents=True)
+    monkeypatch.setattr(sandbox, "BUNDLED_SOLUTIONS", solutions)
+    command = sandbox.bubblewrap_command(["python"], tmp_path / "scratch", [package])
+    bind = command.index(str(package))
+    hide = command.index(str(solutions))
+    assert command[bind - 1 : bind + 1] == ["--ro-bind", str(package)]
+    assert command[hide - 1 : hide + 1] == ["--tmpfs", str(solutions)]
+    assert hide > bind  # mounted over the bound package, not under it
+
+
+def test_in_a_checkout_the_solutions_are_not_bound_so_nothing_is_hidden(tmp_path):
+    command = sandbox.bubblewrap_command(["python"], tmp_path / "scratch", [workspace.PACKAGE])
+    assert str(workspace.BUNDLED_SOLUTIONS) not in command

@@ -18,7 +18,11 @@ from workbook.workspace import CODE_ROOT, IN_CHECKOUT
 
 PYPROJECT = CODE_ROOT / "pyproject.toml"
 DISTRIBUTION = "fastapi-advanced-workbook"
-FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
+FIX_INSTALL = (
+    "run `pip install -e .` in the workbook folder (inside your virtual environment)"
+    if IN_CHECKOUT
+    else "reinstall the workbook's wheel with `pip install --force-reinstall` (inside your virtual environment)"
+)
 
 
 @dataclass(frozen=True)
