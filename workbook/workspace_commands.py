@@ -11,9 +11,13 @@ import click
 
 from workbook import workspace
 
-# Exit status 2, as for a usage error: the command cannot run here, and a script must not
-# read it as "checks failed" (1).
-NO_WORKSPACE_EXIT = 2
+
+class NotInWorkspace(click.ClickException):
+    """`Error: no workbook workspace in ...`, one line."""
+
+    # As for a usage error: the command cannot run here, and a script must not read it as
+    # "checks failed" (1).
+    exit_code = 2
 
 
 class WorkbookGroup(click.Group):
@@ -24,9 +28,7 @@ class WorkbookGroup(click.Group):
         try:
             return super().invoke(ctx)
         except workspace.NoWorkspace as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = NO_WORKSPACE_EXIT
-            raise error from None
+            raise NotInWorkspace(str(exc)) from None
 
 
 def register(group: click.Group) -> None:
