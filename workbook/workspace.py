@@ -25,7 +25,8 @@ PACKAGE = Path(__file__).resolve().parent
 # The folder `import workbook` is found in: the checkout, or site-packages. Child
 # processes put it on sys.path.
 CODE_ROOT = PACKAGE.parent
-IN_CHECKOUT = (CODE_ROOT / "workbook.toml").is_file()
+# Only a built wheel has workbook/bundled/; a checkout (or editable install) never does.
+IN_CHECKOUT = not (PACKAGE / "bundled" / "workbook.toml").is_file()
 BUNDLE = CODE_ROOT if IN_CHECKOUT else PACKAGE / "bundled"
 MANIFEST_PATH = BUNDLE / "workbook.toml"
 BUNDLED_GRADERS = BUNDLE / "graders"
