@@ -8,6 +8,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from workbook import workspace
 from workbook.engine import ProblemResult, grade
 from workbook.manifest import ROOT, Problem, load_manifest
 
@@ -65,6 +68,14 @@ def write_problem(root: Path, problem: Problem, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source, encoding="utf-8")
     return root
+
+
+def learner_workspace(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace as `workbook init` makes it in `folder` (empty or missing), made the
+    current directory, where a learner runs `workbook`. Returns its exercises/ folder."""
+    workspace.create(folder)
+    monkeypatch.chdir(folder)
+    return folder / workspace.EXERCISES
 
 
 def process_running(pid: int) -> bool:

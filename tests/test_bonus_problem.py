@@ -16,6 +16,7 @@ from workbook.manifest import ManifestError, load_manifest
 from workbook.milestones import after_check, next_unsolved, progress_line
 from workbook.report import Style, human_progress
 from workbook.state import load_state, record_result, save_state
+from workbook.workspace import exercises_folder
 
 PLAIN = Style(color=False, unicode=False)
 CORE = MANIFEST.core_problems
@@ -73,9 +74,9 @@ def test_solving_the_last_required_problem_celebrates_and_offers_the_bonus():
 
 def test_check_without_a_number_picks_a_core_problem_before_the_bonus():
     save_state(solved(*CORE[:-1]))
-    assert [p.number for p in cli._select(MANIFEST, (), False, cli.EXERCISES)] == [5]
+    assert [p.number for p in cli._select(MANIFEST, (), False, exercises_folder())] == [5]
     save_state(solved(*CORE))
-    assert [p.number for p in cli._select(MANIFEST, (), False, cli.EXERCISES)] == [6]
+    assert [p.number for p in cli._select(MANIFEST, (), False, exercises_folder())] == [6]
 
 
 def test_status_marks_the_bonus_and_prints_both_counts():
@@ -99,7 +100,7 @@ def test_check_all_grades_the_bonus_in_the_json_report():
 
 def test_a_bonus_flag_that_is_not_a_boolean_is_a_manifest_error(tmp_path):
     manifest_path = tmp_path / "workbook.toml"
-    source = (cli.ROOT / "workbook.toml").read_text(encoding="utf-8").replace("bonus = true", 'bonus = "yes"')
+    source = (ROOT / "workbook.toml").read_text(encoding="utf-8").replace("bonus = true", 'bonus = "yes"')
     manifest_path.write_text(source, encoding="utf-8")
     with pytest.raises(ManifestError, match="bonus must be true or false"):
         load_manifest(manifest_path)

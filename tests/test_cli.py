@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from support import MANIFEST, ROOT, write_problem
+from support import MANIFEST, ROOT, learner_workspace, write_problem
 
 from workbook import cli
 from workbook.engine import discover_checks
@@ -119,10 +119,8 @@ def test_usage_errors_exit_2_with_one_clear_line(args, complaint):
 
 
 def test_progress_is_recorded_and_shown_by_status_and_list(tmp_path, monkeypatch):
-    learner_copy = write_problem(
-        tmp_path / "copy", P1, {"app.py": (ROOT / "solutions" / P1.slug / "app.py").read_text()}
-    )
-    monkeypatch.setattr(cli, "EXERCISES", learner_copy)
+    exercises = learner_workspace(tmp_path / "workspace", monkeypatch)
+    write_problem(exercises, P1, {"app.py": (ROOT / "solutions" / P1.slug / "app.py").read_text()})
     assert run("check", "1").exit_code == 0
     status = run("status")
     assert status.exit_code == 0
@@ -200,8 +198,7 @@ def test_code_under_grading_cannot_rewrite_progress(tmp_path, monkeypatch):
         "except OSError:\n"
         "    pass\n"
     )
-    learner_copy = write_problem(tmp_path / "copy", P1, {"app.py": stub + forging})
-    monkeypatch.setattr(cli, "EXERCISES", learner_copy)
+    write_problem(learner_workspace(tmp_path / "workspace", monkeypatch), P1, {"app.py": stub + forging})
     result = run("check", "1")
     assert result.exit_code == 1, result.output
     assert "0 of" in result.output.splitlines()[-1]

@@ -3,13 +3,11 @@ number, run inside `exercises/<slug>/` or below it, take that problem."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST
+from support import MANIFEST, learner_workspace
 
-from workbook import cli, learner_commands, watcher
+from workbook import cli, watcher
 from workbook.engine import discover_checks
 from workbook.here import problem_here
 
@@ -24,11 +22,7 @@ def state_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def exercises(tmp_path, monkeypatch):
-    copy = tmp_path / "exercises"
-    shutil.copytree(EXERCISES, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(learner_commands, "EXERCISES", copy)
-    monkeypatch.setattr(cli, "EXERCISES", copy)
-    return copy
+    return learner_workspace(tmp_path, monkeypatch)
 
 
 def invoke(*args: str):

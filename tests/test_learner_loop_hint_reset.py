@@ -4,11 +4,9 @@ exercises/ and its own state folder."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST, ROOT
+from support import MANIFEST, ROOT, learner_workspace
 
 from workbook import backups, cli, learner_commands, starters
 from workbook.state import hints_revealed, load_state
@@ -22,10 +20,7 @@ LEARNER_CODE = b"# my own work\r\nfrom fastapi import FastAPI\napp = FastAPI()\n
 def isolated(tmp_path, monkeypatch):
     """A state folder and an exercises/ copy of this test's own."""
     monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
-    copy = tmp_path / "exercises"
-    shutil.copytree(EXERCISES, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(learner_commands, "EXERCISES", copy)
-    return copy
+    return learner_workspace(tmp_path, monkeypatch)
 
 
 def invoke(*args: str, input: str | None = None):

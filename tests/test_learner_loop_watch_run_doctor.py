@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS
+from support import MANIFEST, ROOT, SOLUTIONS, learner_workspace
 
 from workbook import cli, doctor, learner_commands, watcher
 from workbook.milestones import after_check
@@ -37,11 +37,7 @@ def state_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def exercises(tmp_path, monkeypatch):
-    copy = tmp_path / "exercises"
-    shutil.copytree(EXERCISES, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(learner_commands, "EXERCISES", copy)
-    monkeypatch.setattr(cli, "EXERCISES", copy)
-    return copy
+    return learner_workspace(tmp_path, monkeypatch)
 
 
 def plain() -> Style:
@@ -229,7 +225,7 @@ def test_doctor_reports_a_broken_environment_one_line_each(exercises, tmp_path, 
     not_a_folder = tmp_path / "state-file"
     not_a_folder.write_text("")
     monkeypatch.setenv("WORKBOOK_STATE_DIR", str(not_a_folder / "inside"))
-    monkeypatch.setattr(learner_commands, "SOLUTIONS", tmp_path / "no-solutions")
+    monkeypatch.setattr(learner_commands, "BUNDLED_SOLUTIONS", tmp_path / "no-solutions")
     real_version = doctor.metadata.version
     monkeypatch.setattr(doctor.metadata, "version", lambda name: "0.1.0" if name == "fastapi" else real_version(name))
     result = CliRunner().invoke(cli.main, ["doctor", "-q"])

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST, SOLUTIONS
+from support import MANIFEST, SOLUTIONS, learner_workspace
 
 from workbook import cli
 from workbook.engine import discover_checks
@@ -29,10 +29,7 @@ def state_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def exercises(tmp_path, monkeypatch):
-    copy = tmp_path / "exercises"
-    shutil.copytree(EXERCISES, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(cli, "EXERCISES", copy)
-    return copy
+    return learner_workspace(tmp_path, monkeypatch)
 
 
 def invoke(*args: str):

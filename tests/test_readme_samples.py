@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST, ROOT
+from support import MANIFEST, ROOT, learner_workspace
 
 from workbook import cli
 from workbook.engine import discover_checks
@@ -67,9 +66,7 @@ def readme_block(language: str, first_line: str = "") -> str:
 def learner_run(tmp_path, monkeypatch):
     """`workbook check ...` as a learner runs it from the workbook folder on a terminal
     (symbols, no colours), on a fresh copy of the stubs and fresh progress."""
-    shutil.copytree(EXERCISES, tmp_path / "exercises", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "EXERCISES", tmp_path / "exercises")
+    learner_workspace(tmp_path, monkeypatch)
     monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr(Style, "detect", classmethod(lambda cls, stream=None: cls(color=False, unicode=True)))
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, write_problem
+from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, learner_workspace, write_problem
 
 from workbook import cli, engine, integrity
 from workbook.gradebook import grade_class
@@ -584,7 +584,8 @@ def test_a_lone_surrogate_in_a_learner_message_reaches_every_report_intact(tmp_p
 
 def test_a_problem_4_submission_with_its_own_modules_gets_one_verdict_everywhere(tmp_path, monkeypatch):
     """schemas.py and security.py, imported by the routers: the statement allows them."""
-    exercises = tmp_path / "exercises"
+    exercises = learner_workspace(tmp_path / "workspace", monkeypatch)
+    shutil.rmtree(exercises / P4.slug)
     shutil.copytree(SOLUTIONS / P4.slug, exercises / P4.slug, ignore=shutil.ignore_patterns("__pycache__"))
     app = exercises / P4.slug / "app"
     (app / "schemas.py").write_text('SCHEMA_VERSION = "1"\n', encoding="utf-8")
@@ -594,11 +595,10 @@ def test_a_problem_4_submission_with_its_own_modules_gets_one_verdict_everywhere
         path.write_text(
             path.read_text(encoding="utf-8") + "\nfrom .. import security  # noqa: E402\n", encoding="utf-8"
         )
-    monkeypatch.setattr(cli, "EXERCISES", exercises)
     runner = CliRunner()
     own = runner.invoke(cli.main, ["check", "4", "--format", "json"])
     by_dir = runner.invoke(cli.main, ["check", "4", "--dir", str(exercises), "--format", "json"])
-    documents = grade_class(tmp_path, tmp_path / "out", [P4], integrity.describe(None), keyword=None)
+    documents = grade_class(exercises.parent, tmp_path / "out", [P4], integrity.describe(None), keyword=None)
     graded = next(d for d in documents if d["submission"] == "exercises")
     verdicts = [
         {c["id"]: c["status"] for c in json.loads(result.output)["problems"][0]["checks"]} for result in (own, by_dir)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from workbook import __version__, instructor_commands, integrity, interrupts, learner_commands
+from workbook import __version__, instructor_commands, integrity, interrupts, learner_commands, workspace_commands
 from workbook.engine import GraderError, ProblemResult, grade_many
 from workbook.here import problem_here
-from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
+from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.sandbox import isolation
@@ -31,9 +31,7 @@ from workbook.state import (
     with_results,
 )
 from workbook.target import TargetError, refuse_link
-
-EXERCISES = ROOT / "exercises"
-SOLUTIONS = ROOT / "solutions"
+from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder
 
 
 def _manifest() -> Manifest:
@@ -59,13 +57,14 @@ class ProblemNumber(click.ParamType):
             self.fail(f"{value!r} is not a problem number; choose one of {numbers}.", param, ctx)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=workspace_commands.WorkbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="workbook")
 def main() -> None:
     """Exercises for the FastAPI Advanced chapter, graded on your machine.
 
     Start with `workbook check 1`, edit exercises/p1_dependency_chain/app.py,
-    and check again until every check passes.
+    and check again until every check passes. Installed from a wheel? Run
+    `workbook init` first.
     """
 
 
@@ -156,8 +155,9 @@ def check(
             refuse_link(directory)
         except TargetError as exc:
             raise click.BadParameter(str(exc), param_hint="--dir") from exc
-    target = directory.resolve() if directory else SOLUTIONS if solutions else EXERCISES
-    learner_run = target == EXERCISES  # a -k run is recorded too: it updates the checks it ran
+    exercises = exercises_folder()
+    target = directory.resolve() if directory else BUNDLED_SOLUTIONS if solutions else exercises
+    learner_run = target == exercises  # a -k run is recorded too: it updates the checks it ran
     selected = _select(manifest, problems, all_problems, target)
     if graders is not None:  # the check list (for -k and the live count) comes from these graders
         selected = [replace(problem, graders=graders.resolve()) for problem in selected]
@@ -258,7 +258,7 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
         return list(manifest.problems)
     if problems:
         return list({problem.number: problem for problem in problems}.values())
-    here = problem_here(manifest, [target, EXERCISES])
+    here = problem_here(manifest, [target, exercises_folder()])
     if here is not None:
         return [here]
     state = load_state()
@@ -359,6 +359,7 @@ def _current_and_best(state: dict, slug: str) -> str:
 # merge, dev check) each live in a module of their own and add their commands here.
 learner_commands.register(main)
 instructor_commands.register(main)
+workspace_commands.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

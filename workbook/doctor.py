@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from workbook.manifest import ROOT, ManifestError, load_manifest
+from workbook.manifest import ManifestError, load_manifest
+from workbook.workspace import CODE_ROOT, IN_CHECKOUT
 
-PYPROJECT = ROOT / "pyproject.toml"
-FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
+PYPROJECT = CODE_ROOT / "pyproject.toml"
+DISTRIBUTION = "fastapi-advanced-workbook"
+FIX_INSTALL = (
+    "run `pip install -e .` in the workbook folder (inside your virtual environment)"
+    if IN_CHECKOUT
+    else "reinstall the workbook's wheel with `pip install --force-reinstall` (inside your virtual environment)"
+)
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,14 @@ class Finding:
 
 
 def minimum_python(pyproject: Path = PYPROJECT) -> tuple[int, int]:
-    """The oldest Python the workbook supports, from pyproject.toml's requires-python."""
+    """The oldest Python the workbook supports, from pyproject.toml's requires-python (in
+    a wheel install, from the installed package's metadata)."""
     try:
-        text = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["requires-python"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        if IN_CHECKOUT:
+            text = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["requires-python"]
+        else:
+            text = metadata.metadata(DISTRIBUTION)["Requires-Python"] or ""
+    except (OSError, KeyError, tomllib.TOMLDecodeError, metadata.PackageNotFoundError):
         return (3, 11)
     found = re.search(r">=\s*(\d+)\.(\d+)", text)
     return (int(found.group(1)), int(found.group(2))) if found else (3, 11)
@@ -50,6 +60,10 @@ def check_python(version: tuple[int, int, int] | None = None) -> Iterator[Findin
 
 
 def pinned_requirements(pyproject: Path = PYPROJECT) -> list[str]:
+    """pyproject.toml's dependencies; in a wheel install, the same list from the installed
+    package's metadata (optional extras are skipped by their markers)."""
+    if not IN_CHECKOUT:
+        return list(metadata.requires(DISTRIBUTION) or [])
     data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     return list(data.get("project", {}).get("dependencies", []))
 
@@ -64,8 +78,8 @@ def check_versions(
 
     try:
         requirements = pinned_requirements() if requirements is None else requirements
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        yield Finding(False, f"cannot read {PYPROJECT.name}: {exc}", "restore it from the workbook's repository")
+    except (OSError, tomllib.TOMLDecodeError, metadata.PackageNotFoundError) as exc:
+        yield Finding(False, f"cannot read the dependency list: {exc}", "restore pyproject.toml, or " + FIX_INSTALL)
         return
     wrong, checked = [], 0
     for text in requirements:

@@ -25,7 +25,8 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from workbook.manifest import ROOT, Problem, load_manifest
+from workbook.manifest import Problem, load_manifest
+from workbook.workspace import BUNDLED_EXERCISES
 
 TARGET_ENV = "WORKBOOK_TARGET"
 SEED_ENV = "WORKBOOK_SEED"
@@ -71,7 +72,7 @@ rng = random.Random(seed())
 
 def target_root() -> Path:
     """The folder being graded: laid out like exercises/ (one sub-folder per problem)."""
-    return Path(os.environ.get(TARGET_ENV) or ROOT / "exercises").resolve()
+    return Path(os.environ.get(TARGET_ENV) or BUNDLED_EXERCISES).resolve()
 
 
 # --- loading the learner's code -------------------------------------------------------

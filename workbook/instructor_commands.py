@@ -14,10 +14,11 @@ from workbook import integrity
 if TYPE_CHECKING:
     from workbook.gradebook import Shard
 
-# The heavy modules (gradebook, class report, dev check, dev new and update) are imported
-# inside the commands that use them: every `workbook` start imports this module, and a
-# learner's `workbook check` should not pay for them.
-from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem, load_manifest
+# The heavy modules (gradebook, class report, dev check, dev new and update) are imported inside the commands
+# that use them: every `workbook` start imports this module, and a learner's
+# `workbook check` should not pay for them.
+from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem, load_manifest
+from workbook.workspace import BUNDLE, BUNDLED_EXERCISES, BUNDLED_SOLUTIONS, IN_CHECKOUT
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
 
@@ -284,10 +285,10 @@ def dev() -> None:
     help="Another workbook.toml.",
 )
 @click.option(
-    "--exercises", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "exercises", help="The stubs."
+    "--exercises", type=click.Path(file_okay=False, path_type=Path), default=BUNDLED_EXERCISES, help="The stubs."
 )
 @click.option(
-    "--solutions", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "solutions", help="The solutions."
+    "--solutions", type=click.Path(file_okay=False, path_type=Path), default=BUNDLED_SOLUTIONS, help="The solutions."
 )
 @click.option("--graders", type=click.Path(exists=True, file_okay=False, path_type=Path), help=GRADERS_OPTION_HELP)
 @click.option("-p", "--problem", "numbers", type=int, multiple=True, help="Only problem N (repeatable).")
@@ -321,7 +322,7 @@ def dev_check_command(
             numbers=list(numbers) or None,
             run_graders=not static_only,
             jobs=jobs,
-            generated_root=ROOT if _bundled_content(exercises, graders) else None,
+            generated_root=BUNDLE if IN_CHECKOUT and _bundled_content(exercises, graders) else None,
         )
     finally:
         if previous is None:
@@ -337,9 +338,9 @@ def dev_check_command(
 
 def _bundled_content(exercises: Path, graders: Path | None) -> bool:
     """Whether dev check looks at the workbook's own stubs and graders, whose generated files
-    it then checks too (an author's swapped-in content has none)."""
-    own_graders = graders is None or graders.resolve() == (ROOT / "graders").resolve()
-    return own_graders and exercises.resolve() == (ROOT / "exercises").resolve()
+    it then checks too (an author's swapped-in content has none, and a wheel's are built)."""
+    own_graders = graders is None or graders.resolve() == (BUNDLE / "graders").resolve()
+    return own_graders and exercises.resolve() == BUNDLED_EXERCISES.resolve()
 
 
 @dev.command("update")

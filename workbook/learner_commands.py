@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
+from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 from workbook.report import Style
 from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
+from workbook.workspace import BUNDLE, BUNDLED_SOLUTIONS, exercises_folder
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
 
-# Module attributes, not constants baked into functions, so tests can point them at copies.
-EXERCISES = ROOT / "exercises"
-SOLUTIONS = ROOT / "solutions"
 DEFAULT_PORT = 8000
 WRAP = 88
 
@@ -50,7 +48,7 @@ def _problem(number: int | None) -> Problem:
         from workbook.here import problem_here
         from workbook.milestones import next_unsolved
 
-        here = problem_here(manifest, [EXERCISES])
+        here = problem_here(manifest, [exercises_folder()])
         return here or next_unsolved(manifest, load_state()) or manifest.problems[0]
     try:
         return manifest.by_number(number)
@@ -160,7 +158,7 @@ def reset(number: int, yes: bool, list_only: bool, restore_name: str | None) -> 
     if list_only and restore_name:
         raise click.UsageError("Use either --list or --restore, not both.")
     problem = _problem(number)
-    folder = EXERCISES / problem.slug
+    folder = exercises_folder() / problem.slug
     try:
         if list_only:
             _list_backups(problem)
@@ -235,10 +233,11 @@ def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
     # A shell that starts us in the background hands down SIGINT ignored; Ctrl-C (or an
     # editor integration's SIGINT) must still stop the watch.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    explicit = number is not None or problem_here(_manifest(), [EXERCISES]) is not None
+    exercises = exercises_folder()
+    explicit = number is not None or problem_here(_manifest(), [exercises]) is not None
     problem = _problem(number)
     style = Style.detect()
-    watcher = Watcher(_manifest(), EXERCISES, style=style, verbose=verbose, clear_screen=style.color or style.unicode)
+    watcher = Watcher(_manifest(), exercises, style=style, verbose=verbose, clear_screen=style.color or style.unicode)
     try:
         code = watcher.run(problem, max_runs=max_runs, stay=explicit)
     except KeyboardInterrupt:
@@ -264,7 +263,7 @@ def run(number: int | None, port: int | None, no_reload: bool, solution: bool, d
     """Serve your app for problem N (default: the problem whose folder you are in, else the
     first unsolved) on http://127.0.0.1 and restart it on every save."""
     problem = _problem(number)
-    folder = (SOLUTIONS if solution else EXERCISES) / problem.slug
+    folder = (BUNDLED_SOLUTIONS if solution else exercises_folder()) / problem.slug
     if not folder.is_dir():
         raise click.ClickException(f"There is no folder {folder}; get it back with `workbook reset {problem.number}`.")
     port = port or free_port(DEFAULT_PORT)
@@ -297,7 +296,7 @@ def served_urls(folder: Path, port: int) -> list[tuple[str, str]]:
 def pages_folder(problem: Problem, folder: Path) -> Path:
     """Where the HTML pages to serve are: the served folder, or, when it has none (the
     reference solutions hold only code), the problem's folder in exercises/."""
-    return folder if any(folder.glob("*.html")) else EXERCISES / problem.slug
+    return folder if any(folder.glob("*.html")) else exercises_folder() / problem.slug
 
 
 def serve_environment(problem: Problem, pages: Path) -> dict[str, str]:
@@ -358,9 +357,10 @@ def doctor(quiet: bool, verbose: bool, no_grade: bool) -> None:
     from workbook.doctor import run_all
 
     style = Style.detect()
+    exercises = exercises_folder()
     if verbose:
-        click.echo(style.dim(f"workbook root {ROOT}; exercises {EXERCISES}; state {state_dir()}"))
-    findings = run_all(EXERCISES, SOLUTIONS, grading=not no_grade)
+        click.echo(style.dim(f"bundled problems {BUNDLE}; exercises {exercises}; state {state_dir()}"))
+    findings = run_all(exercises, BUNDLED_SOLUTIONS, grading=not no_grade)
     problems = [finding for finding in findings if not finding.ok]
     for finding in findings:
         if not finding.ok:

@@ -7,13 +7,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_PATH = ROOT / "workbook.toml"
+from workbook.workspace import BUNDLED_GRADERS, CODE_ROOT, MANIFEST_PATH
+
+# Where the package is imported from (child processes put it on sys.path); the bundled
+# problems are found through workbook/workspace.py.
+ROOT = CODE_ROOT
 # An instructor may grade with a manifest or a grader folder of their own; the engine passes
 # both to its child processes through these variables, so every process reads the same ones.
 MANIFEST_ENV = "WORKBOOK_MANIFEST"
 GRADERS_ENV = "WORKBOOK_GRADERS"
-BUNDLED_GRADERS = ROOT / "graders"
 
 
 def graders_root() -> Path:

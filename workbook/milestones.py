@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbook.manifest import ROOT, Manifest, Problem
+from workbook.manifest import Manifest, Problem
 from workbook.report import Style, human_progress
 from workbook.state import as_count, fails_now, is_solved, problem_status
+from workbook.workspace import BUNDLED_SOLUTIONS
 
 
 def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
@@ -38,7 +39,7 @@ def progress_line(manifest: Manifest, state: dict[str, Any], style: Style) -> st
 
 
 def solution_path(problem: Problem) -> str:
-    folder = ROOT / "solutions" / problem.slug
+    folder = BUNDLED_SOLUTIONS / problem.slug
     try:
         return str(folder.relative_to(Path.cwd())) + "/"
     except ValueError:

@@ -15,8 +15,9 @@ import click
 
 from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
-from workbook.manifest import ROOT, Problem
+from workbook.manifest import Problem
 from workbook.safetext import last_lines, log_safe, shown_name
+from workbook.workspace import BUNDLED_SOLUTIONS, EXERCISES, find_workspace
 
 JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
@@ -127,9 +128,10 @@ def rerun_command(problem: Problem, check_id: str, *, target: Path | None = None
     """How to run one check alone; every report that names a failing check offers it. It
     grades the same folder (`--solutions`, `--dir`) with the same data (`--seed`) as the run."""
     words = ["workbook", "check", str(problem.number), "-k", check_id]
-    if target is not None and target.resolve() == (ROOT / "solutions").resolve():
+    workspace = find_workspace()
+    if target is not None and target.resolve() == BUNDLED_SOLUTIONS.resolve():
         words.append("--solutions")
-    elif target is not None and target.resolve() != (ROOT / "exercises").resolve():
+    elif target is not None and (workspace is None or target.resolve() != (workspace / EXERCISES).resolve()):
         words += ["--dir", shlex.quote(_shown_path(target))]
     if seed is not None:
         words += ["--seed", str(seed)]

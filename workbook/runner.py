@@ -403,9 +403,10 @@ def _raised_in_learner_code(exc: BaseException) -> bool:
 def _raised_in_workbook(exc: BaseException) -> bool:
     from workbook import grading
     from workbook.manifest import ROOT, graders_root
+    from workbook.workspace import BUNDLED_GRADERS
 
     file = _innermost_file(exc)
-    return any(grading.is_under(file, folder) for folder in (ROOT / "graders", ROOT / "workbook", graders_root()))
+    return any(grading.is_under(file, folder) for folder in (BUNDLED_GRADERS, ROOT / "workbook", graders_root()))
 
 
 if __name__ == "__main__":

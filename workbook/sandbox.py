@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbook.manifest import MANIFEST_ENV, ROOT
+from workbook.workspace import BUNDLED_GRADERS, BUNDLED_SOLUTIONS, MANIFEST_PATH
 
 try:
     import resource
@@ -114,8 +115,8 @@ def python_folders() -> list[Path]:
 def workbook_folders(graders: Path) -> list[Path]:
     """What the grading process needs of the workbook: its package, manifest and graders,
     never the rest of the checkout (solutions, other submissions, OUT, the state file)."""
-    manifest = Path(os.environ.get(MANIFEST_ENV) or ROOT / "workbook.toml").resolve()
-    return [ROOT / "workbook", manifest, graders.resolve(), (ROOT / "graders").resolve()]
+    manifest = Path(os.environ.get(MANIFEST_ENV) or MANIFEST_PATH).resolve()
+    return [ROOT / "workbook", manifest, graders.resolve(), BUNDLED_GRADERS.resolve()]
 
 
 def bubblewrap_command(
@@ -139,9 +140,15 @@ def bubblewrap_command(
                 ["--symlink", os.readlink(folder), folder] if os.path.islink(folder) else ["--ro-bind", folder, folder]
             )
     command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for path in _outermost([*python_folders(), *visible]):
+    bound = _outermost([*python_folders(), *visible])
+    for path in bound:
         if not any(path == Path(folder) or _is_under(path, Path(folder)) for folder in SYSTEM_FOLDERS):
             command += ["--ro-bind", str(path), str(path)]
+    # After a wheel install the reference solutions sit inside the package, in site-packages:
+    # an empty folder over them, or a submission could import them and pass.
+    solutions = BUNDLED_SOLUTIONS.resolve()
+    if any(_is_under(solutions, path) for path in bound):
+        command += ["--tmpfs", str(solutions)]
     for source, inside in mounts:
         command += ["--ro-bind", str(source), str(inside)]
     command += ["--bind", str(scratch), str(scratch), "--chdir", str(cwd or scratch), "--", *argv]

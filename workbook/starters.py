@@ -16,10 +16,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbook.manifest import ROOT
+from workbook.workspace import BUNDLED_EXERCISES
 
 ARCHIVE = Path(__file__).with_name("starters.json")
-EXERCISES = ROOT / "exercises"
+EXERCISES = BUNDLED_EXERCISES
 VERSION = 1
 # Things Python, editors and operating systems leave in a folder; never part of a starter.
 IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints"}

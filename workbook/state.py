@@ -1,4 +1,4 @@
-"""The learner's progress, kept in .workbook/state.json in the workbook root.
+"""The learner's progress, kept in .workbook/state.json in the learner's workspace.
 
 Written atomically (temporary file, then rename); a missing or corrupt file simply means
 "nothing checked yet", never a crash.
@@ -15,15 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from workbook.manifest import ROOT
+from workbook.workspace import state_folder
 
-STATE_DIR = ROOT / ".workbook"
 STATE_FILE = "state.json"
 VERSION = 1
 
 
 def state_path() -> Path:
-    return Path(os.environ.get("WORKBOOK_STATE_DIR") or STATE_DIR) / STATE_FILE
+    """Raises workspace.NoWorkspace outside a workspace (wheel install)."""
+    return state_folder() / STATE_FILE
 
 
 def load_state() -> dict[str, Any]:
