@@ -183,13 +183,21 @@ def check(
         if human:
             live.echo(human_problem(result, style, verbose=verbose, quiet=quiet) + "\n")
 
-    options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders, on_check=live.check_done)
     try:
         # Someone else's submission (--dir) is graded from a copy of the learner's work
         # (workbook/target.py), so nothing else in it (a conftest.py, a .pth) is loaded.
         grade_all = _sanitised_grading() if directory else grade_many
         with interrupts.sigterm_as_ctrl_c():  # a stopped CI job must not leave graders running
-            results = grade_all(selected, target, **options)
+            results = grade_all(
+                selected,
+                target,
+                jobs=jobs,
+                keyword=keyword,
+                seed=seed,
+                on_result=show,
+                graders=graders,
+                on_check=live.check_done,
+            )
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
     except TargetError as exc:

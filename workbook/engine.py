@@ -268,8 +268,10 @@ def grade_many(
         keep_warm()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        options = dict(keyword=keyword, seed=seed, graders=graders, on_check=on_check, shown_root=shown_root)
-        futures = [pool.submit(grade, p, target_root, **options) for p in problems]
+        grade_one = functools.partial(
+            grade, keyword=keyword, seed=seed, graders=graders, on_check=on_check, shown_root=shown_root
+        )
+        futures = [pool.submit(grade_one, p, target_root) for p in problems]
         results = []
         for future in futures:
             results.append(future.result())

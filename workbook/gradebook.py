@@ -502,7 +502,8 @@ def _check_every_shard(runs: list[dict[str, Any]]) -> None:
         return
     totals = {total for _, total in parsed}
     if len(totals) > 1:
-        raise MergeError(f"the shards split the class in different ways ({', '.join(map(str, sorted(set(shards))))})")
+        labels = ", ".join(sorted({s for s in shards if isinstance(s, str)}))
+        raise MergeError(f"the shards split the class in different ways ({labels})")
     total = totals.pop()
     missing = sorted(set(range(1, total + 1)) - {index for index, _ in parsed})
     if missing:

@@ -556,7 +556,10 @@ class Server:
         import subprocess
 
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM if os.name == "posix" else signal.CTRL_BREAK_EVENT)
+            if sys.platform == "win32":
+                self.process.send_signal(signal.CTRL_BREAK_EVENT)
+            else:
+                self.process.send_signal(signal.SIGTERM)
             try:
                 return self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -179,7 +179,7 @@ class Sampler:
 def await_chain(task: Any, limit: int = 200) -> list[FrameType]:
     """The frames a pending task waits in, outermost first. Task.get_stack() stops at the
     task's own coroutine; the learner's code is usually several awaits further in."""
-    frames = []
+    frames: list[FrameType] = []
     awaited = task.get_coro()
     while awaited is not None and len(frames) < limit:
         if type(awaited).__name__ in ("async_generator_asend", "async_generator_athrow"):
@@ -200,7 +200,7 @@ def await_chain(task: Any, limit: int = 200) -> list[FrameType]:
 
 
 def _pending_tasks() -> list[Any]:
-    tasks = getattr(asyncio.tasks, "_all_tasks", None) or getattr(asyncio.tasks, "_scheduled_tasks", ())
+    tasks = getattr(asyncio.tasks, "_all_tasks", None) or getattr(asyncio.tasks, "_scheduled_tasks", None) or ()
     return [task for task in list(tasks) if not task.done()]
 
 

@@ -97,7 +97,9 @@ def _known_hang(text: str) -> tuple[hangs.Site, str] | None:
         data = json.loads(text) if text else None
     except ValueError:
         return None
-    site = hangs.Site.from_dict(data.get("site")) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    site = hangs.Site.from_dict(data.get("site"))
     return (site, str(data.get("check"))) if site is not None else None
 
 
@@ -338,7 +340,7 @@ def _missing_learner_name(exc: BaseException) -> bool:
 
 
 def _missing_name_text(exc: AttributeError) -> str:
-    owner = exc.obj  # type: ignore[attr-defined]
+    owner = exc.obj
     where = f"`{owner.__name__}`" if isinstance(owner, (ModuleType, type)) else f"your {type(owner).__name__} object"
     return (
         f"The grader needs `{exc.name}` on {where}, and your code does not define it. "
