@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 
 from workbook import __version__, instructor_commands, integrity, interrupts, learner_commands
-from workbook.engine import GraderError, ProblemResult, grade_many
+from workbook.engine import GraderError, ProblemResult, discover_checks, grade_many, select_checks
 from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.milestones import progress_line
+from workbook.milestones import after_check, partial_run_note, progress_line, regression_note
 from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.sandbox import isolation
 from workbook.state import (
@@ -32,6 +32,8 @@ from workbook.state import (
 )
 from workbook.target import TargetError, refuse_link
 
+# What only some commands need (formats, the gradebook) is imported inside them, so that
+# `workbook --help` and `workbook check` start without it.
 EXERCISES = ROOT / "exercises"
 SOLUTIONS = ROOT / "solutions"
 
@@ -214,8 +216,6 @@ def check(
 
         click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
     if learner_run and (output_format == "text" or output_path):
-        from workbook.milestones import after_check, partial_run_note, regression_note
-
         graded = {result.problem.slug for result in results}
         if keyword and not quiet:
             click.echo(partial_run_note(manifest, after, graded) + "\n")
@@ -286,14 +286,10 @@ def _remember(before: dict, results: list[ProblemResult], all_check_ids: dict[st
 
 def _all_check_ids(selected: list[Problem]) -> dict[str, list[str]]:
     """Every check id of each problem, so a -k run's result can be merged into the full one."""
-    from workbook.engine import discover_checks
-
     return {problem.slug: [check.id for check in discover_checks(problem)] for problem in selected}
 
 
 def _check_count(selected: list[Problem], keyword: str | None) -> int:
-    from workbook.engine import discover_checks, select_checks
-
     try:
         return sum(len(select_checks(discover_checks(problem), keyword)) for problem in selected)
     except GraderError:
@@ -304,8 +300,6 @@ def _check_keyword(selected: list[Problem], keyword: str | None) -> None:
     """-k that matches no check is a typo, not a result: say which ids exist."""
     if not keyword:
         return
-    from workbook.engine import discover_checks, select_checks
-
     try:
         checks = [check for problem in selected for check in discover_checks(problem)]
     except GraderError:
@@ -322,8 +316,6 @@ def _with_matching_checks(selected: list[Problem], keyword: str | None) -> list[
     report the others as failed with 0/0 checks."""
     if not keyword:
         return selected
-    from workbook.engine import discover_checks, select_checks
-
     try:
         return [problem for problem in selected if select_checks(discover_checks(problem), keyword)]
     except GraderError:

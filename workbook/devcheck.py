@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,6 @@ def _grade_quietly(problem: Problem, root: Path, graders: Path | None) -> Proble
 
 
 def _with_graders(problem: Problem, graders: Path) -> Problem:
-    from dataclasses import replace
-
     return replace(problem, graders=graders.resolve())
 
 

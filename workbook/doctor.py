@@ -14,7 +14,10 @@ from importlib import metadata
 from pathlib import Path
 
 from workbook.manifest import ROOT, ManifestError, load_manifest
+from workbook.state import state_dir
 
+# Each check imports what it examines inside itself: on a broken install (a missing
+# dependency, a damaged starters.json) that check fails with a finding, not the doctor.
 PYPROJECT = ROOT / "pyproject.toml"
 FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
 
@@ -215,8 +218,6 @@ def check_platform() -> Iterator[Finding]:
 
 
 def run_all(exercises: Path, solutions: Path, grading: bool = True) -> list[Finding]:
-    from workbook.state import state_dir
-
     findings: list[Finding] = []
     for group in (
         check_python(),

@@ -380,6 +380,8 @@ class _Session:
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
+# workbook.forkserver is imported where a fork server is used: a single `workbook check`
+# grades in a plain subprocess and need not load it.
 _warm = False
 
 
@@ -799,7 +801,7 @@ def _seconds(value: object) -> float:
 
 
 def _site(data: Any) -> dict[str, Any] | None:
-    from workbook.hangs import Site
+    from workbook.hangs import Site  # lazy: hangs imports asyncio, which the CLI's start-up need not pay
 
     site = Site.from_dict(data)
     return site.as_dict() if site is not None else None

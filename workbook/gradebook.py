@@ -55,12 +55,10 @@ def grade_sanitised(
     """Grade `problems` of `source_root` from a copy of the learner's work (the engine's
     graded target, workbook/target.py); results name `source_root`. Raises TargetError
     when `source_root` is a link."""
-    from workbook.engine import grade_many, release
-
     with tempfile.TemporaryDirectory(prefix="workbook-submission-", ignore_cleanup_errors=True) as scratch:
         target = copy_submission(source_root, problems, Path(scratch) / "submission")
         try:
-            return grade_many(
+            return engine.grade_many(
                 problems,
                 target.root,
                 jobs=jobs,
@@ -70,7 +68,7 @@ def grade_sanitised(
                 **options,
             )
         finally:
-            release(target.root)
+            engine.release(target.root)
 
 
 # --- a class ---------------------------------------------------------------------------

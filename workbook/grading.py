@@ -12,7 +12,10 @@ import json
 import os
 import random
 import re
+import signal
+import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,7 +27,9 @@ from types import ModuleType
 from typing import Any, NoReturn, TypeVar
 
 import pytest
+from fastapi.testclient import TestClient
 
+from workbook import hangs
 from workbook.manifest import ROOT, Problem, load_manifest
 
 TARGET_ENV = "WORKBOOK_TARGET"
@@ -198,8 +203,6 @@ def _short_path(filename: str, folder: Path) -> str:
 
 def client(app: Any, *, raise_server_exceptions: bool = True, **kwargs: Any) -> Any:
     """A TestClient that remembers the last request, so failures can say what was sent."""
-    from fastapi.testclient import TestClient
-
     test_client = TestClient(app, raise_server_exceptions=raise_server_exceptions, **kwargs)
     test_client.event_hooks = {"request": [_remember_request], "response": []}
     return test_client
@@ -385,8 +388,6 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     Once a wait in this run has expired (the app has shown that it does not answer), later
     waits get a deadline derived from how fast the app answered so far (`WaitHistory`), so
     an event many checks wait for costs the full wait once, not once per check."""
-    from workbook import hangs
-
     waits: WaitHistory = state["waits"]
     limit = waits.deadline(seconds)
     outcome: dict[str, Any] = {}
@@ -552,9 +553,6 @@ class Server:
     def stop(self, timeout: float = 5.0) -> int | None:
         """One SIGTERM (a second would skip the lifespan shutdown), then wait; returns the
         exit code, or None when it had to be killed."""
-        import signal
-        import subprocess
-
         if self.process.poll() is None:
             if sys.platform == "win32":
                 self.process.send_signal(signal.CTRL_BREAK_EVENT)
@@ -581,9 +579,6 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
     the app's lifespan startup, then at most `ready_timeout` seconds for that startup (the
     learner's code) to finish. Fails the check, naming which of the two never ended.
     Stop it with `Server.stop()`."""
-    import socket
-    import subprocess
-
     folder = target_root() / problem.slug
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -621,8 +616,6 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
 
 
 def _wait_until_serving(server: Server, startup_timeout: float) -> None:
-    import socket
-
     boot_deadline = time.monotonic() + SERVER_BOOT_TIMEOUT_S
     startup_deadline: float | None = None
     while True:

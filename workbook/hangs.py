@@ -24,6 +24,7 @@ import ctypes
 import functools
 import gc
 import inspect
+import linecache
 import sys
 import threading
 import time
@@ -214,8 +215,6 @@ def _in_asyncio(filename: str) -> bool:
 
 
 def _source_line(frame: FrameType) -> str:
-    import linecache
-
     return linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()[:120]
 
 

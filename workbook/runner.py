@@ -19,7 +19,13 @@ from typing import IO, Any
 import pytest
 
 from workbook import causes, hangs, translate
+from workbook.manifest import BUNDLED_GRADERS, ROOT, graders_root, load_manifest
 from workbook.safetext import learner_text
+from workbook.sandbox import limit_processes
+
+# `from workbook import grading` stays inside the functions below: the fork server preloads
+# this module before each run's environment is set, and grading reads the run's seed
+# (WORKBOOK_SEED) when it is imported.
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -51,8 +57,6 @@ class Events:
 
 
 def main(argv: list[str]) -> None:
-    from workbook.sandbox import limit_processes
-
     limit_processes()
     args = _parse(argv)
     sys.argv = sys.argv[:1]  # learner code has no business with our arguments
@@ -63,7 +67,6 @@ def main(argv: list[str]) -> None:
     from fastapi.testclient import TestClient  # noqa: F401
 
     from workbook import grading
-    from workbook.manifest import load_manifest
 
     problem = load_manifest().by_slug(args.problem)
     grading.cheap_password_hashing()  # before the first import of the learner's code
@@ -104,8 +107,6 @@ def _known_hang(text: str) -> tuple[hangs.Site, str] | None:
 
 
 def _pytest_args(grader_dir: Path, nodeids: list[str]) -> list[str]:
-    from workbook.manifest import BUNDLED_GRADERS
-
     # The grader folder in use (bundled, or an instructor's --graders copy); a copy without
     # settings of its own runs with the bundled ones.
     graders = grader_dir.parent
@@ -371,7 +372,6 @@ def _full_traceback(exc: BaseException) -> str:
 
 def _grading_machinery(filename: str) -> bool:
     from workbook import grading
-    from workbook.manifest import ROOT, graders_root
 
     parts = Path(filename).parts
     if "_pytest" in parts or "pluggy" in parts:
@@ -404,7 +404,6 @@ def _raised_in_learner_code(exc: BaseException) -> bool:
 
 def _raised_in_workbook(exc: BaseException) -> bool:
     from workbook import grading
-    from workbook.manifest import ROOT, graders_root
 
     file = _innermost_file(exc)
     return any(grading.is_under(file, folder) for folder in (ROOT / "graders", ROOT / "workbook", graders_root()))
