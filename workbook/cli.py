@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,7 +254,7 @@ def _write_report(
     click.echo(f"Report ({output_format}) written to {path}", err=True)
 
 
-def _sanitised_grading():  # noqa: ANN202 - the gradebook's grading function
+def _sanitised_grading() -> Callable[..., list[ProblemResult]]:
     """Grading of a copy holding only the learner files (imported only when --dir needs it)."""
     from workbook.gradebook import grade_sanitised
 

@@ -105,7 +105,7 @@ def submissions(folder: Path, skip: Iterable[Path] = ()) -> list[str]:
     )
 
 
-class Interrupted(Exception):  # noqa: N818 - it is what happened, not a fault
+class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped `grade_class`; the reports and gradebook of what was
     finished are written (`documents`), the gradebook marked incomplete."""
 

@@ -82,7 +82,7 @@ class Site:
             return None
 
 
-class HangStopped(Exception):  # noqa: N818 - it names what happened to the learner's code
+class HangStopped(Exception):
     """Raised inside a learner thread that was stuck, to stop it. An Exception, not a
     BaseException: it travels back through the framework into the grader's teardown, where
     pytest must handle it like any error. A loop that swallows it keeps burning CPU, and
