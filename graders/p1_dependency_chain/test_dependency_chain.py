@@ -279,7 +279,7 @@ def test_create_accepts_every_valid_form(api: Any) -> None:
 
 
 def test_ids_never_reused_after_delete(api: Any, learner: Any) -> None:
-    """after a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
+    """After a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
     created = [create(api, new_user()) for _ in range(rng.randrange(2, 5))]
     newest = max(created, key=lambda user: user["id"])
     response = api.delete(f"/users/{newest['id']}", headers={"X-API-Key": app_key(learner)})

@@ -302,7 +302,7 @@ def test_login_returns_bearer_token(api: Any) -> None:
 
 
 def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
-    """the token from POST /token is signed with SECRET_KEY (HS256) and carries sub, role and exp 30 minutes ahead"""
+    """The token from POST /token is signed with SECRET_KEY (HS256) and carries sub, role and exp 30 minutes ahead"""
     name = rng.choice(sorted(USERS))
     token = login_token(api, name)
     try:
@@ -405,7 +405,7 @@ def test_create_access_token_expiry(learner: Any) -> None:
 
 
 def test_login_tokens_open_the_right_endpoints(api: Any) -> None:
-    """logging in as alice, bob and carol gives tokens that open exactly the endpoints of their roles"""
+    """Logging in as alice, bob and carol gives tokens that open exactly the endpoints of their roles"""
     for name, (_, role) in USERS.items():
         token = login_token(api, name)
         for method, path, lowest in ENDPOINTS:
@@ -528,7 +528,7 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
 
 
 def test_post_author_comes_from_token(learner: Any, api: Any) -> None:
-    """the author of a post is the token's sub, whatever the request body says"""
+    """The author of a post is the token's sub, whatever the request body says"""
     post = {**new_post(), "author": "mallory"}
     response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, "editor")))
     expect_status(response, 201)
@@ -592,31 +592,31 @@ def test_create_post_accepts_every_valid_title(learner: Any, api: Any) -> None:
 
 
 def test_no_token_is_401(api: Any) -> None:
-    """a request without an Authorization header is refused with 401 and WWW-Authenticate: Bearer"""
+    """A request without an Authorization header is refused with 401 and WWW-Authenticate: Bearer"""
     expect_401_everywhere(api, None, "Without a token the caller is unknown: 401 Unauthorized.")
 
 
 def test_malformed_token_is_401(api: Any) -> None:
-    """a token that is not a JWT at all is rejected with 401"""
+    """A token that is not a JWT at all is rejected with 401"""
     token = rng.choice(["not-a-jwt", "abc.def", "x.y.z", "Zm9v.YmFy.YmF6"]) + str(rng.randrange(100))
     expect_401_everywhere(api, token, "A token that cannot be decoded must be rejected with 401, never 500.")
 
 
 def test_bad_signature_is_401(learner: Any, api: Any) -> None:
-    """a token signed with another secret key is rejected with 401"""
+    """A token signed with another secret key is rejected with 401"""
     token = minted(learner, claims_for("alice"), key=secret_key(learner) + f"-forged-{rng.randrange(10**6)}")
     expect_401_everywhere(api, token, "A token whose signature does not match SECRET_KEY must be rejected with 401.")
 
 
 def test_tampered_payload_is_401(learner: Any, api: Any) -> None:
-    """a viewer's token whose payload was changed to role admin after signing is rejected with 401"""
+    """A viewer's token whose payload was changed to role admin after signing is rejected with 401"""
     header, _, signature = minted(learner, claims_for("carol")).split(".")
     forged = ".".join([header, b64url_json(claims_for("carol", role="admin")), signature])
     expect_401_everywhere(api, forged, "The signature covers the payload: a changed payload must be rejected with 401.")
 
 
 def test_alg_none_is_401(api: Any) -> None:
-    """a token signed with `alg: none` (no signature at all) is rejected with 401"""
+    """A token signed with `alg: none` (no signature at all) is rejected with 401"""
     token = b64url_json({"alg": "none", "typ": "JWT"}) + "." + b64url_json(claims_for("alice")) + "."
     expect_401_everywhere(
         api,
@@ -627,14 +627,14 @@ def test_alg_none_is_401(api: Any) -> None:
 
 
 def test_expired_token_is_401(learner: Any, api: Any) -> None:
-    """a token whose exp has passed is rejected with 401"""
+    """A token whose exp has passed is rejected with 401"""
     # Hours in the past, not seconds: a few minutes of clock-skew leeway is a fair choice.
     token = minted(learner, claims_for("alice", exp=int(time.time()) - rng.randrange(3600, 86400)))
     expect_401_everywhere(api, token, "An expired token must be rejected with 401.")
 
 
 def test_token_without_sub_is_401(learner: Any, api: Any) -> None:
-    """a correctly signed token without `sub` is rejected with 401"""
+    """A correctly signed token without `sub` is rejected with 401"""
     claims = claims_for("alice")
     del claims["sub"]
     expect_401_everywhere(
@@ -643,7 +643,7 @@ def test_token_without_sub_is_401(learner: Any, api: Any) -> None:
 
 
 def test_token_without_role_is_401(learner: Any, api: Any) -> None:
-    """a correctly signed token without `role` is rejected with 401"""
+    """A correctly signed token without `role` is rejected with 401"""
     claims = claims_for(rng.choice(sorted(USERS)))
     del claims["role"]
     expect_401_everywhere(
@@ -652,7 +652,7 @@ def test_token_without_role_is_401(learner: Any, api: Any) -> None:
 
 
 def test_unknown_sub_is_401(learner: Any, api: Any) -> None:
-    """a correctly signed token for a user who is not in users_db is rejected with 401"""
+    """A correctly signed token for a user who is not in users_db is rejected with 401"""
     name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
     token = minted(learner, claims_for("alice") | {"sub": name})
     expect_401_everywhere(api, token, f"{name!r} is not in users_db, so the token names nobody: 401.")
@@ -662,7 +662,7 @@ def test_unknown_sub_is_401(learner: Any, api: Any) -> None:
 
 
 def test_role_administrator_is_403(learner: Any, api: Any) -> None:
-    """a token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
+    """A token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
     token = minted(learner, claims_for("alice", role="administrator"))
     expect_403_everywhere(
         api,
@@ -673,7 +673,7 @@ def test_role_administrator_is_403(learner: Any, api: Any) -> None:
 
 
 def test_role_list_is_403(learner: Any, api: Any) -> None:
-    """a token with role ["admin"] (a list, not a string) is refused with 403"""
+    """A token with role ["admin"] (a list, not a string) is refused with 403"""
     token = minted(learner, claims_for("alice", role=["admin"]))
     expect_403_everywhere(
         api, token, "A role must be one of the strings viewer, editor, admin; a list is not: 403 Forbidden, never 500."
@@ -681,7 +681,7 @@ def test_role_list_is_403(learner: Any, api: Any) -> None:
 
 
 def test_role_padded_uppercase_is_403(learner: Any, api: Any) -> None:
-    """tokens with role "ADMIN ", "Admin" or " admin" (other case, padding) are refused with 403"""
+    """Tokens with role "ADMIN ", "Admin" or " admin" (other case, padding) are refused with 403"""
     for role in ("ADMIN ", "Admin", " admin"):
         expect_403_everywhere(
             api,
@@ -692,7 +692,7 @@ def test_role_padded_uppercase_is_403(learner: Any, api: Any) -> None:
 
 
 def test_role_comes_from_token(learner: Any, api: Any) -> None:
-    """a correctly signed token for carol with role admin opens the dashboard: the role comes from the token"""
+    """A correctly signed token for carol with role admin opens the dashboard: the role comes from the token"""
     response = api.get("/admin/dashboard", headers=bearer(minted(learner, claims_for("carol", role="admin"))))
     expect_status(response, 200, "The role must be read from the token's payload, not looked up in users_db.")
 

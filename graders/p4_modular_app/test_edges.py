@@ -133,7 +133,7 @@ def hostile_tokens(real: str, token_type: str) -> tuple[list[tuple[str, str]], l
 
 
 def test_hostile_tokens_are_401_everywhere(kit: Any, learner: Any) -> None:
-    """every protected route and /auth/refresh answer 401, never 500, to forged, broken or odd tokens"""
+    """Every protected route and /auth/refresh answer 401, never 500, to forged, broken or odd tokens"""
     account = kit.user()
     item = kit.create_item(account)
     victim = kit.register()[0]
@@ -191,7 +191,7 @@ def test_login_overlong_password_is_401(kit: Any, learner: Any) -> None:
 
 
 def test_register_bounds_padded_and_multi_byte(kit: Any) -> None:
-    """register refuses padded usernames and passwords over 72 bytes (multi-byte too), and keeps a padded password"""
+    """Register refuses padded usernames and passwords over 72 bytes (multi-byte too), and keeps a padded password"""
     name = kit.new_username()
     for body, why in (
         ({"username": " " + name, "password": kit.new_password()}, "a username with a space before it"),
@@ -268,7 +268,7 @@ def test_put_replaces_description(kit: Any) -> None:
 
 
 def test_item_ids_never_reused_and_order_kept(kit: Any) -> None:
-    """after PUT and DELETE, new items get ids never used before and GET /items stays in id order"""
+    """After PUT and DELETE, new items get ids never used before and GET /items stays in id order"""
     account = kit.user()
     created = [kit.create_item(account) for _ in range(rng.randrange(3, 6))]
 
@@ -299,7 +299,7 @@ def test_item_ids_never_reused_and_order_kept(kit: Any) -> None:
 
 
 def test_new_item_reads_back_among_others(kit: Any) -> None:
-    """with other users' items already stored, GET /items/{id} answers the new item under the id POST gave it"""
+    """With other users' items already stored, GET /items/{id} answers the new item under the id POST gave it"""
     others = kit.user()
     for _ in range(rng.randrange(1, 5)):
         kit.create_item(others)
@@ -345,7 +345,7 @@ def test_items_root_redirects_only_with_307(kit: Any, learner: Any) -> None:
 
 
 def test_app_started_twice_keeps_one_admin(learner: Any) -> None:
-    """starting the same app twice in one process leaves exactly one admin, who can log in"""
+    """Starting the same app twice in one process leaves exactly one admin, who can log in"""
     for start in (1, 2):
         with client(learner.app) as api:
             response = api.post("/auth/login", data={"username": "admin", "password": "admin-secret"})

@@ -164,7 +164,7 @@ def test_modules_expose_router_and_dependencies(learner: Any) -> None:
 
 
 def test_routes_live_in_their_routers(learner: Any) -> None:
-    """every /auth, /items and /admin route is defined on the router of its module, not on app"""
+    """Every /auth, /items and /admin route is defined on the router of its module, not on app"""
     for name in ROUTERS:
         mounted(learner, name)
 
@@ -202,7 +202,7 @@ def test_main_defines_only_root(learner: Any) -> None:
 
 
 def test_each_route_served_once(learner: Any) -> None:
-    """each router is included once: no method and path is served twice"""
+    """Each router is included once: no method and path is served twice"""
     counts = Counter((served.method, served.path) for served in served_by(learner.app.routes))
     twice = [f"{method} {path} ({count} times)" for (method, path), count in counts.items() if count > 1]
     expect(
@@ -215,7 +215,7 @@ def test_each_route_served_once(learner: Any) -> None:
 
 
 def test_router_prefixes_declared_once(learner: Any) -> None:
-    """each router declares its prefix (/auth, /items, /admin) once, on the APIRouter or at include_router"""
+    """Each router declares its prefix (/auth, /items, /admin) once, on the APIRouter or at include_router"""
     for name, (prefix, _) in ROUTERS.items():
         router = router_of(name)
         for shape, served, declared in mounted(learner, name):
@@ -234,7 +234,7 @@ def test_router_prefixes_declared_once(learner: Any) -> None:
 
 
 def test_openapi_tags_match_routers(learner: Any) -> None:
-    """in the OpenAPI schema every /auth, /items and /admin operation carries its router's tag"""
+    """In the OpenAPI schema every /auth, /items and /admin operation carries its router's tag"""
     schema = learner.app.openapi()
     paths = schema.get("paths", {}) if isinstance(schema, dict) else {}
     seen = set()
@@ -263,7 +263,7 @@ def test_openapi_tags_match_routers(learner: Any) -> None:
 
 
 def test_router_tags_declared_once(learner: Any) -> None:
-    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
+    """Each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
     for name in ROUTERS:
         router = router_of(name)
         on_router = [tag_text(tag) for tag in getattr(router, "tags", None) or []]
@@ -292,12 +292,12 @@ def test_router_tags_declared_once(learner: Any) -> None:
 
 
 def test_items_router_requires_current_user(learner: Any) -> None:
-    """the items router is guarded once, at router level, by get_current_user from app.dependencies"""
+    """The items router is guarded once, at router level, by get_current_user from app.dependencies"""
     check_guard(learner, "items")
 
 
 def test_admin_router_requires_current_admin(learner: Any) -> None:
-    """the admin router is guarded once, at router level, by get_current_admin from app.dependencies"""
+    """The admin router is guarded once, at router level, by get_current_admin from app.dependencies"""
     check_guard(learner, "admin")
 
 
@@ -342,7 +342,7 @@ def item_routes(body: dict) -> list[tuple[str, str, dict | None]]:
 
 
 def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_current_user changes what every /items route does"""
+    """Overriding app.dependencies.get_current_user changes what every /items route does"""
     api, headers = kit.api, kit.admin().headers
     learner.app.dependency_overrides[module("app.dependencies").get_current_user] = teapot
     body = {"name": "override probe", "description": None, "price": 1}
@@ -357,7 +357,7 @@ def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
 
 
 def test_admin_follows_current_admin_override(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_current_admin changes what every /admin route does"""
+    """Overriding app.dependencies.get_current_admin changes what every /admin route does"""
     api, headers = kit.api, kit.admin().headers
     learner.app.dependency_overrides[module("app.dependencies").get_current_admin] = teapot
     for method, path in (("GET", "/admin/stats"), ("GET", "/admin/users"), ("DELETE", "/admin/users/nobody")):
@@ -371,7 +371,7 @@ def test_admin_follows_current_admin_override(learner: Any, kit: Any) -> None:
 
 
 def test_items_use_shared_pagination(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.pagination changes what GET /items does"""
+    """Overriding app.dependencies.pagination changes what GET /items does"""
     api, headers = kit.api, kit.admin().headers
     learner.app.dependency_overrides[module("app.dependencies").pagination] = teapot
     expect_status(
@@ -383,7 +383,7 @@ def test_items_use_shared_pagination(learner: Any, kit: Any) -> None:
 
 
 def test_routes_use_shared_get_db(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_db changes what register and every /items and /admin route do"""
+    """Overriding app.dependencies.get_db changes what register and every /items and /admin route do"""
     dependencies = module("app.dependencies")
     api, headers = kit.api, kit.admin().headers
     overrides = learner.app.dependency_overrides
