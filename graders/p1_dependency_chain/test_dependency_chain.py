@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from workbook.grading import (
     REAL_SQLITE_CONNECT,
@@ -20,6 +22,7 @@ from workbook.grading import (
     client,
     describe_request,
     expect,
+    expect_created,
     expect_json,
     expect_status,
     fail,
@@ -56,12 +59,12 @@ def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def before_import(opened: list, config: dict) -> None:
+def before_import(opened: list[TrackedConnection], config: dict[str, Any]) -> None:
     """Wrap sqlite3.connect and set the environment before the app is imported."""
 
 
 @pytest.fixture
-def api(learner: Any) -> Any:
+def api(learner: ModuleType) -> TestClient:
     return client(learner.app)
 
 
@@ -82,16 +85,12 @@ def users_in_reverse_order(count: int) -> list[dict[str, str]]:
 
 
 def create(api: Any, user: dict[str, str]) -> dict:
-    response = api.post("/users", json=user)
-    expect_status(response, 201, "Creating a user should answer 201 Created.")
-    body = json_body(response)
-    expect(
-        isinstance(body, dict) and isinstance(body.get("id"), int),
-        "POST /users answered no user object with an integer id; it should answer the created user {id, name, email}.",
-        sent=describe_request(response.request),
-        got=show(body),
+    return expect_created(
+        api.post("/users", json=user),
+        "Creating a user should answer 201 Created.",
+        no_id="POST /users answered no user object with an integer id; "
+        "it should answer the created user {id, name, email}.",
     )
-    return body
 
 
 def app_key(learner: Any) -> str:
@@ -191,13 +190,11 @@ def test_create_user_answers_201(api: Any, config: dict) -> None:
     seed_existing_users(config["db"])
     user = new_user()
     response = api.post("/users", json=user)
-    expect_status(response, 201, "A successful POST /users should answer 201 Created.")
-    body = json_body(response)
-    expect(
-        isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created user has no integer id; it should carry the id the table gave it.",
+    expect_created(
+        response,
+        "A successful POST /users should answer 201 Created.",
+        no_id="The created user has no integer id; it should carry the id the table gave it.",
         expected='{"id": <int>, "name": ..., "email": ...}',
-        got=show(body),
     )
     stored = [row for row in rows_in(config["db"]) if row[2] == user["email"]]
     expect(

@@ -20,12 +20,25 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi import Depends
+from fastapi.testclient import TestClient
 
-from workbook.grading import client, clip, describe_request, expect, expect_status, fail, json_body, rng, show
+from workbook.grading import (
+    bearer,
+    client,
+    clip,
+    describe_request,
+    expect,
+    expect_status,
+    fail,
+    json_body,
+    rng,
+    show,
+)
 
 USERS = {"alice": ("alice-secret", "admin"), "bob": ("bob-secret", "editor"), "carol": ("carol-secret", "viewer")}
 BY_ROLE = {role: name for name, (_, role) in USERS.items()}
@@ -62,7 +75,7 @@ def before_import() -> Iterator[None]:
 
 
 @pytest.fixture
-def api(learner: Any) -> Iterator[Any]:
+def api(learner: ModuleType) -> Iterator[TestClient]:
     # One event loop for all of a check's requests: cheaper than one per request.
     with client(learner.app) as test_client:
         yield test_client
@@ -108,10 +121,6 @@ def claims_for(name: str, role: Any = None, **extra: Any) -> dict[str, Any]:
 
 def token_for_role(learner: Any, role: str) -> str:
     return minted(learner, claims_for(BY_ROLE[role]))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def new_post() -> dict[str, str]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -321,7 +322,7 @@ class Chat:
 
 
 @pytest.fixture
-def chat(learner: Any) -> Iterator[Chat]:
+def chat(learner: ModuleType) -> Iterator[Chat]:
     room = Chat(learner.app)
     yield room
     room.close()

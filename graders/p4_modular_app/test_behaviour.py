@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from workbook.grading import expect, expect_json, expect_status, fail, json_body, rng, show
+from workbook.grading import expect, expect_created, expect_json, expect_status, fail, json_body, rng, show
 
 ACCESS_LIFETIME_S = 15 * 60
 REFRESH_LIFETIME_S = 7 * 24 * 3600
@@ -402,14 +402,11 @@ def test_create_item_answers_201(kit: Any) -> None:
     """POST /items answers 201 with {id, name, description, price, owner}, the owner being the caller"""
     account = kit.user()
     item = kit.new_item()
-    response = kit.api.post("/items", json=item, headers=account.headers)
-    expect_status(response, 201, "Creating an item should answer 201 Created.")
-    body = json_body(response)
-    expect(
-        isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created item has no integer id; it must carry one.",
+    body = expect_created(
+        kit.api.post("/items", json=item, headers=account.headers),
+        "Creating an item should answer 201 Created.",
+        no_id="The created item has no integer id; it must carry one.",
         expected='{"id": <int>, ...}',
-        got=show(body),
     )
     expect_item(body, item, account.username, "The created item should echo what was sent, plus its id and owner.")
 
