@@ -14,6 +14,7 @@ import time
 import types
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 from workbook.grading import expect, expect_created, expect_json, expect_status, fail, json_body, rng, show
@@ -83,7 +84,7 @@ def expect_item(body: Any, sent: dict[str, Any], owner: str, what: str) -> None:
     expect(body == expected, what, expected=show(expected), got=show(body))
 
 
-def learner_store_strings(learner: Any) -> Iterator[str]:
+def learner_store_strings(learner: ModuleType) -> Iterator[str]:
     """Every string (or bytes) reachable from get_db() and from the learner's module-level data."""
     roots: list[Any] = []
     dependencies = sys.modules.get("app.dependencies")
@@ -206,7 +207,7 @@ def test_register_invalid_is_422(kit: Any) -> None:
         )
 
 
-def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: Any) -> None:
+def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: ModuleType) -> None:
     """The store keeps a bcrypt hash of each password, never the password itself"""
     import bcrypt
 
