@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # engine imports this module: its type only, without the cycle
     from workbook.engine import CheckResult
 
 # A frame line of grading.learner_frames: "  p1_dependency_chain/app.py, line 42, in create_user".

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from workbook import __version__, instructor_commands, integrity, interrupts, learner_commands, workspace_commands
-from workbook.engine import GraderError, ProblemResult, grade_many
+from workbook.engine import GraderError, ProblemResult, discover_checks, grade_many, select_checks
 from workbook.here import problem_here
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
-from workbook.milestones import progress_line
+from workbook.milestones import after_check, partial_run_note, progress_line, regression_note
 from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.sandbox import isolation
 from workbook.state import (
@@ -32,6 +33,9 @@ from workbook.state import (
 )
 from workbook.target import TargetError, refuse_link
 from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder
+
+# What only some commands need (formats, the gradebook) is imported inside them, so that
+# `workbook --help` and `workbook check` start without it.
 
 
 def _manifest() -> Manifest:
@@ -183,13 +187,21 @@ def check(
         if human:
             live.echo(human_problem(result, style, verbose=verbose, quiet=quiet) + "\n")
 
-    options = dict(jobs=jobs, keyword=keyword, seed=seed, on_result=show, graders=graders, on_check=live.check_done)
     try:
         # Someone else's submission (--dir) is graded from a copy of the learner's work
         # (workbook/target.py), so nothing else in it (a conftest.py, a .pth) is loaded.
         grade_all = _sanitised_grading() if directory else grade_many
         with interrupts.sigterm_as_ctrl_c():  # a stopped CI job must not leave graders running
-            results = grade_all(selected, target, **options)
+            results = grade_all(
+                selected,
+                target,
+                jobs=jobs,
+                keyword=keyword,
+                seed=seed,
+                on_result=show,
+                graders=graders,
+                on_check=live.check_done,
+            )
     except GraderError as exc:
         raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
     except TargetError as exc:
@@ -206,8 +218,6 @@ def check(
 
         click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
     if learner_run and (output_format == "text" or output_path):
-        from workbook.milestones import after_check, partial_run_note, regression_note
-
         graded = {result.problem.slug for result in results}
         if keyword and not quiet:
             click.echo(partial_run_note(manifest, after, graded) + "\n")
@@ -245,7 +255,7 @@ def _write_report(
     click.echo(f"Report ({output_format}) written to {path}", err=True)
 
 
-def _sanitised_grading():  # noqa: ANN202 - the gradebook's grading function
+def _sanitised_grading() -> Callable[..., list[ProblemResult]]:
     """Grading of a copy holding only the learner files (imported only when --dir needs it)."""
     from workbook.gradebook import grade_sanitised
 
@@ -278,14 +288,10 @@ def _remember(before: dict, results: list[ProblemResult], all_check_ids: dict[st
 
 def _all_check_ids(selected: list[Problem]) -> dict[str, list[str]]:
     """Every check id of each problem, so a -k run's result can be merged into the full one."""
-    from workbook.engine import discover_checks
-
     return {problem.slug: [check.id for check in discover_checks(problem)] for problem in selected}
 
 
 def _check_count(selected: list[Problem], keyword: str | None) -> int:
-    from workbook.engine import discover_checks, select_checks
-
     try:
         return sum(len(select_checks(discover_checks(problem), keyword)) for problem in selected)
     except GraderError:
@@ -296,8 +302,6 @@ def _check_keyword(selected: list[Problem], keyword: str | None) -> None:
     """-k that matches no check is a typo, not a result: say which ids exist."""
     if not keyword:
         return
-    from workbook.engine import discover_checks, select_checks
-
     try:
         checks = [check for problem in selected for check in discover_checks(problem)]
     except GraderError:
@@ -314,8 +318,6 @@ def _with_matching_checks(selected: list[Problem], keyword: str | None) -> list[
     report the others as failed with 0/0 checks."""
     if not keyword:
         return selected
-    from workbook.engine import discover_checks, select_checks
-
     try:
         return [problem for problem in selected if select_checks(discover_checks(problem), keyword)]
     except GraderError:

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +158,6 @@ def _grade_quietly(problem: Problem, root: Path, graders: Path | None) -> Proble
 
 
 def _with_graders(problem: Problem, graders: Path) -> Problem:
-    from dataclasses import replace
-
     return replace(problem, graders=graders.resolve())
 
 

@@ -14,7 +14,11 @@ from importlib import metadata
 from pathlib import Path
 
 from workbook.manifest import ManifestError, load_manifest
+from workbook.state import state_dir
 from workbook.workspace import CODE_ROOT, IN_CHECKOUT
+
+# Each check imports what it examines inside itself: on a broken install (a missing
+# dependency, a damaged starters.json) that check fails with a finding, not the doctor.
 
 PYPROJECT = CODE_ROOT / "pyproject.toml"
 DISTRIBUTION = "fastapi-advanced-workbook"
@@ -229,8 +233,6 @@ def check_platform() -> Iterator[Finding]:
 
 
 def run_all(exercises: Path, solutions: Path, grading: bool = True) -> list[Finding]:
-    from workbook.state import state_dir
-
     findings: list[Finding] = []
     for group in (
         check_python(),

@@ -268,8 +268,10 @@ def grade_many(
         keep_warm()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        options = dict(keyword=keyword, seed=seed, graders=graders, on_check=on_check, shown_root=shown_root)
-        futures = [pool.submit(grade, p, target_root, **options) for p in problems]
+        grade_one = functools.partial(
+            grade, keyword=keyword, seed=seed, graders=graders, on_check=on_check, shown_root=shown_root
+        )
+        futures = [pool.submit(grade_one, p, target_root) for p in problems]
         results = []
         for future in futures:
             results.append(future.result())
@@ -378,6 +380,8 @@ class _Session:
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
+# workbook.forkserver is imported where a fork server is used: a single `workbook check`
+# grades in a plain subprocess and need not load it.
 _warm = False
 
 
@@ -797,7 +801,7 @@ def _seconds(value: object) -> float:
 
 
 def _site(data: Any) -> dict[str, Any] | None:
-    from workbook.hangs import Site
+    from workbook.hangs import Site  # lazy: hangs imports asyncio, which the CLI's start-up need not pay
 
     site = Site.from_dict(data)
     return site.as_dict() if site is not None else None

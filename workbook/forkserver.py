@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from workbook.sandbox import adopted_children, become_subreaper, limit_processes, popen_options
+
 PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
 REAP_EVERY_S = 0.02
@@ -35,8 +37,6 @@ REAP_EVERY_S = 0.02
 
 
 def serve() -> None:
-    from workbook.sandbox import become_subreaper, limit_processes
-
     limit_processes()
     # A learner's process that leaves its grader's group (start_new_session=True) becomes
     # ours, and ends when its grader does: `watch` keeps this server for a whole session.
@@ -100,6 +100,8 @@ def _become_grader(request: dict[str, Any]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        # Lazy: the runner imports pytest, which the engine (importing this module for
+        # ForkServer) must not pay for; the server has preloaded it (PRELOAD).
         from workbook.runner import main
 
         main(request["argv"])
@@ -124,8 +126,6 @@ def _reap(running: set[int], adopting: bool = False) -> None:
 
 
 def _end_orphans(running: set[int]) -> None:
-    from workbook.sandbox import adopted_children
-
     for pid in adopted_children(running):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -156,8 +156,6 @@ class ForkServer:
     ) -> None:
         """`command` starts the server (by default a plain interpreter; the engine passes one
         in the sandbox); `scratch` is the one folder its graders may write, removed on close."""
-        from workbook.sandbox import popen_options
-
         self.scratch = scratch
         self.process = subprocess.Popen(
             command or [sys.executable, "-I", "-c", BOOT, str(root)],

@@ -55,12 +55,10 @@ def grade_sanitised(
     """Grade `problems` of `source_root` from a copy of the learner's work (the engine's
     graded target, workbook/target.py); results name `source_root`. Raises TargetError
     when `source_root` is a link."""
-    from workbook.engine import grade_many, release
-
     with tempfile.TemporaryDirectory(prefix="workbook-submission-", ignore_cleanup_errors=True) as scratch:
         target = copy_submission(source_root, problems, Path(scratch) / "submission")
         try:
-            return grade_many(
+            return engine.grade_many(
                 problems,
                 target.root,
                 jobs=jobs,
@@ -70,7 +68,7 @@ def grade_sanitised(
                 **options,
             )
         finally:
-            release(target.root)
+            engine.release(target.root)
 
 
 # --- a class ---------------------------------------------------------------------------
@@ -107,7 +105,7 @@ def submissions(folder: Path, skip: Iterable[Path] = ()) -> list[str]:
     )
 
 
-class Interrupted(Exception):  # noqa: N818 - it is what happened, not a fault
+class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped `grade_class`; the reports and gradebook of what was
     finished are written (`documents`), the gradebook marked incomplete."""
 
@@ -502,7 +500,8 @@ def _check_every_shard(runs: list[dict[str, Any]]) -> None:
         return
     totals = {total for _, total in parsed}
     if len(totals) > 1:
-        raise MergeError(f"the shards split the class in different ways ({', '.join(map(str, sorted(set(shards))))})")
+        labels = ", ".join(sorted({s for s in shards if isinstance(s, str)}))
+        raise MergeError(f"the shards split the class in different ways ({labels})")
     total = totals.pop()
     missing = sorted(set(range(1, total + 1)) - {index for index, _ in parsed})
     if missing:

@@ -12,7 +12,10 @@ import json
 import os
 import random
 import re
+import signal
+import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,7 +27,9 @@ from types import ModuleType
 from typing import Any, NoReturn, TypeVar
 
 import pytest
+from fastapi.testclient import TestClient
 
+from workbook import hangs
 from workbook.manifest import Problem, load_manifest
 from workbook.workspace import BUNDLED_EXERCISES
 
@@ -117,7 +122,7 @@ def cheap_password_hashing() -> None:
     default cost (12, ~0.25 s a hash) that alone would blow the time budget. The hashes
     stay real bcrypt hashes that verify, only cheaper.
     """
-    try:
+    try:  # here, not at the top: without them, the problems that never hash still grade
         import bcrypt
         from passlib.handlers.bcrypt import bcrypt as passlib_bcrypt
     except ImportError:  # pragma: no cover - both are dependencies of the workbook
@@ -197,10 +202,19 @@ def _short_path(filename: str, folder: Path) -> str:
 # --- talking to the learner's app -----------------------------------------------------
 
 
-def client(app: Any, *, raise_server_exceptions: bool = True, **kwargs: Any) -> Any:
-    """A TestClient that remembers the last request, so failures can say what was sent."""
-    from fastapi.testclient import TestClient
+def client(app: Any, *, raise_server_exceptions: bool = True, **kwargs: Any) -> TestClient:
+    """A TestClient for `app` that remembers the last request, so failures can say what was
+    sent. `raise_server_exceptions=False` turns an exception in the learner's endpoint into
+    the 500 a real server would answer; other keywords go to TestClient.
 
+    Example (a grader's `api` fixture; `with` runs the app's lifespan and keeps one event
+    loop for all of a check's requests)::
+
+        @pytest.fixture
+        def api(learner: ModuleType) -> Iterator[TestClient]:
+            with client(learner.app) as test_client:
+                yield test_client
+    """
     test_client = TestClient(app, raise_server_exceptions=raise_server_exceptions, **kwargs)
     test_client.event_hooks = {"request": [_remember_request], "response": []}
     return test_client
@@ -273,7 +287,13 @@ def response_text(response: Any) -> str:
 
 def fail(what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None) -> NoReturn:
     """Fail the check: what went wrong, what was sent, what was expected, what came back.
-    Internal temporary paths are shown as `<tmp>/...` (learner_visible)."""
+    Internal temporary paths are shown as `<tmp>/...` (learner_visible). `what` leads with
+    what differed, then says what to change, in the learner's words.
+
+    Example::
+
+        fail("The statistics file is not valid JSON.", expected="a JSON object", got=show(text))
+    """
     lines = [what]
     if sent:
         lines.append(f"  sent:     {sent}")
@@ -300,9 +320,23 @@ def learner_visible(text: str) -> str:
     return _TEMP_PATH.sub("<tmp>", text)
 
 
-def expect(condition: bool, what: str, **details: str) -> None:
+def expect(
+    condition: bool, what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None
+) -> None:
+    """Fail the check with `fail(what, ...)` unless `condition` holds: for any expectation the
+    `expect_*` helpers do not cover. Check a response's shape with it before indexing into it.
+
+    Example::
+
+        expect(
+            len(stored) == 1,
+            "POST /users answered 201, but the user is not in the database file.",
+            expected="1 row with the email sent",
+            got=f"{len(stored)} rows",
+        )
+    """
     if not condition:
-        fail(what, **details)
+        fail(what, expected=expected, got=got, sent=sent)
 
 
 REFUSALS = frozenset({401, 403})
@@ -320,6 +354,12 @@ def status_mismatch(actual: int, allowed: set[int]) -> str:
 
 
 def expect_status(response: Any, status: int | Iterable[int], what: str | None = None) -> None:
+    """Fail unless the response's status is `status` (or one of them). The message leads with
+    what differed ("status 200, expected 201", "refused with status 403, expected 200"),
+    then `what`, then what was sent and what came back.
+
+    Example: ``expect_status(response, 201, "A successful POST /users should answer 201 Created.")``
+    """
     allowed = {status} if isinstance(status, int) else set(status)
     if response.status_code in allowed:
         return
@@ -334,6 +374,11 @@ def expect_status(response: Any, status: int | Iterable[int], what: str | None =
 
 
 def json_body(response: Any, what: str | None = None) -> Any:
+    """The response's body parsed as JSON; fails the check when it is not JSON. The value may
+    be of any JSON type: check its shape with `expect` before indexing into it.
+
+    Example: ``body = json_body(response)``
+    """
     try:
         return response.json()
     except ValueError:
@@ -347,6 +392,11 @@ def json_body(response: Any, what: str | None = None) -> Any:
 
 
 def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
+    """Fail unless the whole JSON body equals `expected`; the message names the first key or
+    item that differs (`first_difference`). Returns the body.
+
+    Example: ``expect_json(response, [], "GET /users on a new database should answer an empty list.")``
+    """
     body = json_body(response, what)
     if body != expected:
         difference = first_difference(expected, body)
@@ -357,6 +407,41 @@ def expect_json(response: Any, expected: Any, what: str | None = None) -> Any:
             got=show(body),
         )
     return body
+
+
+def expect_created(response: Any, what: str, *, no_id: str, expected: str | None = None) -> dict[str, Any]:
+    """Expect 201 Created and a JSON object with an integer "id"; returns that object, so
+    the check can go on with the id the app gave. `what` ends the message when the status
+    differs; `no_id` is the message when the body is not an object with an integer id, and
+    `expected` shows the learner the shape to answer.
+
+    Example::
+
+        item = expect_created(
+            api.post("/items", json=sent),
+            "Creating an item should answer 201 Created.",
+            no_id="The created item has no integer id; it must carry one.",
+            expected='{"id": <int>, "name": ..., "price": ...}',
+        )
+    """
+    expect_status(response, 201, what)
+    body = json_body(response)
+    expect(
+        isinstance(body, dict) and isinstance(body.get("id"), int),
+        no_id,
+        sent=describe_request(response.request),
+        expected=expected,
+        got=show(body),
+    )
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The headers that send `token` as an OAuth2 bearer token.
+
+    Example: ``api.get("/items", headers=bearer(token))``
+    """
+    return {"Authorization": f"Bearer {token}"}
 
 
 def first_difference(expected: Any, got: Any, where: str = "body") -> str:
@@ -381,13 +466,15 @@ def first_difference(expected: Any, got: Any, where: str = "body") -> str:
 
 
 def within(seconds: float, action: Callable[[], T], what: str) -> T:
-    """Run `action` but give up after `seconds`: a learner's server may never answer.
+    """Run `action` but give up after `seconds`: a learner's server may never answer. Returns
+    what `action` returned, raises what it raised; on time-out the check ends with `what` and
+    where the learner's code was waiting. Bound every wait with it.
+
+    Example: ``message = within(2.0, websocket.receive_json, "the join event after connecting")``
 
     Once a wait in this run has expired (the app has shown that it does not answer), later
     waits get a deadline derived from how fast the app answered so far (`WaitHistory`), so
     an event many checks wait for costs the full wait once, not once per check."""
-    from workbook import hangs
-
     waits: WaitHistory = state["waits"]
     limit = waits.deadline(seconds)
     outcome: dict[str, Any] = {}
@@ -553,11 +640,11 @@ class Server:
     def stop(self, timeout: float = 5.0) -> int | None:
         """One SIGTERM (a second would skip the lifespan shutdown), then wait; returns the
         exit code, or None when it had to be killed."""
-        import signal
-        import subprocess
-
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM if os.name == "posix" else signal.CTRL_BREAK_EVENT)
+            if sys.platform == "win32":
+                self.process.send_signal(signal.CTRL_BREAK_EVENT)
+            else:
+                self.process.send_signal(signal.SIGTERM)
             try:
                 return self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -578,10 +665,16 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
     until it accepts connections: at most SERVER_BOOT_TIMEOUT_S seconds for uvicorn to reach
     the app's lifespan startup, then at most `ready_timeout` seconds for that startup (the
     learner's code) to finish. Fails the check, naming which of the two never ended.
-    Stop it with `Server.stop()`."""
-    import socket
-    import subprocess
+    Stop it with `Server.stop()`.
 
+    Example::
+
+        server = serve(problem, env={"STATS_PATH": str(stats_path)})
+        try:
+            response = httpx.get(f"{server.http_url}/items", timeout=2)
+        finally:
+            server.stop()
+    """
     folder = target_root() / problem.slug
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -619,8 +712,6 @@ def serve(problem: Problem, *, env: dict[str, str] | None = None, ready_timeout:
 
 
 def _wait_until_serving(server: Server, startup_timeout: float) -> None:
-    import socket
-
     boot_deadline = time.monotonic() + SERVER_BOOT_TIMEOUT_S
     startup_deadline: float | None = None
     while True:

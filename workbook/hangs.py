@@ -24,6 +24,7 @@ import ctypes
 import functools
 import gc
 import inspect
+import linecache
 import sys
 import threading
 import time
@@ -81,7 +82,7 @@ class Site:
             return None
 
 
-class HangStopped(Exception):  # noqa: N818 - it names what happened to the learner's code
+class HangStopped(Exception):
     """Raised inside a learner thread that was stuck, to stop it. An Exception, not a
     BaseException: it travels back through the framework into the grader's teardown, where
     pytest must handle it like any error. A loop that swallows it keeps burning CPU, and
@@ -179,7 +180,7 @@ class Sampler:
 def await_chain(task: Any, limit: int = 200) -> list[FrameType]:
     """The frames a pending task waits in, outermost first. Task.get_stack() stops at the
     task's own coroutine; the learner's code is usually several awaits further in."""
-    frames = []
+    frames: list[FrameType] = []
     awaited = task.get_coro()
     while awaited is not None and len(frames) < limit:
         if type(awaited).__name__ in ("async_generator_asend", "async_generator_athrow"):
@@ -200,7 +201,7 @@ def await_chain(task: Any, limit: int = 200) -> list[FrameType]:
 
 
 def _pending_tasks() -> list[Any]:
-    tasks = getattr(asyncio.tasks, "_all_tasks", None) or getattr(asyncio.tasks, "_scheduled_tasks", ())
+    tasks = getattr(asyncio.tasks, "_all_tasks", None) or getattr(asyncio.tasks, "_scheduled_tasks", None) or ()
     return [task for task in list(tasks) if not task.done()]
 
 
@@ -214,8 +215,6 @@ def _in_asyncio(filename: str) -> bool:
 
 
 def _source_line(frame: FrameType) -> str:
-    import linecache
-
     return linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()[:120]
 
 

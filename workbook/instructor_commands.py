@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from workbook import integrity
+from workbook import integrity, interrupts
 
 if TYPE_CHECKING:
     from workbook.gradebook import Shard
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 # that use them: every `workbook` start imports this module, and a learner's
 # `workbook check` should not pay for them.
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem, load_manifest
+from workbook.safetext import log_safe
+from workbook.sandbox import isolation
 from workbook.workspace import BUNDLE, BUNDLED_EXERCISES, BUNDLED_SOLUTIONS, IN_CHECKOUT
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
@@ -67,8 +69,6 @@ NO_SANDBOX_ENV = "WORKBOOK_NO_SANDBOX"
 def sandbox_or_exit(grader_set: integrity.GraderSet, no_sandbox: bool) -> None:
     """Record the isolation in `grader_set` (so every report names it); exits when there is
     no working sandbox for someone else's code and --no-sandbox was not given."""
-    from workbook.sandbox import isolation
-
     found = isolation()
     grader_set.isolation = found.label
     grader_set.no_sandbox = no_sandbox
@@ -186,7 +186,6 @@ def _grade_with_progress(
 ) -> list[dict]:
     """Grade the class with a progress line; on Ctrl-C or SIGTERM, say what was saved and
     exit 130 (a second Ctrl-C exits at once)."""
-    from workbook import interrupts
     from workbook.classprogress import ClassProgress
     from workbook.gradebook import GRADEBOOK, Interrupted, grade_class
 
@@ -214,7 +213,6 @@ def _write_html(path: Path | None, documents: list[dict]) -> None:
         return
     from workbook.classreport import class_report
     from workbook.reportfiles import atomic_write
-    from workbook.safetext import log_safe
 
     try:
         # Titles in merged reports are untrusted too: no control sequence, no workflow command.
@@ -226,7 +224,6 @@ def _write_html(path: Path | None, documents: list[dict]) -> None:
 def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> None:
     from workbook.classprogress import closing_summary
     from workbook.gradebook import GRADEBOOK
-    from workbook.safetext import log_safe
 
     errors = [log_safe(d["submission"]) for d in documents if d.get("error")]
     sandbox = next((d["graders"].get("sandbox") for d in documents if d.get("graders", {}).get("sandbox")), None)
@@ -260,7 +257,6 @@ def merge_command(out_dirs: tuple[Path, ...], destination: Path, html_path: Path
     Exit status 2, with one line naming the file, when a report or run file is not valid.
     """
     from workbook.gradebook import MergeError, merge
-    from workbook.safetext import log_safe
 
     try:
         documents = merge(list(out_dirs), destination, list(load_manifest().problems))

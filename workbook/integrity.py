@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.manifest import BUNDLED_GRADERS
+from workbook.sandbox import isolation
 
 CHECKSUMS = BUNDLED_GRADERS / "CHECKSUMS.sha256"
 FIX_COMMAND = "workbook dev update"
@@ -96,8 +97,6 @@ def differences(folder: Path = BUNDLED_GRADERS, checksums: Path | None = None) -
 
 
 def _isolation_label() -> str:
-    from workbook.sandbox import isolation
-
     return isolation().label
 
 

@@ -12,13 +12,19 @@ from typing import TYPE_CHECKING
 
 import click
 
+from workbook.engine import GraderError
+from workbook.here import problem_here
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
+from workbook.milestones import next_unsolved
 from workbook.report import Style
 from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
 from workbook.workspace import BUNDLE, BUNDLED_SOLUTIONS, exercises_folder
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
+
+# The modules of one command each (backups, starters, watcher, serve, doctor) are imported
+# inside it: every `workbook` start imports this module.
 
 DEFAULT_PORT = 8000
 WRAP = 88
@@ -45,9 +51,6 @@ def _problem(number: int | None) -> Problem:
     not yet passed."""
     manifest = _manifest()
     if number is None:
-        from workbook.here import problem_here
-        from workbook.milestones import next_unsolved
-
         here = problem_here(manifest, [exercises_folder()])
         return here or next_unsolved(manifest, load_state()) or manifest.problems[0]
     try:
@@ -226,8 +229,6 @@ def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
     Moves on to the next unsolved problem once every check passes, unless you chose the
     problem (by number or by folder). Ctrl-C to quit.
     """
-    from workbook.engine import GraderError
-    from workbook.here import problem_here
     from workbook.watcher import Watcher
 
     # A shell that starts us in the background hands down SIGINT ignored; Ctrl-C (or an

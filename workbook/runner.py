@@ -19,7 +19,13 @@ from typing import IO, Any
 import pytest
 
 from workbook import causes, hangs, translate
+from workbook.manifest import BUNDLED_GRADERS, ROOT, graders_root, load_manifest
 from workbook.safetext import learner_text
+from workbook.sandbox import limit_processes
+
+# `from workbook import grading` stays inside the functions below: the fork server preloads
+# this module before each run's environment is set, and grading reads the run's seed
+# (WORKBOOK_SEED) when it is imported.
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -51,8 +57,6 @@ class Events:
 
 
 def main(argv: list[str]) -> None:
-    from workbook.sandbox import limit_processes
-
     limit_processes()
     args = _parse(argv)
     sys.argv = sys.argv[:1]  # learner code has no business with our arguments
@@ -63,7 +67,6 @@ def main(argv: list[str]) -> None:
     from fastapi.testclient import TestClient  # noqa: F401
 
     from workbook import grading
-    from workbook.manifest import load_manifest
 
     problem = load_manifest().by_slug(args.problem)
     grading.cheap_password_hashing()  # before the first import of the learner's code
@@ -97,13 +100,13 @@ def _known_hang(text: str) -> tuple[hangs.Site, str] | None:
         data = json.loads(text) if text else None
     except ValueError:
         return None
-    site = hangs.Site.from_dict(data.get("site")) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    site = hangs.Site.from_dict(data.get("site"))
     return (site, str(data.get("check"))) if site is not None else None
 
 
 def _pytest_args(grader_dir: Path, nodeids: list[str]) -> list[str]:
-    from workbook.manifest import BUNDLED_GRADERS
-
     # The grader folder in use (bundled, or an instructor's --graders copy); a copy without
     # settings of its own runs with the bundled ones.
     graders = grader_dir.parent
@@ -338,7 +341,7 @@ def _missing_learner_name(exc: BaseException) -> bool:
 
 
 def _missing_name_text(exc: AttributeError) -> str:
-    owner = exc.obj  # type: ignore[attr-defined]
+    owner = exc.obj
     where = f"`{owner.__name__}`" if isinstance(owner, (ModuleType, type)) else f"your {type(owner).__name__} object"
     return (
         f"The grader needs `{exc.name}` on {where}, and your code does not define it. "
@@ -369,7 +372,6 @@ def _full_traceback(exc: BaseException) -> str:
 
 def _grading_machinery(filename: str) -> bool:
     from workbook import grading
-    from workbook.manifest import ROOT, graders_root
 
     parts = Path(filename).parts
     if "_pytest" in parts or "pluggy" in parts:
@@ -402,8 +404,6 @@ def _raised_in_learner_code(exc: BaseException) -> bool:
 
 def _raised_in_workbook(exc: BaseException) -> bool:
     from workbook import grading
-    from workbook.manifest import ROOT, graders_root
-    from workbook.workspace import BUNDLED_GRADERS
 
     file = _innermost_file(exc)
     return any(grading.is_under(file, folder) for folder in (BUNDLED_GRADERS, ROOT / "workbook", graders_root()))

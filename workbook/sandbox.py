@@ -261,7 +261,7 @@ def become_subreaper() -> bool:
     so a child started with `start_new_session=True` cannot escape the fallback's clean-up."""
     if sys.platform != "linux":
         return False
-    import ctypes
+    import ctypes  # lazy: Linux only, and only the fork server needs it
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)

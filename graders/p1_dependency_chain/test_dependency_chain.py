@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from workbook.grading import (
     REAL_SQLITE_CONNECT,
@@ -20,6 +22,7 @@ from workbook.grading import (
     client,
     describe_request,
     expect,
+    expect_created,
     expect_json,
     expect_status,
     fail,
@@ -56,12 +59,12 @@ def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def before_import(opened: list, config: dict) -> None:
+def before_import(opened: list[TrackedConnection], config: dict[str, Any]) -> None:
     """Wrap sqlite3.connect and set the environment before the app is imported."""
 
 
 @pytest.fixture
-def api(learner: Any) -> Any:
+def api(learner: ModuleType) -> TestClient:
     return client(learner.app)
 
 
@@ -81,20 +84,16 @@ def users_in_reverse_order(count: int) -> list[dict[str, str]]:
     ]
 
 
-def create(api: Any, user: dict[str, str]) -> dict:
-    response = api.post("/users", json=user)
-    expect_status(response, 201, "Creating a user should answer 201 Created.")
-    body = json_body(response)
-    expect(
-        isinstance(body, dict) and isinstance(body.get("id"), int),
-        "POST /users answered no user object with an integer id; it should answer the created user {id, name, email}.",
-        sent=describe_request(response.request),
-        got=show(body),
+def create(api: TestClient, user: dict[str, str]) -> dict:
+    return expect_created(
+        api.post("/users", json=user),
+        "Creating a user should answer 201 Created.",
+        no_id="POST /users answered no user object with an integer id; "
+        "it should answer the created user {id, name, email}.",
     )
-    return body
 
 
-def app_key(learner: Any) -> str:
+def app_key(learner: ModuleType) -> str:
     return learner.get_settings().api_key
 
 
@@ -117,7 +116,7 @@ def rows_in(path: Path) -> list[tuple]:
 # --- settings -------------------------------------------------------------------------
 
 
-def test_settings_defaults_and_values(learner: Any) -> None:
+def test_settings_defaults_and_values(learner: ModuleType) -> None:
     """Settings() works without arguments and keeps database_path and api_key when given"""
     try:
         learner.Settings()
@@ -147,7 +146,7 @@ def test_get_settings_has_defaults(problem: Any, monkeypatch: pytest.MonkeyPatch
     )
 
 
-def test_get_settings_reads_environment(learner: Any, config: dict) -> None:
+def test_get_settings_reads_environment(learner: ModuleType, config: dict) -> None:
     """get_settings() takes DATABASE_PATH and API_KEY from the environment"""
     settings = learner.get_settings()
     got = [str(settings.database_path), settings.api_key]
@@ -162,7 +161,7 @@ def test_get_settings_reads_environment(learner: Any, config: dict) -> None:
 # --- the three endpoints --------------------------------------------------------------
 
 
-def test_list_starts_empty(api: Any) -> None:
+def test_list_starts_empty(api: TestClient) -> None:
     """GET /users on a new database answers 200 with an empty list"""
     response = api.get("/users")
     expect_status(response, 200)
@@ -186,18 +185,16 @@ def seed_existing_users(path: Path) -> int:
         connection.close()
 
 
-def test_create_user_answers_201(api: Any, config: dict) -> None:
+def test_create_user_answers_201(api: TestClient, config: dict) -> None:
     """POST /users answers 201 with the created user and the id the table gave it"""
     seed_existing_users(config["db"])
     user = new_user()
     response = api.post("/users", json=user)
-    expect_status(response, 201, "A successful POST /users should answer 201 Created.")
-    body = json_body(response)
-    expect(
-        isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created user has no integer id; it should carry the id the table gave it.",
+    expect_created(
+        response,
+        "A successful POST /users should answer 201 Created.",
+        no_id="The created user has no integer id; it should carry the id the table gave it.",
         expected='{"id": <int>, "name": ..., "email": ...}',
-        got=show(body),
     )
     stored = [row for row in rows_in(config["db"]) if row[2] == user["email"]]
     expect(
@@ -214,7 +211,7 @@ def test_create_user_answers_201(api: Any, config: dict) -> None:
     )
 
 
-def test_list_in_id_order(api: Any) -> None:
+def test_list_in_id_order(api: TestClient) -> None:
     """GET /users lists every created user, ordered by id"""
     created = [create(api, user) for user in users_in_reverse_order(rng.randrange(3, 6))]
     response = api.get("/users")
@@ -226,7 +223,7 @@ def test_list_in_id_order(api: Any) -> None:
     )
 
 
-def test_create_rejects_invalid_body(api: Any) -> None:
+def test_create_rejects_invalid_body(api: TestClient) -> None:
     """POST /users answers 422 for a blank or 101-character name (padded, multi-byte) and a missing or @-less email"""
     good = new_user()
     wide = rng.choice(MULTI_BYTE)
@@ -253,7 +250,7 @@ def test_create_rejects_invalid_body(api: Any) -> None:
     )
 
 
-def test_create_accepts_every_valid_form(api: Any) -> None:
+def test_create_accepts_every_valid_form(api: TestClient) -> None:
     """POST /users creates as sent names of 1 or 100 characters (multi-byte, padded) and any email with @"""
     serial = rng.randrange(10**6)
     wide = rng.choice(MULTI_BYTE)
@@ -278,8 +275,8 @@ def test_create_accepts_every_valid_form(api: Any) -> None:
         )
 
 
-def test_ids_never_reused_after_delete(api: Any, learner: Any) -> None:
-    """after a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
+def test_ids_never_reused_after_delete(api: TestClient, learner: ModuleType) -> None:
+    """After a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
     created = [create(api, new_user()) for _ in range(rng.randrange(2, 5))]
     newest = max(created, key=lambda user: user["id"])
     response = api.delete(f"/users/{newest['id']}", headers={"X-API-Key": app_key(learner)})
@@ -296,7 +293,7 @@ def test_ids_never_reused_after_delete(api: Any, learner: Any) -> None:
     expect_json(api.get("/users"), remaining, "After a DELETE and a new POST, GET /users must list every user by id.")
 
 
-def test_duplicate_email_answers_409(api: Any) -> None:
+def test_duplicate_email_answers_409(api: TestClient) -> None:
     """POST /users with an email already registered answers 409, not 500"""
     first = new_user()
     create(api, first)
@@ -304,7 +301,7 @@ def test_duplicate_email_answers_409(api: Any) -> None:
     expect_status(api.post("/users", json=again), 409, "A second user with the same email should get 409 Conflict.")
 
 
-def test_delete_with_key_answers_204(api: Any, learner: Any) -> None:
+def test_delete_with_key_answers_204(api: TestClient, learner: ModuleType) -> None:
     """DELETE /users/{id} with the right X-API-Key answers 204 with an empty body and removes the user"""
     keep, gone = create(api, new_user()), create(api, new_user())
     response = api.delete(f"/users/{gone['id']}", headers={"X-API-Key": app_key(learner)})
@@ -317,14 +314,14 @@ def test_delete_with_key_answers_204(api: Any, learner: Any) -> None:
     )
 
 
-def test_delete_without_key_is_403(api: Any) -> None:
+def test_delete_without_key_is_403(api: TestClient) -> None:
     """DELETE without an X-API-Key header is refused with 403 (not 422) and deletes nothing"""
     user = create(api, new_user())
     expect_status(api.delete(f"/users/{user['id']}"), 403, "A missing API key must be refused with 403 Forbidden.")
     expect_json(api.get("/users"), [user], "A refused DELETE must not delete anything.")
 
 
-def test_delete_with_wrong_key_is_403(api: Any, learner: Any) -> None:
+def test_delete_with_wrong_key_is_403(api: TestClient, learner: ModuleType) -> None:
     """DELETE with a wrong X-API-Key is refused with 403 and deletes nothing"""
     user = create(api, new_user())
     wrong = app_key(learner) + "-wrong"
@@ -336,7 +333,7 @@ def test_delete_with_wrong_key_is_403(api: Any, learner: Any) -> None:
     expect_json(api.get("/users"), [user], "A refused DELETE must not delete anything.")
 
 
-def test_delete_unknown_id_without_key_is_403(api: Any, learner: Any) -> None:
+def test_delete_unknown_id_without_key_is_403(api: TestClient, learner: ModuleType) -> None:
     """DELETE checks the X-API-Key before the id: an unknown id without the right key is 403, not 404"""
     user = create(api, new_user())
     missing = user["id"] + rng.randrange(100, 1000)
@@ -349,7 +346,7 @@ def test_delete_unknown_id_without_key_is_403(api: Any, learner: Any) -> None:
         )
 
 
-def test_delete_unknown_id_is_404(api: Any, learner: Any) -> None:
+def test_delete_unknown_id_is_404(api: TestClient, learner: ModuleType) -> None:
     """DELETE of an id that does not exist answers 404"""
     user = create(api, new_user())
     missing = user["id"] + rng.randrange(100, 1000)
@@ -363,7 +360,7 @@ def test_delete_unknown_id_is_404(api: Any, learner: Any) -> None:
 # --- the chain: overrides, connections ------------------------------------------------
 
 
-def override_settings(learner: Any, tmp_path: Path) -> tuple[Path, str]:
+def override_settings(learner: ModuleType, tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / f"override-{rng.randrange(10**6)}.db"
     key = f"override-{rng.randrange(16**8):08x}"
     learner.app.dependency_overrides[learner.get_settings] = lambda: learner.Settings(
@@ -372,7 +369,7 @@ def override_settings(learner: Any, tmp_path: Path) -> tuple[Path, str]:
     return path, key
 
 
-def test_settings_override_chooses_database(learner: Any, api: Any, tmp_path: Path) -> None:
+def test_settings_override_chooses_database(learner: ModuleType, api: TestClient, tmp_path: Path) -> None:
     """Overriding get_settings sends every write into the overridden database file"""
     path, _ = override_settings(learner, tmp_path)
     users = [create(api, new_user()) for _ in range(2)]
@@ -387,7 +384,7 @@ def test_settings_override_chooses_database(learner: Any, api: Any, tmp_path: Pa
     )
 
 
-def test_settings_override_chooses_api_key(learner: Any, api: Any, tmp_path: Path) -> None:
+def test_settings_override_chooses_api_key(learner: ModuleType, api: TestClient, tmp_path: Path) -> None:
     """Overriding get_settings changes which X-API-Key DELETE accepts"""
     _, key = override_settings(learner, tmp_path)
     user = create(api, new_user())
@@ -403,7 +400,7 @@ def test_settings_override_chooses_api_key(learner: Any, api: Any, tmp_path: Pat
     )
 
 
-def test_one_connection_per_request(api: Any, opened: list) -> None:
+def test_one_connection_per_request(api: TestClient, opened: list) -> None:
     """Each request opens exactly one SQLite connection and closes it afterwards"""
     for method, path, body in (("POST", "/users", new_user()), ("GET", "/users", None)):
         before = len(opened)
@@ -424,7 +421,7 @@ def test_one_connection_per_request(api: Any, opened: list) -> None:
         )
 
 
-def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> None:
+def test_connection_closed_when_endpoint_raises(learner: ModuleType, opened: list) -> None:
     """The connection is closed even when the endpoint fails (409, or an unexpected error)"""
     api = client(learner.app, raise_server_exceptions=False)
     user = new_user()
@@ -455,7 +452,7 @@ def test_connection_closed_when_endpoint_raises(learner: Any, opened: list) -> N
     )
 
 
-def test_repository_override_reaches_every_endpoint(learner: Any, api: Any) -> None:
+def test_repository_override_reaches_every_endpoint(learner: ModuleType, api: TestClient) -> None:
     """Overriding get_user_repo changes what GET, POST and DELETE /users use"""
     stored = [{"id": rng.randrange(500, 900), **new_user()}]
 
@@ -493,7 +490,7 @@ def test_repository_override_reaches_every_endpoint(learner: Any, api: Any) -> N
     )
 
 
-def test_repository_on_a_plain_connection(learner: Any, tmp_path: Path) -> None:
+def test_repository_on_a_plain_connection(learner: ModuleType, tmp_path: Path) -> None:
     """UserRepository(conn) creates, lists and deletes users on a connection you hand it, with the table's own ids"""
     connection = REAL_CONNECT(tmp_path / "direct.db")
     try:

@@ -20,12 +20,25 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi import Depends
+from fastapi.testclient import TestClient
 
-from workbook.grading import client, clip, describe_request, expect, expect_status, fail, json_body, rng, show
+from workbook.grading import (
+    bearer,
+    client,
+    clip,
+    describe_request,
+    expect,
+    expect_status,
+    fail,
+    json_body,
+    rng,
+    show,
+)
 
 USERS = {"alice": ("alice-secret", "admin"), "bob": ("bob-secret", "editor"), "carol": ("carol-secret", "viewer")}
 BY_ROLE = {role: name for name, (_, role) in USERS.items()}
@@ -62,7 +75,7 @@ def before_import() -> Iterator[None]:
 
 
 @pytest.fixture
-def api(learner: Any) -> Iterator[Any]:
+def api(learner: ModuleType) -> Iterator[TestClient]:
     # One event loop for all of a check's requests: cheaper than one per request.
     with client(learner.app) as test_client:
         yield test_client
@@ -83,7 +96,7 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def secret_key(learner: Any) -> str:
+def secret_key(learner: ModuleType) -> str:
     key = getattr(learner, "SECRET_KEY", None)
     expect(isinstance(key, str) and key != "", "app.py must define SECRET_KEY, a non-empty string.", got=show(key))
     return key
@@ -95,7 +108,7 @@ def sign(header: dict, claims: Any, key: str) -> str:
     return signing_input + "." + b64url(digest)
 
 
-def minted(learner: Any, claims: Any, key: str | None = None) -> str:
+def minted(learner: ModuleType, claims: Any, key: str | None = None) -> str:
     """An HS256 token over `claims`, signed with the app's SECRET_KEY (or `key`)."""
     return sign({"alg": "HS256", "typ": "JWT"}, claims, key if key is not None else secret_key(learner))
 
@@ -106,12 +119,8 @@ def claims_for(name: str, role: Any = None, **extra: Any) -> dict[str, Any]:
     return claims
 
 
-def token_for_role(learner: Any, role: str) -> str:
+def token_for_role(learner: ModuleType, role: str) -> str:
     return minted(learner, claims_for(BY_ROLE[role]))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def new_post() -> dict[str, str]:
@@ -119,7 +128,7 @@ def new_post() -> dict[str, str]:
     return {"title": title, "body": f"{rng.choice(WORDS)} {rng.randrange(10**6)}"}
 
 
-def call(api: Any, method: str, path: str, token: str | None) -> Any:
+def call(api: TestClient, method: str, path: str, token: str | None) -> Any:
     headers = bearer(token) if token is not None else {}
     body = new_post() if method == "POST" else None
     return api.request(method, path, headers=headers, json=body)
@@ -141,17 +150,17 @@ def expect_401(response: Any, what: str) -> None:
     )
 
 
-def expect_401_everywhere(api: Any, token: str | None, what: str) -> None:
+def expect_401_everywhere(api: TestClient, token: str | None, what: str) -> None:
     for method, path, _ in ENDPOINTS:
         expect_401(call(api, method, path, token), what)
 
 
-def expect_403_everywhere(api: Any, token: str, what: str) -> None:
+def expect_403_everywhere(api: TestClient, token: str, what: str) -> None:
     for method, path, _ in ENDPOINTS:
         expect_status(call(api, method, path, token), 403, what)
 
 
-def seeded_user(learner: Any, name: str) -> dict:
+def seeded_user(learner: ModuleType, name: str) -> dict:
     db = getattr(learner, "users_db", None)
     expect(isinstance(db, dict), "app.py must define users_db, a dict keyed by username.", got=show(type(db).__name__))
     record = db.get(name)
@@ -164,11 +173,11 @@ def seeded_user(learner: Any, name: str) -> dict:
     return record
 
 
-def login(api: Any, username: str, password: str) -> Any:
+def login(api: TestClient, username: str, password: str) -> Any:
     return api.post("/token", data={"username": username, "password": password})
 
 
-def login_token(api: Any, name: str) -> str:
+def login_token(api: TestClient, name: str) -> str:
     response = login(api, name, USERS[name][0])
     expect_status(response, 200, f"Logging in as {name} with the right password should answer 200.")
     body = json_body(response)
@@ -181,7 +190,7 @@ def login_token(api: Any, name: str) -> str:
     return token
 
 
-def decoded(learner: Any, token: str) -> dict:
+def decoded(learner: ModuleType, token: str) -> dict:
     from jose import jwt
 
     key = secret_key(learner)
@@ -197,7 +206,7 @@ def decoded(learner: Any, token: str) -> dict:
     return claims
 
 
-def add_route(learner: Any, role: str) -> str:
+def add_route(learner: ModuleType, role: str) -> str:
     """A route the grader adds to the learner's app, protected by require_role(role)."""
     path = f"/grader/{role}-{rng.randrange(10**6)}"
     dependency = learner.require_role(role)
@@ -218,7 +227,7 @@ def a_or_an(word: str) -> str:
 # --- users_db and passwords -----------------------------------------------------------
 
 
-def test_users_are_seeded_with_roles(learner: Any) -> None:
+def test_users_are_seeded_with_roles(learner: ModuleType) -> None:
     """users_db holds alice (admin), bob (editor) and carol (viewer), keyed by username"""
     for name, (_, role) in USERS.items():
         record = seeded_user(learner, name)
@@ -231,7 +240,7 @@ def test_users_are_seeded_with_roles(learner: Any) -> None:
         )
 
 
-def test_passwords_are_bcrypt_hashes(learner: Any) -> None:
+def test_passwords_are_bcrypt_hashes(learner: ModuleType) -> None:
     """users_db stores a bcrypt hash of each password that pwd_context verifies"""
     context = getattr(learner, "pwd_context", None)
     expect(
@@ -260,7 +269,7 @@ def test_passwords_are_bcrypt_hashes(learner: Any) -> None:
         )
 
 
-def test_no_plaintext_passwords_stored(learner: Any) -> None:
+def test_no_plaintext_passwords_stored(learner: ModuleType) -> None:
     """No record in users_db contains a plaintext password"""
     db = getattr(learner, "users_db", None)
     expect(isinstance(db, dict), "app.py must define users_db, a dict keyed by username.", got=show(type(db).__name__))
@@ -287,7 +296,7 @@ def test_no_plaintext_passwords_stored(learner: Any) -> None:
 # --- logging in -----------------------------------------------------------------------
 
 
-def test_login_returns_bearer_token(api: Any) -> None:
+def test_login_returns_bearer_token(api: TestClient) -> None:
     """POST /token with a right username and password answers 200 with an access_token of type bearer"""
     name = rng.choice(sorted(USERS))
     response = login(api, name, USERS[name][0])
@@ -301,8 +310,8 @@ def test_login_returns_bearer_token(api: Any) -> None:
     )
 
 
-def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
-    """the token from POST /token is signed with SECRET_KEY (HS256) and carries sub, role and exp 30 minutes ahead"""
+def test_token_carries_sub_role_exp(learner: ModuleType, api: TestClient) -> None:
+    """The token from POST /token is signed with SECRET_KEY (HS256) and carries sub, role and exp 30 minutes ahead"""
     name = rng.choice(sorted(USERS))
     token = login_token(api, name)
     try:
@@ -333,14 +342,14 @@ def test_token_carries_sub_role_exp(learner: Any, api: Any) -> None:
     )
 
 
-def test_wrong_password_is_401(api: Any) -> None:
+def test_wrong_password_is_401(api: TestClient) -> None:
     """POST /token with a wrong password is refused with 401 and WWW-Authenticate: Bearer"""
     name = rng.choice(sorted(USERS))
     wrong = rng.choice([USERS[name][0] + "x", USERS[name][0].upper(), "password"])
     expect_401(login(api, name, wrong), "A wrong password must be refused with 401 Unauthorized.")
 
 
-def test_overlong_password_is_401(learner: Any) -> None:
+def test_overlong_password_is_401(learner: ModuleType) -> None:
     """POST /token answers 401, never 500, to a password over 72 bytes (multi-byte too), for a user or not"""
     name = rng.choice(sorted(USERS))
     right = USERS[name][0]
@@ -361,13 +370,13 @@ def test_overlong_password_is_401(learner: Any) -> None:
             )
 
 
-def test_unknown_user_is_401(api: Any) -> None:
+def test_unknown_user_is_401(api: TestClient) -> None:
     """POST /token for a username that does not exist is refused with 401 and WWW-Authenticate: Bearer"""
     name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
     expect_401(login(api, name, "alice-secret"), "An unknown username must be refused with 401 Unauthorized.")
 
 
-def test_create_access_token_expiry(learner: Any) -> None:
+def test_create_access_token_expiry(learner: ModuleType) -> None:
     """create_access_token(data) keeps the claims and sets exp 30 minutes ahead, or expires_delta ahead when given"""
     claims = {"sub": "bob", "role": "editor", "x-nonce": rng.randrange(10**6)}
     minutes = rng.randrange(2, 20)
@@ -404,8 +413,8 @@ def test_create_access_token_expiry(learner: Any) -> None:
         )
 
 
-def test_login_tokens_open_the_right_endpoints(api: Any) -> None:
-    """logging in as alice, bob and carol gives tokens that open exactly the endpoints of their roles"""
+def test_login_tokens_open_the_right_endpoints(api: TestClient) -> None:
+    """Logging in as alice, bob and carol gives tokens that open exactly the endpoints of their roles"""
     for name, (_, role) in USERS.items():
         token = login_token(api, name)
         for method, path, lowest in ENDPOINTS:
@@ -425,7 +434,7 @@ def test_login_tokens_open_the_right_endpoints(api: Any) -> None:
 # --- the role x endpoint matrix -------------------------------------------------------
 
 
-def test_dashboard_admits_admin(learner: Any, api: Any) -> None:
+def test_dashboard_admits_admin(learner: ModuleType, api: TestClient) -> None:
     """GET /admin/dashboard answers 200 with a JSON object for an admin"""
     response = api.get("/admin/dashboard", headers=bearer(token_for_role(learner, "admin")))
     expect_status(response, 200, "An admin's token must open the dashboard.")
@@ -433,14 +442,14 @@ def test_dashboard_admits_admin(learner: Any, api: Any) -> None:
     expect(isinstance(body, dict), "The dashboard should answer with a JSON object.", expected="{...}", got=show(body))
 
 
-def test_dashboard_refuses_editor_and_viewer(learner: Any, api: Any) -> None:
+def test_dashboard_refuses_editor_and_viewer(learner: ModuleType, api: TestClient) -> None:
     """GET /admin/dashboard answers 403 (not 401) for an editor and for a viewer"""
     for role in ("editor", "viewer"):
         response = api.get("/admin/dashboard", headers=bearer(token_for_role(learner, role)))
         expect_status(response, 403, f"A valid {role} token is known but not allowed here: 403 Forbidden.")
 
 
-def test_create_post_admits_editor_and_admin(learner: Any, api: Any) -> None:
+def test_create_post_admits_editor_and_admin(learner: ModuleType, api: TestClient) -> None:
     """POST /posts answers 201 with {id, title, body, author} for an editor and for an admin"""
     for role in ("editor", "admin"):
         post = new_post()
@@ -464,7 +473,7 @@ def test_create_post_admits_editor_and_admin(learner: Any, api: Any) -> None:
         )
 
 
-def test_create_post_refuses_viewer(learner: Any, api: Any) -> None:
+def test_create_post_refuses_viewer(learner: ModuleType, api: TestClient) -> None:
     """POST /posts answers 403 for a viewer and creates nothing"""
     viewer = bearer(token_for_role(learner, "viewer"))
     expect_status(
@@ -476,7 +485,7 @@ def test_create_post_refuses_viewer(learner: Any, api: Any) -> None:
     expect(body == [], "A refused POST /posts must not store the post.", expected="[]", got=show(body))
 
 
-def test_list_posts_admits_every_role(learner: Any, api: Any) -> None:
+def test_list_posts_admits_every_role(learner: ModuleType, api: TestClient) -> None:
     """GET /posts answers 200 with a list for a viewer, an editor and an admin"""
     for role in ("viewer", "editor", "admin"):
         response = api.get("/posts", headers=bearer(token_for_role(learner, role)))
@@ -485,7 +494,7 @@ def test_list_posts_admits_every_role(learner: Any, api: Any) -> None:
         expect(isinstance(body, list), "GET /posts should answer a JSON list.", expected="[...]", got=show(body))
 
 
-def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
+def test_posts_listed_in_creation_order(learner: ModuleType, api: TestClient) -> None:
     """GET /posts lists every created post, in creation order"""
     created = []
     for index in range(rng.randrange(3, 6)):
@@ -527,8 +536,8 @@ def test_posts_listed_in_creation_order(learner: Any, api: Any) -> None:
     )
 
 
-def test_post_author_comes_from_token(learner: Any, api: Any) -> None:
-    """the author of a post is the token's sub, whatever the request body says"""
+def test_post_author_comes_from_token(learner: ModuleType, api: TestClient) -> None:
+    """The author of a post is the token's sub, whatever the request body says"""
     post = {**new_post(), "author": "mallory"}
     response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, "editor")))
     expect_status(response, 201)
@@ -542,7 +551,7 @@ def test_post_author_comes_from_token(learner: Any, api: Any) -> None:
     )
 
 
-def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
+def test_create_post_rejects_bad_body(learner: ModuleType, api: TestClient) -> None:
     """POST /posts answers 422 if title is empty, over 200 characters or missing, or body is missing or not a string"""
     good = new_post()
     editor = bearer(token_for_role(learner, "editor"))
@@ -565,7 +574,7 @@ def test_create_post_rejects_bad_body(learner: Any, api: Any) -> None:
         )
 
 
-def test_create_post_accepts_every_valid_title(learner: Any, api: Any) -> None:
+def test_create_post_accepts_every_valid_title(learner: ModuleType, api: TestClient) -> None:
     """POST /posts stores titles of 1 to 200 characters as sent: multi-byte, padded, with tabs; bodies may be empty"""
     editor = bearer(token_for_role(learner, "editor"))
     wide = rng.choice(MULTI_BYTE)
@@ -591,32 +600,32 @@ def test_create_post_accepts_every_valid_title(learner: Any, api: Any) -> None:
 # --- 401: who are you? ----------------------------------------------------------------
 
 
-def test_no_token_is_401(api: Any) -> None:
-    """a request without an Authorization header is refused with 401 and WWW-Authenticate: Bearer"""
+def test_no_token_is_401(api: TestClient) -> None:
+    """A request without an Authorization header is refused with 401 and WWW-Authenticate: Bearer"""
     expect_401_everywhere(api, None, "Without a token the caller is unknown: 401 Unauthorized.")
 
 
-def test_malformed_token_is_401(api: Any) -> None:
-    """a token that is not a JWT at all is rejected with 401"""
+def test_malformed_token_is_401(api: TestClient) -> None:
+    """A token that is not a JWT at all is rejected with 401"""
     token = rng.choice(["not-a-jwt", "abc.def", "x.y.z", "Zm9v.YmFy.YmF6"]) + str(rng.randrange(100))
     expect_401_everywhere(api, token, "A token that cannot be decoded must be rejected with 401, never 500.")
 
 
-def test_bad_signature_is_401(learner: Any, api: Any) -> None:
-    """a token signed with another secret key is rejected with 401"""
+def test_bad_signature_is_401(learner: ModuleType, api: TestClient) -> None:
+    """A token signed with another secret key is rejected with 401"""
     token = minted(learner, claims_for("alice"), key=secret_key(learner) + f"-forged-{rng.randrange(10**6)}")
     expect_401_everywhere(api, token, "A token whose signature does not match SECRET_KEY must be rejected with 401.")
 
 
-def test_tampered_payload_is_401(learner: Any, api: Any) -> None:
-    """a viewer's token whose payload was changed to role admin after signing is rejected with 401"""
+def test_tampered_payload_is_401(learner: ModuleType, api: TestClient) -> None:
+    """A viewer's token whose payload was changed to role admin after signing is rejected with 401"""
     header, _, signature = minted(learner, claims_for("carol")).split(".")
     forged = ".".join([header, b64url_json(claims_for("carol", role="admin")), signature])
     expect_401_everywhere(api, forged, "The signature covers the payload: a changed payload must be rejected with 401.")
 
 
-def test_alg_none_is_401(api: Any) -> None:
-    """a token signed with `alg: none` (no signature at all) is rejected with 401"""
+def test_alg_none_is_401(api: TestClient) -> None:
+    """A token signed with `alg: none` (no signature at all) is rejected with 401"""
     token = b64url_json({"alg": "none", "typ": "JWT"}) + "." + b64url_json(claims_for("alice")) + "."
     expect_401_everywhere(
         api,
@@ -626,15 +635,15 @@ def test_alg_none_is_401(api: Any) -> None:
     )
 
 
-def test_expired_token_is_401(learner: Any, api: Any) -> None:
-    """a token whose exp has passed is rejected with 401"""
+def test_expired_token_is_401(learner: ModuleType, api: TestClient) -> None:
+    """A token whose exp has passed is rejected with 401"""
     # Hours in the past, not seconds: a few minutes of clock-skew leeway is a fair choice.
     token = minted(learner, claims_for("alice", exp=int(time.time()) - rng.randrange(3600, 86400)))
     expect_401_everywhere(api, token, "An expired token must be rejected with 401.")
 
 
-def test_token_without_sub_is_401(learner: Any, api: Any) -> None:
-    """a correctly signed token without `sub` is rejected with 401"""
+def test_token_without_sub_is_401(learner: ModuleType, api: TestClient) -> None:
+    """A correctly signed token without `sub` is rejected with 401"""
     claims = claims_for("alice")
     del claims["sub"]
     expect_401_everywhere(
@@ -642,8 +651,8 @@ def test_token_without_sub_is_401(learner: Any, api: Any) -> None:
     )
 
 
-def test_token_without_role_is_401(learner: Any, api: Any) -> None:
-    """a correctly signed token without `role` is rejected with 401"""
+def test_token_without_role_is_401(learner: ModuleType, api: TestClient) -> None:
+    """A correctly signed token without `role` is rejected with 401"""
     claims = claims_for(rng.choice(sorted(USERS)))
     del claims["role"]
     expect_401_everywhere(
@@ -651,8 +660,8 @@ def test_token_without_role_is_401(learner: Any, api: Any) -> None:
     )
 
 
-def test_unknown_sub_is_401(learner: Any, api: Any) -> None:
-    """a correctly signed token for a user who is not in users_db is rejected with 401"""
+def test_unknown_sub_is_401(learner: ModuleType, api: TestClient) -> None:
+    """A correctly signed token for a user who is not in users_db is rejected with 401"""
     name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
     token = minted(learner, claims_for("alice") | {"sub": name})
     expect_401_everywhere(api, token, f"{name!r} is not in users_db, so the token names nobody: 401.")
@@ -661,8 +670,8 @@ def test_unknown_sub_is_401(learner: Any, api: Any) -> None:
 # --- 403: the role is not good enough -------------------------------------------------
 
 
-def test_role_administrator_is_403(learner: Any, api: Any) -> None:
-    """a token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
+def test_role_administrator_is_403(learner: ModuleType, api: TestClient) -> None:
+    """A token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
     token = minted(learner, claims_for("alice", role="administrator"))
     expect_403_everywhere(
         api,
@@ -672,16 +681,16 @@ def test_role_administrator_is_403(learner: Any, api: Any) -> None:
     )
 
 
-def test_role_list_is_403(learner: Any, api: Any) -> None:
-    """a token with role ["admin"] (a list, not a string) is refused with 403"""
+def test_role_list_is_403(learner: ModuleType, api: TestClient) -> None:
+    """A token with role ["admin"] (a list, not a string) is refused with 403"""
     token = minted(learner, claims_for("alice", role=["admin"]))
     expect_403_everywhere(
         api, token, "A role must be one of the strings viewer, editor, admin; a list is not: 403 Forbidden, never 500."
     )
 
 
-def test_role_padded_uppercase_is_403(learner: Any, api: Any) -> None:
-    """tokens with role "ADMIN ", "Admin" or " admin" (other case, padding) are refused with 403"""
+def test_role_padded_uppercase_is_403(learner: ModuleType, api: TestClient) -> None:
+    """Tokens with role "ADMIN ", "Admin" or " admin" (other case, padding) are refused with 403"""
     for role in ("ADMIN ", "Admin", " admin"):
         expect_403_everywhere(
             api,
@@ -691,8 +700,8 @@ def test_role_padded_uppercase_is_403(learner: Any, api: Any) -> None:
         )
 
 
-def test_role_comes_from_token(learner: Any, api: Any) -> None:
-    """a correctly signed token for carol with role admin opens the dashboard: the role comes from the token"""
+def test_role_comes_from_token(learner: ModuleType, api: TestClient) -> None:
+    """A correctly signed token for carol with role admin opens the dashboard: the role comes from the token"""
     response = api.get("/admin/dashboard", headers=bearer(minted(learner, claims_for("carol", role="admin"))))
     expect_status(response, 200, "The role must be read from the token's payload, not looked up in users_db.")
 
@@ -700,14 +709,14 @@ def test_role_comes_from_token(learner: Any, api: Any) -> None:
 # --- require_role on routes the grader adds -------------------------------------------
 
 
-def test_require_role_hierarchy_on_new_routes(learner: Any) -> None:
+def test_require_role_hierarchy_on_new_routes(learner: ModuleType) -> None:
     """require_role(r) protects a route the grader adds: it admits role r and every role above it, 403 below"""
     paths = {role: add_route(learner, role) for role in RANK}
     with client(learner.app) as api:
         check_hierarchy(learner, api, paths)
 
 
-def check_hierarchy(learner: Any, api: Any, paths: dict[str, str]) -> None:
+def check_hierarchy(learner: ModuleType, api: TestClient, paths: dict[str, str]) -> None:
     for required, path in paths.items():
         expect_401(api.get(path), f"A route declared with Depends(require_role({required!r})) needs a token: 401.")
         for role in rng.sample(sorted(RANK), len(RANK)):
@@ -723,7 +732,7 @@ def check_hierarchy(learner: Any, api: Any, paths: dict[str, str]) -> None:
             )
 
 
-def test_require_role_rejects_unknown_role(learner: Any) -> None:
+def test_require_role_rejects_unknown_role(learner: ModuleType) -> None:
     """require_role("superuser") raises ValueError at once, before any request"""
     role = rng.choice(["superuser", "root", "owner", "moderator"])
     try:

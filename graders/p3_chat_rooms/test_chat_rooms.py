@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -321,7 +322,7 @@ class Chat:
 
 
 @pytest.fixture
-def chat(learner: Any) -> Iterator[Chat]:
+def chat(learner: ModuleType) -> Iterator[Chat]:
     room = Chat(learner.app)
     yield room
     room.close()
@@ -398,7 +399,7 @@ def expect_refused(chat: Chat, path: str, why: str) -> None:
 
 
 def test_history_starts_empty(chat: Chat) -> None:
-    """the first message in a new room is {"type": "history", "room": ..., "messages": []}"""
+    """The first message in a new room is {"type": "history", "room": ..., "messages": []}"""
     room = new_room()
     peer = chat.connect(room, new_name())
     first = peer.receive('{"type": "history", "room": ..., "messages": []}')
@@ -410,7 +411,7 @@ def test_history_starts_empty(chat: Chat) -> None:
 
 
 def test_history_comes_before_join(chat: Chat) -> None:
-    """a newcomer receives the history first, then its own join event"""
+    """A newcomer receives the history first, then its own join event"""
     room = new_room()
     first = chat.enter(room)
     first.send(new_text())
@@ -427,7 +428,7 @@ def test_history_comes_before_join(chat: Chat) -> None:
 
 
 def test_history_lists_messages_in_order(chat: Chat) -> None:
-    """the history holds the room's earlier chat messages, oldest first"""
+    """The history holds the room's earlier chat messages, oldest first"""
     room = new_room()
     writer = chat.enter(room)
     sent = []
@@ -441,7 +442,7 @@ def test_history_lists_messages_in_order(chat: Chat) -> None:
 
 
 def test_history_keeps_last_50(chat: Chat) -> None:
-    """after 55 messages the history holds exactly the last 50, oldest first"""
+    """After 55 messages the history holds exactly the last 50, oldest first"""
     room = new_room()
     writer = chat.enter(room)
     token = rng.randrange(10**5)
@@ -460,7 +461,7 @@ def test_history_keeps_last_50(chat: Chat) -> None:
 
 
 def test_history_holds_only_chat_messages(chat: Chat) -> None:
-    """the history holds chat messages only, never join or leave events"""
+    """The history holds chat messages only, never join or leave events"""
     room = new_room()
     first = chat.enter(room)
     second = chat.enter(room, [first])
@@ -481,7 +482,7 @@ def test_history_holds_only_chat_messages(chat: Chat) -> None:
 
 
 def test_join_announced_with_count(chat: Chat) -> None:
-    """everyone in the room, the newcomer included, receives a join event with the new user count"""
+    """Everyone in the room, the newcomer included, receives a join event with the new user count"""
     room = new_room()
     present: list[Peer] = []
     for count in range(1, 4):
@@ -497,7 +498,7 @@ def test_join_announced_with_count(chat: Chat) -> None:
 
 
 def test_message_echoed_to_sender(chat: Chat) -> None:
-    """a chat message comes back to its sender as {"type": "message", "room", "username", "text"}"""
+    """A chat message comes back to its sender as {"type": "message", "room", "username", "text"}"""
     room = new_room()
     peer = chat.enter(room)
     text = new_text()
@@ -506,7 +507,7 @@ def test_message_echoed_to_sender(chat: Chat) -> None:
 
 
 def test_message_reaches_room_members(chat: Chat) -> None:
-    """a chat message reaches every other member of the room"""
+    """A chat message reaches every other member of the room"""
     room = new_room()
     first = chat.enter(room)
     second = chat.enter(room, [first])
@@ -521,7 +522,7 @@ def test_message_reaches_room_members(chat: Chat) -> None:
 
 
 def test_leave_announced_with_count(chat: Chat) -> None:
-    """when a client leaves, the others receive a leave event with the new user count"""
+    """When a client leaves, the others receive a leave event with the new user count"""
     room = new_room()
     first = chat.enter(room)
     second = chat.enter(room, [first])
@@ -540,7 +541,7 @@ def test_leave_announced_with_count(chat: Chat) -> None:
 
 
 def test_rooms_are_isolated(chat: Chat) -> None:
-    """messages, join events and history never cross from one room into another"""
+    """Messages, join events and history never cross from one room into another"""
     here, there = new_room(), new_room()
     while there == here:
         there = new_room()
@@ -586,7 +587,7 @@ def test_rooms_listing_sorted_with_counts(chat: Chat) -> None:
 
 
 def test_rooms_listing_drops_empty_room(chat: Chat) -> None:
-    """a room leaves GET /rooms when its last user leaves, and keeps its history for the next visitor"""
+    """A room leaves GET /rooms when its last user leaves, and keeps its history for the next visitor"""
     kept, emptied = sorted(rng.sample(WORDS, 2))
     chat.enter(kept)
     goes = chat.enter(emptied)
@@ -619,7 +620,7 @@ def test_rooms_listing_drops_empty_room(chat: Chat) -> None:
 
 
 def test_username_required(chat: Chat) -> None:
-    """connecting without a username, or with a blank one, is refused (close code 1008)"""
+    """Connecting without a username, or with a blank one, is refused (close code 1008)"""
     room = new_room()
     for query, why in (
         ("", "A connection without ?username="),
@@ -631,7 +632,7 @@ def test_username_required(chat: Chat) -> None:
 
 
 def test_room_name_validated(chat: Chat) -> None:
-    """a room name must be 1-32 ASCII letters, digits, _ or -, nothing around them; anything else is refused"""
+    """A room name must be 1-32 ASCII letters, digits, _ or -, nothing around them; anything else is refused"""
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     longest = "".join(rng.choice(letters) for _ in range(30))
     too_long = longest + "xyz"
@@ -658,7 +659,7 @@ def test_room_name_validated(chat: Chat) -> None:
 
 
 def test_blank_message_ignored(chat: Chat) -> None:
-    """a blank (whitespace-only) message is neither broadcast nor kept in the history"""
+    """A blank (whitespace-only) message is neither broadcast nor kept in the history"""
     room = new_room()
     writer = chat.enter(room)
     reader = chat.enter(room, [writer])
@@ -677,7 +678,7 @@ def test_blank_message_ignored(chat: Chat) -> None:
 
 
 def test_oversize_message_refused(chat: Chat) -> None:
-    """a message over 1000 characters earns only its sender an error; the connection stays open"""
+    """A message over 1000 characters earns only its sender an error; the connection stays open"""
     room = new_room()
     writer = chat.enter(room)
     reader = chat.enter(room, [writer])
@@ -704,7 +705,7 @@ MULTI_BYTE = "éßøü☕漢字😀🎉ñ"  # 2, 3 and 4 bytes each in UTF-8
 
 
 def test_text_limit_counts_characters_as_sent(chat: Chat) -> None:
-    """the 1000-character limit counts characters of the text as sent, multi-byte and surrounding spaces included"""
+    """The 1000-character limit counts characters of the text as sent, multi-byte and surrounding spaces included"""
     room = new_room()
     writer = chat.enter(room)
     reader = chat.enter(room, [writer])
@@ -762,7 +763,7 @@ def unpluggable(app: Any, unplugged: set[str]) -> Any:
 
 
 def test_dead_connection_dropped(learner: Any) -> None:
-    """a client that vanished without closing is dropped at the next send, and the others still get every message"""
+    """A client that vanished without closing is dropped at the next send, and the others still get every message"""
     unplugged: set[str] = set()
     chat = Chat(unpluggable(learner.app, unplugged))
     try:
@@ -797,7 +798,7 @@ def test_dead_connection_dropped(learner: Any) -> None:
 
 
 def test_same_username_twice_both_members(chat: Chat) -> None:
-    """two connections with the same username are two members: both stay, both receive, the count says 2"""
+    """Two connections with the same username are two members: both stay, both receive, the count says 2"""
     room = new_room()
     name = new_name()
     first = chat.connect(room, name)
@@ -862,7 +863,7 @@ def throttled(app: Any, slow: set[str], started: threading.Event, release: threa
 
 
 def test_leave_during_slow_broadcast(learner: Any) -> None:
-    """a member leaving while a broadcast waits on a slow reader stops nobody: the sender stays, the others receive"""
+    """A member leaving while a broadcast waits on a slow reader stops nobody: the sender stays, the others receive"""
     slow: set[str] = set()
     started, release = threading.Event(), threading.Event()
     chat = Chat(throttled(learner.app, slow, started, release))
@@ -917,7 +918,7 @@ def test_leave_during_slow_broadcast(learner: Any) -> None:
 
 
 def test_app_serves_again_after_restart(learner: Any) -> None:
-    """the same app started a second time in one process still connects, chats and lists its rooms"""
+    """The same app started a second time in one process still connects, chats and lists its rooms"""
     first_run = Chat(learner.app)
     try:
         room = new_room()
@@ -975,7 +976,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_real_server_end_to_end(real_server: Any) -> None:
-    """on a real uvicorn server two clients chat, and one dropped abruptly does not stop the other"""
+    """On a real uvicorn server two clients chat, and one dropped abruptly does not stop the other"""
     import httpx
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
     from websockets.sync.client import connect
@@ -1092,7 +1093,7 @@ def test_real_server_end_to_end(real_server: Any) -> None:
 
 
 def test_real_server_refusal(real_server: Any) -> None:
-    """on a real uvicorn server a refused client sees an HTTP 403 handshake rejection, or close 1008 after accept"""
+    """On a real uvicorn server a refused client sees an HTTP 403 handshake rejection, or close 1008 after accept"""
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 

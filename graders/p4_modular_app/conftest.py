@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from workbook.grading import client, expect, expect_status, json_body, rng, show
+from workbook.grading import bearer, client, expect, expect_created, expect_status, json_body, rng, show
 
 ADMIN_NAME, ADMIN_PASSWORD = "admin", "admin-secret"
 STEMS = ["ada", "grace", "linus", "guido", "barbara", "ken", "margaret", "dennis", "frances", "alan"]
@@ -27,10 +28,6 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return bearer(self.access)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def new_username() -> str:
@@ -102,20 +99,16 @@ class Kit:
 
     def create_item(self, account: Account, item: dict[str, Any] | None = None) -> dict[str, Any]:
         item = item or new_item()
-        response = self.api.post("/items", json=item, headers=account.headers)
-        expect_status(response, 201, "Creating an item should answer 201 Created.")
-        body = json_body(response)
-        expect(
-            isinstance(body, dict) and isinstance(body.get("id"), int),
-            "The created item has no integer id; it must carry one.",
+        return expect_created(
+            self.api.post("/items", json=item, headers=account.headers),
+            "Creating an item should answer 201 Created.",
+            no_id="The created item has no integer id; it must carry one.",
             expected='{"id": <int>, "name", "description", "price", "owner"}',
-            got=show(body),
         )
-        return body
 
 
 @pytest.fixture
-def kit(learner: Any) -> Iterator[Kit]:
+def kit(learner: ModuleType) -> Iterator[Kit]:
     tools = Kit(learner)
     # Why enter the client: one event loop for the whole check instead of one per request (3x faster).
     with tools.api:

@@ -14,9 +14,10 @@ import time
 import types
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any
 
-from workbook.grading import expect, expect_json, expect_status, fail, json_body, rng, show
+from workbook.grading import expect, expect_created, expect_json, expect_status, fail, json_body, rng, show
 
 ACCESS_LIFETIME_S = 15 * 60
 REFRESH_LIFETIME_S = 7 * 24 * 3600
@@ -83,7 +84,7 @@ def expect_item(body: Any, sent: dict[str, Any], owner: str, what: str) -> None:
     expect(body == expected, what, expected=show(expected), got=show(body))
 
 
-def learner_store_strings(learner: Any) -> Iterator[str]:
+def learner_store_strings(learner: ModuleType) -> Iterator[str]:
     """Every string (or bytes) reachable from get_db() and from the learner's module-level data."""
     roots: list[Any] = []
     dependencies = sys.modules.get("app.dependencies")
@@ -135,7 +136,7 @@ def attribute_values(value: Any) -> list[Any]:
 
 
 def test_admin_exists_at_start(kit: Any) -> None:
-    """the user admin / admin-secret exists from the start and can log in with the OAuth2 form"""
+    """The user admin / admin-secret exists from the start and can log in with the OAuth2 form"""
     kit.admin()
 
 
@@ -171,7 +172,7 @@ def test_register_answers_201(kit: Any) -> None:
 
 
 def test_register_taken_username_is_409(kit: Any) -> None:
-    """registering a username that is taken (including "admin") answers 409"""
+    """Registering a username that is taken (including "admin") answers 409"""
     username, _ = kit.register()
     for taken in (username, kit.admin_name):
         response = kit.api.post("/auth/register", json={"username": taken, "password": kit.new_password()})
@@ -181,7 +182,7 @@ def test_register_taken_username_is_409(kit: Any) -> None:
 
 
 def test_register_invalid_is_422(kit: Any) -> None:
-    """register refuses with 422 usernames outside 3-32 of [a-z0-9_] and passwords outside 8-72 bytes"""
+    """Register refuses with 422 usernames outside 3-32 of [a-z0-9_] and passwords outside 8-72 bytes"""
     good_name, good_password = kit.new_username(), kit.new_password()
     bad_bodies = [
         ({"username": "ab", "password": good_password}, "a username of 2 characters"),
@@ -206,8 +207,8 @@ def test_register_invalid_is_422(kit: Any) -> None:
         )
 
 
-def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: Any) -> None:
-    """the store keeps a bcrypt hash of each password, never the password itself"""
+def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: ModuleType) -> None:
+    """The store keeps a bcrypt hash of each password, never the password itself"""
     import bcrypt
 
     username, password = kit.register()
@@ -235,7 +236,7 @@ def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: Any) -> None:
 
 
 def test_login_bad_credentials_is_401(kit: Any) -> None:
-    """a wrong password or an unknown username answers 401 with the header WWW-Authenticate: Bearer"""
+    """A wrong password or an unknown username answers 401 with the header WWW-Authenticate: Bearer"""
     username, password = kit.register()
     for who, secret in (
         (username, password + "x"),
@@ -258,7 +259,7 @@ def test_login_bad_credentials_is_401(kit: Any) -> None:
 
 
 def test_tokens_carry_sub_type_exp(kit: Any) -> None:
-    """the access token holds sub, type "access" and exp in 15 minutes; the refresh token type "refresh" and 7 days"""
+    """The access token holds sub, type "access" and exp in 15 minutes; the refresh token type "refresh" and 7 days"""
     account = kit.user()
     now = time.time()
     for token, kind, lifetime, label in (
@@ -330,7 +331,7 @@ def test_refresh_refuses_invalid_tokens(kit: Any) -> None:
 
 
 def test_expired_tokens_are_refused(kit: Any) -> None:
-    """an access token 16 minutes old and a refresh token 8 days old are refused with 401"""
+    """An access token 16 minutes old and a refresh token 8 days old are refused with 401"""
     account = kit.user()
     refresh = kit.refresh_token(account)
     how = " (The grader moves python-jose's clock ahead: decode tokens with jose.jwt.decode, which checks exp.)"
@@ -349,7 +350,7 @@ def test_expired_tokens_are_refused(kit: Any) -> None:
 
 
 def test_protected_routes_refuse_refresh_tokens(kit: Any) -> None:
-    """a refresh token does not open /items or /admin: 401"""
+    """A refresh token does not open /items or /admin: 401"""
     account, admin = kit.user(), kit.admin()
     expect_status(
         kit.api.get("/items", headers=kit.bearer(kit.refresh_token(account))),
@@ -374,7 +375,7 @@ def test_items_need_a_valid_token(kit: Any) -> None:
 
 
 def test_deleted_users_tokens_are_refused(kit: Any) -> None:
-    """once the admin deletes a user, that user's access token and refresh token are refused with 401"""
+    """Once the admin deletes a user, that user's access token and refresh token are refused with 401"""
     account, admin = kit.user(), kit.admin()
     expect_status(kit.api.get("/items", headers=account.headers), 200, "A fresh access token should open GET /items.")
     expect_status(
@@ -402,14 +403,11 @@ def test_create_item_answers_201(kit: Any) -> None:
     """POST /items answers 201 with {id, name, description, price, owner}, the owner being the caller"""
     account = kit.user()
     item = kit.new_item()
-    response = kit.api.post("/items", json=item, headers=account.headers)
-    expect_status(response, 201, "Creating an item should answer 201 Created.")
-    body = json_body(response)
-    expect(
-        isinstance(body, dict) and isinstance(body.get("id"), int),
-        "The created item has no integer id; it must carry one.",
+    body = expect_created(
+        kit.api.post("/items", json=item, headers=account.headers),
+        "Creating an item should answer 201 Created.",
+        no_id="The created item has no integer id; it must carry one.",
         expected='{"id": <int>, ...}',
-        got=show(body),
     )
     expect_item(body, item, account.username, "The created item should echo what was sent, plus its id and owner.")
 
@@ -500,7 +498,7 @@ def test_delete_item_and_404(kit: Any) -> None:
 
 
 def test_others_items_are_403(kit: Any) -> None:
-    """changing or deleting another user's item answers 403 and leaves it untouched"""
+    """Changing or deleting another user's item answers 403 and leaves it untouched"""
     owner, other = kit.user(), kit.user()
     created = kit.create_item(owner)
     expect_status(
@@ -521,7 +519,7 @@ def test_others_items_are_403(kit: Any) -> None:
 
 
 def test_admin_may_change_any_item(kit: Any) -> None:
-    """the admin may update and delete any user's item"""
+    """The admin may update and delete any user's item"""
     owner, admin = kit.user(), kit.admin()
     created = kit.create_item(owner)
     change = kit.new_item()
@@ -595,7 +593,7 @@ def test_admin_stats_counts(kit: Any) -> None:
 
 
 def test_admin_routes_refuse_others(kit: Any) -> None:
-    """the /admin routes answer 401 without a token and 403 to a user who is not admin"""
+    """The /admin routes answer 401 without a token and 403 to a user who is not admin"""
     account = kit.user()
     for method, path in (
         ("GET", "/admin/stats"),
@@ -649,7 +647,7 @@ def test_admin_deletes_user(kit: Any) -> None:
 
 
 def test_admin_cannot_delete_self(kit: Any) -> None:
-    """the admin deleting their own account answers 400 and stays"""
+    """The admin deleting their own account answers 400 and stays"""
     admin = kit.admin()
     expect_status(
         kit.api.delete(f"/admin/users/{kit.admin_name}", headers=admin.headers),

@@ -11,7 +11,10 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
+
+from fastapi.testclient import TestClient
 
 from workbook.grading import client, expect, expect_json, expect_status, json_body, rng, show
 
@@ -132,8 +135,8 @@ def hostile_tokens(real: str, token_type: str) -> tuple[list[tuple[str, str]], l
 # --- hostile input --------------------------------------------------------------------
 
 
-def test_hostile_tokens_are_401_everywhere(kit: Any, learner: Any) -> None:
-    """every protected route and /auth/refresh answer 401, never 500, to forged, broken or odd tokens"""
+def test_hostile_tokens_are_401_everywhere(kit: Any, learner: ModuleType) -> None:
+    """Every protected route and /auth/refresh answer 401, never 500, to forged, broken or odd tokens"""
     account = kit.user()
     item = kit.create_item(account)
     victim = kit.register()[0]
@@ -143,7 +146,7 @@ def test_hostile_tokens_are_401_everywhere(kit: Any, learner: Any) -> None:
         expect_hostile_tokens_refused(kit, api, account, paths)
 
 
-def expect_hostile_tokens_refused(kit: Any, api: Any, account: Any, paths: dict[str, str]) -> None:
+def expect_hostile_tokens_refused(kit: Any, api: TestClient, account: Any, paths: dict[str, str]) -> None:
     everywhere, odd_claims = hostile_tokens(account.access, "access")
     # Why odd claims go to one route per router: the guard that reads claims is the shared dependency.
     sent = [(token, why, PROTECTED) for token, why in everywhere]
@@ -166,7 +169,7 @@ def expect_hostile_tokens_refused(kit: Any, api: Any, account: Any, paths: dict[
         )
 
 
-def test_login_overlong_password_is_401(kit: Any, learner: Any) -> None:
+def test_login_overlong_password_is_401(kit: Any, learner: ModuleType) -> None:
     """POST /auth/login answers 401, never 500, to a password over 72 bytes (multi-byte too), for a user or not"""
     username, password = kit.register()
     wide = rng.choice(MULTI_BYTE[:2])  # two bytes each: 37 of them are 74 bytes
@@ -191,7 +194,7 @@ def test_login_overlong_password_is_401(kit: Any, learner: Any) -> None:
 
 
 def test_register_bounds_padded_and_multi_byte(kit: Any) -> None:
-    """register refuses padded usernames and passwords over 72 bytes (multi-byte too), and keeps a padded password"""
+    """Register refuses padded usernames and passwords over 72 bytes (multi-byte too), and keeps a padded password"""
     name = kit.new_username()
     for body, why in (
         ({"username": " " + name, "password": kit.new_password()}, "a username with a space before it"),
@@ -268,7 +271,7 @@ def test_put_replaces_description(kit: Any) -> None:
 
 
 def test_item_ids_never_reused_and_order_kept(kit: Any) -> None:
-    """after PUT and DELETE, new items get ids never used before and GET /items stays in id order"""
+    """After PUT and DELETE, new items get ids never used before and GET /items stays in id order"""
     account = kit.user()
     created = [kit.create_item(account) for _ in range(rng.randrange(3, 6))]
 
@@ -299,7 +302,7 @@ def test_item_ids_never_reused_and_order_kept(kit: Any) -> None:
 
 
 def test_new_item_reads_back_among_others(kit: Any) -> None:
-    """with other users' items already stored, GET /items/{id} answers the new item under the id POST gave it"""
+    """With other users' items already stored, GET /items/{id} answers the new item under the id POST gave it"""
     others = kit.user()
     for _ in range(rng.randrange(1, 5)):
         kit.create_item(others)
@@ -316,7 +319,7 @@ def test_new_item_reads_back_among_others(kit: Any) -> None:
 # --- what the test client would hide -------------------------------------------------
 
 
-def test_items_root_redirects_only_with_307(kit: Any, learner: Any) -> None:
+def test_items_root_redirects_only_with_307(kit: Any, learner: ModuleType) -> None:
     """GET and POST /items answer themselves, or redirect with 307/308 to /items/ keeping the query"""
     account = kit.user()
     # Why not follow: a test client follows any redirect silently; the statement allows only some.
@@ -344,8 +347,8 @@ def test_items_root_redirects_only_with_307(kit: Any, learner: Any) -> None:
 # --- state lifetimes -----------------------------------------------------------------
 
 
-def test_app_started_twice_keeps_one_admin(learner: Any) -> None:
-    """starting the same app twice in one process leaves exactly one admin, who can log in"""
+def test_app_started_twice_keeps_one_admin(learner: ModuleType) -> None:
+    """Starting the same app twice in one process leaves exactly one admin, who can log in"""
     for start in (1, 2):
         with client(learner.app) as api:
             response = api.post("/auth/login", data={"username": "admin", "password": "admin-secret"})

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from fastapi.testclient import TestClient
+
 from workbook.grading import expect, expect_status, fail, show
 
 ROUTERS = {
@@ -102,7 +104,7 @@ def router_of(name: str) -> Any:
     return router
 
 
-def mounted(learner: Any, name: str) -> list[tuple[tuple[str, str], Served, Served]]:
+def mounted(learner: ModuleType, name: str) -> list[tuple[tuple[str, str], Served, Served]]:
     """For each contract route of router `name`: (its shape, how the app serves it, how the router declares it)."""
     router = router_of(name)
     own = served_by(router.routes)
@@ -149,7 +151,7 @@ def teapot() -> None:
 # --- the modules ----------------------------------------------------------------------
 
 
-def test_modules_expose_router_and_dependencies(learner: Any) -> None:
+def test_modules_expose_router_and_dependencies(learner: ModuleType) -> None:
     """app/routers/{auth,items,admin}.py each expose `router`; app/dependencies.py defines the four dependencies"""
     for name in ROUTERS:
         router_of(name)
@@ -163,13 +165,13 @@ def test_modules_expose_router_and_dependencies(learner: Any) -> None:
     )
 
 
-def test_routes_live_in_their_routers(learner: Any) -> None:
-    """every /auth, /items and /admin route is defined on the router of its module, not on app"""
+def test_routes_live_in_their_routers(learner: ModuleType) -> None:
+    """Every /auth, /items and /admin route is defined on the router of its module, not on app"""
     for name in ROUTERS:
         mounted(learner, name)
 
 
-def test_main_defines_only_root(learner: Any) -> None:
+def test_main_defines_only_root(learner: ModuleType) -> None:
     """main.py defines no endpoint function, on `app` or on a router, except, optionally, GET /"""
     app = learner.app
     from_routers = {id(route.endpoint) for name in ROUTERS for route in served_by(router_of(name).routes)}
@@ -201,8 +203,8 @@ def test_main_defines_only_root(learner: Any) -> None:
         )
 
 
-def test_each_route_served_once(learner: Any) -> None:
-    """each router is included once: no method and path is served twice"""
+def test_each_route_served_once(learner: ModuleType) -> None:
+    """Each router is included once: no method and path is served twice"""
     counts = Counter((served.method, served.path) for served in served_by(learner.app.routes))
     twice = [f"{method} {path} ({count} times)" for (method, path), count in counts.items() if count > 1]
     expect(
@@ -214,8 +216,8 @@ def test_each_route_served_once(learner: Any) -> None:
     )
 
 
-def test_router_prefixes_declared_once(learner: Any) -> None:
-    """each router declares its prefix (/auth, /items, /admin) once, on the APIRouter or at include_router"""
+def test_router_prefixes_declared_once(learner: ModuleType) -> None:
+    """Each router declares its prefix (/auth, /items, /admin) once, on the APIRouter or at include_router"""
     for name, (prefix, _) in ROUTERS.items():
         router = router_of(name)
         for shape, served, declared in mounted(learner, name):
@@ -233,8 +235,8 @@ def test_router_prefixes_declared_once(learner: Any) -> None:
             )
 
 
-def test_openapi_tags_match_routers(learner: Any) -> None:
-    """in the OpenAPI schema every /auth, /items and /admin operation carries its router's tag"""
+def test_openapi_tags_match_routers(learner: ModuleType) -> None:
+    """In the OpenAPI schema every /auth, /items and /admin operation carries its router's tag"""
     schema = learner.app.openapi()
     paths = schema.get("paths", {}) if isinstance(schema, dict) else {}
     seen = set()
@@ -262,8 +264,8 @@ def test_openapi_tags_match_routers(learner: Any) -> None:
     )
 
 
-def test_router_tags_declared_once(learner: Any) -> None:
-    """each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
+def test_router_tags_declared_once(learner: ModuleType) -> None:
+    """Each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
     for name in ROUTERS:
         router = router_of(name)
         on_router = [tag_text(tag) for tag in getattr(router, "tags", None) or []]
@@ -291,17 +293,17 @@ def test_router_tags_declared_once(learner: Any) -> None:
             )
 
 
-def test_items_router_requires_current_user(learner: Any) -> None:
-    """the items router is guarded once, at router level, by get_current_user from app.dependencies"""
+def test_items_router_requires_current_user(learner: ModuleType) -> None:
+    """The items router is guarded once, at router level, by get_current_user from app.dependencies"""
     check_guard(learner, "items")
 
 
-def test_admin_router_requires_current_admin(learner: Any) -> None:
-    """the admin router is guarded once, at router level, by get_current_admin from app.dependencies"""
+def test_admin_router_requires_current_admin(learner: ModuleType) -> None:
+    """The admin router is guarded once, at router level, by get_current_admin from app.dependencies"""
     check_guard(learner, "admin")
 
 
-def check_guard(learner: Any, name: str) -> None:
+def check_guard(learner: ModuleType, name: str) -> None:
     guard_name = GUARDS[name]
     guard = getattr(module("app.dependencies"), guard_name, None)
     router = router_of(name)
@@ -341,8 +343,8 @@ def item_routes(body: dict) -> list[tuple[str, str, dict | None]]:
     ]
 
 
-def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_current_user changes what every /items route does"""
+def test_items_follow_current_user_override(learner: ModuleType, kit: Any) -> None:
+    """Overriding app.dependencies.get_current_user changes what every /items route does"""
     api, headers = kit.api, kit.admin().headers
     learner.app.dependency_overrides[module("app.dependencies").get_current_user] = teapot
     body = {"name": "override probe", "description": None, "price": 1}
@@ -356,8 +358,8 @@ def test_items_follow_current_user_override(learner: Any, kit: Any) -> None:
         )
 
 
-def test_admin_follows_current_admin_override(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_current_admin changes what every /admin route does"""
+def test_admin_follows_current_admin_override(learner: ModuleType, kit: Any) -> None:
+    """Overriding app.dependencies.get_current_admin changes what every /admin route does"""
     api, headers = kit.api, kit.admin().headers
     learner.app.dependency_overrides[module("app.dependencies").get_current_admin] = teapot
     for method, path in (("GET", "/admin/stats"), ("GET", "/admin/users"), ("DELETE", "/admin/users/nobody")):
@@ -370,8 +372,8 @@ def test_admin_follows_current_admin_override(learner: Any, kit: Any) -> None:
         )
 
 
-def test_items_use_shared_pagination(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.pagination changes what GET /items does"""
+def test_items_use_shared_pagination(learner: ModuleType, kit: Any) -> None:
+    """Overriding app.dependencies.pagination changes what GET /items does"""
     api, headers = kit.api, kit.admin().headers
     learner.app.dependency_overrides[module("app.dependencies").pagination] = teapot
     expect_status(
@@ -382,8 +384,8 @@ def test_items_use_shared_pagination(learner: Any, kit: Any) -> None:
     )
 
 
-def test_routes_use_shared_get_db(learner: Any, kit: Any) -> None:
-    """overriding app.dependencies.get_db changes what register and every /items and /admin route do"""
+def test_routes_use_shared_get_db(learner: ModuleType, kit: Any) -> None:
+    """Overriding app.dependencies.get_db changes what register and every /items and /admin route do"""
     dependencies = module("app.dependencies")
     api, headers = kit.api, kit.admin().headers
     overrides = learner.app.dependency_overrides
@@ -414,7 +416,7 @@ def test_routes_use_shared_get_db(learner: Any, kit: Any) -> None:
         )
 
 
-def admin_user_object(learner: Any, api: Any, headers: dict[str, str]) -> Any:
+def admin_user_object(learner: ModuleType, api: TestClient, headers: dict[str, str]) -> Any:
     """The object the learner's get_current_user returns for the admin (None if it cannot be caught)."""
     from fastapi import Depends
 

@@ -33,6 +33,7 @@ from workbook.grading import (
     client,
     clip,
     expect,
+    expect_created,
     expect_json,
     expect_status,
     fail,
@@ -171,7 +172,7 @@ def system_temp_folder() -> Path:
 
 
 @pytest.fixture
-def before_import(opened: list, renames: Renames, stats_path: Path) -> None:
+def before_import(opened: list[TrackedConnection], renames: Renames, stats_path: Path) -> None:
     """Wrap sqlite3.connect, os.replace and os.rename, and set STATS_PATH, before the app is imported."""
 
 
@@ -589,13 +590,11 @@ def test_create_item_answers_201(learner: Any) -> None:
         query(api, db, "DELETE FROM items WHERE id = ?", (gone["id"],))
         item = new_item()
         response = api.post("/items", json=item)
-        expect_status(response, 201, "A successful POST /items should answer 201 Created.")
-        body = json_body(response)
-        expect(
-            isinstance(body, dict) and isinstance(body.get("id"), int),
-            "The created item should carry its integer id.",
+        body = expect_created(
+            response,
+            "A successful POST /items should answer 201 Created.",
+            no_id="The created item should carry its integer id.",
             expected='{"id": <int>, "name": ..., "price": ...}',
-            got=show(body),
         )
         stored = items_in(api, state_db(learner.app))
         newest = stored[-1] if stored else None

@@ -25,10 +25,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi import Request
+from fastapi.testclient import TestClient
 
 from workbook.grading import (
     client,
@@ -108,7 +110,7 @@ def before_import(reads: Reads, paths: dict[str, Path]) -> None:
 
 
 @contextlib.contextmanager
-def running(app: Any, **kwargs: Any) -> Iterator[Any]:
+def running(app: Any, **kwargs: Any) -> Iterator[TestClient]:
     """A TestClient whose startup has run; shutdown on exit."""
     api = client(app, **kwargs)
     try:
@@ -127,7 +129,7 @@ def running(app: Any, **kwargs: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def api(learner: Any) -> Iterator[Any]:
+def api(learner: ModuleType) -> Iterator[TestClient]:
     with running(learner.app) as started:
         yield started
 
