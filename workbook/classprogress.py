@@ -9,6 +9,7 @@ import time
 from typing import Any, TextIO
 
 from workbook.safetext import log_safe
+from workbook.terminal import ERASE_LINE, is_terminal
 
 SLOWEST_SHOWN = 3
 LIMITED_SHOWN = 10  # one line, even when a whole class loops forever
@@ -24,7 +25,7 @@ class ClassProgress:
         self.done = 0
         self.kept = 0  # reports kept by --resume: done, but not part of the rate
         self.started = time.monotonic()
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.tty = is_terminal(stream)
         self.step = max(1, total // 10)
         self.lock = threading.Lock()
 
@@ -44,7 +45,7 @@ class ClassProgress:
         with self.lock:
             self.done += 1
             if self.tty:
-                self.stream.write("\r\x1b[2K" + self.line())
+                self.stream.write(ERASE_LINE + self.line())
                 self.stream.flush()
             elif self.done % self.step == 0 or self.done == self.total:
                 self.stream.write(self.line() + "\n")

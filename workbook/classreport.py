@@ -7,6 +7,8 @@ from collections import defaultdict
 from html import escape
 from typing import Any
 
+from workbook.results import Status
+
 BINS = 10  # 0-9 %, 10-19 %, ..., 90-100 %
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; padding: 0 1rem; }
@@ -104,7 +106,7 @@ def check_pass_rates(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key = (entry.get("number", 0), entry["slug"], check["id"], check.get("title", check["id"]))
                 order.setdefault(key, len(order))
                 seen[key] += 1
-                passed[key] += check.get("status") == "pass"
+                passed[key] += check.get("status") == Status.PASS
     rows = [
         {
             "number": k[0],

@@ -19,6 +19,7 @@ from workbook.here import problem_here
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
+from workbook.results import Status
 from workbook.sandbox import isolation
 from workbook.state import (
     as_count,
@@ -218,7 +219,7 @@ def check(
         broken = regression_note(manifest, after, graded)
         if broken:
             click.echo(broken)
-    sys.exit(0 if all(result.status == "pass" for result in results) else 1)
+    sys.exit(0 if all(result.status == Status.PASS for result in results) else 1)
 
 
 def _interrupted() -> None:
@@ -334,9 +335,7 @@ def status() -> None:
         if entry is None:
             line = f"  {'-':5} {problem.number}. {title}  (not checked yet)"
         else:
-            mark = style.mark(
-                entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail"
-            )
+            mark = style.mark(Status.parse(entry.get("status")) or Status.FAIL)
             line = f"  {mark} {problem.number}. {title}  ({_current_and_best(state, problem.slug)})"
         click.echo(line)
     click.echo(progress_line(manifest, state, style))

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from workbook.manifest import ROOT, ManifestError, load_manifest
+from workbook.results import Status
 
 PYPROJECT = ROOT / "pyproject.toml"
 FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
@@ -174,12 +175,12 @@ def check_grading(solutions: Path) -> Iterator[Finding]:
     except (ManifestError, GraderError, IndexError, OSError) as exc:
         yield Finding(False, f"grading cannot start: {exc}", "restore graders/ and workbook.toml; then " + FIX_INSTALL)
         return
-    if result.status == "pass":
+    if result.status == Status.PASS:
         yield Finding(
             True, f"grading works (problem {problem.number}'s reference solution: {result.passed}/{result.total})"
         )
         return
-    first = next((c for c in result.checks if c.status != "pass"), None)
+    first = next((c for c in result.checks if c.status != Status.PASS), None)
     detail = f": {first.id}: {(first.message or '').splitlines()[0] if first.message else first.kind}" if first else ""
     yield Finding(
         False,

@@ -26,6 +26,7 @@ from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import json_report, rerun_for
+from workbook.results import Kind, Status
 from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
 
 FORMATS = REPORT_FORMATS
@@ -131,9 +132,9 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
         classname=f"workbook.{result.problem.slug}.{check.id}",
         time=f"{check.duration_s:.3f}",
     )
-    if check.status != "pass":
+    if check.status != Status.PASS:
         message = _xml_text(check.message or "")
-        tag = "failure" if check.status == "fail" else "error"
+        tag = "failure" if check.status == Status.FAIL else "error"
         element = ET.SubElement(case, tag, message=message.splitlines()[0] if message else "", type=check.kind)
         element.text = message + f"\n\nre-run only this check: {rerun_for(result, check.id)}"
         if check.cause:
@@ -146,8 +147,8 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
 def _set_counts(element: ET.Element, results: list[ProblemResult]) -> None:
     checks = [c for r in results for c in r.checks]
     element.set("tests", str(len(checks)))
-    element.set("failures", str(sum(c.status == "fail" for c in checks)))
-    element.set("errors", str(sum(c.status == "error" for c in checks)))
+    element.set("failures", str(sum(c.status == Status.FAIL for c in checks)))
+    element.set("errors", str(sum(c.status == Status.ERROR for c in checks)))
     element.set("skipped", "0")
     element.set("time", f"{sum(c.duration_s for c in checks):.3f}")
 
@@ -170,7 +171,7 @@ def _xml_text(text: str) -> str:
 
 def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
     document: dict[str, Any] = {"version": 3, "status": _exercism_status(results)}
-    if document["status"] == "error":
+    if document["status"] == Status.ERROR:
         # The interface's "error": the code could not be run at all (e.g. a syntax error).
         first = next(c for r in results for c in r.checks)
         document["message"] = first.message or "Your code could not be graded."
@@ -188,13 +189,13 @@ def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> 
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def _exercism_status(results: list[ProblemResult]) -> str:
+def _exercism_status(results: list[ProblemResult]) -> Status:
     checks = [c for r in results for c in r.checks]
-    if checks and all(c.status == "pass" for c in checks):
-        return "pass"
-    if checks and all(c.status == "error" and c.kind == "import" for c in checks):
-        return "error"
-    return "fail"
+    if checks and all(c.status == Status.PASS for c in checks):
+        return Status.PASS
+    if checks and all(c.status == Status.ERROR and c.kind == Kind.IMPORT for c in checks):
+        return Status.ERROR
+    return Status.FAIL
 
 
 def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> dict[str, Any]:
@@ -206,7 +207,7 @@ def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> di
         "test_code": f"{source}\n\n# Run only this check: {rerun_for(result, check.id)}".lstrip(),
         "task_id": problem.number,
         # The interface wants no message on a passing test, and output only when there is some.
-        "message": None if check.status == "pass" else (check.message or "This check did not pass."),
+        "message": None if check.status == Status.PASS else (check.message or "This check did not pass."),
         "output": _truncate(check.output, EXERCISM_OUTPUT_LIMIT) if check.output else None,
     }
     return test
@@ -252,9 +253,9 @@ def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, vis
         "name": f"Problem {result.problem.number}: {check.title}",
         "name_format": "text",
         "number": number,
-        "score": _number(weight if check.status == "pass" else 0),
+        "score": _number(weight if check.status == Status.PASS else 0),
         "max_score": _number(weight),
-        "status": "passed" if check.status == "pass" else "failed",
+        "status": "passed" if check.status == Status.PASS else "failed",
         "output": output,
         "output_format": "text",
         # Checks only an instructor's private graders have stay hidden until grades are
@@ -292,7 +293,7 @@ def github(results: list[ProblemResult], target: Path, graders: GraderSet) -> st
         # (an import error fails every check with the same message).
         seen: set[str] = set()
         for check in result.checks:
-            if check.status != "pass" and (check.message or check.id) not in seen:
+            if check.status != Status.PASS and (check.message or check.id) not in seen:
                 seen.add(check.message or check.id)
                 lines.append(github_annotation(result, check))
     summary = github_summary(results, graders)
@@ -347,13 +348,13 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
         "| Problem | Status | Checks | Points |",
         "| --- | --- | --- | --- |",
     ]
-    marks = {"pass": "✅ pass", "fail": "❌ fail", "error": "⚠️ error"}
+    marks = {Status.PASS: "✅ pass", Status.FAIL: "❌ fail", Status.ERROR: "⚠️ error"}
     for r in results:
         title = _md(f"{r.problem.number}. {r.problem.title}")
         lines.append(
             f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {_number(r.score)}/{_number(r.max_score)} |"
         )
-    failing = [(r, c) for r in results for c in r.checks if c.status != "pass"]
+    failing = [(r, c) for r in results for c in r.checks if c.status != Status.PASS]
     if failing:
         lines += ["", "<details><summary>Checks that did not pass</summary>", ""]
         for r, c in failing:

@@ -29,6 +29,7 @@ from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
 from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
+from workbook.results import Kind, Status
 from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 from workbook.target import copy_submission, learner_files
 
@@ -324,7 +325,7 @@ def grade_submission(
         document = json_document(results, folder, grader_set)
         document["error"] = None
         # Which problems hit a time limit, for the closing summary of `grade`.
-        document["timed_out"] = [r.problem.number for r in results if any(c.kind == "timeout" for c in r.checks)]
+        document["timed_out"] = [r.problem.number for r in results if any(c.kind == Kind.TIMEOUT for c in r.checks)]
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
         document = _error_document(name, grader_set.to_dict(), f"{type(exc).__name__}: {valid_text(exc)}")
         document["target"] = shown_name(str(folder))
@@ -376,7 +377,7 @@ def gradebook_row(document: dict[str, Any], problems: list[Problem]) -> dict[str
     by_slug = {entry["slug"]: entry for entry in document.get("problems", [])}
     for p in problems:
         entry = by_slug.get(p.slug, {})
-        row[f"p{p.number}_status"] = entry.get("status", "error")
+        row[f"p{p.number}_status"] = entry.get("status", Status.ERROR)
         for key in ("passed", "total", "score", "max_score"):
             row[f"p{p.number}_{key}"] = entry.get(key, 0)
     score = sum(float(e.get("score", 0)) for e in by_slug.values())

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 import click
 
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
-from workbook.report import Style
+from workbook.results import Status
 from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
+from workbook.terminal import Style
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
@@ -364,11 +365,11 @@ def doctor(quiet: bool, verbose: bool, no_grade: bool) -> None:
     problems = [finding for finding in findings if not finding.ok]
     for finding in findings:
         if not finding.ok:
-            click.echo(f"{style.mark('fail')} {finding.what}: {finding.fix}")
+            click.echo(f"{style.mark(Status.FAIL)} {finding.what}: {finding.fix}")
         elif finding.warning:
-            click.echo(f"{click.style('note', fg='yellow') if style.color else 'note '} {finding.what}")
+            click.echo(f"{style.note()} {finding.what}")
         elif not quiet:
-            click.echo(f"{style.mark('pass')} {finding.what}")
+            click.echo(f"{style.mark(Status.PASS)} {finding.what}")
     if problems:
         click.echo(f"{len(problems)} problem(s) found; fix them in the order shown, then run `workbook doctor` again.")
         sys.exit(1)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from workbook.manifest import ROOT, Manifest, Problem
-from workbook.report import Style, human_progress
 from workbook.state import as_count, fails_now, is_solved, problem_status
+from workbook.terminal import Style, human_progress
 
 
 def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:

@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbook.results import Status
 from workbook.safetext import file_name, no_legacy_commands, valid_text
 
-STATUSES = ("pass", "fail", "error")
+STATUSES = Status.graded()
 
 
 def report_name(submission: str) -> str:
