@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -24,6 +23,7 @@ from typing import Any
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
+from workbook.jsonout import to_json
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import json_report, rerun_for
 from workbook.results import Kind, Status
@@ -87,7 +87,7 @@ def json_document_text(results: list[ProblemResult], target: Path, graders: Grad
     # The documented keys of report v1 (version, target, problems) stay as they are; points
     # and the grader set used are added beside them, as every report must carry them.
     document = json_document(results, target, graders)
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return to_json(document)
 
 
 # --- JUnit XML -------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> 
     document["tests"] = tests
     # Not part of the interface; Exercism ignores it. It records which graders graded the run.
     document["workbook"] = {"graders": graders.to_dict()}
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return to_json(document)
 
 
 def _exercism_status(results: list[ProblemResult]) -> Status:
@@ -241,7 +241,7 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
         "tests": tests,
         "extra_data": {"graders": graders.to_dict()},
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return to_json(document)
 
 
 def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, visibility: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from workbook.engine import ProblemResult, keep_warm
 from workbook.formats import json_document, percent
 from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
+from workbook.jsonout import to_json
 from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
 from workbook.results import Kind, Status
@@ -241,7 +242,8 @@ def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict
         fallback["fingerprint"] = document.get("fingerprint")
         # Plain ASCII JSON of plain values: the one report that cannot fail to serialise.
         with contextlib.suppress(OSError):
-            atomic_write(reports_dir / report_name(fallback["submission"]), no_legacy_commands(json.dumps(fallback)))
+            text = to_json(fallback, ascii_only=True, indent=None)
+            atomic_write(reports_dir / report_name(fallback["submission"]), no_legacy_commands(text))
         return fallback
 
 

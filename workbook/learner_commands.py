@@ -14,7 +14,7 @@ import click
 
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.results import Status
-from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
+from workbook.state import Progress, hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
 from workbook.terminal import Style
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _save(state: dict) -> None:
+def _save(state: Progress) -> None:
     note = save_or_warn(state)
     if note:
         click.echo(note, err=True)

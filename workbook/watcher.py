@@ -30,7 +30,7 @@ from workbook.report import describe_target, rerun_for
 from workbook.results import Status
 from workbook.safetext import last_lines, log_safe
 from workbook.starters import problem_files
-from workbook.state import is_solved, load_state, save_or_warn, with_results
+from workbook.state import Progress, is_solved, load_state, save_or_warn, with_results
 from workbook.terminal import Style, new_screen
 
 POLL_S = 0.05
@@ -143,7 +143,7 @@ class Watcher:
     def _done(self, max_runs: int | None) -> bool:
         return max_runs is not None and self.runs >= max_runs
 
-    def _remember(self, before: dict, result: ProblemResult) -> tuple[bool, dict]:
+    def _remember(self, before: Progress, result: ProblemResult) -> tuple[bool, Progress]:
         """Record the result like `workbook check` does; True when it newly solved the problem."""
         state = with_results(before, [result])
         note = save_or_warn(state)
@@ -151,7 +151,7 @@ class Watcher:
             self.echo(note)
         return result.status == Status.PASS and not is_solved(before, result.problem.slug), state
 
-    def _finished(self, problem: Problem, state: dict, newly_solved: bool) -> str:
+    def _finished(self, problem: Problem, state: Progress, newly_solved: bool) -> str:
         if newly_solved:
             return congratulation(problem, self.manifest, state, self.style)
         return final_message(self.manifest, self.style) + "\n" + self._keys(problem)
@@ -162,7 +162,7 @@ class Watcher:
             f"Save a file in {folder}/ to re-check · `workbook hint {problem.number}` for a hint · Ctrl-C to quit"
         )
 
-    def _draw(self, result: ProblemResult, elapsed: float, state: dict, *, notice: str, footer: str) -> None:
+    def _draw(self, result: ProblemResult, elapsed: float, state: Progress, *, notice: str, footer: str) -> None:
         lines = [notice, ""] if notice else []
         lines += screen(result, self.style, elapsed, verbose=self.verbose)
         lines += ["", progress_line(self.manifest, state, self.style)]
