@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
+from workbook.classdoc import ClassDocument
 from workbook.safetext import log_safe
 from workbook.terminal import ERASE_LINE, is_terminal
 
@@ -41,7 +42,7 @@ class ClassProgress:
                 )
                 self.stream.flush()
 
-    def __call__(self, _document: dict[str, Any]) -> None:
+    def __call__(self, _document: ClassDocument) -> None:
         with self.lock:
             self.done += 1
             if self.tty:
@@ -76,13 +77,11 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def closing_summary(documents: list[dict[str, Any]]) -> str:
+def closing_summary(documents: list[ClassDocument]) -> str:
     """One line: the slowest submissions, and those where a check hit a time limit."""
-    timed = sorted(documents, key=lambda d: float(d.get("duration_s") or 0), reverse=True)
-    slowest = ", ".join(
-        f"{log_safe(d['submission'])} ({duration(float(d.get('duration_s') or 0))})" for d in timed[:SLOWEST_SHOWN]
-    )
-    limited = [log_safe(d["submission"]) for d in documents if d.get("timed_out")]
+    timed = sorted(documents, key=lambda d: float(d.duration_s), reverse=True)
+    slowest = ", ".join(f"{log_safe(d.submission)} ({duration(float(d.duration_s))})" for d in timed[:SLOWEST_SHOWN])
+    limited = [log_safe(d.submission) for d in documents if d.timed_out]
     text = f"Slowest: {slowest or 'none'}."
     if not limited:
         return text + " None hit a time limit."
