@@ -26,9 +26,9 @@ from click.testing import CliRunner
 from support import MANIFEST, SOLUTIONS, process_running
 
 from workbook import cli, gradebook, integrity
-from workbook.classdoc import ClassDocument
 from workbook.classout import LOCK_FILE
 from workbook.classprogress import ClassProgress, closing_summary
+from workbook.documents import ClassDocument
 from workbook.engine import discover_checks
 from workbook.jsonout import to_data
 from workbook.safetext import MESSAGE_LIMIT

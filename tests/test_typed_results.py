@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbook.classdoc import ClassDocument
+from workbook.documents import ClassDocument
 from workbook.jsonout import to_data, to_json
 from workbook.reportfiles import dumps
 from workbook.results import Kind, Phase, Status, overall

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TextIO
 
-from workbook.classdoc import ClassDocument
+from workbook.documents import ClassDocument
 from workbook.safetext import log_safe
 from workbook.terminal import ERASE_LINE, is_terminal
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from html import escape
 from typing import Any
 
-from workbook.classdoc import ClassDocument
+from workbook.documents import ClassDocument
 from workbook.results import Status
 
 BINS = 10  # 0-9 %, 10-19 %, ..., 90-100 %

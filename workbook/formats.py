@@ -1,6 +1,6 @@
 """Machine-readable reports for the tools instructors and CI already use.
 
-- `json`: the workbook's own report (report.json_report), with scores and the grader set.
+- `json`: the workbook's own report (documents.Report), with scores and the grader set.
 - `junit`: JUnit XML (testsuites/testsuite/testcase) as CI systems display it.
 - `exercism`: results.json of Exercism's test-runner interface, version 3.
 - `gradescope`: results.json of Gradescope's autograder specification.
@@ -20,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbook.documents import Report, percent, points
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
 from workbook.jsonout import to_json
 from workbook.report import FORMATS as REPORT_FORMATS
-from workbook.report import json_report, rerun_for
+from workbook.report import rerun_for
 from workbook.results import Kind, Status
 from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
 
@@ -59,35 +60,19 @@ def totals(results: list[ProblemResult]) -> tuple[float, float]:
     return sum(r.score for r in results), sum(r.max_score for r in results)
 
 
-def percent(score: float, max_score: float) -> float:
-    return round(100.0 * score / max_score, 2) if max_score else 0.0
-
-
-def _number(value: float) -> float | int:
-    """2.0 -> 2, so reports show points as people write them."""
-    return int(value) if float(value).is_integer() else round(value, 4)
-
-
 # --- json ------------------------------------------------------------------------------
 
 
-def json_document(results: list[ProblemResult], target: Path, graders: GraderSet) -> dict[str, Any]:
-    """report.json_report's document, plus points per problem and (at the top level) the
-    total points and the grader set used."""
-    document = json_report(results, target)
-    for entry, result in zip(document["problems"], results, strict=True):
-        entry["score"], entry["max_score"] = _number(result.score), _number(result.max_score)
-    score, max_score = totals(results)
-    document.update(score=_number(score), max_score=_number(max_score), percent=percent(score, max_score))
-    document["graders"] = graders.to_dict()
-    return document
+def json_document(results: list[ProblemResult], target: Path, graders: GraderSet) -> Report:
+    """The JSON report (version 1, workbook.documents.Report): what was graded, each check's
+    result, the points per problem and in total, and the grader set used."""
+    return Report.of(results, target, graders.to_dict())
 
 
 def json_document_text(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
     # The documented keys of report v1 (version, target, problems) stay as they are; points
     # and the grader set used are added beside them, as every report must carry them.
-    document = json_document(results, target, graders)
-    return to_json(document)
+    return to_json(json_document(results, target, graders))
 
 
 # --- JUnit XML -------------------------------------------------------------------------
@@ -110,8 +95,8 @@ def _junit_suite(result: ProblemResult, graders: GraderSet) -> ET.Element:
     for name, value in (
         ("slug", problem.slug),
         ("target", str(result.target / problem.slug)),
-        ("score", _number(result.score)),
-        ("max_score", _number(result.max_score)),
+        ("score", points(result.score)),
+        ("max_score", points(result.max_score)),
         ("graders", graders.label),
         ("graders_digest", graders.digest),
         ("allow_modified_graders", str(graders.allow_modified).lower()),
@@ -231,8 +216,8 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
             tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", visibility))
     lines = [f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} checks" for r in results]
     document = {
-        "score": _number(score),
-        "max_score": _number(max_score),
+        "score": points(score),
+        "max_score": points(max_score),
         "execution_time": round(sum(c.duration_s for r in results for c in r.checks), 3),
         "output": "\n".join(lines),
         "output_format": "text",
@@ -253,8 +238,8 @@ def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, vis
         "name": f"Problem {result.problem.number}: {check.title}",
         "name_format": "text",
         "number": number,
-        "score": _number(weight if check.status == Status.PASS else 0),
-        "max_score": _number(weight),
+        "score": points(weight if check.status == Status.PASS else 0),
+        "max_score": points(weight),
         "status": "passed" if check.status == Status.PASS else "failed",
         "output": output,
         "output_format": "text",
@@ -339,7 +324,7 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
     lines = [
         "## Workbook results",
         "",
-        f"**{_number(score)} / {_number(max_score)} points ({percent(score, max_score):g} %)**"
+        f"**{points(score)} / {points(max_score)} points ({percent(score, max_score):g} %)**"
         + f" · graded with {graders.label}"
         + (" · `--allow-modified-graders`" if graders.allow_modified else "")
         + f" · {graders.isolation}"
@@ -352,7 +337,7 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
     for r in results:
         title = _md(f"{r.problem.number}. {r.problem.title}")
         lines.append(
-            f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {_number(r.score)}/{_number(r.max_score)} |"
+            f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {points(r.score)}/{points(r.max_score)} |"
         )
     failing = [(r, c) for r in results for c in r.checks if c.status != Status.PASS]
     if failing:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from workbook import engine, interrupts
-from workbook.classdoc import ClassDocument
+from workbook.documents import ClassDocument, percent
 from workbook.engine import ProblemResult, keep_warm
-from workbook.formats import json_document, percent
+from workbook.formats import json_document
 from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
 from workbook.jsonout import to_json
@@ -279,18 +279,21 @@ def _reusable_report(
     """The earlier report of `name` when it can stand (same files, same graders, same
     problems, no workbook error); else None: grade it again."""
     try:
-        document = json.loads((reports_dir / report_name(shown_name(name))).read_text(encoding="utf-8"))
+        data = json.loads((reports_dir / report_name(shown_name(name))).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if report_problem(document) or document.get("error"):
+    if report_problem(data):
         return None
-    same_graders = document.get("graders", {}).get("digest") == grader_set.digest
-    same_problems = [e["slug"] for e in document["problems"]] == [p.slug for p in problems]
+    document = ClassDocument.from_json(cleaned(data))
+    if document.error:
+        return None
+    same_graders = document.graders.get("digest") == grader_set.digest
+    same_problems = [entry.slug for entry in document.problems] == [p.slug for p in problems]
     try:
-        same_files = document.get("fingerprint") == fingerprint(folder, problems)
+        same_files = document.fingerprint == fingerprint(folder, problems)
     except OSError:
         return None
-    return ClassDocument.from_json(cleaned(document)) if same_graders and same_problems and same_files else None
+    return document if same_graders and same_problems and same_files else None
 
 
 def grade_submission(
@@ -308,7 +311,7 @@ def grade_submission(
     try:
         digest = fingerprint(folder, problems)
         results = without_grader_source(grade_sanitised(problems, folder, graders=graders, **options))
-        document = ClassDocument.from_json(json_document(results, folder, grader_set))
+        document = ClassDocument.from_report(json_document(results, folder, grader_set), shown_name(name))
         # Which problems hit a time limit, for the closing summary of `grade`.
         document.timed_out = [r.problem.number for r in results if any(c.kind == Kind.TIMEOUT for c in r.checks)]
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
@@ -362,7 +365,7 @@ def gradebook_row(document: ClassDocument, problems: list[Problem]) -> dict[str,
     by_slug = {entry.slug: entry for entry in document.problems}
     for p in problems:
         entry = by_slug.get(p.slug)
-        row[f"p{p.number}_status"] = entry.status if entry else Status.ERROR
+        row[f"p{p.number}_status"] = str(entry.status if entry else Status.ERROR)
         for key in ("passed", "total", "score", "max_score"):
             row[f"p{p.number}_{key}"] = getattr(entry, key) if entry else 0
     score = sum(float(e.score) for e in by_slug.values())

@@ -12,7 +12,7 @@ import click
 from workbook import integrity
 
 if TYPE_CHECKING:
-    from workbook.classdoc import ClassDocument
+    from workbook.documents import ClassDocument
     from workbook.gradebook import Shard
 
 # The heavy modules (gradebook, class report, dev check) are imported inside the commands

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
@@ -16,7 +15,6 @@ from workbook.safetext import last_lines, log_safe, shown_name
 # Drawing moved to workbook.terminal; these names stay importable from here for callers of old.
 from workbook.terminal import LiveCount, Style, human_progress  # noqa: F401
 
-JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
 FORMATS = ("text", "json", "junit", "exercism", "gradescope", "github")
 
@@ -114,33 +112,3 @@ def _shown_path(folder: Path) -> str:
     except ValueError:
         shown = str(folder)
     return shown_name(shown)  # a submission's folder name may hold undecodable bytes
-
-
-def json_report(results: list[ProblemResult], target: Path) -> dict[str, Any]:
-    """The JSON report (version 1) as a dict: what was graded, and each check's result."""
-    target_text = shown_name(str(target))  # a folder name may hold undecodable bytes
-    return {"version": JSON_VERSION, "target": target_text, "problems": [_problem_json(r) for r in results]}
-
-
-def _problem_json(result: ProblemResult) -> dict[str, Any]:
-    problem = result.problem
-    return {
-        "number": problem.number,
-        "slug": problem.slug,
-        "title": problem.title,
-        "status": result.status,
-        "passed": result.passed,
-        "total": result.total,
-        "seed": result.seed,
-        "checks": [
-            {
-                "id": check.id,
-                "title": check.title,
-                "status": check.status,
-                "message": check.message,
-                "duration_s": check.duration_s,
-                "cause": check.cause or None,
-            }
-            for check in result.checks
-        ],
-    }

@@ -1,9 +1,10 @@
-"""A submission's report in a class run (OUT/submissions/NAME.json) as dataclasses: what
-`grade` writes, `merge` and `--resume` read back, and the gradebook, the class page and
-the closing summary are built from.
+"""The JSON report as dataclasses: `Report` is what `check --format json` prints (report
+version 1: what was graded, each check's result, points and the grader set), and
+`ClassDocument` a submission's report in a class run (OUT/submissions/NAME.json), which
+`grade` writes, `merge` and `--resume` read back, and the gradebook, the class page and the
+closing summary are built from: report v1 plus the class run's own keys (error, timed_out,
+submission, fingerprint, duration_s).
 
-The file is report v1 (formats.json_document: version, target, problems, points, graders)
-plus the class run's own keys (error, timed_out, submission, fingerprint, duration_s).
 `to_json` writes the keys in that order; keys this version does not know are kept as they
 were read (`extra`), so a report from a newer workbook survives a merge. `from_json`
 expects a document reportfiles.report_problem accepted, and fills what is missing.
@@ -12,11 +13,26 @@ expects a document reportfiles.report_problem accepted, and fills what is missin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbook.results import Status
+from workbook.safetext import shown_name
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from workbook.engine import CheckResult, ProblemResult
 
 REPORT_VERSION = 1
+
+
+def points(value: float) -> float:
+    """2.0 -> 2, so reports show points as people write them."""
+    return int(value) if float(value).is_integer() else round(value, 4)
+
+
+def percent(score: float, max_score: float) -> float:
+    return round(100.0 * score / max_score, 2) if max_score else 0.0
 
 
 def _known(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -46,6 +62,10 @@ class CheckEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
     KEYS = ("id", "title", "status", "message", "duration_s", "cause")
+
+    @classmethod
+    def of(cls, check: CheckResult) -> CheckEntry:
+        return cls(check.id, check.title, check.status, check.message, check.duration_s, check.cause or None)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckEntry:
@@ -90,6 +110,22 @@ class ProblemEntry:
     KEYS = ("number", "slug", "title", "status", "passed", "total", "seed", "checks", "score", "max_score")
 
     @classmethod
+    def of(cls, result: ProblemResult) -> ProblemEntry:
+        problem = result.problem
+        return cls(
+            number=problem.number,
+            slug=problem.slug,
+            title=problem.title,
+            status=result.status,
+            passed=result.passed,
+            total=result.total,
+            seed=result.seed,
+            checks=[CheckEntry.of(check) for check in result.checks],
+            score=points(result.score),
+            max_score=points(result.max_score),
+        )
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProblemEntry:
         number = data.get("number")
         checks = data.get("checks")
@@ -124,23 +160,53 @@ class ProblemEntry:
 
 
 @dataclass
-class ClassDocument:
+class Report:
+    """The report of one grading (`check --format json`): what was graded (`target`, shown
+    as text), each problem's result, the points, and the grader set used (GraderSet.to_dict)."""
+
+    target: str = ""
+    problems: list[ProblemEntry] = field(default_factory=list)
+    score: float = 0
+    max_score: float = 0
+    percent: float = 0.0
+    graders: dict[str, Any] = field(default_factory=dict)
+    version: int = REPORT_VERSION
+
+    @classmethod
+    def of(cls, results: list[ProblemResult], target: Path, graders: dict[str, Any]) -> Report:
+        score, max_score = sum(r.score for r in results), sum(r.max_score for r in results)
+        return cls(
+            target=shown_name(str(target)),  # a folder name may hold undecodable bytes
+            problems=[ProblemEntry.of(result) for result in results],
+            score=points(score),
+            max_score=points(max_score),
+            percent=percent(score, max_score),
+            graders=graders,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "target": self.target,
+            "problems": self.problems,
+            "score": self.score,
+            "max_score": self.max_score,
+            "percent": self.percent,
+            "graders": self.graders,
+        }
+
+
+@dataclass
+class ClassDocument(Report):
     """A submission's report. `error` says why the workbook could not grade or report it
     (None when it did); `timed_out` lists the problems where a check hit a time limit;
     `fingerprint` is the digest of the graded learner files that --resume compares."""
 
-    submission: str
-    problems: list[ProblemEntry] = field(default_factory=list)
-    graders: dict[str, Any] = field(default_factory=dict)
-    target: str = ""
-    score: float = 0
-    max_score: float = 0
-    percent: float = 0.0
+    submission: str = "?"
     error: str | None = None
     timed_out: list[int] | None = None  # None in the report of a submission not graded
     fingerprint: str | None = None
     duration_s: float = 0.0
-    version: int = REPORT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
     KEYS = (
@@ -157,6 +223,10 @@ class ClassDocument:
         "fingerprint",
         "duration_s",
     )
+
+    @classmethod
+    def from_report(cls, report: Report, submission: str) -> ClassDocument:
+        return cls(**vars(report), submission=submission)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClassDocument:
@@ -186,16 +256,8 @@ class ClassDocument:
         return cls(submission=submission, graders=graders, error=reason)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "version": self.version,
-            "target": self.target,
-            "problems": self.problems,
-            "score": self.score,
-            "max_score": self.max_score,
-            "percent": self.percent,
-            "graders": self.graders,
-            "error": self.error,
-        }
+        data = super().to_json()
+        data["error"] = self.error
         if self.timed_out is not None:
             data["timed_out"] = self.timed_out
         data.update(submission=self.submission, fingerprint=self.fingerprint, duration_s=self.duration_s)
