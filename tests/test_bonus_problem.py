@@ -15,7 +15,7 @@ from workbook.engine import discover_checks
 from workbook.manifest import ManifestError, load_manifest
 from workbook.milestones import after_check, next_unsolved, progress_line
 from workbook.report import Style, human_progress
-from workbook.state import load_state, record_result, save_state
+from workbook.state import Progress, load_state, record_result, save_state
 from workbook.workspace import exercises_folder
 
 PLAIN = Style(color=False, unicode=False)
@@ -29,7 +29,7 @@ def private_state(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
 
 
-def solved(*problems) -> dict:
+def solved(*problems) -> Progress:
     state = load_state()
     for problem in problems:
         record_result(state, problem.slug, "pass", 1, 1)

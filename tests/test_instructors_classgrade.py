@@ -28,7 +28,9 @@ from support import MANIFEST, SOLUTIONS, process_running
 from workbook import cli, gradebook, integrity
 from workbook.classout import LOCK_FILE
 from workbook.classprogress import ClassProgress, closing_summary
+from workbook.documents import ClassDocument
 from workbook.engine import discover_checks
+from workbook.jsonout import to_data
 from workbook.safetext import MESSAGE_LIMIT
 
 P1 = MANIFEST.by_number(1)
@@ -326,7 +328,7 @@ def test_a_report_the_writer_cannot_write_becomes_an_error_row(tmp_path, monkeyp
     real_dumps = gradebook.dumps
 
     def crashing_dumps(document):
-        if document.get("submission") == "grace":
+        if to_data(document).get("submission") == "grace":
             raise ValueError("no writer takes this")
         return real_dumps(document)
 
@@ -586,10 +588,10 @@ def test_progress_shows_done_total_rate_and_time_left():
 
 def test_the_closing_summary_names_the_slowest_and_those_that_hit_a_time_limit():
     documents = [
-        {"submission": "ann", "duration_s": 3.0, "timed_out": []},
-        {"submission": "bo\x1b[2J", "duration_s": 95.0, "timed_out": [1]},
-        {"submission": "cy", "duration_s": 12.0, "timed_out": []},
-        {"submission": "di", "duration_s": 1.0, "timed_out": [2]},
+        ClassDocument(submission="ann", duration_s=3.0, timed_out=[]),
+        ClassDocument(submission="bo\x1b[2J", duration_s=95.0, timed_out=[1]),
+        ClassDocument(submission="cy", duration_s=12.0, timed_out=[]),
+        ClassDocument(submission="di", duration_s=1.0, timed_out=[2]),
     ]
     assert closing_summary(documents) == (
         "Slowest: bo\\x1b[2J (1 min 35 s), cy (12 s), ann (3 s). Hit a time limit: bo\\x1b[2J, di."

@@ -16,6 +16,7 @@ from support import MANIFEST, SOLUTIONS, write_problem
 
 from workbook import cli, formats, integrity
 from workbook.engine import CheckResult, ProblemResult, grader_weights
+from workbook.jsonout import to_data
 
 P1 = MANIFEST.by_number(1)
 P2 = MANIFEST.by_number(2)
@@ -73,7 +74,7 @@ def bundled() -> integrity.GraderSet:
 
 def test_weighted_score_and_max_score_reach_the_json_report(tmp_path):
     results = sample_results(tmp_path)
-    document = formats.json_document(results, tmp_path, bundled())
+    document = to_data(formats.json_document(results, tmp_path, bundled()))
     assert results[0].score == 3 and results[0].max_score == 5
     assert (document["problems"][0]["score"], document["problems"][0]["max_score"]) == (3, 5)
     assert (document["score"], document["max_score"], document["percent"]) == (3, 8, 37.5)

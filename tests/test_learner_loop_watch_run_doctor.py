@@ -20,7 +20,7 @@ from support import MANIFEST, ROOT, SOLUTIONS, learner_workspace
 from workbook import cli, doctor, learner_commands, watcher
 from workbook.milestones import after_check
 from workbook.report import Style
-from workbook.state import load_state, record_result
+from workbook.state import Progress, load_state, record_result
 
 P1, P3 = MANIFEST.by_number(1), MANIFEST.by_number(3)
 WORKBOOK = [sys.executable, "-c", "import sys; from workbook.cli import main; sys.exit(main())"]
@@ -109,7 +109,7 @@ def test_watch_regrades_after_a_save_and_moves_on_when_solved(exercises):
     graded_in = float(last.split("graded in ")[1].split(" s")[0])
     # Save-to-screen is the grading time plus the poll and settle delays (and a loaded CI machine).
     assert when - saved < graded_in + 1.0
-    assert (load_state()["problems"][P1.slug])["status"] == "pass"
+    assert load_state().problems[P1.slug].status == "pass"
 
 
 def test_a_half_written_file_is_graded_only_once_it_settles(tmp_path):
@@ -270,7 +270,7 @@ def test_the_fifth_solved_problem_gets_the_final_message():
     before = load_state()
     for problem in MANIFEST.problems[:-1]:
         record_result(before, problem.slug, "pass", 1, 1)
-    after = {"version": 1, "problems": dict(before["problems"])}
+    after = Progress(problems=dict(before.problems))
     record_result(after, MANIFEST.problems[-1].slug, "pass", 1, 1)
     message = after_check(MANIFEST, before, after, plain())
     assert f"You solved all {len(MANIFEST.core_problems)} problems" in message

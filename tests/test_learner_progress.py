@@ -13,7 +13,7 @@ from support import MANIFEST, SOLUTIONS, learner_workspace
 
 from workbook import cli
 from workbook.engine import discover_checks
-from workbook.state import is_solved, load_state, problem_status, save_state, with_results
+from workbook.state import ProblemProgress, Progress, is_solved, load_state, problem_status, save_state, with_results
 
 P1 = MANIFEST.by_number(1)
 P1_IDS = [check.id for check in discover_checks(P1)]
@@ -58,7 +58,8 @@ def test_a_passing_k_run_completes_the_problem_in_status(exercises, state_dir):
     fixed, *others = P1_IDS
     known = dict.fromkeys(others, "pass") | {fixed: "fail"}
     state = load_state()
-    state["problems"][P1.slug] = {"status": "fail", "passed": len(others), "total": len(P1_IDS), "checks": known}
+    entry = {"status": "fail", "passed": len(others), "total": len(P1_IDS), "checks": known}
+    state.problems[P1.slug] = ProblemProgress.from_json(entry)
     save_state(state)
 
     result = invoke("check", "1", "-k", fixed)
@@ -66,7 +67,7 @@ def test_a_passing_k_run_completes_the_problem_in_status(exercises, state_dir):
     assert "Problem 1 solved" in result.output
     assert f"With your earlier results, {len(P1_IDS)}/{len(P1_IDS)} checks of problem 1 pass" in result.output
     entry = problem_status(load_state(), P1.slug)
-    assert (entry["status"], entry["passed"], entry["total"]) == ("pass", len(P1_IDS), len(P1_IDS))
+    assert (entry.status, entry.passed, entry.total) == ("pass", len(P1_IDS), len(P1_IDS))
     status = invoke("status")
     assert f"1. {P1.title}  ({len(P1_IDS)}/{len(P1_IDS)} checks)" in status.output
     assert f"1 of {len(MANIFEST.core_problems)} problems solved" in status.output
@@ -85,7 +86,9 @@ def test_breaking_a_solved_problem_keeps_the_progress_and_says_so(exercises, sta
 
 
 def test_a_k_run_counts_checks_it_never_ran_as_not_passed():
-    before = {"version": 1, "problems": {P1.slug: {"status": "fail", "passed": 3, "total": len(P1_IDS)}}}
+    before = Progress.from_json(
+        {"version": 1, "problems": {P1.slug: {"status": "fail", "passed": 3, "total": len(P1_IDS)}}}
+    )
 
     class Ran:
         def __init__(self, check_id: str) -> None:
@@ -97,9 +100,9 @@ def test_a_k_run_counts_checks_it_never_ran_as_not_passed():
 
     after = with_results(before, [Result()], {P1.slug: P1_IDS})
     entry = problem_status(after, P1.slug)
-    assert (entry["status"], entry["passed"], entry["total"]) == ("fail", 1, len(P1_IDS))
-    assert entry["checks"] == {P1_IDS[0]: "pass"} | dict.fromkeys(P1_IDS[1:], "not run")
-    assert entry["best"]["passed"] == 3  # the better full run stays the best
+    assert (entry.status, entry.passed, entry.total) == ("fail", 1, len(P1_IDS))
+    assert entry.checks == {P1_IDS[0]: "pass"} | dict.fromkeys(P1_IDS[1:], "not run")
+    assert entry.best.passed == 3  # the better full run stays the best
     assert not is_solved(after, P1.slug)
 
 
@@ -110,3 +113,34 @@ def test_status_shows_only_counts_from_an_edited_state_file(state_dir):
     assert result.exit_code == 0, result.output
     assert f"1. {P1.title}  (0/19 checks)" in result.output
     assert "\x1b" not in result.output
+
+
+def test_a_state_file_reads_and_writes_back_byte_identical(state_dir):
+    entry = {
+        "status": "fail",
+        "passed": 1,
+        "total": 2,
+        "checked_at": "2026-01-02T10:00:00+00:00",
+        "checks": {"a": "pass", "b": "not run"},
+        "best": {"status": "pass", "passed": 2, "total": 2, "checked_at": "2026-01-01T10:00:00+00:00"},
+    }
+    written = json.dumps({"version": 1, "problems": {P1.slug: entry}, "hints": {P1.slug: 2}}, indent=2, sort_keys=True)
+    state_dir.mkdir(parents=True)
+    (state_dir / "state.json").write_text(written)
+
+    save_state(load_state())
+
+    assert (state_dir / "state.json").read_text() == written
+
+
+def test_a_damaged_state_file_loads_what_it_can(state_dir):
+    write_old_state(
+        state_dir, {P1.slug: {"status": "passed?", "passed": -3, "total": "17"}, "p2_x": ["not", "a", "dict"]}
+    )
+
+    state = load_state()
+
+    assert list(state.problems) == [P1.slug]
+    entry = state.problems[P1.slug]
+    assert (entry.status, entry.passed, entry.total, entry.checks, entry.best) == ("fail", 0, 0, None, None)
+    assert not is_solved(state, P1.slug)

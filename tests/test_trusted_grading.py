@@ -32,6 +32,7 @@ from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, learner_workspace, wri
 
 from workbook import cli, engine, integrity
 from workbook.gradebook import grade_class
+from workbook.jsonout import to_data
 from workbook.safetext import learner_text
 from workbook.sandbox import isolation
 
@@ -72,7 +73,7 @@ class Class:
     def grade(self) -> dict[str, dict]:
         grader_set = integrity.describe(None)
         documents = grade_class(self.dir, self.out, [P1], grader_set, jobs=2, keyword=KEYWORD)
-        return {document["submission"]: document for document in documents}
+        return {document.submission: to_data(document) for document in documents}
 
     def snapshot(self) -> dict[str, str]:
         """Every file of the checkout's code, the submissions, OUT and HOME, with its digest."""
@@ -599,7 +600,7 @@ def test_a_problem_4_submission_with_its_own_modules_gets_one_verdict_everywhere
     own = runner.invoke(cli.main, ["check", "4", "--format", "json"])
     by_dir = runner.invoke(cli.main, ["check", "4", "--dir", str(exercises), "--format", "json"])
     documents = grade_class(exercises.parent, tmp_path / "out", [P4], integrity.describe(None), keyword=None)
-    graded = next(d for d in documents if d["submission"] == "exercises")
+    graded = to_data(next(d for d in documents if d.submission == "exercises"))
     verdicts = [
         {c["id"]: c["status"] for c in json.loads(result.output)["problems"][0]["checks"]} for result in (own, by_dir)
     ]

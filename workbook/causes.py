@@ -16,19 +16,21 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from workbook.results import Kind, Status
+
 if TYPE_CHECKING:  # engine imports this module: its type only, without the cycle
     from workbook.engine import CheckResult
 
 # A frame line of grading.learner_frames: "  p1_dependency_chain/app.py, line 42, in create_user".
 FRAME_LINE = re.compile(r"^\s+\S.*, line \d+, in \S+$")
-SHARED_KINDS = ("import", "not-run", "exit", "internal")
+SHARED_KINDS = (Kind.IMPORT, Kind.NOT_RUN, Kind.EXIT, Kind.INTERNAL)
 
 
 def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
     """What makes two results fail for the same reason; unique per check when nothing does."""
-    if check.status == "pass":
+    if check.status == Status.PASS:
         return ""
-    if check.kind == "timeout" and check.blocked_by in by_id:
+    if check.kind == Kind.TIMEOUT and check.blocked_by in by_id:
         check = by_id[check.blocked_by]
     if check.site:  # stopped, or failed after a wait, while the learner's code was stuck there
         return f"hang:{check.site.get('file')}:{check.site.get('function')}"
@@ -36,12 +38,12 @@ def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
         return f"given:{check.cause}"
     if check.kind in SHARED_KINDS:
         return f"{check.kind}:{check.message}"
-    if check.kind == "learner":
+    if check.kind == Kind.LEARNER:
         lines = (check.message or "").splitlines()
         frames = [line.strip() for line in lines if FRAME_LINE.match(line)]
         if lines and frames:
             return f"learner:{lines[0]}:{frames[-1]}"
-    if check.kind == "assertion" and check.message:
+    if check.kind == Kind.ASSERTION and check.message:
         # The first line says what differed and what to change ("status 200, expected 201.
         # Creating a user should answer 201 Created."): checks that fail with the same first
         # line fail on one step for one reason, and a learner fixes them in one place.
@@ -93,8 +95,8 @@ def groups(checks: Sequence[CheckResult]) -> dict[str, list[CheckResult]]:
 def headline(members: Sequence[CheckResult]) -> str:
     """ "19 checks could not run: <the first line of the shared message>"."""
     first = members[0]
-    verb = "could not run" if all(check.status == "error" for check in members) else "failed"
-    if first.kind == "timeout":
+    verb = "could not run" if all(check.status == Status.ERROR for check in members) else "failed"
+    if first.kind == Kind.TIMEOUT:
         verb = "were stopped"
     text = (first.message or "").splitlines()[0] if first.message else "no message"
     return f"{len(members)} checks {verb}: {text}"

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
+from workbook.documents import ClassDocument
 from workbook.safetext import log_safe
+from workbook.terminal import ERASE_LINE, is_terminal
 
 SLOWEST_SHOWN = 3
 LIMITED_SHOWN = 10  # one line, even when a whole class loops forever
@@ -24,7 +26,7 @@ class ClassProgress:
         self.done = 0
         self.kept = 0  # reports kept by --resume: done, but not part of the rate
         self.started = time.monotonic()
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.tty = is_terminal(stream)
         self.step = max(1, total // 10)
         self.lock = threading.Lock()
 
@@ -40,11 +42,11 @@ class ClassProgress:
                 )
                 self.stream.flush()
 
-    def __call__(self, _document: dict[str, Any]) -> None:
+    def __call__(self, _document: ClassDocument) -> None:
         with self.lock:
             self.done += 1
             if self.tty:
-                self.stream.write("\r\x1b[2K" + self.line())
+                self.stream.write(ERASE_LINE + self.line())
                 self.stream.flush()
             elif self.done % self.step == 0 or self.done == self.total:
                 self.stream.write(self.line() + "\n")
@@ -75,13 +77,11 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def closing_summary(documents: list[dict[str, Any]]) -> str:
+def closing_summary(documents: list[ClassDocument]) -> str:
     """One line: the slowest submissions, and those where a check hit a time limit."""
-    timed = sorted(documents, key=lambda d: float(d.get("duration_s") or 0), reverse=True)
-    slowest = ", ".join(
-        f"{log_safe(d['submission'])} ({duration(float(d.get('duration_s') or 0))})" for d in timed[:SLOWEST_SHOWN]
-    )
-    limited = [log_safe(d["submission"]) for d in documents if d.get("timed_out")]
+    timed = sorted(documents, key=lambda d: float(d.duration_s), reverse=True)
+    slowest = ", ".join(f"{log_safe(d.submission)} ({duration(float(d.duration_s))})" for d in timed[:SLOWEST_SHOWN])
+    limited = [log_safe(d.submission) for d in documents if d.timed_out]
     text = f"Slowest: {slowest or 'none'}."
     if not limited:
         return text + " None hit a time limit."

@@ -7,6 +7,9 @@ from collections import defaultdict
 from html import escape
 from typing import Any
 
+from workbook.documents import ClassDocument
+from workbook.results import Status
+
 BINS = 10  # 0-9 %, 10-19 %, ..., 90-100 %
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; padding: 0 1rem; }
@@ -22,7 +25,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 """
 
 
-def class_report(documents: list[dict[str, Any]], title: str = "Workbook class report") -> str:
+def class_report(documents: list[ClassDocument], title: str = "Workbook class report") -> str:
     """The page for the JSON reports of a class (one per submission)."""
     problems = _problems(documents)
     parts = [
@@ -42,22 +45,21 @@ def class_report(documents: list[dict[str, Any]], title: str = "Workbook class r
     return "\n".join(parts) + "\n"
 
 
-def _problems(documents: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _problems(documents: list[ClassDocument]) -> list[tuple[str, str]]:
     seen: dict[str, tuple[int, str]] = {}
     for document in documents:
-        for entry in document.get("problems", []):
-            label = f"{entry.get('number', '?')}. {entry.get('title', entry['slug'])}"
-            seen.setdefault(entry["slug"], (int(entry.get("number") or 0), label))
+        for entry in document.problems:
+            seen.setdefault(entry.slug, (entry.number, f"{entry.number}. {entry.title}"))
     return [(slug, label) for slug, (_, label) in sorted(seen.items(), key=lambda item: item[1])]
 
 
-def _shares(documents: list[dict[str, Any]], slug: str) -> list[float]:
+def _shares(documents: list[ClassDocument], slug: str) -> list[float]:
     """Each submission's share of the problem's points, 0..1 (missing counts as 0)."""
     shares = []
     for document in documents:
-        entry = next((e for e in document.get("problems", []) if e["slug"] == slug), None)
-        maximum = float(entry.get("max_score") or 0) if entry else 0.0
-        shares.append(float(entry.get("score") or 0) / maximum if entry and maximum else 0.0)
+        entry = document.problem(slug)
+        maximum = float(entry.max_score) if entry else 0.0
+        shares.append(float(entry.score) / maximum if entry and maximum else 0.0)
     return shares
 
 
@@ -93,18 +95,18 @@ def _histogram(slug: str, label: str, shares: list[float]) -> str:
     return f"<figure>{svg}<figcaption>{escape(label)} · mean {mean * 100:.0f} %</figcaption></figure>"
 
 
-def check_pass_rates(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_pass_rates(documents: list[ClassDocument]) -> list[dict[str, Any]]:
     """Every check's pass rate across the class, lowest first (ties in problem order)."""
     passed: dict[tuple, int] = defaultdict(int)
     seen: dict[tuple, int] = defaultdict(int)
     order: dict[tuple, int] = {}
     for document in documents:
-        for entry in document.get("problems", []):
-            for check in entry.get("checks", []):
-                key = (entry.get("number", 0), entry["slug"], check["id"], check.get("title", check["id"]))
+        for entry in document.problems:
+            for check in entry.checks:
+                key = (entry.number, entry.slug, check.id, check.title)
                 order.setdefault(key, len(order))
                 seen[key] += 1
-                passed[key] += check.get("status") == "pass"
+                passed[key] += check.status == Status.PASS
     rows = [
         {
             "number": k[0],
@@ -122,7 +124,7 @@ def check_pass_rates(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
-def _check_table(documents: list[dict[str, Any]]) -> str:
+def _check_table(documents: list[ClassDocument]) -> str:
     lines = ["<table>", "<tr><th>Problem</th><th>Check</th><th>Pass rate</th><th></th></tr>"]
     for row in check_pass_rates(documents):
         rate = row["rate"] * 100
@@ -136,8 +138,8 @@ def _check_table(documents: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _graders(documents: list[dict[str, Any]]) -> str:
-    graders = next((d.get("graders") for d in documents if d.get("graders")), None) or {}
+def _graders(documents: list[ClassDocument]) -> str:
+    graders = next((d.graders for d in documents if d.graders), {})
     text = f"{graders.get('source', 'unknown')} graders {graders.get('digest', '')}".strip()
     text += " (--allow-modified-graders)" if graders.get("allow_modified_graders") else ""
     return (

@@ -20,11 +20,10 @@ from workbook.here import problem_here
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 from workbook.milestones import after_check, partial_run_note, progress_line, regression_note
 from workbook.report import FORMATS, LiveCount, Style, human_problem
+from workbook.results import Status
 from workbook.sandbox import isolation
 from workbook.state import (
-    as_count,
-    best_result,
-    fails_now,
+    Progress,
     is_solved,
     load_state,
     problem_status,
@@ -79,10 +78,7 @@ def list_problems() -> None:
     style = Style.detect()
     for problem in _manifest().problems:
         entry = problem_status(state, problem.slug)
-        if entry is None:
-            status = "not checked yet"
-        else:
-            status = f"{entry.get('status', '?')} ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
+        status = "not checked yet" if entry is None else f"{entry.status} ({entry.passed}/{entry.total} checks)"
         title = problem.title + (" [bonus]" if problem.bonus else "")
         click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
@@ -228,7 +224,7 @@ def check(
         broken = regression_note(manifest, after, graded)
         if broken:
             click.echo(broken)
-    sys.exit(0 if all(result.status == "pass" for result in results) else 1)
+    sys.exit(0 if all(result.status == Status.PASS for result in results) else 1)
 
 
 def _interrupted() -> None:
@@ -278,7 +274,7 @@ def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: boo
     return unsolved[:1] or list(manifest.problems)
 
 
-def _remember(before: dict, results: list[ProblemResult], all_check_ids: dict[str, list[str]] | None) -> dict:
+def _remember(before: Progress, results: list[ProblemResult], all_check_ids: dict[str, list[str]] | None) -> Progress:
     after = with_results(before, results, all_check_ids)
     note = save_or_warn(after)
     if note:
@@ -336,24 +332,23 @@ def status() -> None:
         if entry is None:
             line = f"  {'-':5} {problem.number}. {title}  (not checked yet)"
         else:
-            mark = style.mark(
-                entry.get("status", "fail") if entry.get("status") in ("pass", "fail", "error") else "fail"
-            )
+            mark = style.mark(entry.status)
             line = f"  {mark} {problem.number}. {title}  ({_current_and_best(state, problem.slug)})"
         click.echo(line)
     click.echo(progress_line(manifest, state, style))
 
 
-def _current_and_best(state: dict, slug: str) -> str:
+def _current_and_best(state: Progress, slug: str) -> str:
     """The latest result, and the best one when it was better (the progress counts the best)."""
-    entry = problem_status(state, slug) or {}
-    passed = as_count(entry.get("passed"))
-    current = f"{passed}/{as_count(entry.get('total'))} checks"
-    if fails_now(state, slug):
+    entry = problem_status(state, slug)
+    if entry is None:
+        return "0/0 checks"
+    current = f"{entry.passed}/{entry.total} checks"
+    if entry.fails_now:
         return f"{current} now; solved before, failing now"
-    best = best_result(entry) or {}
-    if as_count(best.get("passed")) > passed:
-        return f"{current} now; best {as_count(best.get('passed'))}/{as_count(best.get('total'))}"
+    best = entry.best_result
+    if best.passed > entry.passed:
+        return f"{current} now; best {best.passed}/{best.total}"
     return current
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from workbook.engine import GraderError, ProblemResult, discover_checks, grade
 from workbook.generated import stale
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
+from workbook.results import Status
 
 TODO = re.compile(r"#\s*TODO\b")
 
@@ -137,12 +138,12 @@ def _check_by_grading(
         where = f"problem {problem.number} ({problem.slug})"
         if isinstance(outcome, str):
             findings.add(where, f"grading the {label} failed: {outcome}")
-        elif label == "solution" and outcome.status != "pass":
+        elif label == "solution" and outcome.status != Status.PASS:
             for check in outcome.checks:
-                if check.status != "pass":
+                if check.status != Status.PASS:
                     first = (check.message or "").splitlines()[0] if check.message else check.status
                     findings.add(where, f"the solution fails check {check.id!r}: {first}")
-        elif label == "stub" and outcome.status == "pass" and not raw.get(problem.slug, {}).get("stub_may_pass"):
+        elif label == "stub" and outcome.status == Status.PASS and not raw.get(problem.slug, {}).get("stub_may_pass"):
             findings.add(
                 where,
                 f"the untouched stub in {root / problem.slug} passes every check: is it already solved? "

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from workbook.manifest import ManifestError, load_manifest
+from workbook.results import Status
 from workbook.state import state_dir
 from workbook.workspace import CODE_ROOT, IN_CHECKOUT
 
@@ -192,12 +193,12 @@ def check_grading(solutions: Path) -> Iterator[Finding]:
     except (ManifestError, GraderError, IndexError, OSError) as exc:
         yield Finding(False, f"grading cannot start: {exc}", "restore graders/ and workbook.toml; then " + FIX_INSTALL)
         return
-    if result.status == "pass":
+    if result.status == Status.PASS:
         yield Finding(
             True, f"grading works (problem {problem.number}'s reference solution: {result.passed}/{result.total})"
         )
         return
-    first = next((c for c in result.checks if c.status != "pass"), None)
+    first = next((c for c in result.checks if c.status != Status.PASS), None)
     detail = f": {first.id}: {(first.message or '').splitlines()[0] if first.message else first.kind}" if first else ""
     yield Finding(
         False,

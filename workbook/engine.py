@@ -27,6 +27,7 @@ from typing import Any
 from workbook import sandbox
 from workbook.causes import assign_causes
 from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem
+from workbook.results import Kind, Phase, Status, overall
 from workbook.safetext import OUTPUT_LIMIT, learner_text, shown_name
 from workbook.sandbox import isolation
 from workbook.target import GradedTarget
@@ -48,10 +49,10 @@ class Check:
 class CheckResult:
     id: str
     title: str
-    status: str  # pass | fail | error
+    status: Status
     message: str | None
     duration_s: float
-    kind: str = ""  # what happened: pass, assertion, learner, import, timeout, exit, internal
+    kind: Kind = Kind.NONE
     output: str = ""
     traceback: str = ""  # the full traceback when the learner's code raised (shown with -v)
     site: dict[str, Any] | None = None  # where the learner's code was when a check was stopped (hangs.Site)
@@ -69,23 +70,19 @@ class ProblemResult:
 
     @property
     def passed(self) -> int:
-        return sum(check.status == "pass" for check in self.checks)
+        return sum(check.status == Status.PASS for check in self.checks)
 
     @property
     def total(self) -> int:
         return len(self.checks)
 
     @property
-    def status(self) -> str:
-        if self.checks and all(check.status == "pass" for check in self.checks):
-            return "pass"
-        if self.checks and all(check.status == "error" for check in self.checks):
-            return "error"
-        return "fail"
+    def status(self) -> Status:
+        return overall(check.status for check in self.checks)
 
     @property
     def score(self) -> float:
-        return sum(self.problem.weight(c.id) for c in self.checks if c.status == "pass")
+        return sum(self.problem.weight(c.id) for c in self.checks if c.status == Status.PASS)
 
     @property
     def max_score(self) -> float:
@@ -243,7 +240,7 @@ def grade(
     if not folder.is_dir():
         shown = shown_name(str(target.shown))  # a submission's folder name may not be UTF-8
         message = f"There is no folder {problem.slug}/ in {shown}; copy it from the workbook's exercises/."
-        result.checks = assign_causes([_errored(check, message, "import") for check in checks])
+        result.checks = assign_causes([_errored(check, message, Kind.IMPORT) for check in checks])
         return result
     found = _Session(problem, target, checks, run_seed, on_check).run()
     result.checks = assign_causes([found[check.id] for check in checks])
@@ -286,8 +283,8 @@ def grade_many(
     return results
 
 
-def _errored(check: Check, message: str, kind: str, duration: float = 0.0) -> CheckResult:
-    return CheckResult(check.id, check.title, "error", message, round(duration, 4), kind)
+def _errored(check: Check, message: str, kind: Kind, duration: float = 0.0) -> CheckResult:
+    return CheckResult(check.id, check.title, Status.ERROR, message, round(duration, 4), kind)
 
 
 class _Session:
@@ -330,7 +327,7 @@ class _Session:
                 os.close(scratch_fd)
         for check_id in self._pending():
             check = self.checks[check_id]
-            self.results[check_id] = _errored(check, self._not_run_message(), "not-run")
+            self.results[check_id] = _errored(check, self._not_run_message(), Kind.NOT_RUN)
         return self.results
 
     def _pending(self) -> list[str]:
@@ -600,7 +597,7 @@ class _Watch:
         self.events = events
         self.token = token
         self.channel = BoundedChannel(events)
-        self.phase = "startup"
+        self.phase = Phase.STARTUP
         self.current: str | None = None
         self.phase_deadline = time.monotonic() + STARTUP_TIMEOUT_S
         self.phase_started = time.monotonic()
@@ -641,8 +638,8 @@ class _Watch:
             f"The grading process wrote more than {MAX_CHANNEL_BYTES // 2**20} MiB of results and was stopped; "
             "does your code write to files it did not create?"
         )
-        self._fail_current(text, "exit")
-        self._fail_all_pending(text, "exit")
+        self._fail_current(text, Kind.EXIT)
+        self._fail_all_pending(text, Kind.EXIT)
 
     def _handle(self, event: dict) -> bool:
         """Apply one event; True when this child is finished."""
@@ -650,20 +647,21 @@ class _Watch:
         now = time.monotonic()
         limit = self.session.problem.check_timeout_s
         if kind == "ready":
-            self.phase = "ready"
+            self.phase = Phase.READY
         elif kind == "importing":
-            self.phase, self.phase_started, self.phase_deadline = "import", now, now + limit + BACKSTOP_GRACE_S
+            self.phase, self.phase_started, self.phase_deadline = Phase.IMPORT, now, now + limit + BACKSTOP_GRACE_S
         elif kind == "import" and not event.get("ok"):
-            self._fail_all_pending(learner_text(event.get("message") or "Your code could not be imported."), "import")
+            message = learner_text(event.get("message") or "Your code could not be imported.")
+            self._fail_all_pending(message, Kind.IMPORT)
             return True
         elif kind == "import":
-            self.phase = "checks"
-        elif kind == "start" and self.phase == "checks":
+            self.phase = Phase.CHECKS
+        elif kind == "start" and self.phase == Phase.CHECKS:
             self.current = str(event.get("id"))
-            self.phase, self.phase_started, self.phase_deadline = "check", now, now + limit + BACKSTOP_GRACE_S
-        elif kind == "result" and self.phase == "check" and event.get("id") == self.current:
+            self.phase, self.phase_started, self.phase_deadline = Phase.CHECK, now, now + limit + BACKSTOP_GRACE_S
+        elif kind == "result" and self.phase == Phase.CHECK and event.get("id") == self.current:
             self._record(event)
-            self.current, self.phase = None, "checks"
+            self.current, self.phase = None, Phase.CHECKS
         elif kind == "done":
             return True
         return False
@@ -672,8 +670,8 @@ class _Watch:
         check = self.session.checks.get(str(event.get("id")))
         if check is None:
             return
-        status = event.get("status")
-        if status not in ("pass", "fail", "error"):
+        status = Status.parse(event.get("status"))
+        if status is None or status not in Status.graded():
             return
         message = event.get("message")
         self.session.record(
@@ -684,7 +682,7 @@ class _Watch:
                 # Learner strings enter the workbook here: valid UTF-8 and capped from now on.
                 message=learner_text(message) if message is not None else None,
                 duration_s=_seconds(event.get("duration_s")),
-                kind=learner_text(event.get("kind") or "", 40),
+                kind=Kind.parse(event.get("kind")),
                 output=learner_text(event.get("output") or "", OUTPUT_LIMIT),
                 traceback=learner_text(event.get("traceback") or ""),
                 site=_site(event.get("site")),
@@ -696,47 +694,47 @@ class _Watch:
     def _timed_out(self) -> bool:
         now = time.monotonic()
         if now >= self.session.deadline:
-            self._fail_current("Stopped: the time limit for this problem ran out during this check.", "timeout")
+            self._fail_current("Stopped: the time limit for this problem ran out during this check.", Kind.TIMEOUT)
             return True
-        if now < self.phase_deadline or self.phase in ("ready", "checks"):
+        if now < self.phase_deadline or self.phase.unlimited:
             return False
         seconds = now - self.phase_started
-        if self.phase == "import":
+        if self.phase == Phase.IMPORT:
             self._fail_all_pending(
                 f"Importing your code did not finish within {seconds:.0f} s. "
                 "Is there an endless loop, or a blocking call, at module level?",
-                "timeout",
+                Kind.TIMEOUT,
             )
-        elif self.phase == "check":
+        elif self.phase == Phase.CHECK:
             self._fail_current(
                 f"This check did not finish within {seconds:.0f} s and was stopped: something in your "
                 "code never returns and holds the interpreter (an endless loop?).",
-                "timeout",
+                Kind.TIMEOUT,
             )
         else:
-            self._fail_all_pending("The grading process did not start in time; run `workbook doctor`.", "internal")
+            self._fail_all_pending("The grading process did not start in time; run `workbook doctor`.", Kind.INTERNAL)
         return True
 
     def _child_ended(self) -> None:
         code = self.child.returncode
-        if self.phase == "import":
+        if self.phase == Phase.IMPORT:
             self._fail_all_pending(
                 f"The Python process ended (exit code {code}) while importing your code. "
                 "Does it call os._exit() or exit() at module level?",
-                "exit",
+                Kind.EXIT,
             )
         elif self.current is not None:
             self._fail_current(
                 f"The Python process ended (exit code {code}) during this check. "
                 "Does your code call os._exit() or kill the process?",
-                "exit",
+                Kind.EXIT,
             )
-        elif self.phase == "startup":
+        elif self.phase == Phase.STARTUP:
             self._fail_all_pending(
-                f"The grading process failed to start (exit code {code}); run `workbook doctor`.", "internal"
+                f"The grading process failed to start (exit code {code}); run `workbook doctor`.", Kind.INTERNAL
             )
 
-    def _fail_current(self, message: str, kind: str) -> None:
+    def _fail_current(self, message: str, kind: Kind) -> None:
         if self.current is None:
             return
         check = self.session.checks.get(self.current)
@@ -744,7 +742,7 @@ class _Watch:
             duration = time.monotonic() - self.phase_started
             self.session.record(_errored(check, message, kind, duration))
 
-    def _fail_all_pending(self, message: str, kind: str) -> None:
+    def _fail_all_pending(self, message: str, kind: Kind) -> None:
         for check_id in self.session._pending():
             self.session.record(_errored(self.session.checks[check_id], message, kind))
 

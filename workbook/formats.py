@@ -1,6 +1,6 @@
 """Machine-readable reports for the tools instructors and CI already use.
 
-- `json`: the workbook's own report (report.json_report), with scores and the grader set.
+- `json`: the workbook's own report (documents.Report), with scores and the grader set.
 - `junit`: JUnit XML (testsuites/testsuite/testcase) as CI systems display it.
 - `exercism`: results.json of Exercism's test-runner interface, version 3.
 - `gradescope`: results.json of Gradescope's autograder specification.
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -21,11 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbook.documents import Report, percent, points
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.hidden import declared_hidden, is_private, without_grader_source
 from workbook.integrity import GraderSet
+from workbook.jsonout import to_json
 from workbook.report import FORMATS as REPORT_FORMATS
-from workbook.report import json_report, rerun_for
+from workbook.report import rerun_for
+from workbook.results import Kind, Status
 from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
 
 FORMATS = REPORT_FORMATS
@@ -58,35 +60,19 @@ def totals(results: list[ProblemResult]) -> tuple[float, float]:
     return sum(r.score for r in results), sum(r.max_score for r in results)
 
 
-def percent(score: float, max_score: float) -> float:
-    return round(100.0 * score / max_score, 2) if max_score else 0.0
-
-
-def _number(value: float) -> float | int:
-    """2.0 -> 2, so reports show points as people write them."""
-    return int(value) if float(value).is_integer() else round(value, 4)
-
-
 # --- json ------------------------------------------------------------------------------
 
 
-def json_document(results: list[ProblemResult], target: Path, graders: GraderSet) -> dict[str, Any]:
-    """report.json_report's document, plus points per problem and (at the top level) the
-    total points and the grader set used."""
-    document = json_report(results, target)
-    for entry, result in zip(document["problems"], results, strict=True):
-        entry["score"], entry["max_score"] = _number(result.score), _number(result.max_score)
-    score, max_score = totals(results)
-    document.update(score=_number(score), max_score=_number(max_score), percent=percent(score, max_score))
-    document["graders"] = graders.to_dict()
-    return document
+def json_document(results: list[ProblemResult], target: Path, graders: GraderSet) -> Report:
+    """The JSON report (version 1, workbook.documents.Report): what was graded, each check's
+    result, the points per problem and in total, and the grader set used."""
+    return Report.of(results, target, graders.to_dict())
 
 
 def json_document_text(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
     # The documented keys of report v1 (version, target, problems) stay as they are; points
     # and the grader set used are added beside them, as every report must carry them.
-    document = json_document(results, target, graders)
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return to_json(json_document(results, target, graders))
 
 
 # --- JUnit XML -------------------------------------------------------------------------
@@ -109,8 +95,8 @@ def _junit_suite(result: ProblemResult, graders: GraderSet) -> ET.Element:
     for name, value in (
         ("slug", problem.slug),
         ("target", str(result.target / problem.slug)),
-        ("score", _number(result.score)),
-        ("max_score", _number(result.max_score)),
+        ("score", points(result.score)),
+        ("max_score", points(result.max_score)),
         ("graders", graders.label),
         ("graders_digest", graders.digest),
         ("allow_modified_graders", str(graders.allow_modified).lower()),
@@ -131,9 +117,9 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
         classname=f"workbook.{result.problem.slug}.{check.id}",
         time=f"{check.duration_s:.3f}",
     )
-    if check.status != "pass":
+    if check.status != Status.PASS:
         message = _xml_text(check.message or "")
-        tag = "failure" if check.status == "fail" else "error"
+        tag = "failure" if check.status == Status.FAIL else "error"
         element = ET.SubElement(case, tag, message=message.splitlines()[0] if message else "", type=check.kind)
         element.text = message + f"\n\nre-run only this check: {rerun_for(result, check.id)}"
         if check.cause:
@@ -146,8 +132,8 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
 def _set_counts(element: ET.Element, results: list[ProblemResult]) -> None:
     checks = [c for r in results for c in r.checks]
     element.set("tests", str(len(checks)))
-    element.set("failures", str(sum(c.status == "fail" for c in checks)))
-    element.set("errors", str(sum(c.status == "error" for c in checks)))
+    element.set("failures", str(sum(c.status == Status.FAIL for c in checks)))
+    element.set("errors", str(sum(c.status == Status.ERROR for c in checks)))
     element.set("skipped", "0")
     element.set("time", f"{sum(c.duration_s for c in checks):.3f}")
 
@@ -170,7 +156,7 @@ def _xml_text(text: str) -> str:
 
 def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
     document: dict[str, Any] = {"version": 3, "status": _exercism_status(results)}
-    if document["status"] == "error":
+    if document["status"] == Status.ERROR:
         # The interface's "error": the code could not be run at all (e.g. a syntax error).
         first = next(c for r in results for c in r.checks)
         document["message"] = first.message or "Your code could not be graded."
@@ -185,16 +171,16 @@ def exercism(results: list[ProblemResult], target: Path, graders: GraderSet) -> 
     document["tests"] = tests
     # Not part of the interface; Exercism ignores it. It records which graders graded the run.
     document["workbook"] = {"graders": graders.to_dict()}
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return to_json(document)
 
 
-def _exercism_status(results: list[ProblemResult]) -> str:
+def _exercism_status(results: list[ProblemResult]) -> Status:
     checks = [c for r in results for c in r.checks]
-    if checks and all(c.status == "pass" for c in checks):
-        return "pass"
-    if checks and all(c.status == "error" and c.kind == "import" for c in checks):
-        return "error"
-    return "fail"
+    if checks and all(c.status == Status.PASS for c in checks):
+        return Status.PASS
+    if checks and all(c.status == Status.ERROR and c.kind == Kind.IMPORT for c in checks):
+        return Status.ERROR
+    return Status.FAIL
 
 
 def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> dict[str, Any]:
@@ -206,7 +192,7 @@ def _exercism_test(result: ProblemResult, check: CheckResult, source: str) -> di
         "test_code": f"{source}\n\n# Run only this check: {rerun_for(result, check.id)}".lstrip(),
         "task_id": problem.number,
         # The interface wants no message on a passing test, and output only when there is some.
-        "message": None if check.status == "pass" else (check.message or "This check did not pass."),
+        "message": None if check.status == Status.PASS else (check.message or "This check did not pass."),
         "output": _truncate(check.output, EXERCISM_OUTPUT_LIMIT) if check.output else None,
     }
     return test
@@ -230,8 +216,8 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
             tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", visibility))
     lines = [f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} checks" for r in results]
     document = {
-        "score": _number(score),
-        "max_score": _number(max_score),
+        "score": points(score),
+        "max_score": points(max_score),
         "execution_time": round(sum(c.duration_s for r in results for c in r.checks), 3),
         "output": "\n".join(lines),
         "output_format": "text",
@@ -240,7 +226,7 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
         "tests": tests,
         "extra_data": {"graders": graders.to_dict()},
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return to_json(document)
 
 
 def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, visibility: str) -> dict[str, Any]:
@@ -252,9 +238,9 @@ def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, vis
         "name": f"Problem {result.problem.number}: {check.title}",
         "name_format": "text",
         "number": number,
-        "score": _number(weight if check.status == "pass" else 0),
-        "max_score": _number(weight),
-        "status": "passed" if check.status == "pass" else "failed",
+        "score": points(weight if check.status == Status.PASS else 0),
+        "max_score": points(weight),
+        "status": "passed" if check.status == Status.PASS else "failed",
         "output": output,
         "output_format": "text",
         # Checks only an instructor's private graders have stay hidden until grades are
@@ -292,7 +278,7 @@ def github(results: list[ProblemResult], target: Path, graders: GraderSet) -> st
         # (an import error fails every check with the same message).
         seen: set[str] = set()
         for check in result.checks:
-            if check.status != "pass" and (check.message or check.id) not in seen:
+            if check.status != Status.PASS and (check.message or check.id) not in seen:
                 seen.add(check.message or check.id)
                 lines.append(github_annotation(result, check))
     summary = github_summary(results, graders)
@@ -338,7 +324,7 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
     lines = [
         "## Workbook results",
         "",
-        f"**{_number(score)} / {_number(max_score)} points ({percent(score, max_score):g} %)**"
+        f"**{points(score)} / {points(max_score)} points ({percent(score, max_score):g} %)**"
         + f" · graded with {graders.label}"
         + (" · `--allow-modified-graders`" if graders.allow_modified else "")
         + f" · {graders.isolation}"
@@ -347,13 +333,13 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
         "| Problem | Status | Checks | Points |",
         "| --- | --- | --- | --- |",
     ]
-    marks = {"pass": "✅ pass", "fail": "❌ fail", "error": "⚠️ error"}
+    marks = {Status.PASS: "✅ pass", Status.FAIL: "❌ fail", Status.ERROR: "⚠️ error"}
     for r in results:
         title = _md(f"{r.problem.number}. {r.problem.title}")
         lines.append(
-            f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {_number(r.score)}/{_number(r.max_score)} |"
+            f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {points(r.score)}/{points(r.max_score)} |"
         )
-    failing = [(r, c) for r in results for c in r.checks if c.status != "pass"]
+    failing = [(r, c) for r in results for c in r.checks if c.status != Status.PASS]
     if failing:
         lines += ["", "<details><summary>Checks that did not pass</summary>", ""]
         for r, c in failing:

@@ -18,17 +18,20 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from workbook import engine, interrupts
+from workbook.documents import ClassDocument, percent
 from workbook.engine import ProblemResult, keep_warm
-from workbook.formats import json_document, percent
+from workbook.formats import json_document
 from workbook.hidden import without_grader_source
 from workbook.integrity import GraderSet
+from workbook.jsonout import to_json
 from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
+from workbook.results import Kind, Status
 from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 from workbook.target import copy_submission, learner_files
 
@@ -109,7 +112,7 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped `grade_class`; the reports and gradebook of what was
     finished are written (`documents`), the gradebook marked incomplete."""
 
-    def __init__(self, documents: list[dict[str, Any]], missing: list[str]) -> None:
+    def __init__(self, documents: list[ClassDocument], missing: list[str]) -> None:
         super().__init__(f"interrupted with {len(missing)} submissions not graded")
         self.documents = documents
         self.missing = missing
@@ -127,12 +130,12 @@ def grade_class(
     jobs: int = 2,
     problem_jobs: int = PROBLEM_JOBS,
     shard: Shard | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[ClassDocument], None] | None = None,
     resume: bool = False,
     on_kept: Callable[[int], None] | None = None,
     skip: Iterable[Path] = (),
     **options: Any,
-) -> list[dict[str, Any]]:
+) -> list[ClassDocument]:
     """Grade every submission (of this shard), `jobs` submissions at a time and
     `problem_jobs` problems of each at a time. Each submission's report is written
     atomically as soon as it is graded, the gradebook at the end; with `resume`, reports of
@@ -147,9 +150,9 @@ def grade_class(
     reports_dir.mkdir(parents=True, exist_ok=True)
     graders = grader_set.path if grader_set.source == "custom" else None
     _write_run(out_dir, problems, grader_set, shard, names, complete=False)
-    documents: dict[str, dict[str, Any]] = {}
+    documents: dict[str, ClassDocument] = {}
 
-    def one(name: str) -> dict[str, Any] | None:
+    def one(name: str) -> ClassDocument | None:
         document = grade_submission(
             name, submissions_dir / name, problems, grader_set, graders=graders, jobs=problem_jobs, **options
         )
@@ -157,7 +160,7 @@ def grade_class(
             return None  # graded only in part: not a result
         return _save_report(reports_dir, name, document)
 
-    def finished(name: str, document: dict[str, Any]) -> None:
+    def finished(name: str, document: ClassDocument) -> None:
         documents[name] = document
         if progress:
             progress(document)
@@ -193,69 +196,53 @@ def _finish(
     grader_set: GraderSet,
     shard: Shard | None,
     names: list[str],
-    documents: dict[str, dict[str, Any]],
+    documents: dict[str, ClassDocument],
     missing: list[str],
-) -> list[dict[str, Any]]:
+) -> list[ClassDocument]:
     """Write the gradebook (a row for every submission; those not graded say so) and
     run.json, both atomically; the finished reports in name order."""
     ordered = [documents[name] for name in sorted(documents)]
-    placeholders = [_error_document(name, grader_set.to_dict(), INTERRUPTED) for name in missing]
+    placeholders = [ClassDocument.failed(shown_name(name), grader_set.to_dict(), INTERRUPTED) for name in missing]
     write_gradebook(out_dir / GRADEBOOK, ordered + placeholders, problems)
     _write_run(out_dir, problems, grader_set, shard, names, complete=not missing)
     return ordered
 
 
-def once_per_cause(document: dict[str, Any]) -> dict[str, Any]:
+def once_per_cause(document: ClassDocument) -> ClassDocument:
     """`document` with each repeated message stored once per cause: a later check of the
     same problem whose `cause` and message equal an earlier one's says "same as <id>" (an
     import error copied into every check turned a 5 MB message into a 95 MB report)."""
     problems = []
-    for problem in document.get("problems", []):
+    for problem in document.problems:
         seen: dict[tuple[str, str], str] = {}
         checks = []
-        for check in problem.get("checks", []):
-            key = (check.get("cause") or "", check.get("message") or "")
+        for check in problem.checks:
+            key = (check.cause or "", check.message or "")
             if key[0] and key[1] and key in seen:
-                check = {**check, "message": f"same as check {seen[key]} (cause {key[0]})"}
+                check = replace(check, message=f"same as check {seen[key]} (cause {key[0]})")
             elif key[0] and key[1]:
-                seen[key] = check.get("id", "?")
+                seen[key] = check.id
             checks.append(check)
-        problems.append({**problem, "checks": checks})
-    return {**document, "problems": problems} if "problems" in document else document
+        problems.append(replace(problem, checks=checks))
+    return replace(document, problems=problems)
 
 
-def _save_report(reports_dir: Path, name: str, document: dict[str, Any]) -> dict[str, Any]:
+def _save_report(reports_dir: Path, name: str, document: ClassDocument) -> ClassDocument:
     """Write one report atomically. A report that cannot be written (a value no writer
     accepts, a full disk) becomes an `error` report saying why: never the end of the run."""
     try:
         document = once_per_cause(document)
-        atomic_write(reports_dir / report_name(document["submission"]), dumps(document))
+        atomic_write(reports_dir / report_name(document.submission), dumps(document))
         return document
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
         reason = f"the workbook could not write this report: {type(exc).__name__}: {valid_text(exc)}"
-        graders = document.get("graders")
-        fallback = _error_document(name, graders if isinstance(graders, dict) else {}, reason)
-        fallback["fingerprint"] = document.get("fingerprint")
+        fallback = ClassDocument.failed(shown_name(name), document.graders, reason)
+        fallback.fingerprint = document.fingerprint
         # Plain ASCII JSON of plain values: the one report that cannot fail to serialise.
         with contextlib.suppress(OSError):
-            atomic_write(reports_dir / report_name(fallback["submission"]), no_legacy_commands(json.dumps(fallback)))
+            text = to_json(fallback, ascii_only=True, indent=None)
+            atomic_write(reports_dir / report_name(fallback.submission), no_legacy_commands(text))
         return fallback
-
-
-def _error_document(name: str, graders: dict[str, Any], reason: str) -> dict[str, Any]:
-    """The report of a submission the workbook could not grade or report, saying why."""
-    return {
-        "version": 1,
-        "target": "",
-        "problems": [],
-        "graders": graders,
-        "score": 0,
-        "max_score": 0,
-        "percent": 0.0,
-        "error": reason,
-        "submission": shown_name(name),
-        "duration_s": 0.0,
-    }
 
 
 def fingerprint(folder: Path, problems: Iterable[Problem]) -> str:
@@ -274,7 +261,7 @@ def fingerprint(folder: Path, problems: Iterable[Problem]) -> str:
 
 def _kept_reports(
     reports_dir: Path, submissions_dir: Path, names: list[str], problems: list[Problem], grader_set: GraderSet
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ClassDocument]:
     """For --resume: the earlier reports that can stand, by submission folder name."""
     kept = {}
     for name in names:
@@ -286,22 +273,25 @@ def _kept_reports(
 
 def _reusable_report(
     reports_dir: Path, name: str, folder: Path, problems: list[Problem], grader_set: GraderSet
-) -> dict[str, Any] | None:
+) -> ClassDocument | None:
     """The earlier report of `name` when it can stand (same files, same graders, same
     problems, no workbook error); else None: grade it again."""
     try:
-        document = json.loads((reports_dir / report_name(shown_name(name))).read_text(encoding="utf-8"))
+        data = json.loads((reports_dir / report_name(shown_name(name))).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if report_problem(document) or document.get("error"):
+    if report_problem(data):
         return None
-    same_graders = document.get("graders", {}).get("digest") == grader_set.digest
-    same_problems = [e["slug"] for e in document["problems"]] == [p.slug for p in problems]
+    document = ClassDocument.from_json(cleaned(data))
+    if document.error:
+        return None
+    same_graders = document.graders.get("digest") == grader_set.digest
+    same_problems = [entry.slug for entry in document.problems] == [p.slug for p in problems]
     try:
-        same_files = document.get("fingerprint") == fingerprint(folder, problems)
+        same_files = document.fingerprint == fingerprint(folder, problems)
     except OSError:
         return None
-    return cleaned(document) if same_graders and same_problems and same_files else None
+    return document if same_graders and same_problems and same_files else None
 
 
 def grade_submission(
@@ -312,24 +302,23 @@ def grade_submission(
     *,
     graders: Path | None = None,
     **options: Any,
-) -> dict[str, Any]:
+) -> ClassDocument:
     """One submission's JSON report. A failure of the workbook itself while grading it
     becomes an error in its own report, never the end of the class's run."""
     started = time.monotonic()
     try:
         digest = fingerprint(folder, problems)
         results = without_grader_source(grade_sanitised(problems, folder, graders=graders, **options))
-        document = json_document(results, folder, grader_set)
-        document["error"] = None
+        document = ClassDocument.from_report(json_document(results, folder, grader_set), shown_name(name))
         # Which problems hit a time limit, for the closing summary of `grade`.
-        document["timed_out"] = [r.problem.number for r in results if any(c.kind == "timeout" for c in r.checks)]
+        document.timed_out = [r.problem.number for r in results if any(c.kind == Kind.TIMEOUT for c in r.checks)]
     except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
-        document = _error_document(name, grader_set.to_dict(), f"{type(exc).__name__}: {valid_text(exc)}")
-        document["target"] = shown_name(str(folder))
+        document = ClassDocument.failed(name, grader_set.to_dict(), f"{type(exc).__name__}: {valid_text(exc)}")
+        document.target = shown_name(str(folder))
         digest = None
-    document["submission"] = shown_name(name)
-    document["fingerprint"] = digest  # what --resume compares
-    document["duration_s"] = round(time.monotonic() - started, 2)
+    document.submission = shown_name(name)
+    document.fingerprint = digest  # what --resume compares
+    document.duration_s = round(time.monotonic() - started, 2)
     return document
 
 
@@ -368,18 +357,18 @@ def gradebook_columns(problems: list[Problem]) -> list[str]:
     return [*columns, "score", "max_score", "percent", "graders", "allow_modified_graders", "sandbox", "error"]
 
 
-def gradebook_row(document: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
+def gradebook_row(document: ClassDocument, problems: list[Problem]) -> dict[str, Any]:
     """One CSV row, read from a submission's JSON report (so `merge` rebuilds it exactly)."""
-    row: dict[str, Any] = {"submission": document["submission"]}
-    by_slug = {entry["slug"]: entry for entry in document.get("problems", [])}
+    row: dict[str, Any] = {"submission": document.submission}
+    by_slug = {entry.slug: entry for entry in document.problems}
     for p in problems:
-        entry = by_slug.get(p.slug, {})
-        row[f"p{p.number}_status"] = entry.get("status", "error")
+        entry = by_slug.get(p.slug)
+        row[f"p{p.number}_status"] = str(entry.status if entry else Status.ERROR)
         for key in ("passed", "total", "score", "max_score"):
-            row[f"p{p.number}_{key}"] = entry.get(key, 0)
-    score = sum(float(e.get("score", 0)) for e in by_slug.values())
-    max_score = sum(float(e.get("max_score", 0)) for e in by_slug.values())
-    graders = document.get("graders", {})
+            row[f"p{p.number}_{key}"] = getattr(entry, key) if entry else 0
+    score = sum(float(e.score) for e in by_slug.values())
+    max_score = sum(float(e.max_score) for e in by_slug.values())
+    graders = document.graders
     row.update(
         score=_plain(score),
         max_score=_plain(max_score),
@@ -388,17 +377,17 @@ def gradebook_row(document: dict[str, Any], problems: list[Problem]) -> dict[str
         allow_modified_graders=str(bool(graders.get("allow_modified_graders"))).lower(),
         # The isolation it was graded in, "--no-sandbox" included (issue 11: every report says).
         sandbox=(graders.get("sandbox") or "unknown") + (" (--no-sandbox)" if graders.get("no_sandbox") else ""),
-        error=document.get("error") or "",
+        error=document.error or "",
     )
     return row
 
 
-def write_gradebook(path: Path, documents: list[dict[str, Any]], problems: list[Problem]) -> None:
+def write_gradebook(path: Path, documents: list[ClassDocument], problems: list[Problem]) -> None:
     """Write gradebook.csv atomically; every text cell opens as text in a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=gradebook_columns(problems), lineterminator="\n")
     writer.writeheader()
-    for document in sorted(documents, key=lambda d: d["submission"]):
+    for document in sorted(documents, key=lambda d: d.submission):
         writer.writerow({key: csv_cell(value) for key, value in gradebook_row(document, problems).items()})
     atomic_write(path, buffer.getvalue())
 
@@ -414,7 +403,7 @@ class MergeError(Exception):
     """Shard outputs that cannot be combined into one gradebook."""
 
 
-def read_reports(out_dir: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
+def read_reports(out_dir: Path, names: list[str] | None = None) -> list[ClassDocument]:
     """The reports in an --out folder: those of `names` (the run's submissions, so reports
     left there by an earlier run are not merged), else all. Each is validated; a bad one
     raises MergeError naming its file in one line."""
@@ -428,7 +417,7 @@ def read_reports(out_dir: Path, names: list[str] | None = None) -> list[dict[str
     return [_read_report(path) for path in paths]
 
 
-def _read_report(path: Path) -> dict[str, Any]:
+def _read_report(path: Path) -> ClassDocument:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -436,14 +425,14 @@ def _read_report(path: Path) -> dict[str, Any]:
     problem = report_problem(document)
     if problem:
         raise MergeError(f"{shown_name(str(path))}: not a workbook report ({problem})")
-    return cleaned(document)
+    return ClassDocument.from_json(cleaned(document))
 
 
 def _one_line(exc: Exception) -> str:
     return " ".join(valid_text(exc).split())[:200]
 
 
-def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Problem]) -> list[dict[str, Any]]:
+def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Problem]) -> list[ClassDocument]:
     """Combine the outputs of several shards into one folder and one gradebook, with the
     columns of the problems the shards graded. Every file is written inside `destination`
     under a name `report_name` derives, whatever the reports say. Raises MergeError, also
@@ -452,7 +441,7 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
         raise MergeError(
             f"--out {shown_name(str(destination))} is one of the folders to merge; merge into a new folder"
         )
-    documents: dict[str, dict[str, Any]] = {}
+    documents: dict[str, ClassDocument] = {}
     digests = set()
     slugs: set[str] = set()
     runs = []
@@ -461,11 +450,11 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
         runs.append(run)
         slugs.update(run["problems"])
         for document in read_reports(out_dir, run["submissions"]):
-            name = document["submission"]
+            name = document.submission
             if name in documents:
                 raise MergeError(f"submission {name!r} was graded by more than one shard ({out_dir})")
             documents[name] = document
-            digests.add(document.get("graders", {}).get("digest"))
+            digests.add(document.graders.get("digest"))
     if len(digests) > 1:
         raise MergeError("the shards were graded with different grader sets; grade them again with the same graders")
     _check_every_shard(runs)
@@ -474,7 +463,7 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
     try:
         (destination / REPORTS).mkdir(parents=True, exist_ok=True)
         for document in ordered:
-            atomic_write(destination / REPORTS / report_name(document["submission"]), dumps(document))
+            atomic_write(destination / REPORTS / report_name(document.submission), dumps(document))
         write_gradebook(destination / GRADEBOOK, ordered, problems)
         merged = {
             "problems": [p.slug for p in problems],

@@ -12,6 +12,7 @@ import click
 from workbook import integrity, interrupts
 
 if TYPE_CHECKING:
+    from workbook.documents import ClassDocument
     from workbook.gradebook import Shard
 
 # The heavy modules (gradebook, class report, dev check, dev new and update) are imported inside the commands
@@ -183,7 +184,7 @@ def _grade_with_progress(
     grader_set: integrity.GraderSet,
     settings: dict,
     count: int,
-) -> list[dict]:
+) -> list[ClassDocument]:
     """Grade the class with a progress line; on Ctrl-C or SIGTERM, say what was saved and
     exit 130 (a second Ctrl-C exits at once)."""
     from workbook.classprogress import ClassProgress
@@ -208,7 +209,7 @@ def _grade_with_progress(
         sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
-def _write_html(path: Path | None, documents: list[dict]) -> None:
+def _write_html(path: Path | None, documents: list[ClassDocument]) -> None:
     if path is None:
         return
     from workbook.classreport import class_report
@@ -221,12 +222,12 @@ def _write_html(path: Path | None, documents: list[dict]) -> None:
         raise click.ClickException(f"cannot write the class report to {path}: {exc} (the gradebook is saved)") from exc
 
 
-def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> None:
+def _summary(documents: list[ClassDocument], out_dir: Path, html_path: Path | None) -> None:
     from workbook.classprogress import closing_summary
     from workbook.gradebook import GRADEBOOK
 
-    errors = [log_safe(d["submission"]) for d in documents if d.get("error")]
-    sandbox = next((d["graders"].get("sandbox") for d in documents if d.get("graders", {}).get("sandbox")), None)
+    errors = [log_safe(d.submission) for d in documents if d.error]
+    sandbox = next((d.graders.get("sandbox") for d in documents if d.graders.get("sandbox")), None)
     click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
     if html_path:
         click.echo(f"Class report: {html_path}")

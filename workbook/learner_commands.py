@@ -16,8 +16,9 @@ from workbook.engine import GraderError
 from workbook.here import problem_here
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 from workbook.milestones import next_unsolved
-from workbook.report import Style
-from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
+from workbook.results import Status
+from workbook.state import Progress, hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
+from workbook.terminal import Style
 from workbook.workspace import BUNDLE, BUNDLED_SOLUTIONS, exercises_folder
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _save(state: dict) -> None:
+def _save(state: Progress) -> None:
     note = save_or_warn(state)
     if note:
         click.echo(note, err=True)
@@ -365,11 +366,11 @@ def doctor(quiet: bool, verbose: bool, no_grade: bool) -> None:
     problems = [finding for finding in findings if not finding.ok]
     for finding in findings:
         if not finding.ok:
-            click.echo(f"{style.mark('fail')} {finding.what}: {finding.fix}")
+            click.echo(f"{style.mark(Status.FAIL)} {finding.what}: {finding.fix}")
         elif finding.warning:
-            click.echo(f"{click.style('note', fg='yellow') if style.color else 'note '} {finding.what}")
+            click.echo(f"{style.note()} {finding.what}")
         elif not quiet:
-            click.echo(f"{style.mark('pass')} {finding.what}")
+            click.echo(f"{style.mark(Status.PASS)} {finding.what}")
     if problems:
         click.echo(f"{len(problems)} problem(s) found; fix them in the order shown, then run `workbook doctor` again.")
         sys.exit(1)

@@ -4,19 +4,18 @@ reference solution, and what comes next; after the last problem, a final message
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from workbook.manifest import Manifest, Problem
-from workbook.report import Style, human_progress
-from workbook.state import as_count, fails_now, is_solved, problem_status
+from workbook.state import Progress, fails_now, is_solved, problem_status
+from workbook.terminal import Style, human_progress
 from workbook.workspace import BUNDLED_SOLUTIONS
 
 
-def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
+def solved_slugs(manifest: Manifest, state: Progress) -> set[str]:
     return {problem.slug for problem in manifest.problems if is_solved(state, problem.slug)}
 
 
-def next_unsolved(manifest: Manifest, state: dict[str, Any], after: Problem | None = None) -> Problem | None:
+def next_unsolved(manifest: Manifest, state: Progress, after: Problem | None = None) -> Problem | None:
     """The first unsolved problem after `after` (wrapping around), or None when all pass.
     Bonus problems (manifest `bonus = true`) come only once every other one is solved."""
     solved = solved_slugs(manifest, state)
@@ -28,7 +27,7 @@ def next_unsolved(manifest: Manifest, state: dict[str, Any], after: Problem | No
     return None
 
 
-def progress_line(manifest: Manifest, state: dict[str, Any], style: Style) -> str:
+def progress_line(manifest: Manifest, state: Progress, style: Style) -> str:
     """ "Workbook progress [bar] 5 of 5 problems solved, bonus 0 of 1": bonus problems are
     counted apart, so they never hold back the main count."""
     solved = solved_slugs(manifest, state)
@@ -46,7 +45,7 @@ def solution_path(problem: Problem) -> str:
         return str(folder) + "/"
 
 
-def congratulation(problem: Problem, manifest: Manifest, state: dict[str, Any], style: Style) -> str:
+def congratulation(problem: Problem, manifest: Manifest, state: Progress, style: Style) -> str:
     """The message for a problem that has just been solved; `state` already records it."""
     star = "★ " if style.unicode else ""
     lines = [style.bold(f"{star}Problem {problem.number} solved: {problem.title}. Well done!")]
@@ -80,35 +79,35 @@ def final_message(manifest: Manifest, style: Style) -> str:
     )
 
 
-def after_check(manifest: Manifest, before: dict[str, Any], after: dict[str, Any], style: Style) -> str:
+def after_check(manifest: Manifest, before: Progress, after: Progress, style: Style) -> str:
     """Congratulations for each problem solved by this run (not solved before it)."""
     newly = solved_slugs(manifest, after) - solved_slugs(manifest, before)
     messages = [congratulation(p, manifest, after, style) for p in manifest.problems if p.slug in newly]
     return "\n\n".join(messages)
 
 
-def regression_note(manifest: Manifest, state: dict[str, Any], graded: set[str]) -> str:
+def regression_note(manifest: Manifest, state: Progress, graded: set[str]) -> str:
     """A visible line for each graded problem that was solved before and fails now: the
     progress bar keeps counting it (it counts best results), so say why it still does."""
     lines = []
     for problem in manifest.problems:
         if problem.slug in graded and fails_now(state, problem.slug):
-            entry = problem_status(state, problem.slug) or {}
+            entry = problem_status(state, problem.slug)
+            counts = f"{entry.passed}/{entry.total}" if entry else "0/0"
             lines.append(
-                f"Problem {problem.number} was solved before and fails now "
-                f"({as_count(entry.get('passed'))}/{as_count(entry.get('total'))} checks pass).\n"
+                f"Problem {problem.number} was solved before and fails now ({counts} checks pass).\n"
                 "  The progress still counts it; `workbook status` shows best and current results."
             )
     return "\n".join(lines)
 
 
-def partial_run_note(manifest: Manifest, state: dict[str, Any], graded: set[str]) -> str:
+def partial_run_note(manifest: Manifest, state: Progress, graded: set[str]) -> str:
     """After a -k run: where each graded problem stands counting the checks run earlier."""
     lines = []
     for problem in manifest.problems:
         entry = problem_status(state, problem.slug) if problem.slug in graded else None
         if entry is not None:
-            counts = f"{as_count(entry.get('passed'))}/{as_count(entry.get('total'))}"
+            counts = f"{entry.passed}/{entry.total}"
             lines.append(
                 f"With your earlier results, {counts} checks of problem {problem.number} pass; "
                 f"`workbook check {problem.number}` runs them all again."

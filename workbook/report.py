@@ -1,58 +1,23 @@
 """How results are shown: a calm human summary on a terminal, plain text when piped or
-when NO_COLOR is set, and one JSON document for CI."""
+when NO_COLOR is set (drawn with workbook.terminal), and one JSON document for CI."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import sys
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import click
 
 from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import Problem
+from workbook.results import Status
 from workbook.safetext import last_lines, log_safe, shown_name
+
+# Drawing moved to workbook.terminal; these names stay importable from here for callers of old.
+from workbook.terminal import LiveCount, Style, human_progress  # noqa: F401
 from workbook.workspace import BUNDLED_SOLUTIONS, EXERCISES, find_workspace
 
-JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
 FORMATS = ("text", "json", "junit", "exercism", "gradescope", "github")
-BAR_WIDTH = 20
-
-
-@dataclass(frozen=True)
-class Style:
-    color: bool
-    unicode: bool
-
-    @classmethod
-    def detect(cls, stream: Any = None) -> Style:
-        stream = stream or sys.stdout
-        tty = bool(getattr(stream, "isatty", lambda: False)())
-        encoding = (getattr(stream, "encoding", "") or "").lower()
-        return cls(color=tty and "NO_COLOR" not in os.environ, unicode=tty and "utf" in encoding)
-
-    def mark(self, status: str) -> str:
-        marks = {"pass": ("✔", "PASS", "green"), "fail": ("✘", "FAIL", "red"), "error": ("!", "ERROR", "yellow")}
-        symbol, word, colour = marks[status]
-        text = symbol if self.unicode else f"{word:5}"
-        return click.style(text, fg=colour, bold=True) if self.color else text
-
-    def bold(self, text: str) -> str:
-        return click.style(text, bold=True) if self.color else text
-
-    def dim(self, text: str) -> str:
-        return click.style(text, dim=True) if self.color else text
-
-    def bar(self, done: int, total: int) -> str:
-        filled = round(BAR_WIDTH * done / total) if total else 0
-        full, empty = ("█", "░") if self.unicode else ("#", ".")
-        return "[" + full * filled + empty * (BAR_WIDTH - filled) + "]"
 
 
 def describe_target(target: Path, problem: Problem) -> str:
@@ -87,7 +52,7 @@ def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False,
 
 def _check_lines(check: CheckResult, result: ProblemResult, style: Style, verbose: bool) -> list[str]:
     lines = [f"  {style.mark(check.status)} {check.title}"]
-    if check.status == "pass":
+    if check.status == Status.PASS:
         return lines
     # Learner text is escaped before the workbook adds its own colours (workbook/safetext.py).
     for text in log_safe(check.message or "").splitlines():
@@ -149,72 +114,3 @@ def _shown_path(folder: Path) -> str:
     except ValueError:
         shown = str(folder)
     return shown_name(shown)  # a submission's folder name may hold undecodable bytes
-
-
-def human_progress(solved: int, total: int, style: Style, bonus: tuple[int, int] | None = None) -> str:
-    """The progress line; `bonus` (solved, total) adds ", bonus 0 of 1" when the workbook has
-    bonus problems, which the bar and the main count leave out."""
-    line = f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
-    return line + (f", bonus {bonus[0]} of {bonus[1]}" if bonus and bonus[1] else "")
-
-
-def json_report(results: list[ProblemResult], target: Path) -> dict[str, Any]:
-    """The JSON report (version 1) as a dict: what was graded, and each check's result."""
-    target_text = shown_name(str(target))  # a folder name may hold undecodable bytes
-    return {"version": JSON_VERSION, "target": target_text, "problems": [_problem_json(r) for r in results]}
-
-
-def _problem_json(result: ProblemResult) -> dict[str, Any]:
-    problem = result.problem
-    return {
-        "number": problem.number,
-        "slug": problem.slug,
-        "title": problem.title,
-        "status": result.status,
-        "passed": result.passed,
-        "total": result.total,
-        "seed": result.seed,
-        "checks": [
-            {
-                "id": check.id,
-                "title": check.title,
-                "status": check.status,
-                "message": check.message,
-                "duration_s": check.duration_s,
-                "cause": check.cause or None,
-            }
-            for check in result.checks
-        ],
-    }
-
-
-class LiveCount:
-    """While grading, a one-line count of finished checks on stderr, redrawn in place, so a
-    slow or hanging check never leaves the learner with a silent screen. Only on a
-    terminal; piped output never sees it."""
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.total = total
-        self.done = 0
-        self.enabled = total > 0 and bool(getattr(self.stream, "isatty", lambda: False)())
-        self.lock = threading.Lock()
-
-    def check_done(self, _result: CheckResult) -> None:
-        with self.lock:
-            self.done += 1
-            self._draw()
-
-    def _draw(self) -> None:
-        if self.enabled:
-            self.stream.write(f"\r  grading: {self.done}/{self.total} checks done ")
-            self.stream.flush()
-
-    def echo(self, text: str) -> None:
-        """Print `text` on stdout in place of the count (which comes back with the next check),
-        under the lock, so no redraw lands in between."""
-        with self.lock:
-            if self.enabled:
-                self.stream.write("\r\x1b[2K")
-                self.stream.flush()
-            click.echo(text)

@@ -9,16 +9,17 @@ derives a path from its contents other than through `report_name`.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbook.jsonout import to_data, to_json
+from workbook.results import Status
 from workbook.safetext import file_name, no_legacy_commands, valid_text
 
-STATUSES = ("pass", "fail", "error")
+STATUSES = Status.graded()
 
 
 def report_name(submission: str) -> str:
@@ -116,4 +117,4 @@ def dumps(document: Any) -> str:
     """A report as the workbook writes it (indented, UTF-8 text kept readable). No line of
     JSON can start with `::`; the legacy `##[` is neutralised, so `cat` in a CI log is safe."""
     # cleaned(): the workbook's own strings can carry a submission's undecodable folder name.
-    return no_legacy_commands(json.dumps(cleaned(document), indent=2, ensure_ascii=False))
+    return no_legacy_commands(to_json(cleaned(to_data(document))))

@@ -20,6 +20,7 @@ import pytest
 
 from workbook import causes, hangs, translate
 from workbook.manifest import BUNDLED_GRADERS, ROOT, graders_root, load_manifest
+from workbook.results import Kind, Status
 from workbook.safetext import learner_text
 from workbook.sandbox import limit_processes
 
@@ -186,7 +187,7 @@ class Reporter:
     def _finish(self, nodeid: str, report: Any) -> None:
         if nodeid not in self.started:
             return
-        result = self.outcome.get(nodeid, {"status": "pass", "message": None, "kind": "pass"})
+        result = self.outcome.get(nodeid, {"status": Status.PASS, "message": None, "kind": Kind.PASS})
         duration = time.perf_counter() - self.started.pop(nodeid)
         self.events.emit("result", id=_check_id(nodeid), duration_s=round(duration, 4), **result)
 
@@ -249,22 +250,22 @@ def classify(exc: BaseException) -> dict[str, Any]:
 
     sent = grading.last_sent()
     if isinstance(exc, grading.LearnerImportError):
-        return {"status": "error", "message": str(exc), "kind": "import"}
+        return {"status": Status.ERROR, "message": str(exc), "kind": Kind.IMPORT}
     if isinstance(exc, grading.CheckTimeout):
         site = exc.site.as_dict() if exc.site is not None else None
         return {
-            "status": "error",
+            "status": Status.ERROR,
             "message": _with_sent(str(exc), sent, "last request sent"),
-            "kind": "timeout",
+            "kind": Kind.TIMEOUT,
             "site": site,
             "blocked_by": exc.blocked_by,
         }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
         message = str(exc) or "A check assertion failed."
         return {
-            "status": "fail",
+            "status": Status.FAIL,
             "message": message,
-            "kind": "assertion",
+            "kind": Kind.ASSERTION,
             "site": _waited_site(),
             # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
             "cause": causes.missing_answer_key(message) if grading.state.get("wait_expired") else "",
@@ -274,10 +275,10 @@ def classify(exc: BaseException) -> dict[str, Any]:
     exiting = next((e for e in chain if isinstance(e, (LearnerExit, SystemExit, KeyboardInterrupt))), None)
     if exiting is not None:
         text = str(exiting) if isinstance(exiting, LearnerExit) else _exit_text(exiting)
-        return {"status": "fail", "message": _with_sent(text, sent, "while handling"), "kind": "learner"}
+        return {"status": Status.FAIL, "message": _with_sent(text, sent, "while handling"), "kind": Kind.LEARNER}
     missing = next((e for e in chain if _missing_learner_name(e)), None)
     if missing is not None:
-        return {"status": "fail", "message": _missing_name_text(missing), "kind": "learner"}
+        return {"status": Status.FAIL, "message": _missing_name_text(missing), "kind": Kind.LEARNER}
     learner = next((e for e in chain if grading.learner_frames(e)), None)
     # A library error the learner can meet, said as what to do, leads the message.
     todo = translate.advice(chain)
@@ -285,10 +286,10 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if learner is not None:
         text = _with_sent(f"{lead}Your code raised {_exception_text(learner)}", sent, "while handling")
         return {
-            "status": "fail",
+            "status": Status.FAIL,
             "message": f"{text}\n{grading.learner_frames(learner)}",
             "site": _waited_site(),
-            "kind": "learner",
+            "kind": Kind.LEARNER,
             "traceback": _full_traceback(learner),
         }
     if _raised_in_workbook(exc):
@@ -297,13 +298,13 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "The grader itself failed; this is a bug in the workbook, not in your code: "
             f"{_exception_text(exc)} at {Path(where.filename).name}:{where.lineno}"
         )
-        return {"status": "error", "message": text, "kind": "internal"}
+        return {"status": Status.ERROR, "message": text, "kind": Kind.INTERNAL}
     head = f"While handling {sent}, the framework raised" if sent else "The framework raised"
     text = f"{lead}{head} {_exception_text(exc)}"
     if type(exc).__name__ == "CancelledError":
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
-    return {"status": "fail", "message": text, "kind": "learner"}
+    return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER}
 
 
 def _waited_site() -> dict[str, Any] | None:

@@ -1,7 +1,17 @@
 """The learner's progress, kept in .workbook/state.json in the learner's workspace.
 
 Written atomically (temporary file, then rename); a missing or corrupt file simply means
-"nothing checked yet", never a crash.
+"nothing checked yet", never a crash. The file is read into a `Progress` (dataclasses below)
+and written back from one, in the same format: state files of older versions still load.
+
+The format (version 1), keys sorted:
+    {"version": 1,
+     "problems": {SLUG: {"status": "pass" | "fail" | "error", "passed": N, "total": N,
+                         "checked_at": ISO 8601 UTC, "checks": {CHECK_ID: STATUS, ...},
+                         "best": {"status", "passed", "total", "checked_at"}}, ...},
+     "hints": {SLUG: HINTS_SEEN, ...}}
+"checks" (since the partial runs of `-k`) and "best" (since issue 14) may be missing in
+older files; "hints" until the first hint is shown.
 """
 
 from __future__ import annotations
@@ -10,11 +20,14 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbook.jsonout import to_json
+from workbook.results import Status, overall
 from workbook.workspace import state_folder
 
 STATE_FILE = "state.json"
@@ -26,27 +39,148 @@ def state_path() -> Path:
     return state_folder() / STATE_FILE
 
 
-def load_state() -> dict[str, Any]:
+def as_count(value: Any) -> int:
+    """A count read from the state file, which anyone can edit: a non-negative int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _graded_status(value: Any) -> Status:
+    """A problem's status read from the file; anything but pass or error counts as fail."""
+    status = Status.parse(value)
+    return status if status in (Status.PASS, Status.ERROR) else Status.FAIL
+
+
+@dataclass
+class Attempt:
+    """One result of a problem: its status and how many of its checks passed, when."""
+
+    status: Status
+    passed: int
+    total: int
+    checked_at: str | None = None  # ISO 8601, UTC, to the second; None in old files
+
+    @classmethod
+    def from_json(cls, data: Any) -> Attempt | None:
+        """The attempt an entry of the file describes; None when it is not an object."""
+        if not isinstance(data, dict):
+            return None
+        checked_at = data.get("checked_at")
+        return cls(
+            status=_graded_status(data.get("status")),
+            passed=as_count(data.get("passed")),
+            total=as_count(data.get("total")),
+            checked_at=checked_at if isinstance(checked_at, str) else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "passed": self.passed, "total": self.total, "checked_at": self.checked_at}
+
+    def better_than(self, other: Attempt) -> bool:
+        """A pass beats anything; otherwise more passed checks win, and a tie goes to self
+        (the latest, as record() asks it)."""
+        if (self.status == Status.PASS) != (other.status == Status.PASS):
+            return self.status == Status.PASS
+        return self.passed >= other.passed
+
+
+@dataclass
+class ProblemProgress(Attempt):
+    """A problem's entry: its latest result, each check's latest status when known, and
+    its best result so far (None in files older than "best": the latest is the best)."""
+
+    checks: dict[str, Status] | None = None
+    best: Attempt | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ProblemProgress | None:
+        latest = Attempt.from_json(data)
+        if latest is None:
+            return None
+        checks = data.get("checks")
+        return cls(
+            **vars(latest),
+            checks={str(k): Status.parse(v) or Status.NOT_RUN for k, v in checks.items()}
+            if isinstance(checks, dict)
+            else None,
+            best=Attempt.from_json(data.get("best")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if self.checks is not None:
+            data["checks"] = dict(self.checks)
+        if self.best is not None:
+            data["best"] = self.best.to_json()
+        return data
+
+    @property
+    def latest(self) -> Attempt:
+        return Attempt(self.status, self.passed, self.total, self.checked_at)
+
+    @property
+    def best_result(self) -> Attempt:
+        return self.best if self.best is not None else self.latest
+
+    @property
+    def solved(self) -> bool:
+        """True once every check of the problem has passed in some run, even if it fails now:
+        the progress counts what the learner achieved (issue 14: breaking a solved problem
+        must not silently lower the count; `status` shows it failing now instead)."""
+        return self.best_result.status == Status.PASS
+
+    @property
+    def fails_now(self) -> bool:
+        """Solved before, but the latest result does not pass."""
+        return self.solved and self.status != Status.PASS
+
+
+@dataclass
+class Progress:
+    """The whole state file: each problem's entry by slug, and how many hints of each
+    problem the learner has seen (None until the first; kept apart from the entries, which
+    record_result() rewrites whole)."""
+
+    problems: dict[str, ProblemProgress] = field(default_factory=dict)
+    hints: dict[str, int] | None = None
+    version: int = VERSION
+
+    @classmethod
+    def from_json(cls, data: Any) -> Progress:
+        """The progress a file's JSON holds; an empty one when it is not a version-1 state.
+        Entries and hint counts someone broke by hand are left out, never a crash."""
+        if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("problems"), dict):
+            return cls()
+        problems = {slug: ProblemProgress.from_json(entry) for slug, entry in data["problems"].items()}
+        hints = data.get("hints")
+        return cls(
+            problems={slug: entry for slug, entry in problems.items() if entry is not None},
+            hints={slug: n for slug, n in hints.items() if isinstance(n, int) and n >= 0}
+            if isinstance(hints, dict)
+            else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"version": self.version, "problems": self.problems}
+        if self.hints is not None:
+            data["hints"] = self.hints
+        return data
+
+
+def load_state() -> Progress:
     try:
         data = json.loads(state_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return _empty()
-    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("problems"), dict):
-        return _empty()
-    return data
+        return Progress()
+    return Progress.from_json(data)
 
 
-def _empty() -> dict[str, Any]:
-    return {"version": VERSION, "problems": {}}
-
-
-def save_state(data: dict[str, Any]) -> None:
+def save_state(data: Progress) -> None:
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2, sort_keys=True)
+            file.write(to_json(data, sort_keys=True, ascii_only=True))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -55,37 +189,32 @@ def save_state(data: dict[str, Any]) -> None:
         raise
 
 
-def problem_status(data: dict[str, Any], slug: str) -> dict[str, Any] | None:
-    entry = data["problems"].get(slug)
-    return entry if isinstance(entry, dict) else None
+def problem_status(data: Progress, slug: str) -> ProblemProgress | None:
+    return data.problems.get(slug)
 
 
 def record_result(
-    data: dict[str, Any],
+    data: Progress,
     slug: str,
     status: str,
     passed: int,
     total: int,
-    checks: dict[str, str] | None = None,
+    checks: Mapping[str, str] | None = None,
 ) -> None:
     """Record a problem's current result (`checks`: each check id's status, when known),
     keeping its best result so far under "best": breaking a solved problem lowers the
     current result, never the progress (see is_solved)."""
     previous = problem_status(data, slug)
-    entry: dict[str, Any] = {
-        "status": status,
-        "passed": passed,
-        "total": total,
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if checks is not None:
-        entry["checks"] = dict(checks)
-    entry["best"] = _better(best_result(previous), _summary(entry))
-    data["problems"][slug] = entry
+    latest = Attempt(Status(status), passed, total, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    best = previous.best_result if previous is not None else None
+    data.problems[slug] = ProblemProgress(
+        **vars(latest),
+        checks={check_id: Status(value) for check_id, value in checks.items()} if checks is not None else None,
+        best=latest if best is None or latest.better_than(best) else best,
+    )
 
 
 # --- hints and backups (the learner's loop) --------------------------------------------
-# Hints live beside "problems", not inside an entry: record_result() rewrites entries whole.
 
 
 def state_dir() -> Path:
@@ -93,63 +222,32 @@ def state_dir() -> Path:
     return state_path().parent
 
 
-def hints_revealed(data: dict[str, Any], slug: str) -> int:
+def hints_revealed(data: Progress, slug: str) -> int:
     """How many of problem `slug`'s hints the learner has seen."""
-    hints = data.get("hints")
-    value = hints.get(slug, 0) if isinstance(hints, dict) else 0
-    return value if isinstance(value, int) and value >= 0 else 0
+    return (data.hints or {}).get(slug, 0)
 
 
-def record_hints_revealed(data: dict[str, Any], slug: str, count: int) -> None:
-    hints = data.get("hints")
-    if not isinstance(hints, dict):
-        hints = data["hints"] = {}
-    hints[slug] = max(0, int(count))
+def record_hints_revealed(data: Progress, slug: str, count: int) -> None:
+    if data.hints is None:
+        data.hints = {}
+    data.hints[slug] = max(0, int(count))
 
 
-def is_solved(data: dict[str, Any], slug: str) -> bool:
-    """True once every check of the problem has passed in some run, even if it fails now:
-    the progress counts what the learner achieved (issue 14: breaking a solved problem
-    must not silently lower the count; `status` shows it failing now instead)."""
-    return (best_result(problem_status(data, slug)) or {}).get("status") == "pass"
+def is_solved(data: Progress, slug: str) -> bool:
+    """See ProblemProgress.solved; False for a problem never checked."""
+    entry = problem_status(data, slug)
+    return entry is not None and entry.solved
 
 
-def fails_now(data: dict[str, Any], slug: str) -> bool:
+def fails_now(data: Progress, slug: str) -> bool:
     """Solved before, but the latest result does not pass."""
     entry = problem_status(data, slug)
-    return is_solved(data, slug) and entry is not None and entry.get("status") != "pass"
-
-
-def best_result(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The best result recorded for a problem entry; an entry written before "best"
-    existed (older state files) is its own best."""
-    if entry is None:
-        return None
-    best = entry.get("best")
-    return best if isinstance(best, dict) else _summary(entry)
-
-
-def _summary(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: entry.get(key) for key in ("status", "passed", "total", "checked_at")}
-
-
-def _better(best: dict[str, Any] | None, latest: dict[str, Any]) -> dict[str, Any]:
-    """A pass beats anything; otherwise more passed checks win, and a tie goes to the latest."""
-    if best is None:
-        return latest
-    if (best.get("status") == "pass") != (latest.get("status") == "pass"):
-        return best if best.get("status") == "pass" else latest
-    return latest if as_count(latest.get("passed")) >= as_count(best.get("passed")) else best
-
-
-def as_count(value: Any) -> int:
-    """A count read from the state file, which anyone can edit: a non-negative int, else 0."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return entry is not None and entry.fails_now
 
 
 def with_results(
-    before: dict[str, Any], results: Iterable[Any], all_check_ids: dict[str, list[str]] | None = None
-) -> dict[str, Any]:
+    before: Progress, results: Iterable[Any], all_check_ids: dict[str, list[str]] | None = None
+) -> Progress:
     """The progress after grading: the state read *before* grading plus these results
     (ProblemResults), so nothing the graded code wrote to the state file meanwhile
     survives. The caller saves it.
@@ -160,36 +258,26 @@ def with_results(
     data = copy.deepcopy(before)
     for result in results:
         slug = result.problem.slug
-        ran = {check.id: check.status for check in result.checks}
+        ran = {check.id: Status(check.status) for check in result.checks}
         if all_check_ids is None or slug not in all_check_ids:
             record_result(data, slug, result.status, result.passed, result.total, ran)
             continue
         merged = _merge_checks(problem_status(data, slug), all_check_ids[slug], ran)
-        record_result(data, slug, _overall(merged), _passed(merged), len(merged), merged)
+        passed = sum(status == Status.PASS for status in merged.values())
+        # The same rule as a graded problem's status (engine.ProblemResult.status).
+        record_result(data, slug, overall(merged.values()), passed, len(merged), merged)
     return data
 
 
-def _merge_checks(entry: dict[str, Any] | None, ids: list[str], ran: dict[str, str]) -> dict[str, str]:
-    known = entry.get("checks") if entry else None
-    if not isinstance(known, dict):
+def _merge_checks(entry: ProblemProgress | None, ids: list[str], ran: dict[str, Status]) -> dict[str, Status]:
+    known = entry.checks if entry is not None else None
+    if known is None:
         # Older state files kept no per-check results; a passing entry means all passed.
-        known = dict.fromkeys(ids, "pass") if entry and entry.get("status") == "pass" else {}
-    return {check_id: str(ran.get(check_id, known.get(check_id, "not run"))) for check_id in ids}
+        known = dict.fromkeys(ids, Status.PASS) if entry is not None and entry.status == Status.PASS else {}
+    return {check_id: ran.get(check_id, known.get(check_id, Status.NOT_RUN)) for check_id in ids}
 
 
-def _passed(checks: dict[str, str]) -> int:
-    return sum(status == "pass" for status in checks.values())
-
-
-def _overall(checks: dict[str, str]) -> str:
-    """The same rule as a graded problem's status (engine.ProblemResult.status)."""
-    statuses = set(checks.values())
-    if statuses == {"pass"}:
-        return "pass"
-    return "error" if statuses == {"error"} else "fail"
-
-
-def save_or_warn(data: dict[str, Any]) -> str | None:
+def save_or_warn(data: Progress) -> str | None:
     """Save the state; on failure the sentence to show the learner instead of a crash."""
     try:
         save_state(data)

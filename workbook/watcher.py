@@ -26,10 +26,12 @@ from workbook.milestones import (
     regression_note,
     solution_path,
 )
-from workbook.report import Style, describe_target, rerun_for
+from workbook.report import describe_target, rerun_for
+from workbook.results import Status
 from workbook.safetext import last_lines, log_safe
 from workbook.starters import problem_files
-from workbook.state import is_solved, load_state, save_or_warn, with_results
+from workbook.state import Progress, is_solved, load_state, save_or_warn, with_results
+from workbook.terminal import Style, new_screen
 
 POLL_S = 0.05
 SETTLE_S = 0.15
@@ -104,7 +106,7 @@ class Watcher:
             elapsed = time.monotonic() - started
             self.runs += 1
             newly_solved, state = self._remember(progress, result)
-            if result.status == "pass" and (newly_solved or not stay):
+            if result.status == Status.PASS and (newly_solved or not stay):
                 following = next_unsolved(self.manifest, state, after=problem)
                 if following is None:
                     footer = self._finished(problem, state, newly_solved)
@@ -128,12 +130,12 @@ class Watcher:
                     return 0
                 continue
             footer = self._keys(problem)
-            if result.status == "pass":
+            if result.status == Status.PASS:
                 footer = f"Reference solution for comparison: {solution_path(problem)}\n{footer}"
             self._draw(result, elapsed, state, notice=notice, footer=footer)
             notice = ""
             if self._done(max_runs):
-                return 0 if result.status == "pass" else 1
+                return 0 if result.status == Status.PASS else 1
             wait_for_change(folder, before)
             # Grading takes a few seconds: say at once that the save was seen.
             self.echo(self.style.dim(f"Change seen in {describe_target(self.exercises, problem)}/; checking again..."))
@@ -141,15 +143,15 @@ class Watcher:
     def _done(self, max_runs: int | None) -> bool:
         return max_runs is not None and self.runs >= max_runs
 
-    def _remember(self, before: dict, result: ProblemResult) -> tuple[bool, dict]:
+    def _remember(self, before: Progress, result: ProblemResult) -> tuple[bool, Progress]:
         """Record the result like `workbook check` does; True when it newly solved the problem."""
         state = with_results(before, [result])
         note = save_or_warn(state)
         if note:
             self.echo(note)
-        return result.status == "pass" and not is_solved(before, result.problem.slug), state
+        return result.status == Status.PASS and not is_solved(before, result.problem.slug), state
 
-    def _finished(self, problem: Problem, state: dict, newly_solved: bool) -> str:
+    def _finished(self, problem: Problem, state: Progress, newly_solved: bool) -> str:
         if newly_solved:
             return congratulation(problem, self.manifest, state, self.style)
         return final_message(self.manifest, self.style) + "\n" + self._keys(problem)
@@ -160,7 +162,7 @@ class Watcher:
             f"Save a file in {folder}/ to re-check · `workbook hint {problem.number}` for a hint · Ctrl-C to quit"
         )
 
-    def _draw(self, result: ProblemResult, elapsed: float, state: dict, *, notice: str, footer: str) -> None:
+    def _draw(self, result: ProblemResult, elapsed: float, state: Progress, *, notice: str, footer: str) -> None:
         lines = [notice, ""] if notice else []
         lines += screen(result, self.style, elapsed, verbose=self.verbose)
         lines += ["", progress_line(self.manifest, state, self.style)]
@@ -169,10 +171,7 @@ class Watcher:
             lines.append(broken)
         if footer:
             lines.append(footer)
-        if self.clear_screen:
-            click.clear()
-        else:
-            self.echo("-" * 60)
+        new_screen(self.clear_screen, self.echo)
         self.echo("\n".join(lines))
 
 
@@ -182,7 +181,7 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     title = style.bold(f"Problem {problem.number} · {problem.title}")
     lines = [title + style.dim(f"  ({describe_target(result.target, problem)})")]
     lines += [f"  {style.mark(check.status)} {check.title}" for check in result.checks]
-    failing = next((check for check in result.checks if check.status != "pass"), None)
+    failing = next((check for check in result.checks if check.status != Status.PASS), None)
     stamp = time.strftime("%H:%M:%S")
     lines.append(f"{result.passed}/{result.total} checks passed · graded in {elapsed:.1f} s at {stamp}")
     if failing is None:
