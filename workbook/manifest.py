@@ -78,6 +78,13 @@ class Manifest:
         raise KeyError(slug)
 
 
+def check_id_of(test_name: str) -> str:
+    """A check's id, as weights, `-k`, progress and reports name it: its test function's
+    name without `test_` (`test_login_ok` -> `login_ok`). A pytest node id
+    (`graders/p1/test_x.py::test_login_ok`) gives the same id."""
+    return test_name.rsplit("::", 1)[-1].removeprefix("test_")
+
+
 def load_manifest(path: Path | None = None) -> Manifest:
     path = path or Path(os.environ.get(MANIFEST_ENV) or MANIFEST_PATH)
     try:
