@@ -16,7 +16,7 @@ import click
 from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import ROOT, Problem
-from workbook.safetext import last_lines, log_safe, shown_name
+from workbook.safetext import last_lines, log_safe, shown_name, shown_path
 
 JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
@@ -55,12 +55,8 @@ class Style:
 
 
 def describe_target(target: Path, problem: Problem) -> str:
-    folder = target / problem.slug
-    try:
-        shown = folder.relative_to(Path.cwd())
-    except ValueError:
-        shown = folder
-    return shown_name(str(shown))
+    """The problem's folder in `target`, as messages show it."""
+    return shown_path(target / problem.slug)
 
 
 def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False, quiet: bool = False) -> str:
@@ -130,7 +126,7 @@ def rerun_command(problem: Problem, check_id: str, *, target: Path | None = None
     if target is not None and target.resolve() == (ROOT / "solutions").resolve():
         words.append("--solutions")
     elif target is not None and target.resolve() != (ROOT / "exercises").resolve():
-        words += ["--dir", shlex.quote(_shown_path(target))]
+        words += ["--dir", shlex.quote(shown_path(target))]
     if seed is not None:
         words += ["--seed", str(seed)]
     return " ".join(words)
@@ -139,14 +135,6 @@ def rerun_command(problem: Problem, check_id: str, *, target: Path | None = None
 def rerun_for(result: ProblemResult, check_id: str) -> str:
     """`rerun_command` for a check of `result`, with the folder and seed it was graded with."""
     return rerun_command(result.problem, check_id, target=result.target, seed=result.seed)
-
-
-def _shown_path(folder: Path) -> str:
-    try:
-        shown = str(folder.resolve().relative_to(Path.cwd())) or "."
-    except ValueError:
-        shown = str(folder)
-    return shown_name(shown)  # a submission's folder name may hold undecodable bytes
 
 
 def human_progress(solved: int, total: int, style: Style, bonus: tuple[int, int] | None = None) -> str:
