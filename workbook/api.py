@@ -197,7 +197,7 @@ def run_check(
     """Grade `plan`, telling `on_check` of each check and `on_result` of each problem as
     they finish; a learner run's results go into the progress. Raises WorkbookError when
     the graders or the target cannot be used."""
-    options = dict(jobs=plan.jobs, keyword=plan.keyword, seed=plan.seed, graders=plan.graders)
+    options: dict[str, Any] = dict(jobs=plan.jobs, keyword=plan.keyword, seed=plan.seed, graders=plan.graders)
     try:
         # Someone else's submission (--dir) is graded from a copy of the learner's work
         # (workbook/target.py), so nothing else in it (a conftest.py, a .pth) is loaded.
@@ -388,7 +388,6 @@ def grade(plan: ClassPlan, *, progress: Any = None) -> ClassRun:
     from workbook.classout import release_out_lock
     from workbook.gradebook import grade_class
 
-    settings = {"jobs": plan.jobs, "problem_jobs": plan.problem_jobs, "shard": plan.shard, "resume": plan.resume}
     try:
         try:
             documents = grade_class(
@@ -396,10 +395,13 @@ def grade(plan: ClassPlan, *, progress: Any = None) -> ClassRun:
                 plan.out_dir,
                 plan.problems,
                 plan.grader_set,
+                jobs=plan.jobs,
+                problem_jobs=plan.problem_jobs,
+                shard=plan.shard,
+                resume=plan.resume,
                 progress=progress,
                 on_kept=progress.keep if progress is not None else None,
                 skip=plan.skip,
-                **settings,
             )
         finally:
             if progress is not None:

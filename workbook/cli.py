@@ -1,7 +1,8 @@
 """`workbook`: check your FastAPI Advanced exercises and follow your progress.
 
-A thin click front end; the work happens in the `workbook` package (manifest, engine,
-report, state).
+A thin click front end: each command parses its options, calls a library function of
+workbook/api.py, renders what it returns and chooses the exit status. `ctx.obj` is a
+workbook.clicontext.Session (the manifest, read once, and the output style).
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from workbook import api, integrity
 from workbook.clicontext import ProblemNumber, Session, pass_session, session, usage_errors
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem
 
-# The heavy modules (gradebook, class report, dev check) are imported inside the commands
-# that use them: every `workbook` start imports this module, and a learner's
-# `workbook check` should not pay for them.
+# The heavy modules (gradebook, class report, dev check) are imported inside the functions
+# that use them (here and in workbook/api.py): every `workbook` start imports this module,
+# and a learner's `workbook check` should not pay for them.
+
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
 
 
