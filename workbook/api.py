@@ -214,10 +214,39 @@ def run_check(
     return CheckRun(plan, results, after, save_or_warn(after))
 
 
-def check(manifest: Manifest, problems: Iterable[Problem] = (), *, exercises: Path, **options: Any) -> CheckRun:
-    """`workbook check`: plan_check (same options) then run_check."""
-    callbacks = {name: options.pop(name) for name in ("on_result", "on_check") if name in options}
-    return run_check(plan_check(manifest, problems, exercises=exercises, **options), **callbacks)
+def check(
+    manifest: Manifest,
+    problems: Iterable[Problem] = (),
+    *,
+    exercises: Path,
+    solutions: Path | None = None,
+    directory: Path | None = None,
+    all_problems: bool = False,
+    keyword: str | None = None,
+    seed: int | None = None,
+    jobs: int = 2,
+    graders: Path | None = None,
+    allow_modified_graders: bool = False,
+    no_sandbox: bool = False,
+    on_result: Callable[[ProblemResult], None] | None = None,
+    on_check: Callable[[CheckResult], None] | None = None,
+) -> CheckRun:
+    """`workbook check`: plan_check, then run_check (see both for the options and errors)."""
+    plan = plan_check(
+        manifest,
+        problems,
+        exercises=exercises,
+        solutions=solutions,
+        directory=directory,
+        all_problems=all_problems,
+        keyword=keyword,
+        seed=seed,
+        jobs=jobs,
+        graders=graders,
+        allow_modified_graders=allow_modified_graders,
+        no_sandbox=no_sandbox,
+    )
+    return run_check(plan, on_result=on_result, on_check=on_check)
 
 
 def _sanitised_grading() -> Callable[..., list[ProblemResult]]:
