@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, SOLUTIONS
 
 from workbook import api, cli, grading, manifest
+from workbook.report import Style
 from workbook.state import hints_revealed, load_state
 
 P1 = MANIFEST.by_number(1)
@@ -77,6 +78,18 @@ def test_reset_of_untouched_starter_files_changes_nothing(tmp_path):
     done = api.reset(P1, exercises)
 
     assert (done.changed, done.backup) == ([], None)
+
+
+def test_watch_stops_after_max_runs_and_returns_the_exit_status(tmp_path):
+    exercises = tmp_path / "exercises"
+    shutil.copytree(EXERCISES, exercises, ignore=shutil.ignore_patterns("__pycache__"))
+    shown: list[str] = []
+
+    code = api.watch(MANIFEST, P1, exercises, style=Style(color=False, unicode=False), max_runs=1, echo=shown.append)
+
+    assert code == 1, "\n".join(shown)
+    assert shown[-1].startswith(f"Problem 1 · {P1.title}  ("), shown[-1]
+    assert "checks passed · graded in" in shown[-1]
 
 
 def test_doctor_returns_its_findings_and_exit_status(tmp_path):
