@@ -138,3 +138,16 @@ def test_the_graders_get_the_problem_and_seed_they_are_given(monkeypatch):
 def test_check_ids_come_from_the_test_names():
     assert manifest.check_id_of("test_login_ok") == "login_ok"
     assert manifest.check_id_of("graders/p1/test_x.py::test_login_ok") == "login_ok"
+
+
+def test_stub_may_pass_is_read_once_with_the_rest_of_the_manifest(tmp_path):
+    source = (manifest.ROOT / "workbook.toml").read_text(encoding="utf-8")
+    path = tmp_path / "workbook.toml"
+    path.write_text(source.replace("bonus = true", "bonus = true\nstub_may_pass = true"), encoding="utf-8")
+
+    flags = {problem.number: problem.stub_may_pass for problem in manifest.load_manifest(path).problems}
+
+    assert flags == {1: False, 2: False, 3: False, 4: False, 5: False, 6: True}
+    path.write_text(source.replace("bonus = true", 'bonus = true\nstub_may_pass = "yes"'), encoding="utf-8")
+    with pytest.raises(manifest.ManifestError, match="stub_may_pass must be true or false, not 'yes'"):
+        manifest.load_manifest(path)

@@ -39,6 +39,7 @@ class Problem:
     time_limit_s: float = 60.0
     graders: Path | None = None  # a grader folder laid out like graders/; None: graders_root()
     bonus: bool = False  # counted apart in the learner's progress, offered after the others
+    stub_may_pass: bool = False  # `dev check` accepts an untouched stub that passes every check
     # Globs (relative to the problem folder) of data files a submission copy keeps beside its .py files.
     data_files: tuple[str, ...] = ()
 
@@ -111,13 +112,15 @@ def _problem(entry: dict, defaults: dict) -> Problem:
         weights=dict(entry.get("weights", {})),
         check_timeout_s=float(entry.get("check_timeout_s", defaults.get("check_timeout_s", 4.0))),
         time_limit_s=float(entry.get("time_limit_s", defaults.get("time_limit_s", 60.0))),
-        bonus=_flag(entry.get("bonus", False)),
+        bonus=_flag(entry, "bonus"),
+        stub_may_pass=_flag(entry, "stub_may_pass"),
         data_files=tuple(str(pattern) for pattern in entry.get("data_files", ())),
     )
 
 
-def _flag(value: object) -> bool:
+def _flag(entry: dict, key: str) -> bool:
     # A typo like `bonus = "no"` must not silently make a problem a bonus.
+    value = entry.get(key, False)
     if not isinstance(value, bool):
-        raise ValueError(f"bonus must be true or false, not {value!r}")
+        raise ValueError(f"{key} must be true or false, not {value!r}")
     return value
