@@ -127,11 +127,11 @@ def test_a_check_reads_the_manifest_once(monkeypatch):
 
 def test_the_graders_get_the_problem_and_seed_they_are_given(monkeypatch):
     monkeypatch.delenv(grading.SEED_ENV, raising=False)
-    monkeypatch.setattr(grading, "run", grading.GradedRun())
+    monkeypatch.setattr(grading, "this_run", grading.GradedRun())
 
     grading.configure(P1, 1234)
 
-    assert (grading.run.problem, grading.seed()) == (P1, 1234)
+    assert (grading.this_run.problem, grading.seed()) == (P1, 1234)
     assert grading.SEED_ENV not in os.environ
 
 

@@ -72,21 +72,21 @@ class GradedRun:
     seed: int | None = None
 
 
-run = GradedRun()
+this_run = GradedRun()
 
 
 def configure(problem: Problem, seed: int) -> None:
     """Called by workbook/runner.py before the first check: the problem and seed it was given."""
-    run.problem = problem
-    run.seed = seed
+    this_run.problem = problem
+    this_run.seed = seed
 
 
 def seed() -> int:
     """The seed for this run's random test data (`workbook check --seed S` replays a run;
     under bare pytest, WORKBOOK_SEED=S does)."""
-    if run.seed is None:
-        run.seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(1, 10**6))
-    return run.seed
+    if this_run.seed is None:
+        this_run.seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(1, 10**6))
+    return this_run.seed
 
 
 # Seeded for each check in pytest_runtest_setup, from seed() and the check's name.
@@ -512,9 +512,9 @@ def problem(request: pytest.FixtureRequest) -> Problem:
     """The problem being graded: the one the runner was given, else (bare pytest) the
     manifest entry named like the grader folder that holds the requesting test."""
     slug = Path(str(request.path)).parent.name
-    if run.problem is None or run.problem.slug != slug:
-        run.problem = _bare_pytest_manifest().by_slug(slug)
-    return run.problem
+    if this_run.problem is None or this_run.problem.slug != slug:
+        this_run.problem = _bare_pytest_manifest().by_slug(slug)
+    return this_run.problem
 
 
 @functools.cache
