@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tomllib
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -32,6 +33,15 @@ def test_check_grades_and_returns_the_results_without_printing(capsys):
     assert run.plan.learner_run is False
     assert run.after == run.plan.before
     assert capsys.readouterr().out == ""
+
+
+def test_check_takes_relative_folders_from_the_working_directory(monkeypatch):
+    monkeypatch.chdir(SOLUTIONS.parent)
+
+    run = api.check(MANIFEST, [P1], exercises=Path("exercises"), solutions=Path("solutions"), keyword="list_starts")
+
+    assert run.exit_code == 0, [result.checks for result in run.results]
+    assert run.plan.target == SOLUTIONS.resolve()
 
 
 def test_a_learner_check_records_the_progress(tmp_path):

@@ -144,9 +144,10 @@ def plan_check(
     no_sandbox: bool = False,
 ) -> CheckPlan:
     """Settle what to grade: the target (`solutions` or `directory` when given, else
-    `exercises`), the problems, the checks `keyword` selects, the graders and the sandbox.
-    Raises UsageProblem for options that contradict each other, an unusable --dir or a -k
-    that matches no check; WorkbookError when someone else's code would run unsandboxed."""
+    `exercises`; relative paths are taken from the working directory), the problems, the
+    checks `keyword` selects, the graders and the sandbox. Raises UsageProblem for options
+    that contradict each other, an unusable --dir or a -k that matches no check;
+    WorkbookError when someone else's code would run unsandboxed."""
     problems = list(problems)
     if solutions and directory:
         raise UsageProblem("Use either --solutions or --dir, not both.")
@@ -157,7 +158,8 @@ def plan_check(
             refuse_link(directory)
         except TargetError as exc:
             raise UsageProblem(str(exc), "--dir") from exc
-    target = directory.resolve() if directory else solutions or exercises
+    exercises = exercises.resolve()  # the grading processes start in folders of their own
+    target = (directory or solutions or exercises).resolve()
     selected = select_problems(manifest, problems, all_problems, target, exercises)
     if graders is not None:  # the check list (for -k and the live count) comes from these graders
         selected = [replace(problem, graders=graders.resolve()) for problem in selected]
@@ -577,6 +579,7 @@ def watch(
     Ctrl-C (KeyboardInterrupt). Returns the exit status: 0 when the last grading passed."""
     from workbook.watcher import Watcher
 
+    exercises = exercises.resolve()  # the grading processes start in folders of their own
     explicit = problem is not None or problem_here(manifest, [exercises]) is not None
     chosen = problem or default_problem(manifest, exercises)
     options: dict[str, Any] = {"echo": echo} if echo is not None else {}
@@ -609,4 +612,4 @@ def doctor(exercises: Path, solutions: Path, *, grading: bool = True) -> DoctorR
     `grading` is False) the grading of a reference solution."""
     from workbook.doctor import run_all
 
-    return DoctorReport(run_all(exercises, solutions, grading=grading))
+    return DoctorReport(run_all(exercises.resolve(), solutions.resolve(), grading=grading))
