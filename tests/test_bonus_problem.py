@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from support import MANIFEST, ROOT
 
-from workbook import cli
+from workbook import api, cli
 from workbook.engine import discover_checks
 from workbook.manifest import ManifestError, load_manifest
 from workbook.milestones import after_check, next_unsolved, progress_line
@@ -74,9 +74,9 @@ def test_solving_the_last_required_problem_celebrates_and_offers_the_bonus():
 
 def test_check_without_a_number_picks_a_core_problem_before_the_bonus():
     save_state(solved(*CORE[:-1]))
-    assert [p.number for p in cli._select(MANIFEST, (), False, exercises_folder())] == [5]
+    assert [p.number for p in api.select_problems(MANIFEST, (), False, exercises_folder(), exercises_folder())] == [5]
     save_state(solved(*CORE))
-    assert [p.number for p in cli._select(MANIFEST, (), False, exercises_folder())] == [6]
+    assert [p.number for p in api.select_problems(MANIFEST, (), False, exercises_folder(), exercises_folder())] == [6]
 
 
 def test_status_marks_the_bonus_and_prints_both_counts():

@@ -1,82 +1,49 @@
 """`workbook`: check your FastAPI Advanced exercises and follow your progress.
 
-A thin click front end; the work happens in the `workbook` package (manifest, engine,
-report, state).
+A thin click front end: each command parses its options, calls a library function of
+workbook/api.py, renders what it returns and chooses the exit status. `ctx.obj` is a
+workbook.clicontext.Session (the manifest, read once, and the output style).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from workbook import __version__, instructor_commands, integrity, interrupts, learner_commands, workspace_commands
-from workbook.engine import GraderError, ProblemResult, discover_checks, grade_many, select_checks
-from workbook.here import problem_here
-from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
-from workbook.milestones import after_check, partial_run_note, progress_line, regression_note
+from workbook import __version__, api, instructor_commands, interrupts, learner_commands, workspace_commands
+from workbook.clicontext import ProblemNumber, Session, pass_session, usage_errors
+from workbook.engine import ProblemResult
+from workbook.manifest import Problem
+from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
-from workbook.results import Status
-from workbook.sandbox import isolation
-from workbook.state import (
-    Progress,
-    is_solved,
-    load_state,
-    problem_status,
-    save_or_warn,
-    with_results,
-)
-from workbook.target import TargetError, refuse_link
+from workbook.state import Progress, load_state, problem_status
 from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder
-
-# What only some commands need (formats, the gradebook) is imported inside them, so that
-# `workbook --help` and `workbook check` start without it.
-
-
-def _manifest() -> Manifest:
-    try:
-        return load_manifest()
-    except ManifestError as exc:
-        raise click.ClickException(f"{exc}. Restore workbook.toml from the workbook's repository.") from exc
-
-
-class ProblemNumber(click.ParamType):
-    """A problem number from the manifest, e.g. `2`."""
-
-    name = "N"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Problem:
-        if isinstance(value, Problem):
-            return value
-        manifest = _manifest()
-        numbers = ", ".join(str(p.number) for p in manifest.problems)
-        try:
-            return manifest.by_number(int(str(value)))
-        except (ValueError, KeyError):
-            self.fail(f"{value!r} is not a problem number; choose one of {numbers}.", param, ctx)
 
 
 @click.group(cls=workspace_commands.WorkbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="workbook")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Exercises for the FastAPI Advanced chapter, graded on your machine.
 
     Start with `workbook check 1`, edit exercises/p1_dependency_chain/app.py,
     and check again until every check passes. Installed from a wheel? Run
     `workbook init` first.
     """
+    ctx.ensure_object(Session)
 
 
 @main.command("list")
-def list_problems() -> None:
+@pass_session
+def list_problems(session: Session) -> None:
     """List the problems with their last known status."""
     state = load_state()
-    style = Style.detect()
-    for problem in _manifest().problems:
+    style = session.style
+    for problem in session.manifest.problems:
         entry = problem_status(state, problem.slug)
         status = "not checked yet" if entry is None else f"{entry.status} ({entry.passed}/{entry.total} checks)"
         title = problem.title + (" [bonus]" if problem.bonus else "")
@@ -124,7 +91,9 @@ def list_problems() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(1, 8), default=2, show_default=True, help="Problems graded at once.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary line of each problem.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show what your code printed during failing checks.")
+@pass_session
 def check(
+    session: Session,
     problems: tuple[Problem, ...],
     all_problems: bool,
     solutions: bool,
@@ -145,105 +114,85 @@ def check(
 
     Exit status: 0 when every check passed, 1 when any did not, 2 for a usage error.
     """
-    if solutions and directory:
-        raise click.UsageError("Use either --solutions or --dir, not both.")
-    if all_problems and problems:
-        raise click.UsageError("Give problem numbers or --all, not both.")
-    manifest = _manifest()
-    if directory:
-        try:
-            refuse_link(directory)
-        except TargetError as exc:
-            raise click.BadParameter(str(exc), param_hint="--dir") from exc
-    exercises = exercises_folder()
-    target = directory.resolve() if directory else BUNDLED_SOLUTIONS if solutions else exercises
-    learner_run = target == exercises  # a -k run is recorded too: it updates the checks it ran
-    selected = _select(manifest, problems, all_problems, target)
-    if graders is not None:  # the check list (for -k and the live count) comes from these graders
-        selected = [replace(problem, graders=graders.resolve()) for problem in selected]
-    _check_keyword(selected, keyword)
-    selected = _with_matching_checks(selected, keyword)
     if output_path and not output_path.resolve().parent.is_dir():
         raise click.BadParameter(f"the folder {output_path.resolve().parent} does not exist.", param_hint="--output")
-    style = Style.detect()
-    # Read before grading: the learner's code runs meanwhile and could write the state file.
-    before = load_state()
-    # Reports record which graders graded the run (and whether the bundled ones were
-    # modified); only `workbook grade` refuses modified ones.
-    grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
-    if directory:  # someone else's code: only in a sandbox, unless --no-sandbox says otherwise
-        instructor_commands.sandbox_or_exit(grader_set, no_sandbox)
-    else:
-        grader_set.isolation, grader_set.no_sandbox = isolation().label, no_sandbox
-
+    with usage_errors():
+        plan = api.plan_check(
+            session.manifest,
+            problems,
+            exercises=exercises_folder(),
+            solutions=BUNDLED_SOLUTIONS if solutions else None,
+            directory=directory,
+            all_problems=all_problems,
+            keyword=keyword,
+            seed=seed,
+            jobs=jobs,
+            graders=graders,
+            allow_modified_graders=allow_modified_graders,
+            no_sandbox=no_sandbox,
+        )
+    style = session.style
     human = output_format == "text" or output_path is not None
-    live = LiveCount(_check_count(selected, keyword) if human else 0)
+    live = LiveCount(plan.check_count if human else 0)
 
     def show(result: ProblemResult) -> None:
         if human:
             live.echo(human_problem(result, style, verbose=verbose, quiet=quiet) + "\n")
 
     try:
-        # Someone else's submission (--dir) is graded from a copy of the learner's work
-        # (workbook/target.py), so nothing else in it (a conftest.py, a .pth) is loaded.
-        grade_all = _sanitised_grading() if directory else grade_many
-        with interrupts.sigterm_as_ctrl_c():  # a stopped CI job must not leave graders running
-            results = grade_all(
-                selected,
-                target,
-                jobs=jobs,
-                keyword=keyword,
-                seed=seed,
-                on_result=show,
-                graders=graders,
-                on_check=live.check_done,
-            )
-    except GraderError as exc:
-        raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
-    except TargetError as exc:
-        raise click.ClickException(str(exc)) from exc
+        with usage_errors(), interrupts.sigterm_as_ctrl_c():  # a stopped CI job must not leave graders running
+            run = api.run_check(plan, on_result=show, on_check=live.check_done)
     except KeyboardInterrupt:
         _interrupted()
-    after = _remember(before, results, _all_check_ids(selected) if keyword else None) if learner_run else before
+    if run.save_note:
+        click.echo(run.save_note, err=True)
     if human and not quiet:
-        click.echo(style.dim(grader_set.isolation), err=output_format != "text")
+        click.echo(style.dim(plan.grader_set.isolation), err=output_format != "text")
     if output_path:
-        _write_report(output_path, output_format, results, target, grader_set)
+        _write_report(output_path, output_format, run)
     elif output_format != "text":
         from workbook import formats
 
-        click.echo(formats.render(output_format, results, target, grader_set), nl=output_format != "github")
-    if learner_run and (output_format == "text" or output_path):
-        graded = {result.problem.slug for result in results}
-        if keyword and not quiet:
-            click.echo(partial_run_note(manifest, after, graded) + "\n")
-        message = "" if quiet else after_check(manifest, before, after, style)
-        if message:
-            click.echo(message + "\n")
-        click.echo(progress_line(manifest, after, style))
-        broken = regression_note(manifest, after, graded)
-        if broken:
-            click.echo(broken)
-    sys.exit(0 if all(result.status == Status.PASS for result in results) else 1)
+        click.echo(
+            formats.render(output_format, run.results, plan.target, plan.grader_set), nl=output_format != "github"
+        )
+    if plan.learner_run and (output_format == "text" or output_path):
+        _milestones(run, style, quiet)
+    sys.exit(run.exit_code)
 
 
-def _interrupted() -> None:
+def _milestones(run: api.CheckRun, style: Style, quiet: bool) -> None:
+    """After a learner's check: what a partial run left out, what was just solved, the
+    progress bar, and what broke since it last passed."""
+    from workbook.milestones import after_check, partial_run_note, regression_note
+
+    manifest = run.plan.manifest
+    if run.plan.keyword and not quiet:
+        click.echo(partial_run_note(manifest, run.after, run.graded_slugs) + "\n")
+    message = "" if quiet else after_check(manifest, run.plan.before, run.after, style)
+    if message:
+        click.echo(message + "\n")
+    click.echo(progress_line(manifest, run.after, style))
+    broken = regression_note(manifest, run.after, run.graded_slugs)
+    if broken:
+        click.echo(broken)
+
+
+def _interrupted() -> NoReturn:
     """Ctrl-C during `check`: grade_many has already killed the grading processes."""
     interrupts.exit_on_next_signal()
     click.echo("\nInterrupted: nothing was recorded.", err=True)
     sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
-def _write_report(
-    path: Path, output_format: str, results: list[ProblemResult], target: Path, grader_set: integrity.GraderSet
-) -> None:
+def _write_report(path: Path, output_format: str, run: api.CheckRun) -> None:
     if output_format == "text":
         plain = Style(color=False, unicode=False)
-        text = "\n\n".join(human_problem(result, plain) for result in results) + "\n"
+        text = "\n\n".join(human_problem(result, plain) for result in run.results) + "\n"
     else:
         from workbook import formats
 
-        text = formats.render(output_format, results, target, grader_set)
+        text = formats.render(output_format, run.results, run.plan.target, run.plan.grader_set)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -251,81 +200,13 @@ def _write_report(
     click.echo(f"Report ({output_format}) written to {path}", err=True)
 
 
-def _sanitised_grading() -> Callable[..., list[ProblemResult]]:
-    """Grading of a copy holding only the learner files (imported only when --dir needs it)."""
-    from workbook.gradebook import grade_sanitised
-
-    return grade_sanitised
-
-
-def _select(manifest: Manifest, problems: tuple[Problem, ...], all_problems: bool, target: Path) -> list[Problem]:
-    """The problems named, or all, or the one whose folder we are in, or the first unsolved."""
-    if all_problems:
-        return list(manifest.problems)
-    if problems:
-        return list({problem.number: problem for problem in problems}.values())
-    here = problem_here(manifest, [target, exercises_folder()])
-    if here is not None:
-        return [here]
-    state = load_state()
-    # Bonus problems come after every other one, whatever their number.
-    in_order = manifest.core_problems + manifest.bonus_problems
-    unsolved = [problem for problem in in_order if not is_solved(state, problem.slug)]
-    return unsolved[:1] or list(manifest.problems)
-
-
-def _remember(before: Progress, results: list[ProblemResult], all_check_ids: dict[str, list[str]] | None) -> Progress:
-    after = with_results(before, results, all_check_ids)
-    note = save_or_warn(after)
-    if note:
-        click.echo(note, err=True)
-    return after
-
-
-def _all_check_ids(selected: list[Problem]) -> dict[str, list[str]]:
-    """Every check id of each problem, so a -k run's result can be merged into the full one."""
-    return {problem.slug: [check.id for check in discover_checks(problem)] for problem in selected}
-
-
-def _check_count(selected: list[Problem], keyword: str | None) -> int:
-    try:
-        return sum(len(select_checks(discover_checks(problem), keyword)) for problem in selected)
-    except GraderError:
-        return 0
-
-
-def _check_keyword(selected: list[Problem], keyword: str | None) -> None:
-    """-k that matches no check is a typo, not a result: say which ids exist."""
-    if not keyword:
-        return
-    try:
-        checks = [check for problem in selected for check in discover_checks(problem)]
-    except GraderError:
-        return  # reported as such by the grading itself
-    if not select_checks(checks, keyword):
-        ids = ", ".join(check.id for check in checks[:20]) + (
-            f", … ({len(checks) - 20} more)" if len(checks) > 20 else ""
-        )
-        raise click.BadParameter(f"no check id contains {keyword!r}. The ids are: {ids}", param_hint="-k")
-
-
-def _with_matching_checks(selected: list[Problem], keyword: str | None) -> list[Problem]:
-    """With -k, only the problems that have a matching check: `--all -k token` must not
-    report the others as failed with 0/0 checks."""
-    if not keyword:
-        return selected
-    try:
-        return [problem for problem in selected if select_checks(discover_checks(problem), keyword)]
-    except GraderError:
-        return selected  # reported as such by the grading itself
-
-
 @main.command()
-def status() -> None:
+@pass_session
+def status(session: Session) -> None:
     """Show your progress across all problems."""
-    manifest = _manifest()
+    manifest = session.manifest
     state = load_state()
-    style = Style.detect()
+    style = session.style
     for problem in manifest.problems:
         entry = problem_status(state, problem.slug)
         title = problem.title + (" [bonus]" if problem.bonus else "")

@@ -9,12 +9,10 @@ generated files (workbook/generated.py) match what they are generated from.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from workbook.engine import GraderError, ProblemResult, discover_checks, grade
 from workbook.generated import stale
@@ -63,12 +61,11 @@ def dev_check(
         findings.add("", str(exc))
         return findings
     _check_manifest(manifest, findings)
-    raw = _raw_entries(manifest_path)
     problems = [p for p in manifest.problems if numbers is None or p.number in numbers]
     for problem in problems:
         _check_static(problem, exercises, solutions, graders, findings)
     if run_graders:
-        _check_by_grading(problems, exercises, solutions, graders, raw, jobs, findings)
+        _check_by_grading(problems, exercises, solutions, graders, jobs, findings)
     return findings
 
 
@@ -125,7 +122,6 @@ def _check_by_grading(
     exercises: Path,
     solutions: Path,
     graders: Path | None,
-    raw: dict[str, dict[str, Any]],
     jobs: int,
     findings: Findings,
 ) -> None:
@@ -143,7 +139,7 @@ def _check_by_grading(
                 if check.status != Status.PASS:
                     first = (check.message or "").splitlines()[0] if check.message else check.status
                     findings.add(where, f"the solution fails check {check.id!r}: {first}")
-        elif label == "stub" and outcome.status == Status.PASS and not raw.get(problem.slug, {}).get("stub_may_pass"):
+        elif label == "stub" and outcome.status == Status.PASS and not problem.stub_may_pass:
             findings.add(
                 where,
                 f"the untouched stub in {root / problem.slug} passes every check: is it already solved? "
@@ -167,12 +163,3 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return ""
-
-
-def _raw_entries(path: Path) -> dict[str, dict[str, Any]]:
-    """The manifest's problem tables as written, for keys only the author tools read."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    return {str(entry.get("slug")): entry for entry in data.get("problems", []) if isinstance(entry, dict)}

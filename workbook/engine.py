@@ -26,7 +26,7 @@ from typing import Any
 
 from workbook import sandbox
 from workbook.causes import assign_causes
-from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem
+from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem, check_id_of
 from workbook.results import Kind, Phase, Status, overall
 from workbook.safetext import OUTPUT_LIMIT, learner_text, shown_name
 from workbook.sandbox import isolation
@@ -135,7 +135,7 @@ def discover_checks(problem: Problem) -> list[Check]:
     if not files:
         raise GraderError(f"no grader files in {problem.grader_dir}")
     return [
-        Check(id=_check_id(node), title=_title(node), nodeid=f"{path}::{node.name}")
+        Check(id=check_id_of(node.name), title=_title(node), nodeid=f"{path}::{node.name}")
         for path, _, tree in files
         for node in _test_functions(tree)
     ]
@@ -160,7 +160,7 @@ def grader_weights(problem: Problem) -> dict[str, float]:
 def check_sources(problem: Problem) -> dict[str, str]:
     """Each check's source code by id (Exercism's results.json shows it as `test_code`)."""
     return {
-        _check_id(node): ast.get_source_segment(text, node) or ""
+        check_id_of(node.name): ast.get_source_segment(text, node) or ""
         for _, text, tree in _grader_files(problem)
         for node in _test_functions(tree)
     }
@@ -189,12 +189,8 @@ def _test_functions(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFun
             yield node
 
 
-def _check_id(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    return node.name.removeprefix("test_")
-
-
 def _title(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    return (ast.get_docstring(node) or _check_id(node).replace("_", " ")).strip().splitlines()[0]
+    return (ast.get_docstring(node) or check_id_of(node.name).replace("_", " ")).strip().splitlines()[0]
 
 
 def select_checks(checks: list[Check], keyword: str | None = None, only: Iterable[str] | None = None) -> list[Check]:
@@ -458,7 +454,6 @@ class _Spawn:
         env = sandbox.allowed_environment(dict(os.environ), self.scratch)
         env.update(
             WORKBOOK_TARGET=str(root),
-            WORKBOOK_SEED=str(self.seed),
             WORKBOOK_EVENTS_TOKEN=self.token,
             **{GRADERS_ENV: str(self.problem.grader_dir.parent)},
             PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
@@ -496,6 +491,8 @@ class _Spawn:
             str(events_path),
             "--check-timeout",
             str(self.problem.check_timeout_s),
+            "--seed",
+            str(self.seed),
             *(["--known-hang", known_hang] if known_hang else []),
             *(check.nodeid for check in checks),
         ]

@@ -28,7 +28,7 @@ from workbook.jsonout import to_json
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import rerun_for
 from workbook.results import Kind, Status
-from workbook.safetext import log_safe, no_legacy_commands, shown_name, valid_text
+from workbook.safetext import log_safe, no_legacy_commands, shown_path, valid_text
 
 FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
@@ -351,11 +351,7 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
 
 def _workspace_path(path: Path) -> str:
     """Annotations need a path relative to the repository (GITHUB_WORKSPACE, else cwd)."""
-    base = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
-    try:
-        return shown_name(path.resolve().relative_to(base).as_posix())
-    except ValueError:
-        return shown_name(path.as_posix())
+    return shown_path(path, Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()), posix=True)
 
 
 def _escape_data(text: str) -> str:

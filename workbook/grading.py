@@ -7,6 +7,7 @@ runs the same way under ``workbook check`` and under bare ``pytest``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -22,6 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn, TypeVar
@@ -30,7 +32,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from workbook import hangs
-from workbook.manifest import Problem, load_manifest
+from workbook.manifest import Manifest, Problem, load_manifest
 from workbook.workspace import BUNDLED_EXERCISES
 
 TARGET_ENV = "WORKBOOK_TARGET"
@@ -65,14 +67,36 @@ class CheckTimeout(Exception):
 state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None, "waited_site": None}
 
 
+@dataclass
+class GradedRun:
+    """What the runner tells this module once, before pytest starts: the problem graded
+    and the seed of its random test data. Under bare `pytest graders/<slug>` nobody does,
+    and the first use finds both (the folder's problem in the manifest; WORKBOOK_SEED or a
+    fresh seed)."""
+
+    problem: Problem | None = None
+    seed: int | None = None
+
+
+this_run = GradedRun()
+
+
+def configure(problem: Problem, seed: int) -> None:
+    """Called by workbook/runner.py before the first check: the problem and seed it was given."""
+    this_run.problem = problem
+    this_run.seed = seed
+
+
 def seed() -> int:
-    """The seed for this run's random test data (set WORKBOOK_SEED to replay a run)."""
-    if SEED_ENV not in os.environ:
-        os.environ[SEED_ENV] = str(random.SystemRandom().randrange(1, 10**6))
-    return int(os.environ[SEED_ENV])
+    """The seed for this run's random test data (`workbook check --seed S` replays a run;
+    under bare pytest, WORKBOOK_SEED=S does)."""
+    if this_run.seed is None:
+        this_run.seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(1, 10**6))
+    return this_run.seed
 
 
-rng = random.Random(seed())
+# Seeded for each check in pytest_runtest_setup, from seed() and the check's name.
+rng = random.Random()
 
 
 def target_root() -> Path:
@@ -571,10 +595,20 @@ def sqlite_connections(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnectio
 # --- the pytest side ------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def problem(request: pytest.FixtureRequest) -> Problem:
-    """The manifest entry of the problem whose grader folder holds the requesting test."""
-    return load_manifest().by_slug(Path(str(request.path)).parent.name)
+    """The problem being graded: the one the runner was given, else (bare pytest) the
+    manifest entry named like the grader folder that holds the requesting test."""
+    slug = Path(str(request.path)).parent.name
+    if this_run.problem is None or this_run.problem.slug != slug:
+        this_run.problem = _bare_pytest_manifest().by_slug(slug)
+    return this_run.problem
+
+
+@functools.cache
+def _bare_pytest_manifest() -> Manifest:
+    """The manifest, read once: bare `pytest graders/` grades several problems in one process."""
+    return load_manifest()
 
 
 @pytest.fixture

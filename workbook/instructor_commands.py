@@ -5,23 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 import click
 
-from workbook import integrity, interrupts
-
-if TYPE_CHECKING:
-    from workbook.documents import ClassDocument
-    from workbook.gradebook import Shard
-
-# The heavy modules (gradebook, class report, dev check, dev new and update) are imported inside the commands
-# that use them: every `workbook` start imports this module, and a learner's
-# `workbook check` should not pay for them.
-from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem, load_manifest
-from workbook.safetext import log_safe
-from workbook.sandbox import isolation
+from workbook import api
+from workbook.clicontext import ProblemNumber, Session, pass_session, session, usage_errors
+from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem
 from workbook.workspace import BUNDLE, BUNDLED_EXERCISES, BUNDLED_SOLUTIONS, IN_CHECKOUT
+
+# The heavy modules (gradebook, class report, dev check, dev new and update) are imported inside the functions
+# that use them (here and in workbook/api.py): every `workbook` start imports this module,
+# and a learner's `workbook check` should not pay for them.
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
 
@@ -33,64 +28,10 @@ def register(group: click.Group) -> None:
     group.add_command(dev)
 
 
-def _problems(numbers: tuple[int, ...]) -> list[Problem]:
-    try:
-        manifest = load_manifest()
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not numbers:
-        return list(manifest.problems)
-    known = {p.number: p for p in manifest.problems}
-    unknown = [n for n in numbers if n not in known]
-    if unknown:
-        raise click.UsageError(f"no problem {unknown[0]}; choose among {', '.join(map(str, known))}.")
-    return [known[n] for n in sorted(set(numbers))]
-
-
-def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.GraderSet:
-    """The grader set to grade with; exits when the bundled graders were modified and that
-    was not allowed."""
-    grader_set = integrity.describe(graders, allow_modified=allow_modified)
-    refusal = integrity.refusal(grader_set)
-    if refusal:
-        raise click.ClickException(refusal)
-    if grader_set.source == "bundled" and not grader_set.verified:
-        click.echo(
-            f"Warning: grading with MODIFIED bundled graders ({len(grader_set.modified)} files differ).", err=True
-        )
-    return grader_set
-
-
 NO_SANDBOX_HELP = "Grade even where no sandbox works (every report will say so). Env: WORKBOOK_NO_SANDBOX=1."
 # The same choice for a whole environment (a laptop without bubblewrap running the project's
 # tests); reports record it exactly like the flag.
 NO_SANDBOX_ENV = "WORKBOOK_NO_SANDBOX"
-
-
-def sandbox_or_exit(grader_set: integrity.GraderSet, no_sandbox: bool) -> None:
-    """Record the isolation in `grader_set` (so every report names it); exits when there is
-    no working sandbox for someone else's code and --no-sandbox was not given."""
-    found = isolation()
-    grader_set.isolation = found.label
-    grader_set.no_sandbox = no_sandbox
-    if found.active or no_sandbox:
-        return
-    raise click.ClickException(
-        f"No sandbox works on this machine ({found.reason}). Without it, the code you grade can read and change "
-        "anything your user can. Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`), "
-        "or pass --no-sandbox (every report will say so)."
-    )
-
-
-def _shard(value: str | None) -> Shard | None:
-    from workbook.gradebook import Shard
-
-    if value is None:
-        return None
-    try:
-        return Shard.parse(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--shard") from exc
 
 
 @click.command("grade")
@@ -116,7 +57,12 @@ def _shard(value: str | None) -> Shard | None:
     "--shard", metavar="I/N", help="Grade only the I-th of N deterministic shares (1-based), for a CI matrix."
 )
 @click.option(
-    "-p", "--problem", "numbers", type=int, multiple=True, help="Grade only problem N (repeatable; default: all)."
+    "-p",
+    "--problem",
+    "problems",
+    type=ProblemNumber(),
+    multiple=True,
+    help="Grade only problem N (repeatable; default: all).",
 )
 @click.option(
     "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a class report page."
@@ -131,13 +77,15 @@ def _shard(value: str | None) -> Shard | None:
     help="Continue an interrupted run in OUT: keep the reports whose files and graders did not change.",
 )
 @click.option("--no-sandbox", is_flag=True, envvar=NO_SANDBOX_ENV, help=NO_SANDBOX_HELP)
+@pass_session
 def grade_command(
+    session: Session,
     submissions_dir: Path,
     out_dir: Path,
     jobs: int,
     problem_jobs: int,
     shard: str | None,
-    numbers: tuple[int, ...],
+    problems: tuple[Problem, ...],
     html_path: Path | None,
     graders: Path | None,
     allow_modified_graders: bool,
@@ -152,85 +100,65 @@ def grade_command(
     is ever loaded. Ctrl-C saves what was finished (exit status 130); `--resume` continues
     from there.
     """
-    from workbook.classout import check_out_folder, release_out_lock
-    from workbook.gradebook import submissions
-
-    problems = _problems(numbers)
-    chosen = _shard(shard)
-    grader_set = grader_set_or_exit(graders, allow_modified_graders)
-    sandbox_or_exit(grader_set, no_sandbox)
-    # Every problem with OUT surfaces here, before a single submission is graded.
-    skip = check_out_folder(submissions_dir, out_dir, html_path, chosen, resume)
-    names = submissions(submissions_dir, skip)
-    count = len(chosen.take(names) if chosen else names)
+    with usage_errors():
+        plan = api.plan_grade(
+            session.manifest,
+            submissions_dir,
+            out_dir,
+            problems=problems,
+            jobs=jobs,
+            problem_jobs=problem_jobs,
+            shard=shard,
+            html_path=html_path,
+            graders=graders,
+            allow_modified_graders=allow_modified_graders,
+            resume=resume,
+            no_sandbox=no_sandbox,
+        )
+    grader_set = plan.grader_set
+    if plan.modified_graders:
+        click.echo(
+            f"Warning: grading with MODIFIED bundled graders ({len(grader_set.modified)} files differ).", err=True
+        )
     click.echo(
-        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time"
-        f" ({grader_set.isolation}).",
+        f"Grading {len(plan.names)} submissions ({len(plan.problems)} problems each) with {grader_set.label},"
+        f" {plan.jobs} at a time ({grader_set.isolation}).",
         err=True,
     )
-    settings = {"jobs": jobs, "problem_jobs": problem_jobs, "shard": chosen, "resume": resume, "skip": skip}
-    try:
-        documents = _grade_with_progress(submissions_dir, out_dir, problems, grader_set, settings, count)
-    finally:
-        release_out_lock()
-    _write_html(html_path, documents)
-    _summary(documents, out_dir, html_path)
+    _summary(_grade_with_progress(plan))
 
 
-def _grade_with_progress(
-    submissions_dir: Path,
-    out_dir: Path,
-    problems: list[Problem],
-    grader_set: integrity.GraderSet,
-    settings: dict,
-    count: int,
-) -> list[ClassDocument]:
+def _grade_with_progress(plan: api.ClassPlan) -> api.ClassRun:
     """Grade the class with a progress line; on Ctrl-C or SIGTERM, say what was saved and
     exit 130 (a second Ctrl-C exits at once)."""
+    from workbook import interrupts
     from workbook.classprogress import ClassProgress
-    from workbook.gradebook import GRADEBOOK, Interrupted, grade_class
+    from workbook.gradebook import GRADEBOOK, Interrupted
 
-    progress = ClassProgress(count, sys.stderr)
     try:
-        with interrupts.sigterm_as_ctrl_c():
-            try:
-                return grade_class(
-                    submissions_dir, out_dir, problems, grader_set, progress=progress, on_kept=progress.keep, **settings
-                )
-            finally:
-                progress.close()
+        with usage_errors(), interrupts.sigterm_as_ctrl_c():
+            return api.grade(plan, progress=ClassProgress(len(plan.names), sys.stderr))
     except Interrupted as stopped:
         click.echo(
             f"Interrupted: {len(stopped.documents)} submissions graded, {len(stopped.missing)} not; "
-            f"{out_dir / GRADEBOOK} is INCOMPLETE (run.json says so). "
+            f"{plan.out_dir / GRADEBOOK} is INCOMPLETE (run.json says so). "
             "Run the same command with --resume to finish.",
             err=True,
         )
         sys.exit(interrupts.EXIT_INTERRUPTED)
 
 
-def _write_html(path: Path | None, documents: list[ClassDocument]) -> None:
-    if path is None:
-        return
-    from workbook.classreport import class_report
-    from workbook.reportfiles import atomic_write
-
-    try:
-        # Titles in merged reports are untrusted too: no control sequence, no workflow command.
-        atomic_write(path, log_safe(class_report(documents)))
-    except OSError as exc:
-        raise click.ClickException(f"cannot write the class report to {path}: {exc} (the gradebook is saved)") from exc
-
-
-def _summary(documents: list[ClassDocument], out_dir: Path, html_path: Path | None) -> None:
+def _summary(run: api.ClassRun) -> None:
     from workbook.classprogress import closing_summary
     from workbook.gradebook import GRADEBOOK
+    from workbook.safetext import log_safe
 
-    errors = [log_safe(d.submission) for d in documents if d.error]
+    documents = run.documents
+    errors = [log_safe(document.submission) for document in run.errors]
     sandbox = next((d.graders.get("sandbox") for d in documents if d.graders.get("sandbox")), None)
-    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
-    if html_path:
-        click.echo(f"Class report: {html_path}")
+    click.echo(f"Graded {len(documents)} submissions: {run.out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
+    if run.html_path:
+        click.echo(f"Class report: {run.html_path}")
     if documents:
         click.echo(closing_summary(documents), err=True)
     if errors:
@@ -252,21 +180,33 @@ def _summary(documents: list[ClassDocument], out_dir: Path, html_path: Path | No
 @click.option(
     "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a class report page."
 )
-def merge_command(out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
+@pass_session
+def merge_command(session: Session, out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
     """Combine the --out folders of `workbook grade --shard` runs into one gradebook.
 
     Exit status 2, with one line naming the file, when a report or run file is not valid.
     """
-    from workbook.gradebook import MergeError, merge
+    from workbook.gradebook import MergeError
 
     try:
-        documents = merge(list(out_dirs), destination, list(load_manifest().problems))
-    except (MergeError, ManifestError) as exc:
-        # One line naming the bad file; exit 2 like any other unusable input.
-        click.echo(f"Error: {log_safe(str(exc))}", err=True)
-        sys.exit(2)
-    _write_html(html_path, documents)
-    _summary(documents, destination, html_path)
+        manifest = session.manifest
+        with usage_errors():
+            run = api.merge(manifest, out_dirs, destination, html_path)
+    except click.ClickException as exc:
+        if isinstance(exc.__cause__, ManifestError):
+            _unusable_input(exc.format_message())
+        raise
+    except MergeError as exc:
+        _unusable_input(str(exc))
+    _summary(run)
+
+
+def _unusable_input(message: str) -> NoReturn:
+    """One line naming the bad file; exit 2 like any other unusable input."""
+    from workbook.safetext import log_safe
+
+    click.echo(f"Error: {log_safe(message)}", err=True)
+    sys.exit(2)
 
 
 @click.group("dev")
@@ -274,11 +214,20 @@ def dev() -> None:
     """Tools for authors who edit the workbook's content or swap in their own."""
 
 
+def _use_manifest(ctx: click.Context, _param: click.Parameter, path: Path | None) -> Path | None:
+    """--manifest: the problems (and -p's numbers) come from this file from now on."""
+    if path is not None:
+        session(ctx).use_manifest(path.resolve())
+    return path
+
+
 @dev.command("check")
 @click.option(
     "--manifest",
     "manifest_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    is_eager=True,  # before -p, whose numbers it defines
+    callback=_use_manifest,
     help="Another workbook.toml.",
 )
 @click.option(
@@ -288,7 +237,7 @@ def dev() -> None:
     "--solutions", type=click.Path(file_okay=False, path_type=Path), default=BUNDLED_SOLUTIONS, help="The solutions."
 )
 @click.option("--graders", type=click.Path(exists=True, file_okay=False, path_type=Path), help=GRADERS_OPTION_HELP)
-@click.option("-p", "--problem", "numbers", type=int, multiple=True, help="Only problem N (repeatable).")
+@click.option("-p", "--problem", "problems", type=ProblemNumber(), multiple=True, help="Only problem N (repeatable).")
 @click.option("--static", "static_only", is_flag=True, help="Skip grading the solutions and stubs (fast).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 16), default=2, show_default=True)
 def dev_check_command(
@@ -296,7 +245,7 @@ def dev_check_command(
     exercises: Path,
     solutions: Path,
     graders: Path | None,
-    numbers: tuple[int, ...],
+    problems: tuple[Problem, ...],
     static_only: bool,
     jobs: int,
 ) -> None:
@@ -316,7 +265,7 @@ def dev_check_command(
             exercises.resolve(),
             solutions.resolve(),
             graders=graders,
-            numbers=list(numbers) or None,
+            numbers=sorted({problem.number for problem in problems}) or None,
             run_graders=not static_only,
             jobs=jobs,
             generated_root=BUNDLE if IN_CHECKOUT and _bundled_content(exercises, graders) else None,

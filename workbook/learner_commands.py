@@ -12,20 +12,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from workbook.engine import GraderError
-from workbook.here import problem_here
-from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
-from workbook.milestones import next_unsolved
+from workbook import api
+from workbook.clicontext import ProblemNumber, Session, pass_session, usage_errors
+from workbook.manifest import Problem
 from workbook.results import Status
-from workbook.state import Progress, hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
-from workbook.terminal import Style
+from workbook.safetext import shown_path
+from workbook.state import state_dir
 from workbook.workspace import BUNDLE, BUNDLED_SOLUTIONS, exercises_folder
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
-
-# The modules of one command each (backups, starters, watcher, serve, doctor) are imported
-# inside it: every `workbook` start imports this module.
 
 DEFAULT_PORT = 8000
 WRAP = 88
@@ -40,38 +36,12 @@ def register(group: click.Group) -> None:
 # --- shared helpers -------------------------------------------------------------------
 
 
-def _manifest() -> Manifest:
-    try:
-        return load_manifest()
-    except ManifestError as exc:
-        raise click.ClickException(f"{exc}. Restore workbook.toml from the workbook's repository.") from exc
+def _problem_or_default(problem: Problem | None, session: Session) -> Problem:
+    """`problem`; when None, the problem whose folder we are in, else the first one not yet passed."""
+    return problem or api.default_problem(session.manifest, exercises_folder())
 
 
-def _problem(number: int | None) -> Problem:
-    """Problem `number`; when None, the problem whose folder we are in, else the first one
-    not yet passed."""
-    manifest = _manifest()
-    if number is None:
-        here = problem_here(manifest, [exercises_folder()])
-        return here or next_unsolved(manifest, load_state()) or manifest.problems[0]
-    try:
-        return manifest.by_number(number)
-    except KeyError:
-        numbers = ", ".join(str(p.number) for p in manifest.problems)
-        raise click.BadParameter(
-            f"{number} is not a problem number; choose one of {numbers}.", param_hint="N"
-        ) from None
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _save(state: Progress) -> None:
-    note = save_or_warn(state)
+def _warn(note: str | None) -> None:
     if note:
         click.echo(note, err=True)
 
@@ -101,87 +71,69 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 @click.command()
-@click.argument("number", metavar="[N]", type=int, required=False)
+@click.argument("problem", metavar="[N]", type=ProblemNumber(), required=False)
 @click.option("--all", "show_all", is_flag=True, help="Show every hint of the problem.")
-def hint(number: int | None, show_all: bool) -> None:
+@pass_session
+def hint(session: Session, problem: Problem | None, show_all: bool) -> None:
     """Show the next hint for problem N (default: the problem whose folder you are in,
     else the first one not yet passed).
 
     Each call reveals one more hint; the workbook remembers how many you have seen.
     """
-    problem = _problem(number)
-    style = Style.detect()
-    hints = problem.hints
+    problem = _problem_or_default(problem, session)
+    style = session.style
     click.echo(style.bold(f"Problem {problem.number} · {problem.title}"))
     if problem.lesson:
         click.echo(style.dim(_wrap(f"Lesson: {problem.lesson}")))
-    if not hints:
+    if not problem.hints:
         click.echo("This problem has no hints. Re-read the lesson sections above and its README.md.")
         return
-    state = load_state()
-    seen = hints_revealed(state, problem.slug)
-    if show_all or seen >= len(hints):
-        shown = range(len(hints))
-        seen = len(hints)
-    else:
-        shown = range(seen, seen + 1)
-        seen += 1
-    for index in shown:
+    revealed = api.hint(problem, show_all=show_all)
+    for index, text in revealed.shown:
         click.echo()
-        click.echo(style.bold(f"  Hint {index + 1} of {len(hints)}"))
-        click.echo(_wrap(hints[index], "    "))
+        click.echo(style.bold(f"  Hint {index + 1} of {len(problem.hints)}"))
+        click.echo(_wrap(text, "    "))
     click.echo()
-    left = len(hints) - seen
-    if left:
-        click.echo(style.dim(f"{left} more: `workbook hint {problem.number}`; all at once: `--all`."))
+    if revealed.left:
+        click.echo(style.dim(f"{revealed.left} more: `workbook hint {problem.number}`; all at once: `--all`."))
     else:
         click.echo(
             style.dim(f"That is every hint. Then: `workbook check {problem.number}` tells you what still fails.")
         )
-    record_hints_revealed(state, problem.slug, seen)
-    _save(state)
+    _warn(revealed.save_note)
 
 
 # --- reset ----------------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("number", metavar="N", type=int)
+@click.argument("problem", metavar="N", type=ProblemNumber())
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--list", "list_only", is_flag=True, help="List this problem's backups.")
 @click.option("--restore", "restore_name", metavar="BACKUP", help="Put back a backup (a name from --list, or latest).")
-def reset(number: int, yes: bool, list_only: bool, restore_name: str | None) -> None:
+def reset(problem: Problem, yes: bool, list_only: bool, restore_name: str | None) -> None:
     """Restore the starter files of problem N, after backing up your files.
 
     Your current files are first copied to a timestamped folder under
     .workbook/backups/; `--list` shows the backups and `--restore BACKUP` puts one back.
     """
-    from workbook import backups
-    from workbook.starters import StarterError, starter_files
-
     if list_only and restore_name:
         raise click.UsageError("Use either --list or --restore, not both.")
-    problem = _problem(number)
     folder = exercises_folder() / problem.slug
-    try:
+    with usage_errors():
         if list_only:
             _list_backups(problem)
         elif restore_name:
             _restore(problem, folder, restore_name, yes)
         else:
-            changed = backups.changed_files(folder, starter_files(problem.slug))
+            changed = api.starter_differences(problem, exercises_folder())
             if not changed:
                 click.echo(f"Problem {problem.number} already has its starter files; nothing to reset.")
                 return
-            click.echo(f"These files of {_shown(folder)}/ differ from the starter: {', '.join(changed)}")
+            click.echo(f"These files of {shown_path(folder)}/ differ from the starter: {', '.join(changed)}")
             _confirm(f"Reset problem {problem.number} to its starter files (yours are backed up first)?", yes)
-            backup = backups.reset(folder, problem.slug)
-            _report_backup(problem, backup)
+            _report_backup(problem, api.reset(problem, exercises_folder()).backup)
             click.echo(f"Problem {problem.number} has its starter files again.")
-    except (StarterError, backups.BackupError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"{exc}. Your files were backed up before anything was written.") from exc
 
 
 def _report_backup(problem: Problem, backup: Backup | None) -> None:
@@ -205,48 +157,38 @@ def _list_backups(problem: Problem) -> None:
 
 
 def _restore(problem: Problem, folder: Path, name: str, yes: bool) -> None:
-    from workbook.backups import find_backup, restore
-
-    backup = find_backup(problem.slug, name)
+    backup = api.find_backup(problem, name)
     _confirm(
         f"Replace the files of problem {problem.number} with backup {backup.name} (yours are backed up first)?", yes
     )
-    safety = restore(folder, problem.slug, backup)
+    safety = api.restore(problem, exercises_folder(), backup)
     click.echo(f"Your files were saved to {safety.path}")
-    click.echo(f"Restored backup {backup.name} into {_shown(folder)}/")
+    click.echo(f"Restored backup {backup.name} into {shown_path(folder)}/")
 
 
 # --- watch ----------------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("number", metavar="[N]", type=int, required=False)
+@click.argument("problem", metavar="[N]", type=ProblemNumber(), required=False)
 @click.option("-v", "--verbose", is_flag=True, help="Also show what your code printed during the first failing check.")
-@click.option("--max-runs", type=int, hidden=True, help="Stop after this many gradings (for tests).")
-def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
+@pass_session
+def watch(session: Session, problem: Problem | None, verbose: bool) -> None:
     """Re-check problem N (default: the problem whose folder you are in, else the first
     unsolved) every time you save one of its files.
 
     Moves on to the next unsolved problem once every check passes, unless you chose the
     problem (by number or by folder). Ctrl-C to quit.
     """
-    from workbook.watcher import Watcher
-
     # A shell that starts us in the background hands down SIGINT ignored; Ctrl-C (or an
     # editor integration's SIGINT) must still stop the watch.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    exercises = exercises_folder()
-    explicit = number is not None or problem_here(_manifest(), [exercises]) is not None
-    problem = _problem(number)
-    style = Style.detect()
-    watcher = Watcher(_manifest(), exercises, style=style, verbose=verbose, clear_screen=style.color or style.unicode)
     try:
-        code = watcher.run(problem, max_runs=max_runs, stay=explicit)
+        with usage_errors():
+            code = api.watch(session.manifest, problem, exercises_folder(), style=session.style, verbose=verbose)
     except KeyboardInterrupt:
         click.echo("\nStopped watching. Your progress is saved; `workbook watch` picks up where you left off.")
         code = 0
-    except GraderError as exc:
-        raise click.ClickException(f"{exc}. The workbook's graders/ folder is incomplete; reinstall it.") from exc
     sys.exit(code)
 
 
@@ -254,29 +196,33 @@ def watch(number: int | None, verbose: bool, max_runs: int | None) -> None:
 
 
 @click.command("run")
-@click.argument("number", metavar="[N]", type=int, required=False)
+@click.argument("problem", metavar="[N]", type=ProblemNumber(), required=False)
 @click.option(
     "--port", type=click.IntRange(1, 65535), help=f"Port to serve on (default: {DEFAULT_PORT} or the next free one)."
 )
 @click.option("--no-reload", is_flag=True, help="Do not restart the server when you save a file.")
 @click.option("--solution", is_flag=True, help="Serve the reference solution instead of your code.")
-@click.option("--dry-run", is_flag=True, hidden=True, help="Print the uvicorn command instead of running it.")
-def run(number: int | None, port: int | None, no_reload: bool, solution: bool, dry_run: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the uvicorn command instead of running it.")
+@pass_session
+def run(
+    session: Session, problem: Problem | None, port: int | None, no_reload: bool, solution: bool, dry_run: bool
+) -> None:
     """Serve your app for problem N (default: the problem whose folder you are in, else the
     first unsolved) on http://127.0.0.1 and restart it on every save."""
-    problem = _problem(number)
+    problem = _problem_or_default(problem, session)
     folder = (BUNDLED_SOLUTIONS if solution else exercises_folder()) / problem.slug
     if not folder.is_dir():
         raise click.ClickException(f"There is no folder {folder}; get it back with `workbook reset {problem.number}`.")
     port = port or free_port(DEFAULT_PORT)
     scratch = state_dir() / "run" / problem.slug
     command = uvicorn_command(problem, folder, port, reload=not no_reload)
-    style = Style.detect()
-    click.echo(style.bold(f"Serving problem {problem.number} · {problem.title}") + style.dim(f"  ({_shown(folder)})"))
+    style = session.style
+    title = style.bold(f"Serving problem {problem.number} · {problem.title}")
+    click.echo(title + style.dim(f"  ({shown_path(folder)})"))
     # Only URLs that answer: most apps have no route at "/", so the base URL is not shown.
     for label, url in served_urls(pages_folder(problem, folder), port):
         click.echo(f"  {label + ':':<11} {url}")
-    click.echo(style.dim(f"  Files your app writes (e.g. a database) go to {_shown(scratch)}/"))
+    click.echo(style.dim(f"  Files your app writes (e.g. a database) go to {shown_path(scratch)}/"))
     click.echo(style.dim("  " + ("Restarts when you save a file. " if not no_reload else "") + "Ctrl-C to stop."))
     if dry_run:
         click.echo(" ".join(command))
@@ -351,20 +297,18 @@ def _serve(command: list[str], cwd: Path, environment: dict[str, str]) -> int:
 @click.option("-q", "--quiet", is_flag=True, help="Only print the problems found.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print where the workbook looks for things.")
 @click.option("--no-grade", is_flag=True, help="Skip grading a reference solution (saves a few seconds).")
-def doctor(quiet: bool, verbose: bool, no_grade: bool) -> None:
+@pass_session
+def doctor(session: Session, quiet: bool, verbose: bool, no_grade: bool) -> None:
     """Check that this machine is ready: Python, packages, bcrypt, folders, grading.
 
     Prints one line per finding; exit status 1 when any problem is found.
     """
-    from workbook.doctor import run_all
-
-    style = Style.detect()
-    exercises = exercises_folder()
+    style = session.style
     if verbose:
-        click.echo(style.dim(f"bundled problems {BUNDLE}; exercises {exercises}; state {state_dir()}"))
-    findings = run_all(exercises, BUNDLED_SOLUTIONS, grading=not no_grade)
-    problems = [finding for finding in findings if not finding.ok]
-    for finding in findings:
+        click.echo(style.dim(f"bundled problems {BUNDLE}; exercises {exercises_folder()}; state {state_dir()}"))
+    report = api.doctor(exercises_folder(), BUNDLED_SOLUTIONS, grading=not no_grade)
+    problems = report.problems
+    for finding in report.findings:
         if not finding.ok:
             click.echo(f"{style.mark(Status.FAIL)} {finding.what}: {finding.fix}")
         elif finding.warning:

@@ -41,6 +41,7 @@ class Problem:
     time_limit_s: float = 60.0
     graders: Path | None = None  # a grader folder laid out like graders/; None: graders_root()
     bonus: bool = False  # counted apart in the learner's progress, offered after the others
+    stub_may_pass: bool = False  # `dev check` accepts an untouched stub that passes every check
     # Globs (relative to the problem folder) of data files a submission copy keeps beside its .py files.
     data_files: tuple[str, ...] = ()
 
@@ -80,6 +81,13 @@ class Manifest:
         raise KeyError(slug)
 
 
+def check_id_of(test_name: str) -> str:
+    """A check's id, as weights, `-k`, progress and reports name it: its test function's
+    name without `test_` (`test_login_ok` -> `login_ok`). A pytest node id
+    (`graders/p1/test_x.py::test_login_ok`) gives the same id."""
+    return test_name.rsplit("::", 1)[-1].removeprefix("test_")
+
+
 def load_manifest(path: Path | None = None) -> Manifest:
     path = path or Path(os.environ.get(MANIFEST_ENV) or MANIFEST_PATH)
     try:
@@ -106,13 +114,15 @@ def _problem(entry: dict, defaults: dict) -> Problem:
         weights=dict(entry.get("weights", {})),
         check_timeout_s=float(entry.get("check_timeout_s", defaults.get("check_timeout_s", 4.0))),
         time_limit_s=float(entry.get("time_limit_s", defaults.get("time_limit_s", 60.0))),
-        bonus=_flag(entry.get("bonus", False)),
+        bonus=_flag(entry, "bonus"),
+        stub_may_pass=_flag(entry, "stub_may_pass"),
         data_files=tuple(str(pattern) for pattern in entry.get("data_files", ())),
     )
 
 
-def _flag(value: object) -> bool:
+def _flag(entry: dict, key: str) -> bool:
     # A typo like `bonus = "no"` must not silently make a problem a bonus.
+    value = entry.get(key, False)
     if not isinstance(value, bool):
-        raise ValueError(f"bonus must be true or false, not {value!r}")
+        raise ValueError(f"{key} must be true or false, not {value!r}")
     return value

@@ -10,7 +10,7 @@ from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import Problem
 from workbook.results import Status
-from workbook.safetext import last_lines, log_safe, shown_name
+from workbook.safetext import last_lines, log_safe, shown_path
 
 # Drawing moved to workbook.terminal; these names stay importable from here for callers of old.
 from workbook.terminal import LiveCount, Style, human_progress  # noqa: F401
@@ -21,12 +21,8 @@ FORMATS = ("text", "json", "junit", "exercism", "gradescope", "github")
 
 
 def describe_target(target: Path, problem: Problem) -> str:
-    folder = target / problem.slug
-    try:
-        shown = folder.relative_to(Path.cwd())
-    except ValueError:
-        shown = folder
-    return shown_name(str(shown))
+    """The problem's folder in `target`, as messages show it."""
+    return shown_path(target / problem.slug)
 
 
 def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False, quiet: bool = False) -> str:
@@ -97,7 +93,7 @@ def rerun_command(problem: Problem, check_id: str, *, target: Path | None = None
     if target is not None and target.resolve() == BUNDLED_SOLUTIONS.resolve():
         words.append("--solutions")
     elif target is not None and (workspace is None or target.resolve() != (workspace / EXERCISES).resolve()):
-        words += ["--dir", shlex.quote(_shown_path(target))]
+        words += ["--dir", shlex.quote(shown_path(target))]
     if seed is not None:
         words += ["--seed", str(seed)]
     return " ".join(words)
@@ -106,11 +102,3 @@ def rerun_command(problem: Problem, check_id: str, *, target: Path | None = None
 def rerun_for(result: ProblemResult, check_id: str) -> str:
     """`rerun_command` for a check of `result`, with the folder and seed it was graded with."""
     return rerun_command(result.problem, check_id, target=result.target, seed=result.seed)
-
-
-def _shown_path(folder: Path) -> str:
-    try:
-        shown = str(folder.resolve().relative_to(Path.cwd())) or "."
-    except ValueError:
-        shown = str(folder)
-    return shown_name(shown)  # a submission's folder name may hold undecodable bytes

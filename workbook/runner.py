@@ -1,7 +1,7 @@
 """The grading child process: runs one problem's graders and reports each check as a JSON
 line in an events file. The parent (engine.py) trusts only that file, never our output.
 
-Started as ``python -I -c BOOT ROOT --problem SLUG --events FILE --check-timeout S NODEID...``.
+Started as ``python -I -c BOOT ROOT --problem SLUG --events FILE --check-timeout S --seed N NODEID...``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import IO, Any
 import pytest
 
 from workbook import causes, hangs, translate
-from workbook.manifest import BUNDLED_GRADERS, ROOT, graders_root, load_manifest
+from workbook.manifest import BUNDLED_GRADERS, ROOT, check_id_of, graders_root, load_manifest
 from workbook.results import Kind, Status
 from workbook.safetext import learner_text
 from workbook.sandbox import limit_processes
@@ -69,7 +69,9 @@ def main(argv: list[str]) -> None:
 
     from workbook import grading
 
+    # The one read of the manifest in this process: the graders get the problem from here.
     problem = load_manifest().by_slug(args.problem)
+    grading.configure(problem, args.seed)
     grading.cheap_password_hashing()  # before the first import of the learner's code
     events.emit("ready")
     events.emit("importing")
@@ -91,6 +93,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--problem", required=True)
     parser.add_argument("--events", required=True)
     parser.add_argument("--check-timeout", type=float, required=True)
+    parser.add_argument("--seed", type=int, required=True, help="seed of the random test data")
     parser.add_argument("--known-hang", default="", help="JSON {site, check}: an earlier check hung there")
     parser.add_argument("nodeids", nargs="+")
     return parser.parse_args(argv)
@@ -150,7 +153,7 @@ class Reporter:
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.started[nodeid] = time.perf_counter()
-        self.current = _check_id(nodeid)
+        self.current = check_id_of(nodeid)
         self.events.emit("start", id=self.current)
 
     def pytest_pyfunc_call(self, pyfuncitem: Any) -> bool:
@@ -189,7 +192,7 @@ class Reporter:
             return
         result = self.outcome.get(nodeid, {"status": Status.PASS, "message": None, "kind": Kind.PASS})
         duration = time.perf_counter() - self.started.pop(nodeid)
-        self.events.emit("result", id=_check_id(nodeid), duration_s=round(duration, 4), **result)
+        self.events.emit("result", id=check_id_of(nodeid), duration_s=round(duration, 4), **result)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         captured = (report.capstdout or "") + (report.capstderr or "")
@@ -237,11 +240,6 @@ def _exit_text(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"Your code called sys.exit({exc.code!r}); a web app must never end the process."
     return "Your code raised KeyboardInterrupt."
-
-
-def _check_id(nodeid: str) -> str:
-    name = nodeid.rsplit("::", 1)[-1]
-    return name.removeprefix("test_")
 
 
 def classify(exc: BaseException) -> dict[str, Any]:

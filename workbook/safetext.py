@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 MESSAGE_LIMIT = 8_000  # characters of one check's message
 OUTPUT_LIMIT = 4_000  # characters of what the learner's code printed during one check
@@ -123,6 +124,17 @@ def shown_name(name: str) -> str:
     Python as surrogate escapes) as `\\xNN`, control characters escaped."""
     raw = name.encode("utf-8", errors="surrogateescape")
     return terminal_safe(raw.decode("utf-8", errors="backslashreplace"))
+
+
+def shown_path(path: Path, base: Path | None = None, *, posix: bool = False) -> str:
+    """How every message and report shows a path: relative to `base` (default: the working
+    directory) when it is under it (`.` for `base` itself), else as given; with `/`
+    separators when `posix`; undecodable bytes and control characters escaped (shown_name)."""
+    try:
+        relative = path.resolve().relative_to((base or Path.cwd()).resolve())
+    except ValueError:
+        relative = path
+    return shown_name(relative.as_posix() if posix else str(relative))
 
 
 def file_name(name: str, suffix: str = "") -> str:

@@ -40,7 +40,7 @@ from workbook.grading import (
     show,
     within,
 )
-from workbook.manifest import load_manifest
+from workbook.manifest import Problem
 
 WAIT = 1.0  # seconds any one message may take through the TestClient (a correct app answers in milliseconds)
 REAL_WAIT = 2.0  # the same over real sockets, to a freshly started server
@@ -960,11 +960,10 @@ def log_tail(server: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def real_server(tmp_path_factory: pytest.TempPathFactory, problem: Problem) -> Iterator[Any]:
     """One uvicorn process serving the learner's app, shared by this run's real-server checks (a
     check run alone starts its own): each start costs about a second of the problem's budget.
     Each check uses rooms of its own, so sharing the server shares no state between them."""
-    problem = load_manifest().by_slug(Path(__file__).parent.name)
     here = Path.cwd()
     os.chdir(tmp_path_factory.mktemp("real-server"))  # serve() writes its log to the working directory
     try:
