@@ -53,7 +53,7 @@ def test_a_learner_check_records_the_progress(tmp_path):
     assert run.exit_code == 0, [result.checks for result in run.results]
     assert run.plan.learner_run is True
     assert run.save_note is None
-    assert load_state()["problems"][P1.slug]["checks"]["list_starts_empty"] == "pass"
+    assert load_state().problems[P1.slug].checks["list_starts_empty"] == "pass"
 
 
 def test_plan_check_names_the_option_of_a_keyword_that_matches_nothing():
