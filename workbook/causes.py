@@ -97,4 +97,22 @@ def headline(members: Sequence[CheckResult]) -> str:
     if first.kind == "timeout":
         verb = "were stopped"
     text = (first.message or "").splitlines()[0] if first.message else "no message"
-    return f"{len(members)} checks {verb}: {text}"
+    if first.raised and all(check.raised == first.raised for check in members):
+        text = first.raised  # "app.py line 42 raised NameError: ...": the one place to fix
+    return f"{len(members)} {plural(len(members), 'check')} {verb}: {text}"
+
+
+def details(members: Sequence[CheckResult]) -> list[str]:
+    """The lines shown under a shared cause's headline: the first check's message without
+    what the headline already says."""
+    lines = (members[0].message or "").splitlines()
+    if members[0].raised:
+        # The headline names the exception and its line; the first line is kept when it
+        # says something else (what differed, or what to do about a library error).
+        return [line for line in lines if not line.startswith("Your code raised ")]
+    return lines[1:]
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`noun` as `count` of them are called: "1 check", "2 checks"."""
+    return noun if count == 1 else (many or noun + "s")

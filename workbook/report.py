@@ -101,7 +101,7 @@ def _cause_lines(members: list[CheckResult], result: ProblemResult, style: Style
     check's message, then the checks it affects."""
     first = members[0]
     lines = [f"  {style.mark(first.status)} {log_safe(causes.headline(members))}"]
-    lines.extend("      " + text for text in log_safe(first.message or "").splitlines()[1:])
+    lines.extend("      " + log_safe(text) for text in causes.details(members))
     lines.extend(_verbose_lines(first, verbose))
     if len(members) == result.total:
         lines.append("      it affects every check of this problem.")

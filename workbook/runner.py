@@ -156,7 +156,12 @@ class Reporter:
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
         folder = grading.state.get("problem_dir")
         try:
-            hangs.run_check(lambda: _call_guarded(pyfuncitem.obj, kwargs), self.check_timeout, folder, self.known_hang)
+            hangs.run_check(
+                lambda: grading.work_for_current_check(lambda: _call_guarded(pyfuncitem.obj, kwargs)),
+                self.check_timeout,
+                folder,
+                self.known_hang,
+            )
         except hangs.Hang as hang:
             if not hang.clean:
                 grading.state["tainted"] = True
@@ -244,20 +249,33 @@ def classify(exc: BaseException) -> dict[str, Any]:
     """Turn what a check raised into a status and a message for the learner."""
     from workbook import grading
 
-    sent = grading.last_sent()
+    # What the failure was sent with: the request the app raised for, never an earlier
+    # one (issue 14); a stopped check shows the last request it sent.
+    sent = grading.sent_with(exc)
     if isinstance(exc, grading.LearnerImportError):
         return {"status": "error", "message": str(exc), "kind": "import"}
     if isinstance(exc, grading.CheckTimeout):
         site = exc.site.as_dict() if exc.site is not None else None
         return {
             "status": "error",
-            "message": _with_sent(str(exc), sent, "last request sent"),
+            "message": _with_sent(str(exc), grading.last_sent(), "last request sent"),
             "kind": "timeout",
             "site": site,
             "blocked_by": exc.blocked_by,
         }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
         message = str(exc) or "A check assertion failed."
+        root = _learner_root(exc, message)
+        if root is not None:
+            # The mismatch came from an exception in the learner's code (a 500, a startup
+            # that raised): that exception at its line is the cause (issue 14, item 2).
+            return {
+                "status": "fail",
+                "message": _with_raised(message, root),
+                "kind": "assertion",
+                "site": _waited_site(),
+                **_raised_cause(root),
+            }
         return {
             "status": "fail",
             "message": message,
@@ -287,6 +305,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "site": _waited_site(),
             "kind": "learner",
             "traceback": _full_traceback(learner),
+            **_raised_cause(learner),
         }
     if _raised_in_workbook(exc):
         where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -301,6 +320,56 @@ def classify(exc: BaseException) -> dict[str, Any]:
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
     return {"status": "fail", "message": text, "kind": "learner"}
+
+
+def _learner_root(failure: AssertionError, message: str) -> BaseException | None:
+    """The exception in the learner's code a failed check reports: the one the grader gave
+    as `because`, or one it failed while handling and names in its message (a lifespan
+    startup that raised), or one the app raised for a request it answered with a 500."""
+    from workbook import grading
+
+    declared = failure.__cause__  # grading.fail(..., because=exc)
+    if declared is not None and grading.learner_frames(declared):
+        return declared
+    for exc in list(_exception_chain(failure))[1:]:
+        if grading.learner_frames(exc) and type(exc).__name__ in message:
+            return exc
+    first_line = message.splitlines()[0] if message else ""
+    if "500" in first_line:
+        raised = [exc for exc in grading.server_errors() if grading.learner_frames(exc)]
+        if raised:
+            return raised[-1]
+    return None
+
+
+def _with_raised(message: str, root: BaseException) -> str:
+    """`message`, plus which exception the learner's code raised and where, unless it says so."""
+    from workbook import grading
+
+    frames = grading.learner_frames(root)
+    lines = message.splitlines()
+    said = [line for line in lines if type(root).__name__ in line]
+    extra = [] if said else [f"  because your code raised {_exception_text(root)}"]
+    if frames and frames.splitlines()[0] not in lines:
+        extra.append(frames)
+    return "\n".join([message, *extra]) if extra else message
+
+
+def _raised_cause(exc: BaseException) -> dict[str, str]:
+    """The cause key and headline of an exception the learner's code raised: the same
+    exception type at the same line is one cause, whatever its data."""
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if grading.is_under(frame.filename, folder)]
+    if not frames or folder is None:
+        return {}
+    where = Path(frames[-1].filename).resolve().relative_to(folder).as_posix()
+    line = frames[-1].lineno
+    return {
+        "cause": f"raised:{where}:{line}:{type(exc).__name__}",
+        "raised": f"{where} line {line} raised {_exception_text(exc).splitlines()[0]}",
+    }
 
 
 def _waited_site() -> dict[str, Any] | None:

@@ -192,7 +192,7 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     if shared:
         # One root cause shown once: its headline, then the rest of the first message.
         lines += ["", style.bold(f"First failure: {causes.headline(shared)}")]
-        message = (failing.message or "").splitlines()[1:]
+        message = causes.details(shared)
     else:
         lines += ["", style.bold(f"First failure: {failing.title}")]
         message = (failing.message or "").splitlines() or ["(no message)"]

@@ -1056,6 +1056,7 @@ def test_db_closed_when_migration_fails(learner: Any, opened: list) -> None:
             sent=f"MIGRATIONS with {show(broken)} appended",
             expected="a connection opened, the migration failing, the connection closed",
             got=f"{type(raised).__name__}: {raised}",
+            because=raised,
         )
     expect(
         any(isinstance(exc, sqlite3.Error) for exc in exception_chain(raised)),
