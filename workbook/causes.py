@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from workbook.words import counted
+
 if TYPE_CHECKING:
     from workbook.engine import CheckResult
 
@@ -99,7 +101,7 @@ def headline(members: Sequence[CheckResult]) -> str:
     text = (first.message or "").splitlines()[0] if first.message else "no message"
     if first.raised and all(check.raised == first.raised for check in members):
         text = first.raised  # "app.py line 42 raised NameError: ...": the one place to fix
-    return f"{len(members)} {plural(len(members), 'check')} {verb}: {text}"
+    return f"{counted(len(members), 'check')} {verb}: {text}"
 
 
 def details(members: Sequence[CheckResult]) -> list[str]:
@@ -111,8 +113,3 @@ def details(members: Sequence[CheckResult]) -> list[str]:
         # says something else (what differed, or what to do about a library error).
         return [line for line in lines if not line.startswith("Your code raised ")]
     return lines[1:]
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """`noun` as `count` of them are called: "1 check", "2 checks"."""
-    return noun if count == 1 else (many or noun + "s")

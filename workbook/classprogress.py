@@ -9,6 +9,7 @@ import time
 from typing import Any, TextIO
 
 from workbook.safetext import log_safe
+from workbook.words import counted
 
 SLOWEST_SHOWN = 3
 LIMITED_SHOWN = 10  # one line, even when a whole class loops forever
@@ -36,7 +37,7 @@ class ClassProgress:
             self.started = time.monotonic()
             if count:
                 self.stream.write(
-                    f"Kept {count} reports of the earlier run (their files and graders did not change).\n"
+                    f"Kept {counted(count, 'report')} of the earlier run (their files and graders did not change).\n"
                 )
                 self.stream.flush()
 

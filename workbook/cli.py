@@ -31,6 +31,7 @@ from workbook.state import (
     with_results,
 )
 from workbook.target import TargetError, refuse_link
+from workbook.words import plural
 
 EXERCISES = ROOT / "exercises"
 SOLUTIONS = ROOT / "solutions"
@@ -79,7 +80,8 @@ def list_problems() -> None:
         if entry is None:
             status = "not checked yet"
         else:
-            status = f"{entry.get('status', '?')} ({entry.get('passed', 0)}/{entry.get('total', 0)} checks)"
+            total = as_count(entry.get("total"))
+            status = f"{entry.get('status', '?')} ({entry.get('passed', 0)}/{total} {plural(total, 'check')})"
         title = problem.title + (" [bonus]" if problem.bonus else "")
         click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
@@ -346,7 +348,7 @@ def _current_and_best(state: dict, slug: str) -> str:
     """The latest result, and the best one when it was better (the progress counts the best)."""
     entry = problem_status(state, slug) or {}
     passed = as_count(entry.get("passed"))
-    current = f"{passed}/{as_count(entry.get('total'))} checks"
+    current = f"{passed}/{as_count(entry.get('total'))} {plural(as_count(entry.get('total')), 'check')}"
     if fails_now(state, slug):
         return f"{current} now; solved before, failing now"
     best = best_result(entry) or {}

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from workbook.manifest import ROOT, ManifestError, load_manifest
+from workbook.words import counted
 
 PYPROJECT = ROOT / "pyproject.toml"
 FIX_INSTALL = "run `pip install -e .` in the workbook folder (inside your virtual environment)"
@@ -89,7 +90,7 @@ def check_versions(
                     FIX_INSTALL,
                 )
             )
-    yield from wrong or [Finding(True, f"{checked} dependencies at their tested versions")]
+    yield from wrong or [Finding(True, f"{counted(checked, 'dependency', 'dependencies')} at their tested versions")]
 
 
 def check_bcrypt() -> Iterator[Finding]:
@@ -161,7 +162,7 @@ def check_starters() -> Iterator[Finding]:
     except StarterError as exc:
         yield Finding(False, str(exc), "restore workbook/starters.json from the workbook's repository")
         return
-    yield Finding(True, f"starter files of {count} problems available for `workbook reset`")
+    yield Finding(True, f"starter files of {counted(count, 'problem')} available for `workbook reset`")
 
 
 def check_grading(solutions: Path) -> Iterator[Finding]:

@@ -31,6 +31,7 @@ from workbook.manifest import Problem
 from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, report_problem
 from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 from workbook.target import copy_submission, learner_files
+from workbook.words import counted
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
@@ -112,7 +113,7 @@ class Interrupted(Exception):  # noqa: N818 - it is what happened, not a fault
     finished are written (`documents`), the gradebook marked incomplete."""
 
     def __init__(self, documents: list[dict[str, Any]], missing: list[str]) -> None:
-        super().__init__(f"interrupted with {len(missing)} submissions not graded")
+        super().__init__(f"interrupted with {counted(len(missing), 'submission')} not graded")
         self.documents = documents
         self.missing = missing
 

@@ -28,6 +28,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from workbook.manifest import ROOT, Problem, load_manifest
+from workbook.words import counted
 
 TARGET_ENV = "WORKBOOK_TARGET"
 SEED_ENV = "WORKBOOK_SEED"
@@ -507,7 +508,7 @@ def first_difference(expected: Any, got: Any, where: str = "body") -> str:
                 return first_difference(expected[key], got[key], f"{where}[{show(key)}]")
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
-            return f"{where} has {len(got)} items, expected {len(expected)}"
+            return f"{where} has {counted(len(got), 'item')}, expected {len(expected)}"
         for index, (wanted, found) in enumerate(zip(expected, got, strict=True)):
             if wanted != found:
                 return first_difference(wanted, found, f"{where}[{index}]")

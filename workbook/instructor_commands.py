@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # that use them: every `workbook` start imports this module, and a learner's
 # `workbook check` should not pay for them.
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ROOT, ManifestError, Problem, load_manifest
+from workbook.words import counted
 
 GRADERS_OPTION_HELP = "Grade with this folder of graders (laid out like graders/) instead of the bundled ones."
 
@@ -51,8 +52,11 @@ def grader_set_or_exit(graders: Path | None, allow_modified: bool) -> integrity.
     if refusal:
         raise click.ClickException(refusal)
     if grader_set.source == "bundled" and not grader_set.verified:
+        changed = len(grader_set.modified)
         click.echo(
-            f"Warning: grading with MODIFIED bundled graders ({len(grader_set.modified)} files differ).", err=True
+            f"Warning: grading with MODIFIED bundled graders ({counted(changed, 'file')} "
+            f"{'differs' if changed == 1 else 'differ'}).",
+            err=True,
         )
     return grader_set
 
@@ -162,7 +166,8 @@ def grade_command(
     names = submissions(submissions_dir, skip)
     count = len(chosen.take(names) if chosen else names)
     click.echo(
-        f"Grading {count} submissions ({len(problems)} problems each) with {grader_set.label}, {jobs} at a time"
+        f"Grading {counted(count, 'submission')} ({counted(len(problems), 'problem')} each) "
+        f"with {grader_set.label}, {jobs} at a time"
         f" ({grader_set.isolation}).",
         err=True,
     )
@@ -200,7 +205,7 @@ def _grade_with_progress(
                 progress.close()
     except Interrupted as stopped:
         click.echo(
-            f"Interrupted: {len(stopped.documents)} submissions graded, {len(stopped.missing)} not; "
+            f"Interrupted: {counted(len(stopped.documents), 'submission')} graded, {len(stopped.missing)} not; "
             f"{out_dir / GRADEBOOK} is INCOMPLETE (run.json says so). "
             "Run the same command with --resume to finish.",
             err=True,
@@ -229,14 +234,17 @@ def _summary(documents: list[dict], out_dir: Path, html_path: Path | None) -> No
 
     errors = [log_safe(d["submission"]) for d in documents if d.get("error")]
     sandbox = next((d["graders"].get("sandbox") for d in documents if d.get("graders", {}).get("sandbox")), None)
-    click.echo(f"Graded {len(documents)} submissions: {out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
+    click.echo(
+        f"Graded {counted(len(documents), 'submission')}: {out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else "")
+    )
     if html_path:
         click.echo(f"Class report: {html_path}")
     if documents:
         click.echo(closing_summary(documents), err=True)
     if errors:
         click.echo(
-            f"The workbook could not grade {len(errors)} submissions: {', '.join(errors)} (see their reports).",
+            f"The workbook could not grade {counted(len(errors), 'submission')}: {', '.join(errors)} "
+            "(see their reports).",
             err=True,
         )
 
@@ -328,7 +336,7 @@ def dev_check_command(
         else:
             os.environ[MANIFEST_ENV] = previous
     if findings:
-        click.echo(f"dev check: {len(findings.items)} things to fix", err=True)
+        click.echo(f"dev check: {counted(len(findings.items), 'thing')} to fix", err=True)
         click.echo("\n".join(findings.lines()))
         sys.exit(1)
     click.echo("dev check: all good" + (" (static checks only)" if static_only else ""))
@@ -346,4 +354,4 @@ def checksums_command(verify: bool) -> None:
         click.echo("graders/CHECKSUMS.sha256 matches the bundled graders.")
         return
     count = integrity.write_checksums()
-    click.echo(f"Wrote {integrity.CHECKSUMS.relative_to(ROOT)} ({count} files).")
+    click.echo(f"Wrote {integrity.CHECKSUMS.relative_to(ROOT)} ({counted(count, 'file')}).")

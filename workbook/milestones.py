@@ -9,6 +9,7 @@ from typing import Any
 from workbook.manifest import ROOT, Manifest, Problem
 from workbook.report import Style, human_progress
 from workbook.state import as_count, fails_now, is_solved, problem_status
+from workbook.words import counted, plural
 
 
 def solved_slugs(manifest: Manifest, state: dict[str, Any]) -> set[str]:
@@ -71,7 +72,7 @@ def final_message(manifest: Manifest, style: Style) -> str:
     return "\n".join(
         [
             "",
-            style.bold(f"You solved all {count} problems of {manifest.title}."),
+            style.bold(f"You solved all {counted(count, 'problem')} of {manifest.title}."),
             f"  You built: {titles}.",
             "  Compare each with solutions/, then try a change of your own: `workbook check --all`",
             "  still tells you what breaks.",
@@ -95,7 +96,8 @@ def regression_note(manifest: Manifest, state: dict[str, Any], graded: set[str])
             entry = problem_status(state, problem.slug) or {}
             lines.append(
                 f"Problem {problem.number} was solved before and fails now "
-                f"({as_count(entry.get('passed'))}/{as_count(entry.get('total'))} checks pass).\n"
+                f"({as_count(entry.get('passed'))}/{as_count(entry.get('total'))} "
+                f"{plural(as_count(entry.get('total')), 'check')} pass).\n"
                 "  The progress still counts it; `workbook status` shows best and current results."
             )
     return "\n".join(lines)
@@ -109,7 +111,8 @@ def partial_run_note(manifest: Manifest, state: dict[str, Any], graded: set[str]
         if entry is not None:
             counts = f"{as_count(entry.get('passed'))}/{as_count(entry.get('total'))}"
             lines.append(
-                f"With your earlier results, {counts} checks of problem {problem.number} pass; "
+                f"With your earlier results, {counts} {plural(as_count(entry.get('total')), 'check')} of problem "
+                f"{problem.number} pass; "
                 f"`workbook check {problem.number}` runs them all again."
             )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from workbook import causes
 from workbook.engine import CheckResult, ProblemResult
 from workbook.manifest import ROOT, Problem
 from workbook.safetext import last_lines, log_safe, shown_name
+from workbook.words import plural
 
 JSON_VERSION = 1
 # Every report format `check --format` knows; workbook.formats renders all but text.
@@ -79,7 +80,9 @@ def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False,
                     lines.extend(_cause_lines(shared[check.cause], result, style, verbose))
                 continue
             lines.extend(_check_lines(check, result, style, verbose))
-    summary = f"{result.passed}/{result.total} checks passed" + style.dim(f" · seed {result.seed}")
+    summary = f"{result.passed}/{result.total} {plural(result.total, 'check')} passed" + style.dim(
+        f" · seed {result.seed}"
+    )
     lines.append(("  " + style.mark(result.status) + " " if quiet else "  ") + summary)
     return "\n".join(lines)
 
@@ -152,7 +155,7 @@ def _shown_path(folder: Path) -> str:
 def human_progress(solved: int, total: int, style: Style, bonus: tuple[int, int] | None = None) -> str:
     """The progress line; `bonus` (solved, total) adds ", bonus 0 of 1" when the workbook has
     bonus problems, which the bar and the main count leave out."""
-    line = f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
+    line = f"Workbook progress {style.bar(solved, total)} {solved} of {total} {plural(total, 'problem')} solved"
     return line + (f", bonus {bonus[0]} of {bonus[1]}" if bonus and bonus[1] else "")
 
 
@@ -205,7 +208,7 @@ class LiveCount:
 
     def _draw(self) -> None:
         if self.enabled:
-            self.stream.write(f"\r  grading: {self.done}/{self.total} checks done ")
+            self.stream.write(f"\r  grading: {self.done}/{self.total} {plural(self.total, 'check')} done ")
             self.stream.flush()
 
     def echo(self, text: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from workbook import causes, hangs, translate
 from workbook.safetext import learner_text
+from workbook.words import counted
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -431,7 +432,7 @@ def _full_traceback(exc: BaseException) -> str:
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.StackSummary.from_list(kept).format()
     if len(frames) > len(kept):
-        lines.append(f"  ({len(frames) - len(kept)} frames of the framework left out)\n")
+        lines.append(f"  ({counted(len(frames) - len(kept), 'frame')} of the framework left out)\n")
     text = "".join(lines + traceback.format_exception_only(type(exc), exc))
     return text if len(text) <= MAX_TRACEBACK_CHARS else "...\n" + text[-MAX_TRACEBACK_CHARS:]
 

@@ -30,6 +30,7 @@ from workbook.report import Style, describe_target, rerun_for
 from workbook.safetext import last_lines, log_safe
 from workbook.starters import problem_files
 from workbook.state import is_solved, load_state, save_or_warn, with_results
+from workbook.words import plural
 
 POLL_S = 0.05
 SETTLE_S = 0.15
@@ -184,7 +185,9 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     lines += [f"  {style.mark(check.status)} {check.title}" for check in result.checks]
     failing = next((check for check in result.checks if check.status != "pass"), None)
     stamp = time.strftime("%H:%M:%S")
-    lines.append(f"{result.passed}/{result.total} checks passed · graded in {elapsed:.1f} s at {stamp}")
+    lines.append(
+        f"{result.passed}/{result.total} {plural(result.total, 'check')} passed · graded in {elapsed:.1f} s at {stamp}"
+    )
     if failing is None:
         lines.append("Every check passes.")
         return lines
