@@ -99,8 +99,10 @@ def headline(members: Sequence[CheckResult]) -> str:
     if first.kind == "timeout":
         verb = "were stopped"
     text = (first.message or "").splitlines()[0] if first.message else "no message"
-    if first.raised and all(check.raised == first.raised for check in members):
-        text = first.raised  # "app.py line 42 raised NameError: ...": the one place to fix
+    if first.raised and all(check.raised for check in members):
+        # "app.py line 42 raised NameError: ...": the one place to fix (the same exception
+        # type at the same line; its text may hold data that differs from check to check).
+        text = first.raised
     return f"{counted(len(members), 'check')} {verb}: {text}"
 
 
