@@ -174,3 +174,21 @@ def test_problem_6_says_a_missing_header_in_words_never_as_null() -> None:
     for check_id, message in messages.items():
         first_line = message.splitlines()[0] if message else ""
         assert "null" not in first_line, (check_id, message)
+
+
+def test_a_startup_failure_the_grader_reports_says_what_to_do_about_a_library_error() -> None:
+    new_check("no_yield")
+
+    def report() -> None:
+        try:  # what contextlib raises for an @asynccontextmanager function without `yield`
+            raise TypeError("'coroutine' object is not an async iterator")
+        except TypeError as exc:
+            grading.fail("Starting the app raised an error.", got=f"{type(exc).__name__}: {exc}")
+
+    message = runner.classify(raising(report))["message"]
+
+    assert message.splitlines()[:2] == [
+        "Starting the app raised an error.",
+        "  Your lifespan (or an async dependency) has no `yield`: with @asynccontextmanager the function must "
+        "yield exactly once, after the startup code and before the shutdown code (chapter §8).",
+    ], message

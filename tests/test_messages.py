@@ -87,6 +87,7 @@ def test_sqlite_used_from_another_thread_says_check_same_thread():
     [
         (RuntimeError('Cannot call "send" once a close message has been sent.'), "already closed"),
         (RuntimeError("generator didn't yield"), "without reaching `yield`"),
+        (TypeError("'coroutine' object is not an async iterator"), "has no `yield`"),
     ],
 )
 def test_framework_errors_are_translated(error, words):

@@ -277,9 +277,12 @@ def classify(exc: BaseException) -> dict[str, Any]:
                 "site": _waited_site(),
                 **_raised_cause(root),
             }
+        reported = _reported_library_error(exc, message)
+        if reported:
+            message = f"{message.splitlines()[0]}\n  {reported}\n" + "\n".join(message.splitlines()[1:])
         return {
             "status": "fail",
-            "message": message,
+            "message": message.rstrip("\n"),
             "kind": "assertion",
             "site": _waited_site(),
             # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
@@ -341,6 +344,13 @@ def _learner_root(failure: AssertionError, message: str) -> BaseException | None
         if raised:
             return raised[-1]
     return None
+
+
+def _reported_library_error(failure: AssertionError, message: str) -> str | None:
+    """What to do about a library error the grader failed while handling and names in its
+    message (a lifespan without `yield` fails inside contextlib, not in the learner's code)."""
+    named = [exc for exc in list(_exception_chain(failure))[1:] if type(exc).__name__ in message]
+    return translate.advice(named)
 
 
 def _with_raised(message: str, root: BaseException) -> str:
