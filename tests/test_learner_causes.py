@@ -192,3 +192,29 @@ def test_a_startup_failure_the_grader_reports_says_what_to_do_about_a_library_er
         "  Your lifespan (or an async dependency) has no `yield`: with @asynccontextmanager the function must "
         "yield exactly once, after the startup code and before the shutdown code (chapter §8).",
     ], message
+
+
+def test_an_exception_in_a_real_servers_log_is_the_same_cause_as_in_process(learner: Any) -> None:
+    new_check("in_process")
+    in_process = runner.classify(raising(lambda: grading.client(learner.app).post("/items")))
+    folder = grading.state["problem_dir"]
+    log = "\n".join(
+        [
+            "      await dependant.call(**solved_result.values)",
+            f'    File "{folder}/learner_app.py", line 18, in create_item',
+            '      raise NotImplementedError("POST /items is not written yet")',
+            "  NotImplementedError: POST /items is not written yet",
+            "  INFO:     connection rejected (500 Internal Server Error)",
+        ]
+    )
+    new_check("real_server")
+
+    def report() -> None:
+        grading.fail(
+            "The real server did not accept the connection.", got=f"HTTP 500; the server log ends with:\n{log}"
+        )
+
+    on_server = runner.classify(raising(report))
+
+    assert on_server["cause"] == in_process["cause"] == "raised:learner_app.py:18:NotImplementedError"
+    assert on_server["raised"] == "learner_app.py line 18 raised NotImplementedError: POST /items is not written yet"

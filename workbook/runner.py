@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -277,6 +278,11 @@ def classify(exc: BaseException) -> dict[str, Any]:
                 "site": _waited_site(),
                 **_raised_cause(root),
             }
+        logged = _raised_in_server_log(message)
+        if logged:
+            # A real server's log shows a traceback through the learner's code: that
+            # exception at that line is the cause, as when it is raised in this process.
+            return {"status": "fail", "message": message, "kind": "assertion", "site": _waited_site(), **logged}
         reported = _reported_library_error(exc, message)
         if reported:
             message = f"{message.splitlines()[0]}\n  {reported}\n" + "\n".join(message.splitlines()[1:])
@@ -344,6 +350,41 @@ def _learner_root(failure: AssertionError, message: str) -> BaseException | None
         if raised:
             return raised[-1]
     return None
+
+
+# A traceback as uvicorn logs it: 'File "/.../p3_chat_rooms/app.py", line 33, in connect'.
+LOGGED_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in \S+')
+LOGGED_ERROR = re.compile(
+    r"^\s*(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Iteration))(?::\s*(?P<text>.*))?$"
+)
+
+
+def _raised_in_server_log(message: str) -> dict[str, str]:
+    """The cause key and headline of the last exception a server log in `message` shows
+    raised in the learner's files, or {} when it shows none."""
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    if folder is None:
+        return {}
+    marker = f"/{folder.name}/"
+    lines = message.splitlines()
+    found: tuple[str, str, str, str] | None = None
+    for index, line in enumerate(lines):
+        frame = LOGGED_FRAME.match(line)
+        if frame is None or marker not in frame.group("file"):
+            continue
+        error = next((m for m in map(LOGGED_ERROR.match, lines[index + 1 :]) if m is not None), None)
+        if error is not None:
+            where = frame.group("file").split(marker, 1)[1]
+            found = (where, frame.group("line"), error.group("type").rsplit(".", 1)[-1], error.group("text") or "")
+    if found is None:
+        return {}
+    where, line, kind, text = found
+    return {
+        "cause": f"raised:{where}:{line}:{kind}",
+        "raised": f"{where} line {line} raised {kind}" + (f": {text.strip()}" if text.strip() else ""),
+    }
 
 
 def _reported_library_error(failure: AssertionError, message: str) -> str | None:
