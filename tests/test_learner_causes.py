@@ -144,7 +144,7 @@ def test_a_failure_reporting_a_startup_error_shares_its_cause(learner: Any) -> N
     assert result["raised"] == "learner_app.py line 29 raised NotImplementedError: helper() is not written yet"
 
 
-@pytest.mark.parametrize("number", [1, 2, 5, 6])
+@pytest.mark.parametrize("number", [1, 2, 3, 5, 6])
 def test_each_stub_error_of_the_untouched_stubs_is_one_cause_per_line(number: int, tmp_path: Path) -> None:
     problem = MANIFEST.by_number(number)
     result = grade(problem, grading.ROOT / "exercises", seed=3)
@@ -158,6 +158,9 @@ def test_each_stub_error_of_the_untouched_stubs_is_one_cause_per_line(number: in
         assert len(ids) == 1, (raised, ids)
     unnamed = [check.id for check in result.checks if check.kind == "learner" and not check.raised]
     assert unnamed == [], "learner exceptions without a cause of their own"
+    # A 500 the stub answered, in process or on a real server, names what the stub raised.
+    hidden = [check.id for check in result.checks if "500" in (check.message or "") and not check.raised]
+    assert hidden == [], [check.message for check in result.checks if check.id in hidden]
 
 
 def test_problem_6_says_a_missing_header_in_words_never_as_null() -> None:

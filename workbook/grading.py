@@ -262,6 +262,13 @@ def _tag(exc: BaseException, sent: str | None) -> None:
             setattr(exc, SENT_ATTRIBUTE, sent)
 
 
+def note_server_error(exc: BaseException) -> None:
+    """Record an exception the app raised while answering with a 500, for a grader that
+    calls the app through a transport of its own (not `client`), so the failure names it."""
+    if _owned_by_current_check():
+        state["server_errors"].append((state["check_serial"], exc))
+
+
 def server_errors() -> list[BaseException]:
     """What the app raised in this check while answering a request with a 500 (test clients
     with raise_server_exceptions=False), oldest first."""
@@ -322,8 +329,7 @@ def _remembering_client_class() -> type:
                 raise
             for exc in self.workbook_errors[before:]:
                 _tag(exc, _thread.sending)
-                if _owned_by_current_check():
-                    state["server_errors"].append((state["check_serial"], exc))
+                note_server_error(exc)
             return response
 
         def websocket_connect(self, *args: Any, **kwargs: Any) -> Any:

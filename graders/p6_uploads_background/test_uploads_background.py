@@ -37,6 +37,7 @@ from workbook.grading import (
     fail,
     json_body,
     learner_frames,
+    note_server_error,
     response_text,
     rng,
     show,
@@ -338,7 +339,11 @@ def stream_post(
                 if answered is not None:
                     answered.set()
 
-        await api.app(scope, receive, spy)
+        try:
+            await api.app(scope, receive, spy)
+        except Exception as exc:
+            note_server_error(exc)  # so a 500 names what the learner's code raised
+            raise
 
     async def post() -> Any:
         transport = httpx.ASGITransport(app=watched, raise_app_exceptions=False)
