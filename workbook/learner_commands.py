@@ -15,6 +15,7 @@ import click
 from workbook.manifest import ROOT, Manifest, ManifestError, Problem, load_manifest
 from workbook.report import Style
 from workbook.state import hints_revealed, load_state, record_hints_revealed, save_or_warn, state_dir
+from workbook.words import counted
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
@@ -198,7 +199,7 @@ def _list_backups(problem: Problem) -> None:
         return
     click.echo(f"Backups of problem {problem.number}, oldest first ({backups_root(problem.slug)}):")
     for backup in found:
-        click.echo(f"  {backup.name:<20} {backup.files} file(s)  {backup.reason}")
+        click.echo(f"  {backup.name:<20} {counted(backup.files, 'file')}  {backup.reason}")
     click.echo(f"Restore one with: workbook reset {problem.number} --restore {found[-1].name}")
 
 
@@ -370,7 +371,9 @@ def doctor(quiet: bool, verbose: bool, no_grade: bool) -> None:
         elif not quiet:
             click.echo(f"{style.mark('pass')} {finding.what}")
     if problems:
-        click.echo(f"{len(problems)} problem(s) found; fix them in the order shown, then run `workbook doctor` again.")
+        click.echo(
+            f"{counted(len(problems), 'problem')} found; fix them in the order shown, then run `workbook doctor` again."
+        )
         sys.exit(1)
     if not quiet:
         click.echo("Everything is ready. Start with `workbook watch` (or `workbook check`).")

@@ -43,6 +43,7 @@ from workbook.grading import (
     show,
     within,
 )
+from workbook.words import counted
 
 MAX_BYTES = 1024 * 1024
 MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff\xe0", "application/pdf": b"%PDF-1.7\n"}
@@ -268,7 +269,7 @@ def expect_nothing_stored(paths: dict[str, Path], sent: str, why: str) -> None:
     left = entries(paths["uploads"])
     expect(
         not left,
-        f"{len(left)} file(s) left in UPLOAD_DIR. {why}",
+        f"{counted(len(left), 'file')} left in UPLOAD_DIR. {why}",
         sent=sent,
         expected="UPLOAD_DIR empty",
         got=show(left[:5]),
@@ -373,7 +374,7 @@ def test_upload_stored_with_id_prefix(api: Any, paths: dict[str, Path]) -> None:
     left = entries(paths["uploads"])
     expect(
         left == [f"{record['id']}_{name}"],
-        f"{len(left)} file(s) in UPLOAD_DIR, expected 1. Only the stored file stays (no temporary files).",
+        f"{counted(len(left), 'file')} in UPLOAD_DIR, expected 1. Only the stored file stays (no temporary files).",
         sent=sent,
         expected=show([f"{record['id']}_{name}"]),
         got=show(left[:5]),
@@ -539,7 +540,7 @@ def expect_clean_name(api: Any, paths: dict[str, Path], sent_name: str | bytes, 
     stray = files_under(paths["area"], paths["uploads"], paths["audit"])
     expect(
         not stray,
-        f"{len(stray)} file(s) outside UPLOAD_DIR. Uploads must be stored under UPLOAD_DIR and nowhere else.",
+        f"{counted(len(stray), 'file')} outside UPLOAD_DIR. Uploads must be stored under UPLOAD_DIR and nowhere else.",
         sent=sent,
         expected="no file outside UPLOAD_DIR",
         got=show(stray[:5]),
@@ -724,7 +725,8 @@ def test_batch_all_or_nothing(api: Any, paths: dict[str, Path]) -> None:
     )
     expect(
         audit_lines(paths["audit"]) == [],
-        f"{len(audit_lines(paths['audit']))} audit line(s), expected none. A refused batch writes no audit line.",
+        f"{counted(len(audit_lines(paths['audit'])), 'audit line')}, expected none. "
+        "A refused batch writes no audit line.",
         sent=sent,
         expected="no audit line",
         got=show(audit_lines(paths["audit"])[:3]),
