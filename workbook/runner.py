@@ -273,7 +273,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
             # that raised): that exception at its line is the cause (issue 14, item 2).
             return {
                 "status": "fail",
-                "message": _with_raised(message, root),
+                "message": _with_advice(_with_raised(message, root), translate.advice(_exception_chain(root))),
                 "kind": "assertion",
                 "site": _waited_site(),
                 **_raised_cause(root),
@@ -283,12 +283,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
             # A real server's log shows a traceback through the learner's code: that
             # exception at that line is the cause, as when it is raised in this process.
             return {"status": "fail", "message": message, "kind": "assertion", "site": _waited_site(), **logged}
-        reported = _reported_library_error(exc, message)
-        if reported:
-            message = f"{message.splitlines()[0]}\n  {reported}\n" + "\n".join(message.splitlines()[1:])
         return {
             "status": "fail",
-            "message": message.rstrip("\n"),
+            "message": _with_advice(message, _reported_library_error(exc, message)),
             "kind": "assertion",
             "site": _waited_site(),
             # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
@@ -392,6 +389,14 @@ def _reported_library_error(failure: AssertionError, message: str) -> str | None
     message (a lifespan without `yield` fails inside contextlib, not in the learner's code)."""
     named = [exc for exc in list(_exception_chain(failure))[1:] if type(exc).__name__ in message]
     return translate.advice(named)
+
+
+def _with_advice(message: str, advice: str | None) -> str:
+    """`message` with what to do about a library error as its second line."""
+    if not advice:
+        return message
+    first, *rest = message.splitlines() or [""]
+    return "\n".join([first, f"  {advice}", *rest])
 
 
 def _with_raised(message: str, root: BaseException) -> str:

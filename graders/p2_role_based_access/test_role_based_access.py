@@ -225,10 +225,21 @@ def test_users_are_seeded_with_roles(learner: Any) -> None:
         got = {"username": record.get("username"), "role": record.get("role")}
         expect(
             got == {"username": name, "role": role},
-            f"users_db[{name!r}] names another user or role than expected.",
+            f"users_db[{name!r}] {seeded_difference(record, name, role)}.",
             expected=show({"username": name, "role": role}),
-            got=show(got),
+            got=show({key: record[key] for key in ("username", "role") if key in record}),
         )
+
+
+def seeded_difference(record: dict[str, Any], name: str, role: str) -> str:
+    """What is wrong with a seeded user's record, in words: a missing key is not "null"."""
+    if "role" not in record:
+        return f'has no "role" key, expected "role": {show(role)}'
+    if record.get("role") != role:
+        return f'has "role": {show(record.get("role"))}, expected {show(role)}'
+    if "username" not in record:
+        return f'has no "username" key, expected "username": {show(name)}'
+    return f'has "username": {show(record.get("username"))}, expected {show(name)}'
 
 
 def test_passwords_are_bcrypt_hashes(learner: Any) -> None:
