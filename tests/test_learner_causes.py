@@ -22,7 +22,7 @@ from workbook.engine import CheckResult, grade
 LEARNER_APP = """
     import threading
 
-    from fastapi import FastAPI
+    from fastapi import FastAPI, WebSocket
 
     app = FastAPI()
     released = threading.Event()
@@ -48,6 +48,13 @@ LEARNER_APP = """
 
     def helper():
         raise NotImplementedError("helper() is not written yet")
+
+
+    @app.websocket("/ws/{room}")
+    async def chat(websocket: WebSocket, room: str):
+        await websocket.accept()
+        await websocket.receive_text()
+        raise NotImplementedError("chat() is not written yet")
 """
 
 
@@ -221,3 +228,21 @@ def test_an_exception_in_a_real_servers_log_is_the_same_cause_as_in_process(lear
 
     assert on_server["cause"] == in_process["cause"] == "raised:learner_app.py:18:NotImplementedError"
     assert on_server["raised"] == "learner_app.py line 18 raised NotImplementedError: POST /items is not written yet"
+
+
+def test_an_error_in_a_websocket_handler_shows_the_connection_as_sent(learner: Any) -> None:
+    new_check("websocket")
+    api = grading.client(learner.app)
+    assert api.get("/ok").status_code == 200
+
+    def chat() -> None:
+        with api.websocket_connect("/ws/lobby?username=ada") as websocket:
+            websocket.send_text("hello")
+            websocket.receive_text()
+
+    message = runner.classify(raising(chat))["message"]
+
+    assert message.splitlines()[:2] == [
+        "Your code raised NotImplementedError: chat() is not written yet",
+        "  while handling: WebSocket /ws/lobby?username=ada",
+    ], message

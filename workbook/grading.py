@@ -345,7 +345,7 @@ def _remembering_client_class() -> type:
 def describe_request(request: Any) -> str:
     url = request.url
     target = url.path + (f"?{url.query.decode()}" if url.query else "")
-    websocket = request.headers.get("upgrade", "").lower() == "websocket"
+    websocket = url.scheme in ("ws", "wss") or request.headers.get("upgrade", "").lower() == "websocket"
     text = f"WebSocket {target}" if websocket else f"{request.method} {target}"
     shown = [f"{name}: {_abbreviate(value)}" for name, value in request.headers.items() if _worth_showing(name)]
     if shown:
