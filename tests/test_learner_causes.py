@@ -55,6 +55,11 @@ LEARNER_APP = """
         await websocket.accept()
         await websocket.receive_text()
         raise NotImplementedError("chat() is not written yet")
+
+
+    @app.middleware("http")
+    async def passing(request, call_next):
+        return await call_next(request)
 """
 
 
@@ -246,3 +251,21 @@ def test_an_error_in_a_websocket_handler_shows_the_connection_as_sent(learner: A
         "Your code raised NotImplementedError: chat() is not written yet",
         "  while handling: WebSocket /ws/lobby?username=ada",
     ], message
+
+
+def test_a_500_a_grader_endpoint_raises_on_purpose_is_not_the_learners_cause(learner: Any) -> None:
+    new_check("grader_500")
+    grader_code: dict[str, Any] = {}
+    exec(  # an endpoint as a grader adds it: its code lives in graders/
+        compile(
+            "def explode():\n    raise RuntimeError('on purpose')\n", str(grading.ROOT / "graders" / "x.py"), "exec"
+        ),
+        grader_code,
+    )
+    learner.app.add_api_route("/grader-boom", grader_code["explode"], methods=["GET"])
+    lenient = grading.client(learner.app, raise_server_exceptions=False)
+
+    result = runner.classify(raising(lambda: grading.expect_status(lenient.get("/grader-boom"), 404)))
+
+    assert result["message"].splitlines()[0] == "status 500, expected 404."
+    assert "raised" not in result and not result["cause"], result

@@ -336,17 +336,25 @@ def _learner_root(failure: AssertionError, message: str) -> BaseException | None
     from workbook import grading
 
     declared = failure.__cause__  # grading.fail(..., because=exc)
-    if declared is not None and grading.learner_frames(declared):
+    if declared is not None and _learners(declared):
         return declared
     for exc in list(_exception_chain(failure))[1:]:
-        if grading.learner_frames(exc) and type(exc).__name__ in message:
+        if _learners(exc) and type(exc).__name__ in message:
             return exc
     # "status 500, expected 201", or a body that is not JSON because it was a 500 page.
     if "status 500" in message:
-        raised = [exc for exc in grading.server_errors() if grading.learner_frames(exc)]
+        raised = [exc for exc in grading.server_errors() if _learners(exc)]
         if raised:
             return raised[-1]
     return None
+
+
+def _learners(exc: BaseException) -> bool:
+    """Raised through the learner's code, and not by a grader (an endpoint a check adds to
+    make a 500 on purpose passes through the learner's middleware too)."""
+    from workbook import grading
+
+    return bool(grading.learner_frames(exc)) and not _raised_in_workbook(exc)
 
 
 # A traceback as uvicorn logs it: 'File "/.../p3_chat_rooms/app.py", line 33, in connect'.
