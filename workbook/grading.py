@@ -308,7 +308,8 @@ def _remembering_client_class() -> type:
         def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
             super().__init__(app, *args, **kwargs)
             self.workbook_errors: list[BaseException] = []
-            served = self._transport.app
+            transport: Any = self._transport  # starlette's _TestClientTransport: it calls `app`
+            served = transport.app
 
             async def remembering_app(scope: Any, receive: Any, send: Any) -> None:
                 try:
@@ -317,7 +318,7 @@ def _remembering_client_class() -> type:
                     self.workbook_errors.append(exc)
                     raise
 
-            self._transport.app = remembering_app
+            transport.app = remembering_app
 
         def request(self, *args: Any, **kwargs: Any) -> Any:
             _thread.sending = None
@@ -327,14 +328,14 @@ def _remembering_client_class() -> type:
             except BaseException as exc:
                 _tag(exc, _thread.sending)
                 raise
-            for exc in self.workbook_errors[before:]:
-                _tag(exc, _thread.sending)
-                note_server_error(exc)
+            for served_error in self.workbook_errors[before:]:
+                _tag(served_error, _thread.sending)
+                note_server_error(served_error)
             return response
 
         def websocket_connect(self, *args: Any, **kwargs: Any) -> Any:
             _thread.sending = None
-            session = super().websocket_connect(*args, **kwargs)
+            session: Any = super().websocket_connect(*args, **kwargs)
             session.__class__ = RememberingSession
             session.workbook_sent = _thread.sending
             return session
@@ -441,9 +442,11 @@ def learner_visible(text: str) -> str:
     return _TEMP_PATH.sub("<tmp>", text)
 
 
-def expect(condition: bool, what: str, **details: str) -> None:
+def expect(
+    condition: bool, what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None
+) -> None:
     if not condition:
-        fail(what, **details)
+        fail(what, expected=expected, got=got, sent=sent)
 
 
 REFUSALS = frozenset({401, 403})

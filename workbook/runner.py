@@ -426,8 +426,10 @@ def _raised_cause(exc: BaseException) -> dict[str, str]:
     from workbook import grading
 
     folder = grading.state.get("problem_dir")
+    if folder is None:
+        return {}
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if grading.is_under(frame.filename, folder)]
-    if not frames or folder is None:
+    if not frames:
         return {}
     where = Path(frames[-1].filename).resolve().relative_to(folder).as_posix()
     line = frames[-1].lineno
