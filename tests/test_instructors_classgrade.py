@@ -362,7 +362,7 @@ def test_resume_keeps_unchanged_reports_and_regrades_changed_ones(tmp_path, monk
     result = run("grade", str(class_dir), "--out", str(out), "-p", "1", "--resume")
     assert result.exit_code == 0, result.output
     assert graded == ["judy"]
-    assert "Kept 1 reports of the earlier run" in result.stderr, result.stderr
+    assert "Kept 1 report of the earlier run" in result.stderr, result.stderr
     assert sorted(gradebook_rows(out)) == ["ivan", "judy"]
     judy = json.loads((out / "submissions" / "judy.json").read_text(encoding="utf-8"))
     assert "changed" in judy["problems"][0]["checks"][0]["message"]

@@ -235,7 +235,7 @@ def test_doctor_reports_a_broken_environment_one_line_each(exercises, tmp_path, 
     assert any(f"{P3.slug}/ is missing" in line and "workbook reset 3" in line for line in lines)
     assert any("state folder" in line and "WORKBOOK_STATE_DIR" in line for line in lines)
     assert any("grading problem 1's reference solution fails" in line for line in lines)
-    assert lines[-1].startswith("4 problem(s) found")
+    assert lines[-1].startswith("4 problems found")
     assert not any(line.startswith("PASS") for line in lines)  # -q: only the problems
 
 

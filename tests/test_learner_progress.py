@@ -5,6 +5,7 @@ loud instead of silently lowering the progress count. Old state files still read
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -144,3 +145,38 @@ def test_a_damaged_state_file_loads_what_it_can(state_dir):
     entry = state.problems[P1.slug]
     assert (entry.status, entry.passed, entry.total, entry.checks, entry.best) == ("fail", 0, 0, None, None)
     assert not is_solved(state, P1.slug)
+
+
+def test_status_after_a_k_run_on_restored_code_shows_merged_current_and_kept_best(exercises, state_dir):
+    app = exercises / P1.slug / "app.py"
+    solution = (SOLUTIONS / P1.slug / "app.py").read_text(encoding="utf-8")
+    app.write_text(solution, encoding="utf-8")
+    assert invoke("check", "1").exit_code == 0
+    app.write_text(solution.replace("status.HTTP_409_CONFLICT", "400"), encoding="utf-8")
+    assert invoke("check", "1").exit_code == 1
+    broken = problem_status(load_state(), P1.slug)["checks"]
+    failing = sorted(check_id for check_id, status in broken.items() if status != "pass")
+    assert "duplicate_email_answers_409" in failing, broken
+
+    app.write_text(solution, encoding="utf-8")
+    result = invoke("check", "1", "-k", "duplicate_email_answers_409")
+
+    total = len(P1_IDS)
+    passed = total - len(failing) + 1
+    assert result.exit_code == 0, result.output
+    assert f"With your earlier results, {passed}/{total} checks of problem 1 pass" in result.output
+    status = invoke("status").output
+    expected = "solved before, failing now"
+    assert f"1. {P1.title}  ({passed}/{total} checks now; {expected})" in status, status
+    assert f"1 of {len(MANIFEST.core_problems)} problems solved" in status
+    entry = problem_status(load_state(), P1.slug)
+    assert (entry["passed"], entry["best"]["status"], entry["best"]["passed"]) == (passed, "pass", total)
+
+
+def test_counts_of_one_are_singular(exercises, state_dir):
+    result = invoke("check", "1", "-k", "settings_defaults_and_values")
+    assert "1/1 check passed" in result.output, result.output
+    status = invoke("status").output
+    assert f"1. {P1.title}  (1/{len(P1_IDS)} checks" in status, status
+    for text in (result.output, status):
+        assert not re.search(r"\b1 (checks|problems|submissions|items|files)\b", text), text

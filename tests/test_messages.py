@@ -87,6 +87,11 @@ def test_sqlite_used_from_another_thread_says_check_same_thread():
     [
         (RuntimeError('Cannot call "send" once a close message has been sent.'), "already closed"),
         (RuntimeError("generator didn't yield"), "without reaching `yield`"),
+        (TypeError("'coroutine' object is not an async iterator"), "has no `yield`"),
+        (
+            AttributeError("'State' object has no attribute 'request_count'", name="request_count"),
+            "app.state.request_count was never set: set it in your lifespan's startup code",
+        ),
     ],
 )
 def test_framework_errors_are_translated(error, words):

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from workbook.results import Kind, Status
+from workbook.words import counted
 
 if TYPE_CHECKING:  # engine imports this module: its type only, without the cycle
     from workbook.engine import CheckResult
@@ -99,4 +100,19 @@ def headline(members: Sequence[CheckResult]) -> str:
     if first.kind == Kind.TIMEOUT:
         verb = "were stopped"
     text = (first.message or "").splitlines()[0] if first.message else "no message"
-    return f"{len(members)} checks {verb}: {text}"
+    if first.raised and all(check.raised for check in members):
+        # "app.py line 42 raised NameError: ...": the one place to fix (the same exception
+        # type at the same line; its text may hold data that differs from check to check).
+        text = first.raised
+    return f"{counted(len(members), 'check')} {verb}: {text}"
+
+
+def details(members: Sequence[CheckResult]) -> list[str]:
+    """The lines shown under a shared cause's headline: the first check's message without
+    what the headline already says."""
+    lines = (members[0].message or "").splitlines()
+    if members[0].raised:
+        # The headline names the exception and its line; the first line is kept when it
+        # says something else (what differed, or what to do about a library error).
+        return [line for line in lines if not line.startswith("Your code raised ")]
+    return lines[1:]

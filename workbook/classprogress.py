@@ -11,6 +11,7 @@ from typing import TextIO
 from workbook.documents import ClassDocument
 from workbook.safetext import log_safe
 from workbook.terminal import ERASE_LINE, is_terminal
+from workbook.words import counted
 
 SLOWEST_SHOWN = 3
 LIMITED_SHOWN = 10  # one line, even when a whole class loops forever
@@ -38,7 +39,7 @@ class ClassProgress:
             self.started = time.monotonic()
             if count:
                 self.stream.write(
-                    f"Kept {count} reports of the earlier run (their files and graders did not change).\n"
+                    f"Kept {counted(count, 'report')} of the earlier run (their files and graders did not change).\n"
                 )
                 self.stream.flush()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from workbook.documents import ClassDocument
 from workbook.results import Status
+from workbook.words import counted
 
 BINS = 10  # 0-9 %, 10-19 %, ..., 90-100 %
 CSS = """
@@ -33,7 +34,7 @@ def class_report(documents: list[ClassDocument], title: str = "Workbook class re
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f"<p>{len(documents)} submissions · graded with {escape(_graders(documents))}</p>",
+        f"<p>{counted(len(documents), 'submission')} · graded with {escape(_graders(documents))}</p>",
         "<h2>Score distribution per problem</h2>",
         '<div class="charts">',
         *(_histogram(slug, label, _shares(documents, slug)) for slug, label in problems),
@@ -76,7 +77,7 @@ def _histogram(slug: str, label: str, shares: list[float]) -> str:
         upper = index * 10 + 9 if index < BINS - 1 else 100
         bars.append(
             f'<rect x="{x}" y="{y}" width="{bar}" height="{h}" fill="#3a7">'
-            f"<title>{index * 10}-{upper} %: {count} submissions</title></rect>"
+            f"<title>{index * 10}-{upper} %: {counted(count, 'submission')}</title></rect>"
             + (
                 f'<text x="{x + bar / 2}" y="{y - 3}" font-size="10" text-anchor="middle">{count}</text>'
                 if count

@@ -21,6 +21,7 @@ from workbook.manifest import Problem
 from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.state import Progress, load_state, problem_status
+from workbook.words import plural
 from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder
 
 
@@ -45,7 +46,11 @@ def list_problems(session: Session) -> None:
     style = session.style
     for problem in session.manifest.problems:
         entry = problem_status(state, problem.slug)
-        status = "not checked yet" if entry is None else f"{entry.status} ({entry.passed}/{entry.total} checks)"
+        status = (
+            "not checked yet"
+            if entry is None
+            else f"{entry.status} ({entry.passed}/{entry.total} {plural(entry.total, 'check')})"
+        )
         title = problem.title + (" [bonus]" if problem.bonus else "")
         click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
@@ -224,7 +229,7 @@ def _current_and_best(state: Progress, slug: str) -> str:
     entry = problem_status(state, slug)
     if entry is None:
         return "0/0 checks"
-    current = f"{entry.passed}/{entry.total} checks"
+    current = f"{entry.passed}/{entry.total} {plural(entry.total, 'check')}"
     if entry.fails_now:
         return f"{current} now; solved before, failing now"
     best = entry.best_result

@@ -16,6 +16,7 @@ from pathlib import Path
 from workbook.manifest import ManifestError, load_manifest
 from workbook.results import Status
 from workbook.state import state_dir
+from workbook.words import counted
 from workbook.workspace import CODE_ROOT, IN_CHECKOUT
 
 # Each check imports what it examines inside itself: on a broken install (a missing
@@ -108,7 +109,7 @@ def check_versions(
                     FIX_INSTALL,
                 )
             )
-    yield from wrong or [Finding(True, f"{checked} dependencies at their tested versions")]
+    yield from wrong or [Finding(True, f"{counted(checked, 'dependency', 'dependencies')} at their tested versions")]
 
 
 def check_bcrypt() -> Iterator[Finding]:
@@ -180,7 +181,7 @@ def check_starters() -> Iterator[Finding]:
     except StarterError as exc:
         yield Finding(False, str(exc), "restore workbook/starters.json from the workbook's repository")
         return
-    yield Finding(True, f"starter files of {count} problems available for `workbook reset`")
+    yield Finding(True, f"starter files of {counted(count, 'problem')} available for `workbook reset`")
 
 
 def check_grading(solutions: Path) -> Iterator[Finding]:

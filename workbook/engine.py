@@ -58,6 +58,7 @@ class CheckResult:
     site: dict[str, Any] | None = None  # where the learner's code was when a check was stopped (hangs.Site)
     blocked_by: str = ""  # the earlier check that hung at the same place
     cause: str = ""  # groups results that failed for one reason (workbook.causes)
+    raised: str = ""  # "app.py line 42 raised NameError: ..." when the learner's code raised
 
 
 @dataclass
@@ -685,6 +686,7 @@ class _Watch:
                 site=_site(event.get("site")),
                 blocked_by=learner_text(event.get("blocked_by") or "", 200),
                 cause=learner_text(event.get("cause") or "", 500),
+                raised=learner_text(event.get("raised") or "", 300),
             )
         )
 

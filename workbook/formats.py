@@ -29,6 +29,7 @@ from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import rerun_for
 from workbook.results import Kind, Status
 from workbook.safetext import log_safe, no_legacy_commands, shown_path, valid_text
+from workbook.words import plural
 
 FORMATS = REPORT_FORMATS
 EXERCISM_OUTPUT_LIMIT = 500
@@ -214,7 +215,10 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
         for index, check in enumerate(result.checks, start=1):
             visibility = "hidden" if check.id in marked else "after_published" if check.id in private else "visible"
             tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", visibility))
-    lines = [f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} checks" for r in results]
+    lines = [
+        f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} {plural(r.total, 'check')}"
+        for r in results
+    ]
     document = {
         "score": points(score),
         "max_score": points(max_score),

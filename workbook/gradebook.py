@@ -34,6 +34,7 @@ from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, repo
 from workbook.results import Kind, Status
 from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 from workbook.target import copy_submission, learner_files
+from workbook.words import counted
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
@@ -113,7 +114,7 @@ class Interrupted(Exception):
     finished are written (`documents`), the gradebook marked incomplete."""
 
     def __init__(self, documents: list[ClassDocument], missing: list[str]) -> None:
-        super().__init__(f"interrupted with {len(missing)} submissions not graded")
+        super().__init__(f"interrupted with {counted(len(missing), 'submission')} not graded")
         self.documents = documents
         self.missing = missing
 

@@ -7,6 +7,7 @@ runs the same way under ``workbook check`` and under bare ``pytest``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -33,6 +34,7 @@ from fastapi.testclient import TestClient
 
 from workbook import hangs
 from workbook.manifest import Manifest, Problem, load_manifest
+from workbook.words import counted
 from workbook.workspace import BUNDLED_EXERCISES
 
 TARGET_ENV = "WORKBOOK_TARGET"
@@ -64,7 +66,14 @@ class CheckTimeout(Exception):
 
 # The runner restarts the grading process after a check that left a thread stuck in
 # learner code, so the next check starts clean.
-state: dict[str, Any] = {"last_sent": None, "tainted": False, "problem_dir": None, "waited_site": None}
+state: dict[str, Any] = {
+    "last_sent": None,  # the last request the current check sent
+    "check_serial": 0,  # counts checks in this process, so a request knows whose it is
+    "server_errors": [],  # (check serial, exception) for each 500 the app answered
+    "tainted": False,
+    "problem_dir": None,
+    "waited_site": None,
+}
 
 
 @dataclass
@@ -227,9 +236,11 @@ def _short_path(filename: str, folder: Path) -> str:
 
 
 def client(app: Any, *, raise_server_exceptions: bool = True, **kwargs: Any) -> TestClient:
-    """A TestClient for `app` that remembers the last request, so failures can say what was
-    sent. `raise_server_exceptions=False` turns an exception in the learner's endpoint into
-    the 500 a real server would answer; other keywords go to TestClient.
+    """A TestClient for `app` that remembers what it sent, so failures can say so: an
+    exception the app raised carries the request it raised for (`sent_with`), and so does
+    one the app answered with a 500 while `raise_server_exceptions` is False
+    (`server_errors`). `raise_server_exceptions=False` turns an exception in the learner's
+    endpoint into the 500 a real server would answer; other keywords go to TestClient.
 
     Example (a grader's `api` fixture; `with` runs the app's lifespan and keeps one event
     loop for all of a check's requests)::
@@ -239,19 +250,143 @@ def client(app: Any, *, raise_server_exceptions: bool = True, **kwargs: Any) -> 
             with client(learner.app) as test_client:
                 yield test_client
     """
-    test_client = TestClient(app, raise_server_exceptions=raise_server_exceptions, **kwargs)
+    test_client = _remembering_client_class()(app, raise_server_exceptions=raise_server_exceptions, **kwargs)
     test_client.event_hooks = {"request": [_remember_request], "response": []}
     return test_client
 
 
+# Which check a thread works for: a thread left over from an earlier check (stuck in the
+# grader, say) must not become "what was sent" for the current one (issue 14).
+_thread = threading.local()
+SENT_ATTRIBUTE = "workbook_sent"
+
+
+def work_for_current_check(action: Callable[[], T], owner: int | None = None) -> T:
+    """Run `action` in this thread on behalf of check `owner` (default: the current one)."""
+    _thread.owner = state["check_serial"] if owner is None else owner
+    return action()
+
+
+def _owned_by_current_check() -> bool:
+    return getattr(_thread, "owner", state["check_serial"]) == state["check_serial"]
+
+
 def _remember_request(request: Any) -> None:
-    state["last_sent"] = describe_request(request)
+    text = describe_request(request)
+    _thread.sending = text
+    if _owned_by_current_check():
+        state["last_sent"] = text
+
+
+def sent_with(exc: BaseException) -> str | None:
+    """The request during which `exc` (or an exception it was raised from) was raised by the
+    app, or None when it was not raised while handling a request."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 30:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        sent = getattr(current, SENT_ATTRIBUTE, None)
+        if isinstance(sent, str):
+            return sent
+        todo.extend(getattr(current, "exceptions", ()) or ())
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
+
+
+def _tag(exc: BaseException, sent: str | None) -> None:
+    if sent and getattr(exc, SENT_ATTRIBUTE, None) is None:
+        with contextlib.suppress(AttributeError, TypeError):  # an exception type with __slots__
+            setattr(exc, SENT_ATTRIBUTE, sent)
+
+
+def note_server_error(exc: BaseException) -> None:
+    """Record an exception the app raised while answering with a 500, for a grader that
+    calls the app through a transport of its own (not `client`), so the failure names it."""
+    if _owned_by_current_check():
+        state["server_errors"].append((state["check_serial"], exc))
+
+
+def server_errors() -> list[BaseException]:
+    """What the app raised in this check while answering a request with a 500 (test clients
+    with raise_server_exceptions=False), oldest first."""
+    return [exc for serial, exc in state["server_errors"] if serial == state["check_serial"]]
+
+
+@functools.cache
+def _remembering_client_class() -> type:
+    from fastapi.testclient import TestClient
+    from starlette.testclient import WebSocketTestSession
+
+    class RememberingSession(WebSocketTestSession):
+        """A WebSocket session whose errors carry the connection they were raised for."""
+
+        workbook_sent: str | None = None
+
+        def __enter__(self) -> Any:
+            return self._tagged(super().__enter__)
+
+        def __exit__(self, *args: Any) -> Any:
+            return self._tagged(lambda: super(RememberingSession, self).__exit__(*args))
+
+        def send(self, message: Any) -> None:
+            self._tagged(lambda: super(RememberingSession, self).send(message))
+
+        def receive(self) -> Any:
+            return self._tagged(super().receive)
+
+        def _tagged(self, action: Callable[[], T]) -> T:
+            try:
+                return action()
+            except BaseException as exc:
+                _tag(exc, self.workbook_sent)
+                raise
+
+    class RememberingClient(TestClient):
+        def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(app, *args, **kwargs)
+            self.workbook_errors: list[BaseException] = []
+            transport: Any = self._transport  # starlette's _TestClientTransport: it calls `app`
+            served = transport.app
+
+            async def remembering_app(scope: Any, receive: Any, send: Any) -> None:
+                try:
+                    await served(scope, receive, send)
+                except Exception as exc:
+                    self.workbook_errors.append(exc)
+                    raise
+
+            transport.app = remembering_app
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            _thread.sending = None
+            before = len(self.workbook_errors)
+            try:
+                response = super().request(*args, **kwargs)
+            except BaseException as exc:
+                _tag(exc, _thread.sending)
+                raise
+            for served_error in self.workbook_errors[before:]:
+                _tag(served_error, _thread.sending)
+                note_server_error(served_error)
+            return response
+
+        def websocket_connect(self, *args: Any, **kwargs: Any) -> Any:
+            _thread.sending = None
+            session: Any = super().websocket_connect(*args, **kwargs)
+            session.__class__ = RememberingSession
+            session.workbook_sent = _thread.sending
+            return session
+
+    return RememberingClient
 
 
 def describe_request(request: Any) -> str:
     url = request.url
     target = url.path + (f"?{url.query.decode()}" if url.query else "")
-    websocket = request.headers.get("upgrade", "").lower() == "websocket"
+    websocket = url.scheme in ("ws", "wss") or request.headers.get("upgrade", "").lower() == "websocket"
     text = f"WebSocket {target}" if websocket else f"{request.method} {target}"
     shown = [f"{name}: {_abbreviate(value)}" for name, value in request.headers.items() if _worth_showing(name)]
     if shown:
@@ -309,10 +444,19 @@ def response_text(response: Any) -> str:
 # --- failing with a sentence ----------------------------------------------------------
 
 
-def fail(what: str, *, expected: str | None = None, got: str | None = None, sent: str | None = None) -> NoReturn:
+def fail(
+    what: str,
+    *,
+    expected: str | None = None,
+    got: str | None = None,
+    sent: str | None = None,
+    because: BaseException | None = None,
+) -> NoReturn:
     """Fail the check: what went wrong, what was sent, what was expected, what came back.
     Internal temporary paths are shown as `<tmp>/...` (learner_visible). `what` leads with
-    what differed, then says what to change, in the learner's words.
+    what differed, then says what to change, in the learner's words. `because`: the
+    exception the learner's code raised that the failure reports (so checks failing on
+    the same exception at the same line are grouped as one cause).
 
     Example::
 
@@ -328,7 +472,7 @@ def fail(what: str, *, expected: str | None = None, got: str | None = None, sent
     if state.get("waited_site") is not None:
         # A bounded wait of this check expired: where the learner's code was is the lead to follow.
         lines.append(f"  where:    {state['waited_site'].describe()}")
-    raise CheckFailed(clip(learner_visible("\n".join(lines)), MAX_MESSAGE_CHARS))
+    raise CheckFailed(clip(learner_visible("\n".join(lines)), MAX_MESSAGE_CHARS)) from because
 
 
 # pytest's per-check folders and the engine's scratch folders: where they are is noise to a learner.
@@ -482,7 +626,7 @@ def first_difference(expected: Any, got: Any, where: str = "body") -> str:
                 return first_difference(expected[key], got[key], f"{where}[{show(key)}]")
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
-            return f"{where} has {len(got)} items, expected {len(expected)}"
+            return f"{where} has {counted(len(got), 'item')}, expected {len(expected)}"
         for index, (wanted, found) in enumerate(zip(expected, got, strict=True)):
             if wanted != found:
                 return first_difference(wanted, found, f"{where}[{index}]")
@@ -502,10 +646,11 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     waits: WaitHistory = state["waits"]
     limit = waits.deadline(seconds)
     outcome: dict[str, Any] = {}
+    owner = getattr(_thread, "owner", state["check_serial"])
 
     def run() -> None:
         try:
-            outcome["value"] = action()
+            outcome["value"] = work_for_current_check(action, owner)
         except BaseException as exc:  # noqa: BLE001 - handed back to the calling thread
             outcome["error"] = exc
 
@@ -639,6 +784,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state["last_sent"] = None
+    state["check_serial"] += 1
+    state["server_errors"] = []
     state["waited_site"] = None
     state["wait_expired"] = False
     # Each check draws its own stream from the run's seed, so `-k ID --seed S` replays the

@@ -12,6 +12,7 @@ import click
 from workbook import api
 from workbook.clicontext import ProblemNumber, Session, pass_session, session, usage_errors
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem
+from workbook.words import counted
 from workbook.workspace import BUNDLE, BUNDLED_EXERCISES, BUNDLED_SOLUTIONS, IN_CHECKOUT
 
 # The heavy modules (gradebook, class report, dev check, dev new and update) are imported inside the functions
@@ -118,10 +119,13 @@ def grade_command(
     grader_set = plan.grader_set
     if plan.modified_graders:
         click.echo(
-            f"Warning: grading with MODIFIED bundled graders ({len(grader_set.modified)} files differ).", err=True
+            f"Warning: grading with MODIFIED bundled graders ({counted(len(grader_set.modified), 'file')} "
+            f"{'differs' if len(grader_set.modified) == 1 else 'differ'}).",
+            err=True,
         )
     click.echo(
-        f"Grading {len(plan.names)} submissions ({len(plan.problems)} problems each) with {grader_set.label},"
+        f"Grading {counted(len(plan.names), 'submission')} ({counted(len(plan.problems), 'problem')} each)"
+        f" with {grader_set.label},"
         f" {plan.jobs} at a time ({grader_set.isolation}).",
         err=True,
     )
@@ -140,7 +144,7 @@ def _grade_with_progress(plan: api.ClassPlan) -> api.ClassRun:
             return api.grade(plan, progress=ClassProgress(len(plan.names), sys.stderr))
     except Interrupted as stopped:
         click.echo(
-            f"Interrupted: {len(stopped.documents)} submissions graded, {len(stopped.missing)} not; "
+            f"Interrupted: {counted(len(stopped.documents), 'submission')} graded, {len(stopped.missing)} not; "
             f"{plan.out_dir / GRADEBOOK} is INCOMPLETE (run.json says so). "
             "Run the same command with --resume to finish.",
             err=True,
@@ -156,14 +160,18 @@ def _summary(run: api.ClassRun) -> None:
     documents = run.documents
     errors = [log_safe(document.submission) for document in run.errors]
     sandbox = next((d.graders.get("sandbox") for d in documents if d.graders.get("sandbox")), None)
-    click.echo(f"Graded {len(documents)} submissions: {run.out_dir / GRADEBOOK}" + (f" ({sandbox})" if sandbox else ""))
+    click.echo(
+        f"Graded {counted(len(documents), 'submission')}: {run.out_dir / GRADEBOOK}"
+        + (f" ({sandbox})" if sandbox else "")
+    )
     if run.html_path:
         click.echo(f"Class report: {run.html_path}")
     if documents:
         click.echo(closing_summary(documents), err=True)
     if errors:
         click.echo(
-            f"The workbook could not grade {len(errors)} submissions: {', '.join(errors)} (see their reports).",
+            f"The workbook could not grade {counted(len(errors), 'submission')}: {', '.join(errors)} "
+            "(see their reports).",
             err=True,
         )
 
@@ -276,7 +284,7 @@ def dev_check_command(
         else:
             os.environ[MANIFEST_ENV] = previous
     if findings:
-        click.echo(f"dev check: {len(findings.items)} things to fix", err=True)
+        click.echo(f"dev check: {counted(len(findings.items), 'thing')} to fix", err=True)
         click.echo("\n".join(findings.lines()))
         sys.exit(1)
     click.echo("dev check: all good" + (" (static checks only)" if static_only else ""))

@@ -18,6 +18,7 @@ from workbook.manifest import Problem
 from workbook.results import Status
 from workbook.safetext import shown_path
 from workbook.state import state_dir
+from workbook.words import counted
 from workbook.workspace import BUNDLE, BUNDLED_SOLUTIONS, exercises_folder
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def _list_backups(problem: Problem) -> None:
         return
     click.echo(f"Backups of problem {problem.number}, oldest first ({backups_root(problem.slug)}):")
     for backup in found:
-        click.echo(f"  {backup.name:<20} {backup.files} file(s)  {backup.reason}")
+        click.echo(f"  {backup.name:<20} {counted(backup.files, 'file')}  {backup.reason}")
     click.echo(f"Restore one with: workbook reset {problem.number} --restore {found[-1].name}")
 
 
@@ -316,7 +317,9 @@ def doctor(session: Session, quiet: bool, verbose: bool, no_grade: bool) -> None
         elif not quiet:
             click.echo(f"{style.mark(Status.PASS)} {finding.what}")
     if problems:
-        click.echo(f"{len(problems)} problem(s) found; fix them in the order shown, then run `workbook doctor` again.")
+        click.echo(
+            f"{counted(len(problems), 'problem')} found; fix them in the order shown, then run `workbook doctor` again."
+        )
         sys.exit(1)
     if not quiet:
         click.echo("Everything is ready. Start with `workbook watch` (or `workbook check`).")

@@ -8,6 +8,7 @@ from pathlib import Path
 from workbook.manifest import Manifest, Problem
 from workbook.state import Progress, fails_now, is_solved, problem_status
 from workbook.terminal import Style, human_progress
+from workbook.words import counted, plural
 from workbook.workspace import BUNDLED_SOLUTIONS
 
 
@@ -71,7 +72,7 @@ def final_message(manifest: Manifest, style: Style) -> str:
     return "\n".join(
         [
             "",
-            style.bold(f"You solved all {count} problems of {manifest.title}."),
+            style.bold(f"You solved all {counted(count, 'problem')} of {manifest.title}."),
             f"  You built: {titles}.",
             "  Compare each with solutions/, then try a change of your own: `workbook check --all`",
             "  still tells you what breaks.",
@@ -95,7 +96,8 @@ def regression_note(manifest: Manifest, state: Progress, graded: set[str]) -> st
             entry = problem_status(state, problem.slug)
             counts = f"{entry.passed}/{entry.total}" if entry else "0/0"
             lines.append(
-                f"Problem {problem.number} was solved before and fails now ({counts} checks pass).\n"
+                f"Problem {problem.number} was solved before and fails now "
+                f"({counts} {plural(entry.total if entry else 0, 'check')} pass).\n"
                 "  The progress still counts it; `workbook status` shows best and current results."
             )
     return "\n".join(lines)
@@ -109,7 +111,8 @@ def partial_run_note(manifest: Manifest, state: Progress, graded: set[str]) -> s
         if entry is not None:
             counts = f"{entry.passed}/{entry.total}"
             lines.append(
-                f"With your earlier results, {counts} checks of problem {problem.number} pass; "
+                f"With your earlier results, {counts} {plural(entry.total, 'check')} of problem "
+                f"{problem.number} pass; "
                 f"`workbook check {problem.number}` runs them all again."
             )
     return "\n".join(lines)

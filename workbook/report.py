@@ -14,6 +14,7 @@ from workbook.safetext import last_lines, log_safe, shown_path
 
 # Drawing moved to workbook.terminal; these names stay importable from here for callers of old.
 from workbook.terminal import LiveCount, Style, human_progress  # noqa: F401
+from workbook.words import plural
 from workbook.workspace import BUNDLED_SOLUTIONS, EXERCISES, find_workspace
 
 # Every report format `check --format` knows; workbook.formats renders all but text.
@@ -41,7 +42,9 @@ def human_problem(result: ProblemResult, style: Style, *, verbose: bool = False,
                     lines.extend(_cause_lines(shared[check.cause], result, style, verbose))
                 continue
             lines.extend(_check_lines(check, result, style, verbose))
-    summary = f"{result.passed}/{result.total} checks passed" + style.dim(f" · seed {result.seed}")
+    summary = f"{result.passed}/{result.total} {plural(result.total, 'check')} passed" + style.dim(
+        f" · seed {result.seed}"
+    )
     lines.append(("  " + style.mark(result.status) + " " if quiet else "  ") + summary)
     return "\n".join(lines)
 
@@ -63,7 +66,7 @@ def _cause_lines(members: list[CheckResult], result: ProblemResult, style: Style
     check's message, then the checks it affects."""
     first = members[0]
     lines = [f"  {style.mark(first.status)} {log_safe(causes.headline(members))}"]
-    lines.extend("      " + text for text in log_safe(first.message or "").splitlines()[1:])
+    lines.extend("      " + log_safe(text) for text in causes.details(members))
     lines.extend(_verbose_lines(first, verbose))
     if len(members) == result.total:
         lines.append("      it affects every check of this problem.")

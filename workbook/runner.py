@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -27,6 +28,7 @@ from workbook.sandbox import limit_processes
 # `from workbook import grading` stays inside the functions below: the fork server preloads
 # this module before each run's environment is set, and grading reads the run's seed
 # (WORKBOOK_SEED) when it is imported.
+from workbook.words import counted
 
 # A process that must be replaced after a check left a thread stuck in learner code.
 EXIT_RESTART = 3
@@ -163,7 +165,12 @@ class Reporter:
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
         folder = grading.state.get("problem_dir")
         try:
-            hangs.run_check(lambda: _call_guarded(pyfuncitem.obj, kwargs), self.check_timeout, folder, self.known_hang)
+            hangs.run_check(
+                lambda: grading.work_for_current_check(lambda: _call_guarded(pyfuncitem.obj, kwargs)),
+                self.check_timeout,
+                folder,
+                self.known_hang,
+            )
         except hangs.Hang as hang:
             if not hang.clean:
                 grading.state["tainted"] = True
@@ -246,28 +253,22 @@ def classify(exc: BaseException) -> dict[str, Any]:
     """Turn what a check raised into a status and a message for the learner."""
     from workbook import grading
 
-    sent = grading.last_sent()
+    # What the failure was sent with: the request the app raised for, never an earlier
+    # one (issue 14); a stopped check shows the last request it sent.
+    sent = grading.sent_with(exc)
     if isinstance(exc, grading.LearnerImportError):
         return {"status": Status.ERROR, "message": str(exc), "kind": Kind.IMPORT}
     if isinstance(exc, grading.CheckTimeout):
         site = exc.site.as_dict() if exc.site is not None else None
         return {
             "status": Status.ERROR,
-            "message": _with_sent(str(exc), sent, "last request sent"),
+            "message": _with_sent(str(exc), grading.last_sent(), "last request sent"),
             "kind": Kind.TIMEOUT,
             "site": site,
             "blocked_by": exc.blocked_by,
         }
     if isinstance(exc, AssertionError) and not _raised_in_learner_code(exc):
-        message = str(exc) or "A check assertion failed."
-        return {
-            "status": Status.FAIL,
-            "message": message,
-            "kind": Kind.ASSERTION,
-            "site": _waited_site(),
-            # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
-            "cause": causes.missing_answer_key(message) if grading.state.get("wait_expired") else "",
-        }
+        return _classify_mismatch(exc)
     # The framework may wrap what the learner's code raised (task groups, cancellation).
     chain = list(_exception_chain(exc))
     exiting = next((e for e in chain if isinstance(e, (LearnerExit, SystemExit, KeyboardInterrupt))), None)
@@ -289,6 +290,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "site": _waited_site(),
             "kind": Kind.LEARNER,
             "traceback": _full_traceback(learner),
+            **_raised_cause(learner),
         }
     if _raised_in_workbook(exc):
         where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -303,6 +305,148 @@ def classify(exc: BaseException) -> dict[str, Any]:
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
     return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER}
+
+
+def _classify_mismatch(exc: AssertionError) -> dict[str, Any]:
+    """A grader's failed expectation: what differed, and the learner exception behind it
+    when there is one (issue 14, item 2)."""
+    from workbook import grading
+
+    message = str(exc) or "A check assertion failed."
+    root = _learner_root(exc, message)
+    if root is not None:
+        # The mismatch came from an exception in the learner's code (a 500, a startup
+        # that raised): that exception at its line is the cause (issue 14, item 2).
+        return {
+            "status": Status.FAIL,
+            "message": _with_advice(_with_raised(message, root), translate.advice(_exception_chain(root))),
+            "kind": Kind.ASSERTION,
+            "site": _waited_site(),
+            **_raised_cause(root),
+        }
+    logged = _raised_in_server_log(message)
+    if logged:
+        # A real server's log shows a traceback through the learner's code: that
+        # exception at that line is the cause, as when it is raised in this process.
+        return {"status": Status.FAIL, "message": message, "kind": Kind.ASSERTION, "site": _waited_site(), **logged}
+    return {
+        "status": Status.FAIL,
+        "message": _with_advice(message, _reported_library_error(exc, message)),
+        "kind": Kind.ASSERTION,
+        "site": _waited_site(),
+        # Checks that waited in vain for the same thing fail for one reason (issue 14, item 2).
+        "cause": causes.missing_answer_key(message) if grading.state.get("wait_expired") else "",
+    }
+
+
+def _learner_root(failure: AssertionError, message: str) -> BaseException | None:
+    """The exception in the learner's code a failed check reports: the one the grader gave
+    as `because`, or one it failed while handling and names in its message (a lifespan
+    startup that raised), or one the app raised for a request it answered with a 500."""
+    from workbook import grading
+
+    declared = failure.__cause__  # grading.fail(..., because=exc)
+    if declared is not None and _learners(declared):
+        return declared
+    for exc in list(_exception_chain(failure))[1:]:
+        if _learners(exc) and type(exc).__name__ in message:
+            return exc
+    # "status 500, expected 201", or a body that is not JSON because it was a 500 page.
+    if "status 500" in message:
+        raised = [exc for exc in grading.server_errors() if _learners(exc)]
+        if raised:
+            return raised[-1]
+    return None
+
+
+def _learners(exc: BaseException) -> bool:
+    """Raised through the learner's code, and not by a grader (an endpoint a check adds to
+    make a 500 on purpose passes through the learner's middleware too)."""
+    from workbook import grading
+
+    return bool(grading.learner_frames(exc)) and not _raised_in_workbook(exc)
+
+
+# A traceback as uvicorn logs it: 'File "/.../p3_chat_rooms/app.py", line 33, in connect'.
+LOGGED_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in \S+')
+LOGGED_ERROR = re.compile(
+    r"^\s*(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Iteration))(?::\s*(?P<text>.*))?$"
+)
+
+
+def _raised_in_server_log(message: str) -> dict[str, str]:
+    """The cause key and headline of the last exception a server log in `message` shows
+    raised in the learner's files, or {} when it shows none."""
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    if folder is None:
+        return {}
+    marker = f"/{folder.name}/"
+    lines = message.splitlines()
+    found: tuple[str, str, str, str] | None = None
+    for index, line in enumerate(lines):
+        frame = LOGGED_FRAME.match(line)
+        if frame is None or marker not in frame.group("file"):
+            continue
+        error = next((m for m in map(LOGGED_ERROR.match, lines[index + 1 :]) if m is not None), None)
+        if error is not None:
+            where = frame.group("file").split(marker, 1)[1]
+            found = (where, frame.group("line"), error.group("type").rsplit(".", 1)[-1], error.group("text") or "")
+    if found is None:
+        return {}
+    where, line, kind, text = found
+    return {
+        "cause": f"raised:{where}:{line}:{kind}",
+        "raised": f"{where} line {line} raised {kind}" + (f": {text.strip()}" if text.strip() else ""),
+    }
+
+
+def _reported_library_error(failure: AssertionError, message: str) -> str | None:
+    """What to do about a library error the grader failed while handling and names in its
+    message (a lifespan without `yield` fails inside contextlib, not in the learner's code)."""
+    named = [exc for exc in list(_exception_chain(failure))[1:] if type(exc).__name__ in message]
+    return translate.advice(named)
+
+
+def _with_advice(message: str, advice: str | None) -> str:
+    """`message` with what to do about a library error as its second line."""
+    if not advice:
+        return message
+    first, *rest = message.splitlines() or [""]
+    return "\n".join([first, f"  {advice}", *rest])
+
+
+def _with_raised(message: str, root: BaseException) -> str:
+    """`message`, plus which exception the learner's code raised and where, unless it says so."""
+    from workbook import grading
+
+    frames = grading.learner_frames(root)
+    lines = message.splitlines()
+    said = [line for line in lines if type(root).__name__ in line]
+    extra = [] if said else [f"  because your code raised {_exception_text(root)}"]
+    if frames and frames.splitlines()[0] not in lines:
+        extra.append(frames)
+    return "\n".join([message, *extra]) if extra else message
+
+
+def _raised_cause(exc: BaseException) -> dict[str, str]:
+    """The cause key and headline of an exception the learner's code raised: the same
+    exception type at the same line is one cause, whatever its data."""
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    if folder is None:
+        return {}
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if grading.is_under(frame.filename, folder)]
+    if not frames:
+        return {}
+    where = Path(frames[-1].filename).resolve().relative_to(folder).as_posix()
+    line = frames[-1].lineno
+    return {
+        "cause": f"raised:{where}:{line}:{type(exc).__name__}",
+        "raised": f"{where} line {line} raised {_exception_text(exc).splitlines()[0]}",
+    }
 
 
 def _waited_site() -> dict[str, Any] | None:
@@ -364,7 +508,7 @@ def _full_traceback(exc: BaseException) -> str:
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.StackSummary.from_list(kept).format()
     if len(frames) > len(kept):
-        lines.append(f"  ({len(frames) - len(kept)} frames of the framework left out)\n")
+        lines.append(f"  ({counted(len(frames) - len(kept), 'frame')} of the framework left out)\n")
     text = "".join(lines + traceback.format_exception_only(type(exc), exc))
     return text if len(text) <= MAX_TRACEBACK_CHARS else "...\n" + text[-MAX_TRACEBACK_CHARS:]
 

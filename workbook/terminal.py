@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from workbook.results import Status
+from workbook.words import plural
 
 BAR_WIDTH = 20
 # Carriage return, then ECMA-48 "erase in line" (EL 2): the cursor's line is blank again.
@@ -70,7 +71,7 @@ class Style:
 def human_progress(solved: int, total: int, style: Style, bonus: tuple[int, int] | None = None) -> str:
     """The progress line; `bonus` (solved, total) adds ", bonus 0 of 1" when the workbook has
     bonus problems, which the bar and the main count leave out."""
-    line = f"Workbook progress {style.bar(solved, total)} {solved} of {total} problems solved"
+    line = f"Workbook progress {style.bar(solved, total)} {solved} of {total} {plural(total, 'problem')} solved"
     return line + (f", bonus {bonus[0]} of {bonus[1]}" if bonus and bonus[1] else "")
 
 
@@ -102,7 +103,7 @@ class LiveCount:
 
     def _draw(self) -> None:
         if self.enabled:
-            self.stream.write(f"\r  grading: {self.done}/{self.total} checks done ")
+            self.stream.write(f"\r  grading: {self.done}/{self.total} {plural(self.total, 'check')} done ")
             self.stream.flush()
 
     def echo(self, text: str) -> None:

@@ -84,6 +84,29 @@ def _no_yield(exc: BaseException) -> str | None:
     )
 
 
+def _state_never_set(exc: BaseException) -> str | None:
+    # Starlette's State raises AttributeError for a name never assigned: the lifespan's
+    # startup did not set it (or set it on another object), so requests and shutdown fail.
+    name = getattr(exc, "name", None)
+    if not isinstance(exc, AttributeError) or "'State' object has no attribute" not in str(exc) or not name:
+        return None
+    return (
+        f"app.state.{name} was never set: set it in your lifespan's startup code, before `yield` "
+        f"(app.state.{name} = ...), so every request and the shutdown code find it (chapter §8)."
+    )
+
+
+def _lifespan_without_yield(exc: BaseException) -> str | None:
+    # @asynccontextmanager around an `async def` without `yield` wraps a plain coroutine,
+    # which contextlib then fails to iterate: the learner never wrote (or removed) `yield`.
+    if not isinstance(exc, TypeError) or "'coroutine' object is not an async iterator" not in str(exc):
+        return None
+    return (
+        "Your lifespan (or an async dependency) has no `yield`: with @asynccontextmanager the function "
+        "must yield exactly once, after the startup code and before the shutdown code (chapter §8)."
+    )
+
+
 def _stopped_by_us(exc: BaseException) -> str | None:
     if type(exc).__name__ != "HangStopped":
         return None
@@ -101,6 +124,8 @@ RULES: tuple[Rule, ...] = (
     _sqlite_thread,
     _validation_in_handler,
     _no_yield,
+    _lifespan_without_yield,
+    _state_never_set,
 )
 
 

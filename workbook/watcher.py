@@ -32,6 +32,7 @@ from workbook.safetext import last_lines, log_safe
 from workbook.starters import problem_files
 from workbook.state import Progress, is_solved, load_state, save_or_warn, with_results
 from workbook.terminal import Style, new_screen
+from workbook.words import plural
 
 POLL_S = 0.05
 SETTLE_S = 0.15
@@ -183,7 +184,9 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     lines += [f"  {style.mark(check.status)} {check.title}" for check in result.checks]
     failing = next((check for check in result.checks if check.status != Status.PASS), None)
     stamp = time.strftime("%H:%M:%S")
-    lines.append(f"{result.passed}/{result.total} checks passed · graded in {elapsed:.1f} s at {stamp}")
+    lines.append(
+        f"{result.passed}/{result.total} {plural(result.total, 'check')} passed · graded in {elapsed:.1f} s at {stamp}"
+    )
     if failing is None:
         lines.append("Every check passes.")
         return lines
@@ -191,7 +194,7 @@ def screen(result: ProblemResult, style: Style, elapsed: float, *, verbose: bool
     if shared:
         # One root cause shown once: its headline, then the rest of the first message.
         lines += ["", style.bold(f"First failure: {causes.headline(shared)}")]
-        message = (failing.message or "").splitlines()[1:]
+        message = causes.details(shared)
     else:
         lines += ["", style.bold(f"First failure: {failing.title}")]
         message = (failing.message or "").splitlines() or ["(no message)"]

@@ -234,10 +234,21 @@ def test_users_are_seeded_with_roles(learner: ModuleType) -> None:
         got = {"username": record.get("username"), "role": record.get("role")}
         expect(
             got == {"username": name, "role": role},
-            f"users_db[{name!r}] names another user or role than expected.",
+            f"users_db[{name!r}] {seeded_difference(record, name, role)}.",
             expected=show({"username": name, "role": role}),
-            got=show(got),
+            got=show({key: record[key] for key in ("username", "role") if key in record}),
         )
+
+
+def seeded_difference(record: dict[str, Any], name: str, role: str) -> str:
+    """What is wrong with a seeded user's record, in words: a missing key is not "null"."""
+    if "role" not in record:
+        return f'has no "role" key, expected "role": {show(role)}'
+    if record.get("role") != role:
+        return f'has "role": {show(record.get("role"))}, expected {show(role)}'
+    if "username" not in record:
+        return f'has no "username" key, expected "username": {show(name)}'
+    return f'has "username": {show(record.get("username"))}, expected {show(name)}'
 
 
 def test_passwords_are_bcrypt_hashes(learner: ModuleType) -> None:
@@ -336,10 +347,19 @@ def test_token_carries_sub_role_exp(learner: ModuleType, api: TestClient) -> Non
     ahead = exp - time.time() if isinstance(exp, (int, float)) else None
     expect(
         ahead is not None and abs(ahead - 30 * 60) <= 60,
-        "The token's exp does not lie 30 minutes ahead.",
+        "The token has no exp claim; set exp 30 minutes ahead in create_access_token."
+        if exp is None
+        else "The token's exp does not lie 30 minutes ahead.",
         expected="exp = now + 30 minutes (a number of seconds since 1970)",
-        got=show(exp) if ahead is None else f"exp {ahead / 60:.1f} minutes ahead",
+        got=exp_text(exp, ahead),
     )
+
+
+def exp_text(exp: Any, ahead: float | None) -> str:
+    """A token's exp claim in words: missing, not a number, or how far ahead it lies."""
+    if exp is None:
+        return "no exp claim in the token"
+    return f"exp {show(exp)}, not a number of seconds" if ahead is None else f"exp {ahead / 60:.1f} minutes ahead"
 
 
 def test_wrong_password_is_401(api: TestClient) -> None:
@@ -407,9 +427,11 @@ def test_create_access_token_expiry(learner: ModuleType) -> None:
         )
         expect(
             ahead is not None and abs(ahead - wanted * 60) <= 60,
-            f"{call_text} did not set exp {wanted} minutes ahead.",
+            f"{call_text} set no exp, expected exp {wanted} minutes ahead."
+            if exp is None
+            else f"{call_text} did not set exp {wanted} minutes ahead.",
             expected=f"exp = now + {wanted} minutes",
-            got=show(exp) if ahead is None else f"exp {ahead / 60:.1f} minutes ahead",
+            got=exp_text(exp, ahead),
         )
 
 
@@ -669,6 +691,13 @@ def test_unknown_sub_is_401(learner: ModuleType, api: TestClient) -> None:
 
 # --- 403: the role is not good enough -------------------------------------------------
 
+# The forged-role tokens below name alice, an admin in users_db: code that looks the role up
+# there instead of reading the token admits them whatever its comparison does.
+ROLE_FROM_TOKEN = (
+    " (The token's sub is alice, an admin in users_db: if your comparison is right already, read the role "
+    "from the token's payload, not from users_db.)"
+)
+
 
 def test_role_administrator_is_403(learner: ModuleType, api: TestClient) -> None:
     """A token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
@@ -677,7 +706,7 @@ def test_role_administrator_is_403(learner: ModuleType, api: TestClient) -> None
         api,
         token,
         'The role "administrator" in the token is not one of viewer, editor, admin: 403 Forbidden. '
-        "Compare whole role names, never substrings.",
+        "Compare whole role names, never substrings." + ROLE_FROM_TOKEN,
     )
 
 
@@ -685,7 +714,10 @@ def test_role_list_is_403(learner: ModuleType, api: TestClient) -> None:
     """A token with role ["admin"] (a list, not a string) is refused with 403"""
     token = minted(learner, claims_for("alice", role=["admin"]))
     expect_403_everywhere(
-        api, token, "A role must be one of the strings viewer, editor, admin; a list is not: 403 Forbidden, never 500."
+        api,
+        token,
+        "A role must be one of the strings viewer, editor, admin; a list is not: 403 Forbidden, never 500."
+        + ROLE_FROM_TOKEN,
     )
 
 
@@ -696,7 +728,7 @@ def test_role_padded_uppercase_is_403(learner: ModuleType, api: TestClient) -> N
             api,
             minted(learner, claims_for("alice", role=role)),
             f"Role names are exact: {show(role)} is not admin. Do not strip or lowercase what the token says: "
-            "403 Forbidden.",
+            "403 Forbidden." + ROLE_FROM_TOKEN,
         )
 
 

@@ -44,6 +44,7 @@ from workbook.grading import (
     serve,
     show,
 )
+from workbook.words import counted
 
 REAL_CONNECT = REAL_SQLITE_CONNECT
 REAL_RENAMES = {"replace": os.replace, "rename": os.rename}
@@ -369,7 +370,7 @@ def test_import_has_no_side_effects(learner: Any, opened: list, stats_path: Path
         not opened,
         "Importing app.py opened a database connection; open it in the lifespan's startup instead.",
         expected="no sqlite3.connect call at import",
-        got=f"{len(opened)} connection(s) opened",
+        got=f"{counted(len(opened), 'connection')} opened",
     )
     written = sorted(path.name for path in Path.cwd().iterdir())
     expect(
@@ -530,7 +531,8 @@ def test_app_restarts_cleanly(learner: Any, opened: list, stats_path: Path) -> N
     )
     expect(
         len(opened) == 2 and all_closed(opened),
-        f"{len(opened)} connection(s) opened over two runs, {sum(not c.was_closed for c in opened)} left open; "
+        f"{counted(len(opened), 'connection')} opened over two runs, "
+        f"{sum(not c.was_closed for c in opened)} left open; "
         "expected one per startup, each closed at its shutdown.",
         expected="2 connections, both closed",
         got=f"{len(opened)} opened, {sum(c.was_closed for c in opened)} closed",
@@ -872,7 +874,7 @@ def test_stats_folder_has_no_leftovers(learner: Any, renames: Renames, stats_pat
     left = leftovers(stats_path, renames)
     expect(
         not left,
-        f"{len(left)} temporary file(s) left behind, expected none: rename the temporary file onto STATS_PATH "
+        f"{counted(len(left), 'temporary file')} left behind, expected none: rename the temporary file onto STATS_PATH "
         "(and delete it if writing fails).",
         expected=f"only {show(stats_path.name)} in STATS_PATH's folder, and nothing in the system temp folder",
         got=show(left),
@@ -933,7 +935,7 @@ def test_no_temporary_file_left_when_rename_fails(
     left = leftovers(stats_path, renames)
     expect(
         not left,
-        f"{len(left)} temporary file(s) left behind, expected none: renaming the temporary file failed and it "
+        f"{counted(len(left), 'temporary file')} left behind, expected none: renaming the temporary file failed and it "
         "stayed. Delete it when writing or renaming fails (try: ... os.replace(...) except BaseException: "
         "os.unlink(temporary); raise).",
         sent=sent,
@@ -1055,6 +1057,7 @@ def test_db_closed_when_migration_fails(learner: Any, opened: list) -> None:
             sent=f"MIGRATIONS with {show(broken)} appended",
             expected="a connection opened, the migration failing, the connection closed",
             got=f"{type(raised).__name__}: {raised}",
+            because=raised,
         )
     expect(
         any(isinstance(exc, sqlite3.Error) for exc in exception_chain(raised)),

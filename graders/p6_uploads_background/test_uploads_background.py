@@ -39,11 +39,13 @@ from workbook.grading import (
     fail,
     json_body,
     learner_frames,
+    note_server_error,
     response_text,
     rng,
     show,
     within,
 )
+from workbook.words import counted
 
 MAX_BYTES = 1024 * 1024
 MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff\xe0", "application/pdf": b"%PDF-1.7\n"}
@@ -269,7 +271,7 @@ def expect_nothing_stored(paths: dict[str, Path], sent: str, why: str) -> None:
     left = entries(paths["uploads"])
     expect(
         not left,
-        f"{len(left)} file(s) left in UPLOAD_DIR. {why}",
+        f"{counted(len(left), 'file')} left in UPLOAD_DIR. {why}",
         sent=sent,
         expected="UPLOAD_DIR empty",
         got=show(left[:5]),
@@ -340,7 +342,11 @@ def stream_post(
                 if answered is not None:
                     answered.set()
 
-        await api.app(scope, receive, spy)
+        try:
+            await api.app(scope, receive, spy)
+        except Exception as exc:
+            note_server_error(exc)  # so a 500 names what the learner's code raised
+            raise
 
     async def post() -> Any:
         transport = httpx.ASGITransport(app=watched, raise_app_exceptions=False)
@@ -370,7 +376,7 @@ def test_upload_stored_with_id_prefix(api: Any, paths: dict[str, Path]) -> None:
     left = entries(paths["uploads"])
     expect(
         left == [f"{record['id']}_{name}"],
-        f"{len(left)} file(s) in UPLOAD_DIR, expected 1. Only the stored file stays (no temporary files).",
+        f"{counted(len(left), 'file')} in UPLOAD_DIR, expected 1. Only the stored file stays (no temporary files).",
         sent=sent,
         expected=show([f"{record['id']}_{name}"]),
         got=show(left[:5]),
@@ -536,7 +542,7 @@ def expect_clean_name(api: Any, paths: dict[str, Path], sent_name: str | bytes, 
     stray = files_under(paths["area"], paths["uploads"], paths["audit"])
     expect(
         not stray,
-        f"{len(stray)} file(s) outside UPLOAD_DIR. Uploads must be stored under UPLOAD_DIR and nowhere else.",
+        f"{counted(len(stray), 'file')} outside UPLOAD_DIR. Uploads must be stored under UPLOAD_DIR and nowhere else.",
         sent=sent,
         expected="no file outside UPLOAD_DIR",
         got=show(stray[:5]),
@@ -721,7 +727,8 @@ def test_batch_all_or_nothing(api: Any, paths: dict[str, Path]) -> None:
     )
     expect(
         audit_lines(paths["audit"]) == [],
-        f"{len(audit_lines(paths['audit']))} audit line(s), expected none. A refused batch writes no audit line.",
+        f"{counted(len(audit_lines(paths['audit'])), 'audit line')}, expected none. "
+        "A refused batch writes no audit line.",
         sent=sent,
         expected="no audit line",
         got=show(audit_lines(paths["audit"])[:3]),
@@ -909,6 +916,16 @@ def test_failing_audit_is_logged(
 # --- middleware -------------------------------------------------------------------------
 
 
+def header_value(name: str, value: str | None) -> str:
+    """A response header in words: its value, or that the response has none (never null)."""
+    return f"no {name} header" if value is None else f"{name} {show(value)}"
+
+
+def header_line(name: str, value: str | None) -> str:
+    """A response header as a `got:` line: `Name: value`, or that the response has none."""
+    return f"no {name} header" if value is None else f"{name}: {show(value)}"
+
+
 def test_request_id_echoed_when_valid(api: Any) -> None:
     """A valid UUID sent as X-Request-Id comes back unchanged in X-Request-Id"""
     for path in ["/files", f"/files/{uuid.UUID(int=rng.getrandbits(128)).hex}"]:
@@ -921,10 +938,11 @@ def test_request_id_echoed_when_valid(api: Any) -> None:
         got = response.headers.get("x-request-id")
         expect(
             got == request_id,
-            f"X-Request-Id {show(got)}, expected {request_id}. A valid UUID sent by the client comes back as it is.",
+            f"{header_value('X-Request-Id', got)}, expected {request_id}. A valid UUID sent by the client comes back "
+            "as it is.",
             sent=f"{'POST' if path == '/files' else 'GET'} {path} with X-Request-Id {request_id}",
             expected=f"X-Request-Id: {request_id}",
-            got=f"X-Request-Id: {show(got)}",
+            got=header_line("X-Request-Id", got),
         )
 
 
@@ -946,10 +964,15 @@ def test_request_id_new_when_invalid(api: Any) -> None:
             version = None
         expect(
             version == 4 and got != sent_id,
-            f"X-Request-Id {show(got)} is not a new uuid4. Without a valid UUID from the client, make a new one.",
+            (
+                "no X-Request-Id header, expected a new uuid4."
+                if got is None
+                else f"X-Request-Id {show(got)} is not a new uuid4."
+            )
+            + " Without a valid UUID from the client, make a new one.",
             sent=sent,
             expected="a new uuid4",
-            got=f"X-Request-Id: {show(got)}",
+            got=header_line("X-Request-Id", got),
         )
         seen.append(got)
     expect(
@@ -969,10 +992,14 @@ def process_time(response: Any, sent: str) -> float:
         seconds = math.nan
     expect(
         math.isfinite(seconds) and seconds >= 0,
-        f"X-Process-Time {show(value)} is not a number of seconds (for example 0.0042).",
+        (
+            "no X-Process-Time header, expected the seconds the request took (for example 0.0042)."
+            if value is None
+            else f"X-Process-Time {show(value)} is not a number of seconds (for example 0.0042)."
+        ),
         sent=sent,
         expected="X-Process-Time: <seconds>",
-        got=f"X-Process-Time: {show(value)}",
+        got=header_line("X-Process-Time", value),
     )
     return seconds
 
@@ -1011,11 +1038,15 @@ def test_timing_wraps_request_id(api: Any, learner: Any, monkeypatch: pytest.Mon
     got = response.headers.get("x-request-id")
     expect(
         bool(made) and got == made[-1],
-        f"X-Request-Id {show(got)} is not the id new_request_id() returned. Make new ids with new_request_id() "
-        "(the grader replaces it, so call it by its name).",
+        (
+            "no X-Request-Id header, expected the id new_request_id() returned."
+            if got is None
+            else f"X-Request-Id {show(got)} is not the id new_request_id() returned."
+        )
+        + " Make new ids with new_request_id() (the grader replaces it, so call it by its name).",
         sent=sent,
         expected="the id new_request_id() returned",
-        got=f"X-Request-Id: {show(got)}",
+        got=header_line("X-Request-Id", got),
     )
     seconds = process_time(response, sent)
     expect(
@@ -1056,10 +1087,10 @@ def test_headers_on_404_and_500(learner: Any) -> None:
             )
             response = api.get(path, headers={"X-Request-Id": request_id})
             expect_answer(response, status, "", sent)
-            headers = {key: response.headers.get(key) for key in ("x-request-id", "x-process-time")}
+            headers = {key: response.headers.get(key) for key in ("X-Request-Id", "X-Process-Time")}
             expect(
-                headers["x-request-id"] == request_id and headers["x-process-time"] is not None,
-                f"headers {show(headers)} on a {status}, expected both."
+                headers["X-Request-Id"] == request_id and headers["X-Process-Time"] is not None,
+                f"{headers_in_words(headers, request_id)} on a {status}, expected both."
                 + (
                     " An exception raised by the endpoint passes through "
                     "`await call_next(request)`: catch it in your middleware and answer the 500 yourself, or the "
@@ -1069,8 +1100,20 @@ def test_headers_on_404_and_500(learner: Any) -> None:
                 ),
                 sent=sent,
                 expected=f"X-Request-Id: {request_id} and an X-Process-Time",
-                got=show(headers),
+                got=", ".join(header_line(name, value) for name, value in headers.items()),
             )
+
+
+def headers_in_words(headers: dict[str, str | None], request_id: str) -> str:
+    """What is wrong with a response's X-Request-Id and X-Process-Time, in words."""
+    faults = []
+    if headers["X-Request-Id"] is None:
+        faults.append("no X-Request-Id header")
+    elif headers["X-Request-Id"] != request_id:
+        faults.append(f"X-Request-Id {show(headers['X-Request-Id'])} instead of the one sent")
+    if headers["X-Process-Time"] is None:
+        faults.append("no X-Process-Time header")
+    return " and ".join(faults)
 
 
 def test_request_state_has_request_id(learner: Any) -> None:
@@ -1097,8 +1140,12 @@ def test_request_state_has_request_id(learner: Any) -> None:
             )
             expect(
                 isinstance(state_id, str) and state_id == wanted,
-                f"request.state.request_id was {show(state_id)}, expected {show(wanted)}. Set it in the middleware "
-                "before call_next, to the id the response carries.",
+                (
+                    f"request.state.request_id is not set, expected {show(wanted)}."
+                    if state_id is None
+                    else f"request.state.request_id was {show(state_id)}, expected {show(wanted)}."
+                )
+                + " Set it in the middleware before call_next, to the id the response carries.",
                 sent=sent,
                 expected=show({"request_id": wanted}),
                 got=show(body),
