@@ -21,6 +21,7 @@ from workbook.engine import CheckResult, GraderError, ProblemResult, discover_ch
 from workbook.here import problem_here
 from workbook.manifest import Manifest, Problem
 from workbook.milestones import next_unsolved
+from workbook.results import Status
 from workbook.sandbox import isolation
 from workbook.state import (
     Progress,
@@ -118,7 +119,7 @@ class CheckRun:
 
     @property
     def passed(self) -> bool:
-        return all(result.status == "pass" for result in self.results)
+        return all(result.status == Status.PASS for result in self.results)
 
     @property
     def exit_code(self) -> int:
