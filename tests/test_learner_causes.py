@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import MANIFEST
+from support import EXERCISES, MANIFEST, ROOT
 
 from workbook import causes, grading, runner
 from workbook.engine import CheckResult, grade
@@ -159,7 +159,7 @@ def test_a_failure_reporting_a_startup_error_shares_its_cause(learner: Any) -> N
 @pytest.mark.parametrize("number", [1, 2, 3, 5, 6])
 def test_each_stub_error_of_the_untouched_stubs_is_one_cause_per_line(number: int, tmp_path: Path) -> None:
     problem = MANIFEST.by_number(number)
-    result = grade(problem, grading.ROOT / "exercises", seed=3)
+    result = grade(problem, EXERCISES, seed=3)
     by_cause: dict[str, set[str]] = {}
     for check in result.checks:
         if check.raised:
@@ -178,7 +178,7 @@ def test_each_stub_error_of_the_untouched_stubs_is_one_cause_per_line(number: in
 def test_problem_6_says_a_missing_header_in_words_never_as_null() -> None:
     ids = ["request_id_new_when_invalid", "timing_wraps_request_id", "headers_on_404_and_500"]
     ids += ["request_state_has_request_id", "process_time_header", "request_id_echoed_when_valid"]
-    result = grade(MANIFEST.by_number(6), grading.ROOT / "exercises", only=ids, seed=4)
+    result = grade(MANIFEST.by_number(6), EXERCISES, only=ids, seed=4)
     messages = {check.id: check.message or "" for check in result.checks}
 
     assert messages["request_id_new_when_invalid"].splitlines()[0] == (
@@ -258,7 +258,7 @@ def test_a_500_a_grader_endpoint_raises_on_purpose_is_not_the_learners_cause(lea
     grader_code: dict[str, Any] = {}
     exec(  # an endpoint as a grader adds it: its code lives in graders/
         compile(
-            "def explode():\n    raise RuntimeError('on purpose')\n", str(grading.ROOT / "graders" / "x.py"), "exec"
+            "def explode():\n    raise RuntimeError('on purpose')\n", str(ROOT / "graders" / "x.py"), "exec"
         ),
         grader_code,
     )

@@ -154,7 +154,7 @@ def test_status_after_a_k_run_on_restored_code_shows_merged_current_and_kept_bes
     assert invoke("check", "1").exit_code == 0
     app.write_text(solution.replace("status.HTTP_409_CONFLICT", "400"), encoding="utf-8")
     assert invoke("check", "1").exit_code == 1
-    broken = problem_status(load_state(), P1.slug)["checks"]
+    broken = problem_status(load_state(), P1.slug).checks
     failing = sorted(check_id for check_id, status in broken.items() if status != "pass")
     assert "duplicate_email_answers_409" in failing, broken
 
@@ -170,7 +170,7 @@ def test_status_after_a_k_run_on_restored_code_shows_merged_current_and_kept_bes
     assert f"1. {P1.title}  ({passed}/{total} checks now; {expected})" in status, status
     assert f"1 of {len(MANIFEST.core_problems)} problems solved" in status
     entry = problem_status(load_state(), P1.slug)
-    assert (entry["passed"], entry["best"]["status"], entry["best"]["passed"]) == (passed, "pass", total)
+    assert (entry.passed, entry.best.status, entry.best.passed) == (passed, "pass", total)
 
 
 def test_counts_of_one_are_singular(exercises, state_dir):
