@@ -25,6 +25,7 @@ Nothing here is product code: the host program is the string HOST_PROGRAM below.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -270,12 +271,14 @@ def cold_host(problem: Problem) -> float:
 # --- 2. warm host that forks one fresh host per check -------------------------------------
 
 
+HOST_NUMBERS = itertools.count(1)  # names of sockets and folders, unique in one scratch folder
+
+
 class WarmHost:
     """The warm process in bubblewrap, and the fresh hosts it forks."""
 
     def __init__(self, scratch: Path, cheap: bool = True) -> None:
         self.scratch = scratch
-        self.count = 0
         folders = [problem.folder for problem in PROBLEMS.values()]
         argv = [sys.executable, "-c", HOST_PROGRAM, "warm", "cheap" if cheap else "full"]
         started = time.perf_counter()
@@ -289,11 +292,11 @@ class WarmHost:
         return json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
 
     def fork(self, problem: Problem, probe: bool = False) -> Host:
-        self.count += 1
-        app_socket = self.scratch / f"a{self.count}.sock"
-        probe_socket = self.scratch / f"p{self.count}.sock" if probe else None
-        timings = self.scratch / f"t{self.count}.json"
-        own = self.scratch / f"h{self.count}"  # each host's working folder: its own sqlite files
+        number = next(HOST_NUMBERS)
+        app_socket = self.scratch / f"a{number}.sock"
+        probe_socket = self.scratch / f"p{number}.sock" if probe else None
+        timings = self.scratch / f"t{number}.json"
+        own = self.scratch / f"h{number}"  # each host's working folder: its own sqlite files
         own.mkdir()
         reply = self.command(
             op="fork",
