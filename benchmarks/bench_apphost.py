@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -198,6 +198,7 @@ PROBLEMS = {
 # then, which a real server shows (sqlite3.ProgrammingError) and this table reports.
 SERVER_ERRORS: Counter[int] = Counter()
 ANSWERS: Counter[int] = Counter()
+LOST_CONNECTIONS: defaultdict[int, list[str]] = defaultdict(list)  # a host closed a check's connection
 
 
 def note_answer(problem: Problem, response: httpx.Response) -> None:
@@ -385,13 +386,16 @@ def run_check_on(host: Host, problem: Problem) -> None:
     """One check: the first contact waits for the host to boot, then problem 4's typical
     check or, for the others, two more requests."""
     first_answer(host.app_socket, problem.first_request)
-    with client_for(host.app_socket) as client:
-        if problem.number == 4:
-            p4_check(client)
-        else:
-            for _ in range(2):
-                response = client.get(problem.first_request)
-                note_answer(problem, response)
+    try:
+        with client_for(host.app_socket) as client:
+            if problem.number == 4:
+                p4_check(client)
+            else:
+                for _ in range(2):
+                    response = client.get(problem.first_request)
+                    note_answer(problem, response)
+    except httpx.TransportError as exc:  # rare under load; counted and shown, not hidden
+        LOST_CONNECTIONS[problem.number].append(repr(exc))
 
 
 def sequence_fresh(warm: WarmHost, plan: list[Problem]) -> float:
@@ -516,6 +520,8 @@ def main() -> None:
             warm.close()
         for number, errors in sorted(SERVER_ERRORS.items()):
             print(f"| answers of 500 from p{number}'s solution on a real server | {errors} of {ANSWERS[number]} |")
+        for number, errors in sorted(LOST_CONNECTIONS.items()):
+            print(f"| checks of p{number} that lost their connection | {len(errors)}: {sorted(set(errors))} |")
         full = WarmHost(scratch, cheap=False)
         try:
             samples = [fresh_host(full, PROBLEMS[2]).answered for _ in range(max(3, args.runs // 3))]
