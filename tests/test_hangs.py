@@ -90,3 +90,26 @@ def test_a_websocket_that_is_never_accepted_names_the_line_it_waits_on(tmp_path)
     assert {(c.site["function"], c.site["line"]) for c in result.checks} == {("connect", wait_line)}
     assert all(f"p3_chat_rooms/app.py, line {wait_line}, in connect" in c.message for c in result.checks)
     assert len({c.cause for c in result.checks}) == 1
+
+
+def test_a_real_server_check_after_a_hang_is_blocked_without_starting_uvicorn(tmp_path):
+    only = ["startup_opens_in_memory_db", "uvicorn_sigterm_writes_stats"]
+    result, _ = grade_case(tmp_path, 5, "busy_startup", only)
+    checks = by_id(result)
+    first, served = checks["startup_opens_in_memory_db"], checks["uvicorn_sigterm_writes_stats"]
+    assert (served.status, served.kind, served.blocked_by) == ("error", "timeout", first.id), served.message
+    assert served.message.startswith(f"Not tried: check {first.id} found your code was running at p5_lifespan/app.py")
+    assert served.site == first.site and served.cause == first.cause != ""
+    # The uvicorn check's own waits (boot, startup, SIGTERM) took no time at all.
+    assert served.duration_s < 1.0, served.duration_s
+
+
+def test_a_real_server_check_that_does_not_reach_the_stuck_place_still_runs(tmp_path):
+    only = ["history_starts_empty", "real_server_end_to_end", "real_server_refusal"]
+    result, _ = grade_case(tmp_path, 3, "accept_never_happens", only)
+    checks = by_id(result)
+    chat = checks["real_server_end_to_end"]
+    assert (chat.status, chat.kind, chat.blocked_by) == ("error", "timeout", "history_starts_empty"), chat.message
+    assert chat.cause == checks["history_starts_empty"].cause != ""
+    # Refusing happens before the stuck accept(), so the refusal check serves the app and passes.
+    assert checks["real_server_refusal"].status == "pass", checks["real_server_refusal"].message

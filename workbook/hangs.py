@@ -35,7 +35,9 @@ from typing import Any, TypeVar
 
 POLL_S = 0.05
 STUCK_S = 1.5  # the same learner function on top this long is a hang
-BLOCKED_S = 0.1  # at a place that already hung, this long is enough to say so
+BLOCKED_S = 0.05  # at a place that already hung, this long is enough to say so
+# Once a place hung, later checks are sampled this often: a blocked check is told in ~BLOCKED_S.
+KNOWN_POLL_S = 0.01
 TASKS_AFTER_S = 0.3  # looking through the pending tasks costs more; a correct check is often done by then
 # Files of the event loop machinery a stuck learner coroutine waits in (asyncio.sleep, Event.wait).
 ASYNCIO_DIR = Path(asyncio.__file__).resolve().parent
@@ -268,8 +270,9 @@ def run_check(action: Callable[[], T], limit: float, folder: Path | None, known:
     started = time.monotonic()
     worker.start()
     watch = Watch(sampler, ignore, known)
+    poll = KNOWN_POLL_S if known is not None else POLL_S
     while True:
-        worker.join(POLL_S)
+        worker.join(poll)
         if not worker.is_alive():
             break
         now = time.monotonic()
