@@ -288,7 +288,7 @@ def run_check(action: Callable[[], T], limit: float, folder: Path | None, known:
     return outcome["value"]
 
 
-def stop_stuck_threads(sampler: Sampler, ignore: set[int], settle_s: float = 0.3) -> bool:
+def stop_stuck_threads(sampler: Sampler, ignore: set[int], settle_s: float = 0.6) -> bool:
     """Stop the learner's stuck code: raise HangStopped in every thread running it, and
     cancel every task waiting in it. True when nothing is left that would disturb the next
     check: no learner thread still burning CPU (one blocked in a C call, say `time.sleep`,
@@ -297,22 +297,29 @@ def stop_stuck_threads(sampler: Sampler, ignore: set[int], settle_s: float = 0.3
     stuck = sampler.threads(ignore)
     for ident in stuck:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(HangStopped))
-    waiting = _cancel_waiting_tasks(sampler)
+    cancelled: set[int] = set()
+    waiting = _cancel_waiting_tasks(sampler, cancelled)
     deadline = time.monotonic() + settle_s
     while (stuck or waiting) and time.monotonic() < deadline:
         time.sleep(0.02)
         stuck = sampler.threads(ignore)
-        waiting = sampler.waiting_tasks()
+        # The check's body may still be sending requests that wait at the same place: cancel
+        # those too, so the process stays clean and need not be replaced (~0.6 s).
+        waiting = _cancel_waiting_tasks(sampler, cancelled)
     return not waiting and not any(_burns_cpu(ident) for ident in stuck)
 
 
-def _cancel_waiting_tasks(sampler: Sampler) -> list[Site]:
+def _cancel_waiting_tasks(sampler: Sampler, cancelled: set[int]) -> list[Any]:
+    """Cancel each task waiting in the learner's code, once (`cancelled`: the ids of tasks
+    already asked); returns every task still waiting there."""
     waiting = []
     for task in _pending_tasks():
         with contextlib.suppress(Exception):  # a task may finish, or its loop close, while we look
             stack = await_chain(task)
             if sampler.waits_in_learner_code(stack):
-                task.get_loop().call_soon_threadsafe(task.cancel)
+                if id(task) not in cancelled:
+                    cancelled.add(id(task))
+                    task.get_loop().call_soon_threadsafe(task.cancel)
                 waiting.append(task)
     return waiting
 
