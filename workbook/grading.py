@@ -445,7 +445,9 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
     if known is None:
         worker.join(max(0.0, deadline - time.monotonic()))
         return None
-    ignore = {threading.get_ident(), worker.ident or 0}
+    # Threads in the learner's code before this check began are not this wait's (one blocked
+    # for good in an earlier check, say in time.sleep(3600), stays where it hung).
+    ignore = {threading.get_ident(), worker.ident or 0, *state.get("threads_before", ())}
     since: float | None = None
     while worker.is_alive():
         now = time.monotonic()
@@ -460,6 +462,12 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
         elif time.monotonic() - since >= hangs.BLOCKED_S:
             return site, known[1]
     return None
+
+
+def _threads_in_learner_code() -> set[int]:
+    from workbook import hangs
+
+    return set(hangs.Sampler(state.get("problem_dir")).threads(set()))
 
 
 def note_stuck(site: Any, check_id: str) -> None:
@@ -598,6 +606,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     state["waited_site"] = None
     state["wait_expired"] = False
     state["check_id"] = item.name.removeprefix("test_")
+    state["threads_before"] = _threads_in_learner_code() if state.get("first_stuck") else set()
     # Each check draws its own stream from the run's seed, so `-k ID --seed S` replays the
     # same data as the full run did.
     rng.seed(f"{seed()}:{item.name}")
