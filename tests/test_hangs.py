@@ -98,7 +98,9 @@ def test_a_real_server_check_after_a_hang_is_blocked_without_starting_uvicorn(tm
     checks = by_id(result)
     first, served = checks["startup_opens_in_memory_db"], checks["uvicorn_sigterm_writes_stats"]
     assert (served.status, served.kind, served.blocked_by) == ("error", "timeout", first.id), served.message
-    assert served.message.startswith(f"Not tried: check {first.id} found your code was running at p5_lifespan/app.py")
+    assert served.message.startswith(
+        f"Not tried: check {first.id} already found your code stuck (your code was running at p5_lifespan/app.py"
+    ), served.message
     assert served.site == first.site and served.cause == first.cause != ""
     # The uvicorn check's own waits (boot, startup, SIGTERM) took no time at all.
     assert served.duration_s < 1.0, served.duration_s

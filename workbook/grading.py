@@ -489,8 +489,8 @@ def expect_not_stuck(what: str) -> None:
         return
     site, check_id = known
     raise CheckTimeout(
-        f"Not tried: check {check_id} found {site.describe()}, and stuck there. This check would "
-        f"{what}, and wait at the same place. Fix that first.",
+        f"Not tried: check {check_id} already found your code stuck ({site.describe()}). This check "
+        f"would {what}, and wait at the same place. Fix that first.",
         site=site,
         blocked_by=check_id,
     )
