@@ -90,3 +90,83 @@ def test_a_websocket_that_is_never_accepted_names_the_line_it_waits_on(tmp_path)
     assert {(c.site["function"], c.site["line"]) for c in result.checks} == {("connect", wait_line)}
     assert all(f"p3_chat_rooms/app.py, line {wait_line}, in connect" in c.message for c in result.checks)
     assert len({c.cause for c in result.checks}) == 1
+
+
+def test_a_real_server_check_after_a_hang_is_blocked_without_starting_uvicorn(tmp_path):
+    only = ["startup_opens_in_memory_db", "uvicorn_sigterm_writes_stats"]
+    result, _ = grade_case(tmp_path, 5, "busy_startup", only)
+    checks = by_id(result)
+    first, served = checks["startup_opens_in_memory_db"], checks["uvicorn_sigterm_writes_stats"]
+    assert (served.status, served.kind, served.blocked_by) == ("error", "timeout", first.id), served.message
+    assert served.message.startswith(
+        f"Not tried: check {first.id} already found your code stuck (your code was running at p5_lifespan/app.py"
+    ), served.message
+    assert served.site == first.site and served.cause == first.cause != ""
+    # The uvicorn check's own waits (boot, startup, SIGTERM) took no time at all.
+    assert served.duration_s < 1.0, served.duration_s
+
+
+def test_a_real_server_check_that_does_not_reach_the_stuck_place_still_runs(tmp_path):
+    only = ["history_starts_empty", "real_server_end_to_end", "real_server_refusal"]
+    result, _ = grade_case(tmp_path, 3, "accept_never_happens", only)
+    checks = by_id(result)
+    chat = checks["real_server_end_to_end"]
+    assert (chat.status, chat.kind, chat.blocked_by) == ("error", "timeout", "history_starts_empty"), chat.message
+    assert chat.cause == checks["history_starts_empty"].cause != ""
+    # Refusing happens before the stuck accept(), so the refusal check serves the app and passes.
+    assert checks["real_server_refusal"].status == "pass", checks["real_server_refusal"].message
+
+
+def test_a_wait_ends_early_only_where_this_check_meets_the_known_hang(tmp_path, monkeypatch):
+    import contextlib
+    import importlib.util
+    import threading
+    import time
+
+    from workbook import grading
+    from workbook.hangs import HangStopped, Sampler
+
+    folder = tmp_path / "p9_spin"
+    folder.mkdir()
+    (folder / "spin.py").write_text("def spin(stop):\n    while not stop.is_set():\n        pass\n")
+    spec = importlib.util.spec_from_file_location("spin_for_test", folder / "spin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stop = threading.Event()
+
+    def spin() -> None:
+        with contextlib.suppress(HangStopped):  # how a stuck thread is stopped
+            module.spin(stop)
+
+    earlier = threading.Thread(target=spin, daemon=True)
+    earlier.start()
+    time.sleep(0.05)
+    (site,) = Sampler(folder).threads(set()).values()
+    for key, value in {
+        "problem_dir": folder,
+        "first_stuck": (site, "first_check"),
+        "threads_before": {earlier.ident},
+        "waits": grading.WaitHistory(),
+        "check_id": "this_check",
+    }.items():
+        monkeypatch.setitem(grading.state, key, value)
+    try:
+        # A thread stuck there since an earlier check does not cut this check's wait short.
+        assert grading.within(2.0, lambda: time.sleep(0.3) or "answered", "an answer") == "answered"
+
+        def meets_the_hang() -> None:
+            this_check = threading.Thread(target=spin, daemon=True)
+            this_check.start()
+            this_check.join()
+
+        started = time.monotonic()
+        try:
+            grading.within(2.0, meets_the_hang, "an answer")
+        except grading.CheckTimeout as stopped:
+            assert stopped.blocked_by == "first_check", str(stopped)
+            assert "stuck at the same place as check first_check" in str(stopped)
+        else:
+            raise AssertionError("a wait at the known hang was not cut short")
+        assert time.monotonic() - started < 1.5
+    finally:
+        stop.set()

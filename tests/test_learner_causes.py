@@ -257,9 +257,7 @@ def test_a_500_a_grader_endpoint_raises_on_purpose_is_not_the_learners_cause(lea
     new_check("grader_500")
     grader_code: dict[str, Any] = {}
     exec(  # an endpoint as a grader adds it: its code lives in graders/
-        compile(
-            "def explode():\n    raise RuntimeError('on purpose')\n", str(ROOT / "graders" / "x.py"), "exec"
-        ),
+        compile("def explode():\n    raise RuntimeError('on purpose')\n", str(ROOT / "graders" / "x.py"), "exec"),
         grader_code,
     )
     learner.app.add_api_route("/grader-boom", grader_code["explode"], methods=["GET"])

@@ -84,7 +84,10 @@ def main(argv: list[str]) -> None:
         _leave(0)
     events.emit("import", ok=True)
 
-    reporter = Reporter(events, args.check_timeout, _known_hang(args.known_hang))
+    known_hang = _known_hang(args.known_hang)
+    if known_hang is not None:
+        grading.note_stuck(*known_hang)
+    reporter = Reporter(events, args.check_timeout, known_hang)
     pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[reporter])
     events.emit("done")
     _leave(0)
@@ -176,6 +179,7 @@ class Reporter:
                 grading.state["tainted"] = True
             if hang.site is not None and self.known_hang is None:
                 self.known_hang = (hang.site, self.current)
+            grading.note_stuck(hang.site, self.current)
             raise grading.CheckTimeout(
                 _hang_text(hang, self.check_timeout), site=hang.site, blocked_by=hang.blocked_by
             ) from None

@@ -32,9 +32,11 @@ from workbook.grading import (
     clip,
     expect,
     expect_json,
+    expect_not_stuck,
     expect_status,
     fail,
     json_body,
+    real_wait,
     rng,
     serve,
     show,
@@ -971,16 +973,21 @@ def real_server(tmp_path_factory: pytest.TempPathFactory, problem: Problem) -> I
     finally:
         os.chdir(here)
     yield server
-    server.stop(timeout=3)
+    server.kill()  # no check looks at how it stops, and a stuck handler would make SIGTERM wait
 
 
-def test_real_server_end_to_end(real_server: Any) -> None:
+def test_real_server_end_to_end(request: pytest.FixtureRequest) -> None:
     """On a real uvicorn server two clients chat, and one dropped abruptly does not stop the other"""
     import httpx
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
     from websockets.sync.client import connect
 
-    server = real_server
+    # Every step needs the handler to answer: when an earlier check found it stuck, say so
+    # now instead of starting a server to wait at the same place.
+    expect_not_stuck("chat over a real uvicorn server through the same code")
+    server = request.getfixturevalue("real_server")
+    # Once a wait of this run expired, a wait here is derived from how fast the app answered.
+    wait = real_wait(REAL_WAIT)
     with ExitStack() as stack:
         room = new_room()
 
@@ -988,7 +995,7 @@ def test_real_server_end_to_end(real_server: Any) -> None:
             url = f"{server.ws_url}/ws/{room}?username={username}"
             try:
                 # legacy=True: connect now and hand back the connection (websockets 17 warns otherwise).
-                conn = connect(url, open_timeout=REAL_WAIT, close_timeout=0.5, legacy=True)
+                conn = connect(url, open_timeout=wait, close_timeout=0.5, legacy=True)
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 fail(
                     f"The real server did not accept a WebSocket connection to /ws/{room}?username={username}.",
@@ -1011,10 +1018,10 @@ def test_real_server_end_to_end(real_server: Any) -> None:
 
         def receive(conn: Any, who: str, expected: str) -> dict[str, Any]:
             try:
-                text = conn.recv(timeout=REAL_WAIT)
+                text = conn.recv(timeout=wait)
             except TimeoutError:
                 fail(
-                    f"On the real server, {who} waited {REAL_WAIT:g} s for a message, but nothing arrived.",
+                    f"On the real server, {who} waited {wait:.1f} s for a message, but nothing arrived.",
                     expected=expected,
                     got="nothing",
                 )
@@ -1068,7 +1075,7 @@ def test_real_server_end_to_end(real_server: Any) -> None:
         listed: Any = None
         while time.monotonic() < deadline:
             try:
-                response = httpx.get(f"{server.http_url}/rooms", timeout=REAL_WAIT)
+                response = httpx.get(f"{server.http_url}/rooms", timeout=wait)
             except httpx.HTTPError as exc:
                 fail(
                     "GET /rooms on the real server failed.",
@@ -1096,13 +1103,14 @@ def test_real_server_refusal(real_server: Any) -> None:
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
+    wait = real_wait(REAL_WAIT)
     for path, why in (
         (f"/ws/{new_room()}", "a client without ?username="),
         (f"/ws/{rng.choice(WORDS)}.{rng.randrange(10, 99)}?username={new_name()}", "a client of an invalid room"),
     ):
         remember_sent(f"WebSocket {path} (on a real uvicorn server)")
         try:
-            conn = connect(f"{real_server.ws_url}{path}", open_timeout=REAL_WAIT, close_timeout=0.5, legacy=True)
+            conn = connect(f"{real_server.ws_url}{path}", open_timeout=wait, close_timeout=0.5, legacy=True)
         except InvalidStatus as exc:
             status = exc.response.status_code
             expect(
@@ -1124,7 +1132,7 @@ def test_real_server_refusal(real_server: Any) -> None:
         try:
             seen = []
             for _ in range(3):
-                seen.append(clip(str(conn.recv(timeout=REAL_WAIT)), 120))
+                seen.append(clip(str(conn.recv(timeout=wait)), 120))
             fail(
                 f"the connection stayed open, expected close code {POLICY_VIOLATION}: the real server accepted "
                 f"{why} and sent it messages.",
@@ -1138,7 +1146,7 @@ def test_real_server_refusal(real_server: Any) -> None:
                 f"{why} and never closed it.",
                 sent=f"WebSocket {path} on a real uvicorn server",
                 expected=REFUSALS,
-                got=f"nothing for {REAL_WAIT:g} s",
+                got=f"nothing for {wait:.1f} s",
             )
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None

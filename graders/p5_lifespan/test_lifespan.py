@@ -35,6 +35,7 @@ from workbook.grading import (
     expect,
     expect_created,
     expect_json,
+    expect_not_stuck,
     expect_status,
     fail,
     import_learner,
@@ -1165,6 +1166,9 @@ def test_uvicorn_sigterm_writes_stats(problem: Any, tmp_path: Path) -> None:
     path = tmp_path / f"uvicorn-{rng.randrange(10**6)}" / "stats.json"
     path.parent.mkdir()
     sent = rng.randrange(3, 8)
+    # Startup, middleware and endpoints all run: when an earlier check found the app stuck,
+    # uvicorn would only wait at the same place (and this process cannot see where).
+    expect_not_stuck("serve your app with uvicorn, startup and middleware included")
     # Worst case, well under the 8 s limit: start 4 s + all requests 1.2 s + stop 2 s.
     server = serve(problem, env={"STATS_PATH": str(path)})
     try:
