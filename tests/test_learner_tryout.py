@@ -7,6 +7,7 @@ from pathlib import Path
 
 from support import MANIFEST, SOLUTIONS, apply_edit, failures, grade
 
+from workbook import causes
 from workbook.engine import ProblemResult
 
 
@@ -66,3 +67,28 @@ def test_a_dependency_without_depends_is_one_cause_that_says_to_use_depends(tmp_
     assert len({check.cause for check in checks}) == 1, failures(result)
     assert all("Depends(get_user_repo)" in (check.message or "") for check in checks), failures(result)
     assert not [check.id for check in checks if "finally" in (check.message or "")], failures(result)
+
+
+def test_a_dependency_read_from_the_body_says_to_declare_it_with_depends(tmp_path: Path) -> None:
+    old = "def get_db(settings: Settings = Depends(get_settings))"
+    result = graded_with_edit(1, old, "def get_db(settings: Settings)", tmp_path)
+
+    (created,) = [check for check in result.checks if check.id == "create_user_answers_201"]
+    assert created.message is not None
+    assert created.message.splitlines()[:2] == [
+        "status 422, expected 201. A successful POST /users should answer 201 Created.",
+        "  FastAPI tried to read `settings`, `user` from the request body (422), which the request did not send: "
+        "if one of them is a dependency, declare it with `Depends(...)` (a model parameter without Depends is "
+        "read from the body, and with two of them FastAPI looks for each under its own name).",
+    ], created.message
+
+
+def test_a_wrong_success_status_is_one_cause_for_its_route(tmp_path: Path) -> None:
+    old = '@app.post("/users", status_code=status.HTTP_201_CREATED)'
+    result = graded_with_edit(1, old, '@app.post("/users")', tmp_path)
+
+    shared = causes.groups(result.checks)
+    assert len(shared) == 1, failures(result)
+    (members,) = shared.values()
+    assert [check.id for check in members] == [check.id for check in failed(result)]
+    assert causes.headline(members) == f"{len(members)} checks failed: status 200, expected 201 (POST /users)"
