@@ -287,3 +287,17 @@ def test_a_422_for_what_the_request_did_send_gets_no_dependency_advice():
     assert unsent_parameters(blank) is None
     assert unsent_parameters(api.post("/valid", content=b"not json")) is None
     assert unsent_parameters(sent_header) is None, sent_header.text
+
+
+def test_a_dependency_made_by_a_factory_and_used_without_depends_names_the_factory():
+    def require_role(role: str):
+        def dependency() -> str:
+            return role
+
+        return dependency
+
+    user = require_role("admin")
+    with pytest.raises(AttributeError) as caught:
+        user.username  # noqa: B018 - the handler's mistake, as a learner writes it
+
+    assert "Declare a dependency with `Depends(require_role(...))`" in translate.advice([caught.value])

@@ -103,6 +103,9 @@ def _dependency_without_depends(exc: BaseException) -> str | None:
     if not isinstance(exc, AttributeError) or type(function).__name__ != "function":
         return None
     name = getattr(function, "__name__", "the dependency")
+    qualified = getattr(function, "__qualname__", "")
+    if ".<locals>." in qualified:  # made by a factory such as require_role("admin")
+        name = qualified.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1] + "(...)"
     return (
         f"Your code used the function {name} itself where it meant what {name} returns: a parameter "
         f"whose default is `{name}` receives the function. Declare a dependency with "
