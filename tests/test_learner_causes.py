@@ -60,6 +60,25 @@ LEARNER_APP = """
     @app.middleware("http")
     async def passing(request, call_next):
         return await call_next(request)
+
+
+    class Repository:
+        def list_users(self):
+            return []
+
+
+    def get_repo():
+        return Repository()
+
+
+    @app.get("/typo")
+    def typo():
+        return Repository().list_user()
+
+
+    @app.get("/no-depends")
+    def no_depends(repo=get_repo):
+        return repo.list_users()
 """
 
 
@@ -267,3 +286,49 @@ def test_a_500_a_grader_endpoint_raises_on_purpose_is_not_the_learners_cause(lea
 
     assert result["message"].splitlines()[0] == "status 500, expected 404."
     assert "raised" not in result and not result["cause"], result
+
+
+def test_a_typo_in_the_learners_code_is_the_learners_exception_at_its_line(learner: Any) -> None:
+    new_check("typo")
+    result = runner.classify(raising(lambda: grading.client(learner.app).get("/typo")))
+
+    assert result["message"].splitlines()[:2] == [
+        "Your code raised AttributeError: 'Repository' object has no attribute 'list_user'",
+        "  while handling: GET /typo",
+    ], result["message"]
+    assert (
+        result["raised"]
+        == "learner_app.py line 55 raised AttributeError: 'Repository' object has no attribute 'list_user'"
+    )
+    assert result["cause"] == "raised:learner_app.py:55:AttributeError"
+
+
+def test_a_dependency_without_depends_is_the_learners_exception_with_what_to_do(learner: Any) -> None:
+    new_check("no_depends")
+    result = runner.classify(raising(lambda: grading.client(learner.app).get("/no-depends")))
+
+    assert result["message"].splitlines()[0] == (
+        "Your code used the function get_repo itself where it meant what get_repo returns: a parameter whose "
+        "default is `get_repo` receives the function. Declare a dependency with `Depends(get_repo)`, so "
+        "FastAPI calls it for each request (chapter §1)."
+    ), result["message"]
+    assert (
+        result["raised"]
+        == "learner_app.py line 60 raised AttributeError: 'function' object has no attribute 'list_users'"
+    )
+
+
+def test_a_name_a_grader_looks_up_and_the_learner_did_not_define_says_the_grader_needs_it(learner: Any) -> None:
+    new_check("missing_name")
+    grader_code: dict[str, Any] = {}
+    exec(  # a lookup as a grader does it: its code lives in graders/
+        compile("def look_up(module):\n    return module.get_settings\n", str(ROOT / "graders" / "x.py"), "exec"),
+        grader_code,
+    )
+
+    result = runner.classify(raising(lambda: grader_code["look_up"](learner)))
+
+    assert result["message"] == (
+        "The grader needs `get_settings` on `learner_app`, and your code does not define it. The problem's "
+        "README lists the names the grader uses; keep them as they are spelled there."
+    )

@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Header
+from pydantic import BaseModel, Field
 from support import MANIFEST, ROOT
 
 from workbook import causes, translate
@@ -124,15 +126,41 @@ def test_the_same_learner_error_at_the_same_line_is_one_cause():
             result("a", "learner", f"Your code raised NameError: name 'ROLE_RANKS'\n  while handling GET /a\n{frame}"),
             result("b", "pass", "", status="pass"),
             result("c", "learner", f"Your code raised NameError: name 'ROLE_RANKS'\n  while handling GET /c\n{frame}"),
-            result("d", "assertion", "status 200, expected 201.\n  sent: POST /a"),
-            result("e", "assertion", "status 200, expected 201.\n  sent: POST /b"),
+            result("d", "assertion", "status 200, expected 201.\n  sent: POST /a/3"),
+            result("e", "assertion", "status 200, expected 201.\n  sent: POST /a/41"),
             result("f", "assertion", "status 200, expected 204."),
         ]
     )
     assert [check.cause for check in checks] == ["c1", "", "c1", "c2", "c2", "c3"]
     learner_error, mismatch = causes.groups(checks).values()
     assert causes.headline(learner_error) == "2 checks failed: Your code raised NameError: name 'ROLE_RANKS'"
-    assert causes.headline(mismatch) == "2 checks failed: status 200, expected 201."
+    assert causes.headline(mismatch) == "2 checks failed: status 200, expected 201 (POST /a/{n})"
+
+
+def test_the_same_wrong_status_for_the_same_request_is_one_cause_whatever_each_check_says():
+    sent = "\n  sent:     POST /users with body {}\n  expected: status 201\n  got:      status 200"
+    checks = causes.assign_causes(
+        [
+            result("a", "assertion", f"status 200, expected 201. A successful POST /users should answer 201.{sent}"),
+            result("b", "assertion", f"status 200, expected 201. Creating a user should answer 201 Created.{sent}"),
+            result("c", "assertion", f"status 200, expected 201.{sent}"),
+            result("d", "assertion", "status 200, expected 201.\n  sent:     POST /posts"),
+            result("e", "assertion", f"status 200, expected 204.{sent}"),
+            result("f", "assertion", "refused with status 403, expected 204.\n  sent:     DELETE /users/7"),
+            result("g", "assertion", "refused with status 403, expected 204.\n  sent:     DELETE /users/12?x=1"),
+        ]
+    )
+
+    assert [check.cause for check in checks] == ["c1", "c1", "c1", "c2", "c3", "c4", "c4"]
+    users, deletes = causes.groups(checks).values()
+    assert causes.headline(users) == "3 checks failed: status 200, expected 201 (POST /users)"
+    assert causes.details(users) == [
+        "A successful POST /users should answer 201.",
+        "  sent:     POST /users with body {}",
+        "  expected: status 201",
+        "  got:      status 200",
+    ]
+    assert causes.headline(deletes) == "2 checks failed: refused with status 403, expected 204 (DELETE /users/{n})"
 
 
 def test_a_check_blocked_by_an_earlier_hang_shares_its_cause():
@@ -177,3 +205,99 @@ def test_watch_and_check_show_a_shared_cause_once():
     for text in ("\n".join(screen(problem_result, plain, 1.0)), human_problem(problem_result, plain)):
         assert text.count("NameError: name 'ROLE_RANKS' is not defined") == 1, text
         assert "2 checks could not run: Importing your code raised NameError" in text, text
+
+
+class Settings(BaseModel):
+    path: str = "x.db"
+
+
+class Item(BaseModel):
+    name: str = Field(min_length=1)
+
+
+def unsent_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/items", status_code=201)
+    def create(item: Item, settings: Settings) -> dict:
+        return {}
+
+    @app.post("/valid", status_code=201)
+    def valid(item: Item) -> dict:
+        return {}
+
+    @app.get("/items")
+    def listing(settings: Settings) -> list:
+        return []
+
+    @app.get("/search")
+    def search(term: str, x_api_key: str = Header()) -> list:
+        return []
+
+    return app
+
+
+def status_failure(response, expected: int) -> str:
+    from workbook.grading import CheckFailed, expect_status
+
+    with pytest.raises(CheckFailed) as caught:
+        expect_status(response, expected, "It should work.")
+    return str(caught.value)
+
+
+def test_a_422_for_parameters_the_request_never_sent_says_to_declare_dependencies_with_depends():
+    from fastapi.testclient import TestClient
+
+    api = TestClient(unsent_app())
+
+    posted = status_failure(api.post("/items", json={"name": "ada"}), 201)
+    listed = status_failure(api.get("/items"), 200)
+    searched = status_failure(api.get("/search", params={"other": "1"}), 200)
+
+    assert posted.splitlines()[:2] == [
+        "status 422, expected 201. It should work.",
+        "  FastAPI tried to read `item`, `settings` from the request body (422), which the request did not send: "
+        "if one of them is a dependency, declare it with `Depends(...)` (a model parameter without Depends is "
+        "read from the body, and with two of them FastAPI looks for each under its own name).",
+    ], posted
+    assert listed.splitlines()[1] == (
+        "  FastAPI tried to read the request body (422), and GET /items sent none: if a parameter is a "
+        "dependency, declare it with `Depends(...)` (a model parameter without Depends is read from the body, "
+        "and with two of them FastAPI looks for each under its own name)."
+    ), listed
+    assert searched.splitlines()[1] == (
+        "  FastAPI tried to read `term` from the query string (422), which the request did not send: if it is a "
+        "dependency, declare it with `Depends(...)`. FastAPI tried to read `x-api-key` from the headers (422), "
+        "which the request did not send: if it is a dependency, declare it with `Depends(...)` (a header that "
+        "may be missing needs a default, Header(default=None))."
+    ), searched
+
+
+def test_a_422_for_what_the_request_did_send_gets_no_dependency_advice():
+    from fastapi.testclient import TestClient
+
+    from workbook.grading import expect_status, unsent_parameters
+
+    api = TestClient(unsent_app())
+    blank = api.post("/valid", json={"name": ""})
+    sent_header = api.get("/search", params={"term": "a"}, headers={"x-api-key": "k"})
+
+    expect_status(blank, 422)  # a 422 the check expects is no failure at all
+    assert status_failure(blank, 201).splitlines()[1].startswith("  sent:     POST /valid"), status_failure(blank, 201)
+    assert unsent_parameters(blank) is None
+    assert unsent_parameters(api.post("/valid", content=b"not json")) is None
+    assert unsent_parameters(sent_header) is None, sent_header.text
+
+
+def test_a_dependency_made_by_a_factory_and_used_without_depends_names_the_factory():
+    def require_role(role: str):
+        def dependency() -> str:
+            return role
+
+        return dependency
+
+    user = require_role("admin")
+    with pytest.raises(AttributeError) as caught:
+        user.username  # noqa: B018 - the handler's mistake, as a learner writes it
+
+    assert "Declare a dependency with `Depends(require_role(...))`" in translate.advice([caught.value])

@@ -3,7 +3,8 @@
 Checks that did not pass for the same reason get the same `cause` id: the same import
 error, the same exception raised by the learner's code at the same line, the same hang (a
 check stopped where an earlier one hung counts as that hang), the same reason for not
-running, the same mismatch (the same first line of a failure message). Every other
+running, the same wrong status for the same request (method and path, ids as {n}), the
+same mismatch (the same first line of a failure message). Every other
 failure is a cause of its own. The text report shows a shared cause
 once with the checks it affects; JSON and the other formats keep one entry per check,
 each carrying the id.
@@ -44,12 +45,40 @@ def cause_key(check: CheckResult, by_id: dict[str, CheckResult]) -> str:
         frames = [line.strip() for line in lines if FRAME_LINE.match(line)]
         if lines and frames:
             return f"learner:{lines[0]}:{frames[-1]}"
+    status = status_mismatch(check) if check.kind == Kind.ASSERTION else None
+    if status is not None:
+        # The same wrong status for the same request is one step to fix, whatever each
+        # check goes on to say about why it needed that status.
+        return f"status:{status}"
     if check.kind == Kind.ASSERTION and check.message:
         # The first line says what differed and what to change ("status 200, expected 201.
         # Creating a user should answer 201 Created."): checks that fail with the same first
         # line fail on one step for one reason, and a learner fixes them in one place.
         return f"mismatch:{check.message.splitlines()[0]}"
     return f"own:{check.id}"
+
+
+# The first line of grading.expect_status's message: what differed, by its direction.
+STATUS_MISMATCH = re.compile(
+    r"^((?:refused with |admitted with )?status \d+, expected (?:a refusal with )?\d+(?: or \d+)*)\.(.*)$"
+)
+# The `sent:` line of grading.fail: "  sent:     POST /users/12?x=1 with body {...}".
+SENT_REQUEST = re.compile(r"^\s+sent:\s+([A-Z]+) (/\S*)")
+# A path segment holding a digit is an id (or other test data) of this run.
+DATA_SEGMENT = re.compile(r"(?<=/)[^/]*\d[^/]*")
+
+
+def status_mismatch(check: CheckResult) -> str | None:
+    """ "status 200, expected 201 (POST /users)": the wrong status and the request it
+    answered, with ids in the path shown as {n}; None unless the message is a status
+    mismatch with the request it was sent for."""
+    lines = (check.message or "").splitlines()
+    mismatch = STATUS_MISMATCH.match(lines[0]) if lines else None
+    sent = next((found for found in map(SENT_REQUEST.match, lines[1:]) if found), None)
+    if mismatch is None or sent is None:
+        return None
+    path = DATA_SEGMENT.sub("{n}", sent.group(2).split("?", 1)[0])
+    return f"{mismatch.group(1)} ({sent.group(1)} {path})"
 
 
 # A word holding a digit is test data (a random user name, room or id), not the reason.
@@ -100,6 +129,9 @@ def headline(members: Sequence[CheckResult]) -> str:
     if first.kind == Kind.TIMEOUT:
         verb = "were stopped"
     text = (first.message or "").splitlines()[0] if first.message else "no message"
+    status = status_mismatch(first)
+    if status is not None and all(status_mismatch(check) == status for check in members):
+        text = status
     if first.raised and all(check.raised for check in members):
         # "app.py line 42 raised NameError: ...": the one place to fix (the same exception
         # type at the same line; its text may hold data that differs from check to check).
@@ -111,6 +143,12 @@ def details(members: Sequence[CheckResult]) -> list[str]:
     """The lines shown under a shared cause's headline: the first check's message without
     what the headline already says."""
     lines = (members[0].message or "").splitlines()
+    mismatch = STATUS_MISMATCH.match(lines[0]) if lines and status_mismatch(members[0]) else None
+    if mismatch is not None and len({(check.message or "").splitlines()[0] for check in members}) > 1:
+        # The headline says what differed and for which request; why the first check needed
+        # that status is still worth its line.
+        why = mismatch.group(2).strip()
+        return [why, *lines[1:]] if why else lines[1:]
     if members[0].raised:
         # The headline names the exception and its line; the first line is kept when it
         # says something else (what differed, or what to do about a library error).

@@ -535,12 +535,79 @@ def expect_status(response: Any, status: int | Iterable[int], what: str | None =
         return
     wanted = " or ".join(str(code) for code in sorted(allowed))
     mismatch = status_mismatch(response.status_code, allowed)
+    lead = f"{mismatch}. {what}" if what else f"{mismatch}."
+    unsent = unsent_parameters(response)
     fail(
-        f"{mismatch}. {what}" if what else f"{mismatch}.",
+        f"{lead}\n  {unsent}" if unsent else lead,
         sent=describe_request(response.request),
         expected=f"status {wanted}",
         got=response_text(response),
     )
+
+
+# Where FastAPI reads a parameter that is not a dependency, as its 422 errors name it (`loc`).
+REQUEST_PARTS = {"body": "the request body", "query": "the query string", "header": "the headers", "path": "the path"}
+PART_ADVICE = {
+    "body": "a model parameter without Depends is read from the body, and with two of them FastAPI "
+    "looks for each under its own name",
+    "header": "a header that may be missing needs a default, Header(default=None)",
+}
+
+
+def unsent_parameters(response: Any) -> str | None:
+    """Why FastAPI answered 422 to a request whose own data was not at fault: its errors
+    name parameters the request never sent (a `loc` of ["body", name], ["query", name],
+    ["header", name] or ["path", name] that is missing, and not a field of the JSON body,
+    a query parameter or a header that was sent). That is most often a dependency declared
+    without `Depends(...)`, which FastAPI then reads from the request (chapter §1).
+    Returns None for any other answer, such as a 422 for a field the request did send."""
+    if response.status_code != 422:
+        return None
+    missing: dict[str, list[str]] = {}
+    for part, name in _missing_locations(response):
+        if not _was_sent(response.request, part, name):
+            missing.setdefault(part, []).append(name)
+    return " ".join(_unsent_sentence(part, names, response.request) for part, names in missing.items()) or None
+
+
+def _missing_locations(response: Any) -> list[tuple[str, str]]:
+    """(part, name) of each "missing" error in a FastAPI 422 body; name "" for a whole body."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return []
+    found = []
+    for error in detail if isinstance(detail, list) else []:
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if isinstance(loc, list) and loc and loc[0] in REQUEST_PARTS and "missing" in str(error.get("type")):
+            found.append((loc[0], str(loc[1]) if len(loc) > 1 else ""))
+    return found
+
+
+def _was_sent(request: Any, part: str, name: str) -> bool:
+    if part == "query":
+        return name in request.url.params
+    if part == "header":
+        return name.lower() in request.headers
+    if part != "body":
+        return False
+    try:
+        body = json.loads(request.content or b"null")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return True  # a body that is not JSON was the grader's choice; say nothing about it
+    return name in body if isinstance(body, dict) and name else body is not None
+
+
+def _unsent_sentence(part: str, names: list[str], request: Any) -> str:
+    place = REQUEST_PARTS[part]
+    if names == [""]:
+        read = f"FastAPI tried to read {place} (422), and {request.method} {request.url.path} sent none"
+    else:
+        listed = ", ".join(f"`{name}`" for name in names)
+        read = f"FastAPI tried to read {listed} from {place} (422), which the request did not send"
+    pronoun = "a parameter is" if names == [""] else "it is" if len(names) == 1 else "one of them is"
+    extra = f" ({PART_ADVICE[part]})" if part in PART_ADVICE else ""
+    return f"{read}: if {pronoun} a dependency, declare it with `Depends(...)`{extra}."
 
 
 def json_body(response: Any, what: str | None = None) -> Any:

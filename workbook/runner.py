@@ -476,13 +476,19 @@ def _exception_chain(exc: BaseException, limit: int = 30) -> Any:
 
 
 def _missing_learner_name(exc: BaseException) -> bool:
-    """An AttributeError for a name the grader expected on the learner's module or class."""
+    """An AttributeError for a name the grader expected on the learner's module or class:
+    looked up by a grader (or by pytest's monkeypatch for it), never passing through the
+    learner's code. One raised there (a typo such as `repo.list_user()`, or a dependency given
+    without `Depends`) is the learner's exception, reported with its file and line, even when
+    the object it names is the learner's."""
+    from workbook import grading
+
     if not isinstance(exc, AttributeError) or not getattr(exc, "name", None):
+        return False
+    if grading.learner_frames(exc):
         return False
     owner = getattr(exc, "obj", None)
     module = owner if isinstance(owner, ModuleType) else sys.modules.get(getattr(owner, "__module__", "") or "")
-    from workbook import grading
-
     folder = grading.state.get("problem_dir")
     return folder is not None and grading.is_under(getattr(module, "__file__", None) or "", folder)
 

@@ -96,6 +96,23 @@ def _state_never_set(exc: BaseException) -> str | None:
     )
 
 
+def _dependency_without_depends(exc: BaseException) -> str | None:
+    # `repo=get_user_repo` (no Depends) makes the default the function itself: FastAPI never
+    # calls it, and the handler then uses a function as if it were what it returns.
+    function = getattr(exc, "obj", None)
+    if not isinstance(exc, AttributeError) or type(function).__name__ != "function":
+        return None
+    name = getattr(function, "__name__", "the dependency")
+    qualified = getattr(function, "__qualname__", "")
+    if ".<locals>." in qualified:  # made by a factory such as require_role("admin")
+        name = qualified.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1] + "(...)"
+    return (
+        f"Your code used the function {name} itself where it meant what {name} returns: a parameter "
+        f"whose default is `{name}` receives the function. Declare a dependency with "
+        f"`Depends({name})`, so FastAPI calls it for each request (chapter §1)."
+    )
+
+
 def _lifespan_without_yield(exc: BaseException) -> str | None:
     # @asynccontextmanager around an `async def` without `yield` wraps a plain coroutine,
     # which contextlib then fails to iterate: the learner never wrote (or removed) `yield`.
@@ -126,6 +143,7 @@ RULES: tuple[Rule, ...] = (
     _no_yield,
     _lifespan_without_yield,
     _state_never_set,
+    _dependency_without_depends,
 )
 
 
