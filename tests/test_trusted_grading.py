@@ -151,6 +151,35 @@ def kill_all(pids: list[int]) -> None:
 
 
 @needs_sandbox
+def test_kernel_settings_and_owner_only_files_are_out_of_reach(school, stub_baseline):
+    # Opened for writing, never written: were the sandbox open, the test would change nothing.
+    school.attack(
+        f"""
+        import os as _os
+        _found = []
+        for _setting in ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches"):
+            try:
+                _os.close(_os.open(_setting, _os.O_WRONLY))
+                _found.append("writable " + _setting)
+            except OSError:
+                pass
+        for _private in ("/etc/shadow", "/etc/gshadow"):
+            try:
+                with open(_private, "rb") as _f:
+                    if _f.read(1):
+                        _found.append("readable " + _private)
+            except OSError:
+                pass
+        if _found:
+            raise RuntimeError("{SUCCEEDED}: " + ", ".join(_found))
+        """
+    )
+    before = school.snapshot()
+    assert_contained(school.grade(), stub_baseline)
+    assert_unchanged(before, school)
+
+
+@needs_sandbox
 def test_reading_proc_of_the_engine_or_a_neighbour_finds_neither(school, stub_baseline):
     engine_pid = os.getpid()  # this test process is the engine here
     school.attack(

@@ -139,7 +139,10 @@ def bubblewrap_command(
             command += (
                 ["--symlink", os.readlink(folder), folder] if os.path.islink(folder) else ["--ro-bind", folder, folder]
             )
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # Read-only kernel settings: started by root, the sandbox's user is root outside it, and
+    # could otherwise write /proc/sys (kernel.core_pattern runs a program as root).
+    command += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--tmpfs", "/tmp"]
+    command += _covers(_private_system_files()) if os.geteuid() == 0 else []
     bound = _outermost([*python_folders(), *visible])
     for path in bound:
         if not any(path == Path(folder) or _is_under(path, Path(folder)) for folder in SYSTEM_FOLDERS):
@@ -153,6 +156,47 @@ def bubblewrap_command(
         command += ["--ro-bind", str(source), str(inside)]
     command += ["--bind", str(scratch), str(scratch), "--chdir", str(cwd or scratch), "--", *argv]
     return command
+
+
+# Where owner-only files live that a root-started sandbox could read (/etc/shadow, SSH host
+# keys, private TLS keys); walking /usr as well would cost seconds for one policy file.
+PRIVATE_FILES_UNDER = ("/etc",)
+
+
+@functools.lru_cache(maxsize=1)
+def _private_system_files() -> tuple[str, ...]:
+    """The files and folders under PRIVATE_FILES_UNDER that other users may not read: what
+    an unprivileged sandbox could not read either (outermost only, in walk order)."""
+    found: list[str] = []
+    for top in PRIVATE_FILES_UNDER:
+        for folder, subfolders, files in os.walk(top):
+            for name in list(subfolders):
+                path = os.path.join(folder, name)
+                if not os.path.islink(path) and not _others_may_read(path):
+                    found.append(path)
+                    subfolders.remove(name)  # covered whole
+            found += [
+                p for p in (os.path.join(folder, n) for n in files) if not os.path.islink(p) and not _others_may_read(p)
+            ]
+    return tuple(found)
+
+
+def _others_may_read(path: str) -> bool:
+    with contextlib.suppress(OSError):
+        return bool(os.stat(path).st_mode & 0o004)
+    return False
+
+
+def _covers(paths: Iterable[str]) -> list[str]:
+    """bwrap options hiding each path: an empty read-only folder over a folder, /dev/null
+    over a file."""
+    options: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            options += ["--tmpfs", path, "--remount-ro", path]
+        else:
+            options += ["--ro-bind", "/dev/null", path]
+    return options
 
 
 def _outermost(paths: Iterable[Path]) -> list[Path]:
