@@ -22,7 +22,7 @@ from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.state import Progress, load_state, problem_status
 from workbook.words import plural
-from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder
+from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder_if_any
 
 
 @click.group(cls=workspace_commands.WorkbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,7 +125,7 @@ def check(
         plan = api.plan_check(
             session.manifest,
             problems,
-            exercises=exercises_folder(),
+            exercises=exercises_folder_if_any(),
             solutions=BUNDLED_SOLUTIONS if solutions else None,
             directory=directory,
             all_problems=all_problems,
