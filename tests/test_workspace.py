@@ -47,7 +47,7 @@ def test_init_refuses_a_folder_that_holds_anything_and_changes_nothing(tmp_path,
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my work")
     result = invoke("init", "mine")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a usage error: the folder given must change
     assert result.output == (
         "Error: mine already exists and is not empty; nothing was written. "
         "Choose a new folder, or `cd mine` if it is your workspace.\n"

@@ -46,11 +46,8 @@ def list_problems(session: Session) -> None:
     style = session.style
     for problem in session.manifest.problems:
         entry = problem_status(state, problem.slug)
-        status = (
-            "not checked yet"
-            if entry is None
-            else f"{entry.status} ({entry.passed}/{entry.total} {plural(entry.total, 'check')})"
-        )
+        # The same words as `status`: a problem solved once and failing now is said so.
+        status = "not checked yet" if entry is None else f"{entry.status} ({_current_and_best(state, problem.slug)})"
         title = problem.title + (" [bonus]" if problem.bonus else "")
         click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
