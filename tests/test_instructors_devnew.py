@@ -49,7 +49,7 @@ def workbook_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_dev_new_scaffolds_a_problem_that_passes_dev_check_at_once(copy):
+def test_dev_new_scaffolds_a_problem_that_passes_dev_check_once_its_placeholders_are_replaced(copy):
     manifest_before = (copy / "workbook.toml").read_text(encoding="utf-8")
     grader_files = len(integrity.grader_files(ROOT / "graders")) + 1
 
@@ -83,7 +83,24 @@ def test_dev_new_scaffolds_a_problem_that_passes_dev_check_at_once(copy):
         )
         assert linted.returncode == 0, linted.stdout + linted.stderr
 
-    # The stub fails and the solution passes (dev check grades both), and nothing is stale.
+    # Until the author replaces the placeholders, dev check names every file holding one:
+    # learners would otherwise read "TODO(author): ..." in `workbook hint` and the statement.
+    where = f"- problem {NEXT} ({SLUG}): TODO(author) left in"
+    placeholders = workbook_in(copy, "dev", "check", "--static")
+    assert placeholders.returncode == 1, placeholders.stdout + placeholders.stderr
+    assert placeholders.stderr == "dev check: 6 things to fix\n"
+    assert placeholders.stdout.splitlines() == [
+        f"{where} workbook.toml (the lesson, hint 1); replace it",
+        f"{where} exercises/{SLUG}/README.md (2x); replace it",
+        f"{where} exercises/{SLUG}/app.py (1x); replace it",
+        f"{where} solutions/{SLUG}/app.py (1x); replace it",
+        f"{where} graders/{SLUG}/test_rate_limiting.py (2x); replace it",
+        f"{where} tests/corpus/{SLUG}.toml (1x); replace it",
+    ]
+
+    # Once they are replaced, the stub fails and the solution passes (dev check grades
+    # both), and nothing is stale.
+    replace_author_todos(copy)
     checked = workbook_in(copy, "dev", "check", "-p", str(NEXT))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout == "dev check: all good\n"
@@ -96,6 +113,18 @@ def test_dev_new_scaffolds_a_problem_that_passes_dev_check_at_once(copy):
     unsolved = workbook_in(copy, "dev", "check", "-p", str(NEXT))
     assert unsolved.returncode == 1, unsolved.stdout + unsolved.stderr
     assert f"problem {NEXT} ({SLUG}): the solution fails check 'ping_answers_pong'" in unsolved.stdout
+
+
+def replace_author_todos(root: Path) -> None:
+    """What an author does after `dev new`: write real text where each placeholder was,
+    then regenerate the starter copy and the grader checksums."""
+    places = [root / "workbook.toml", root / "tests" / "corpus" / f"{SLUG}.toml"]
+    places += [path for folder in ("exercises", "solutions", "graders") for path in (root / folder / SLUG).rglob("*")]
+    for path in places:
+        if path.is_file():
+            path.write_text(path.read_text(encoding="utf-8").replace(scaffold.AUTHOR_TODO, "Written"), encoding="utf-8")
+    updated = workbook_in(root, "dev", "update")
+    assert updated.returncode == 0, updated.stdout + updated.stderr
 
 
 def test_the_child_process_runs_the_copys_own_package(copy):

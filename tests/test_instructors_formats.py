@@ -125,6 +125,29 @@ def test_junit_follows_the_junit_xml_schema(tmp_path):
     assert "\x00" not in system_out and "printed" in system_out
 
 
+# The content models of Jenkins' JUnit schema (junit-4.xsd, the one pytest's docs quote as
+# what Jenkins validates against): each element's children, in order, as a regex over tags.
+JUNIT_CHILDREN = {
+    "testsuites": r"(testsuite )*",
+    "testsuite": r"(properties )?(testcase )*(system-out )?(system-err )?",
+    "properties": r"(property )+",
+    "testcase": r"(skipped )?(error )*(failure )*(system-out )*(system-err )*",
+}
+
+
+def test_junit_elements_nest_as_the_jenkins_schema_allows_and_causes_are_suite_properties(tmp_path):
+    first, second = sample_results(tmp_path)
+    shared = [replace(check, cause="raised:app.py:12:SyntaxError") for check in second.checks]
+    root = ET.fromstring(formats.junit([first, replace(second, checks=shared)], tmp_path, bundled()).encode("utf-8"))
+    for element in root.iter():
+        if element.tag in JUNIT_CHILDREN:
+            children = "".join(f"{child.tag} " for child in element)
+            assert re.fullmatch(JUNIT_CHILDREN[element.tag], children), f"<{element.tag}> holds {children}"
+    suite = root.findall("testsuite")[1]
+    causes = {p.get("name"): p.get("value") for p in suite.findall("properties/property") if "cause" in p.get("name")}
+    assert causes == {f"cause.{check.id}": "raised:app.py:12:SyntaxError" for check in shared}
+
+
 # --- Exercism ----------------------------------------------------------------------------
 
 
@@ -195,6 +218,27 @@ def test_gradescope_results_follow_the_autograder_specification(tmp_path):
     assert document["tests"][0] | {"score": 3, "max_score": 3, "status": "passed"} == document["tests"][0]
     assert "Your code printed" in document["tests"][1]["output"]
     assert document["extra_data"]["graders"]["source"] == "bundled"
+    assert document["output"] == "\n".join([f"Problem 1. {P1.title}: 1/3 checks", f"Problem 2. {P2.title}: 0/3 checks"])
+
+
+def test_gradescope_summary_counts_only_the_checks_learners_can_see(tmp_path):
+    private = tmp_path / "graders" / P1.slug
+    private.mkdir(parents=True)
+    (private / "test_private.py").write_text(
+        'HIDDEN = {"secret_rule"}\n\n\ndef test_secret_rule():\n    """Secret."""\n\n\n'
+        'def test_later_rule():\n    """Shown once grades are published."""\n',
+        encoding="utf-8",
+    )
+    checks = [
+        CheckResult("list_starts_empty", "GET /users starts empty", "pass", None, 0.01, "pass"),
+        CheckResult("secret_rule", "Secret", "fail", "no", 0.01, "learner"),
+        CheckResult("later_rule", "Later", "fail", "no", 0.01, "learner"),
+    ]
+    result = ProblemResult(problem=replace(P1, graders=tmp_path / "graders"), target=tmp_path, seed=7, checks=checks)
+    document = json.loads(formats.gradescope([result], tmp_path, bundled()))
+    check_gradescope(document)
+    assert [test["visibility"] for test in document["tests"]] == ["visible", "hidden", "after_published"]
+    assert document["output"] == f"Problem 1. {P1.title}: 1/1 check"
 
 
 # --- GitHub Actions ----------------------------------------------------------------------

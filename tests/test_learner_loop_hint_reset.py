@@ -195,3 +195,18 @@ def test_list_shows_backups_and_latest_restores_the_newest(isolated):
 def test_restore_of_an_unknown_backup_fails_cleanly(isolated):
     result = CliRunner().invoke(cli.main, ["reset", "1", "--restore", "nope", "--yes"])
     assert result.exit_code == 1 and "no backup called 'nope'" in result.output
+
+
+def test_reset_without_a_number_takes_the_folder_it_runs_in_else_asks_which(isolated, monkeypatch):
+    monkeypatch.chdir(isolated / P1.slug)
+    here = invoke("reset", "--list")
+    assert here.exit_code == 0, here.output
+    assert here.output.startswith("No backups of problem 1 yet"), here.output
+
+    monkeypatch.chdir(isolated)
+    numbers = ", ".join(str(problem.number) for problem in MANIFEST.problems)
+    elsewhere = CliRunner().invoke(cli.main, ["reset", "--list"])
+    assert elsewhere.exit_code == 2, elsewhere.output
+    assert elsewhere.output.splitlines()[-1] == (
+        f"Error: Which problem? Give its number ({numbers}), or run reset in its folder, exercises/<problem>/."
+    )

@@ -84,6 +84,12 @@ def test_breaking_a_solved_problem_keeps_the_progress_and_says_so(exercises, sta
     status = invoke("status")
     assert "solved before, failing now" in status.output
     assert f"1 of {len(MANIFEST.core_problems)} problems solved" in status.output
+    listing = invoke("list")
+    assert listing.exit_code == 0, listing.output
+    now = problem_status(load_state(), P1.slug)
+    assert listing.output.splitlines()[0].endswith(
+        f"fail ({now.passed}/{now.total} checks now; solved before, failing now)"
+    )
 
 
 def test_a_k_run_counts_checks_it_never_ran_as_not_passed():

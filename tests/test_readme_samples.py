@@ -10,7 +10,10 @@ failure shows the real output, ready to paste into the README.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -124,3 +127,24 @@ def test_the_json_sample_has_the_real_keys_and_counts(learner_run):
     for check in problem["checks"]:
         assert check["id"] in titles, paste
         assert titles[check["id"]].startswith(check["title"].removesuffix("...").rstrip()), paste
+
+
+def test_the_library_example_runs_as_written_in_a_workspace(tmp_path, monkeypatch):
+    learner_workspace(tmp_path / "workspace", monkeypatch)
+    state = tmp_path / "state"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WORKBOOK_")}
+    env["WORKBOOK_STATE_DIR"] = str(state)
+    example = readme_block("python", "from pathlib import Path")
+    ran = subprocess.run(
+        [sys.executable, "-c", example],
+        cwd=tmp_path / "workspace",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    ids = [check.id for check in discover_checks(P1) if "settings" in check.id]
+    exit_code, checks = ran.stdout.split(" ", 1)
+    assert exit_code in ("0", "1") and [found for found in ids if f"('{found}', " in checks] == ids, ran.stdout
+    assert (state / "state.json").is_file()  # recorded, as `workbook check` records

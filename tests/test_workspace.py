@@ -47,7 +47,7 @@ def test_init_refuses_a_folder_that_holds_anything_and_changes_nothing(tmp_path,
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my work")
     result = invoke("init", "mine")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a usage error: the folder given must change
     assert result.output == (
         "Error: mine already exists and is not empty; nothing was written. "
         "Choose a new folder, or `cd mine` if it is your workspace.\n"
@@ -99,3 +99,21 @@ def test_sandboxed_code_sees_an_empty_folder_where_a_wheel_keeps_the_solutions(t
 def test_in_a_checkout_the_solutions_are_not_bound_so_nothing_is_hidden(tmp_path):
     command = sandbox.bubblewrap_command(["python"], tmp_path / "scratch", [workspace.PACKAGE])
     assert str(workspace.BUNDLED_SOLUTIONS) not in command
+
+
+def test_outside_any_workspace_check_grades_the_solutions_and_other_folders_but_not_its_own(tmp_path, monkeypatch):
+    # Grading the bundled solutions or a submission records no progress, so a wheel user
+    # (or a CI job) needs no workspace for it; only the learner's own exercises/ do.
+    monkeypatch.setattr(workspace, "IN_CHECKOUT", False)
+    monkeypatch.chdir(tmp_path)
+    first = MANIFEST.problems[0]
+    solutions = invoke("check", "1", "--solutions", "-q")
+    assert solutions.exit_code == 0, solutions.output
+    assert solutions.output.startswith(f"Problem 1 · {first.title}"), solutions.output
+    own = invoke("check", "1")
+    assert own.exit_code == 2, own.output
+    assert own.output == (
+        f"Error: no workbook workspace in {tmp_path} or above it; "
+        "run `workbook init DIR` to create one, then `cd DIR`.\n"
+    )
+    assert not (tmp_path / workspace.STATE).exists()

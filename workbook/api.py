@@ -33,6 +33,7 @@ from workbook.state import (
     with_results,
 )
 from workbook.target import TargetError, refuse_link
+from workbook.workspace import NoWorkspace
 
 if TYPE_CHECKING:
     from workbook.backups import Backup
@@ -68,19 +69,20 @@ def default_problem(manifest: Manifest, exercises: Path) -> Problem:
 
 
 def select_problems(
-    manifest: Manifest, problems: Iterable[Problem], all_problems: bool, target: Path, exercises: Path
+    manifest: Manifest, problems: Iterable[Problem], all_problems: bool, target: Path, exercises: Path | None
 ) -> list[Problem]:
     """What `check` grades: the problems named, or all, or the one whose folder we are in
-    (in `target` or `exercises`), or the first unsolved (bonus problems last)."""
+    (in `target` or `exercises`), or the first unsolved (bonus problems last; outside a
+    workspace, `exercises` is None and nothing is solved)."""
     if all_problems:
         return list(manifest.problems)
     named = list({problem.number: problem for problem in problems}.values())
     if named:
         return named
-    here = problem_here(manifest, [target, exercises])
+    here = problem_here(manifest, [target] if exercises is None else [target, exercises])
     if here is not None:
         return [here]
-    state = load_state()
+    state = Progress() if exercises is None else load_state()
     in_order = manifest.core_problems + manifest.bonus_problems
     unsolved = [problem for problem in in_order if not is_solved(state, problem.slug)]
     return unsolved[:1] or list(manifest.problems)
@@ -135,7 +137,7 @@ def plan_check(
     manifest: Manifest,
     problems: Iterable[Problem] = (),
     *,
-    exercises: Path,
+    exercises: Path | None,
     solutions: Path | None = None,
     directory: Path | None = None,
     all_problems: bool = False,
@@ -150,7 +152,11 @@ def plan_check(
     `exercises`; relative paths are taken from the working directory), the problems, the
     checks `keyword` selects, the graders and the sandbox. Raises UsageProblem for options
     that contradict each other, an unusable --dir or a -k that matches no check;
-    WorkbookError when someone else's code would run unsandboxed."""
+    WorkbookError when someone else's code would run unsandboxed.
+
+    `exercises` is the learner's own folder, None outside a workspace (a wheel install):
+    grading `solutions` or `directory` then works all the same, since only a run of the
+    learner's own folder records progress; grading nothing else raises NoWorkspace."""
     problems = list(problems)
     if solutions and directory:
         raise UsageProblem("Use either --solutions or --dir, not both.")
@@ -161,15 +167,19 @@ def plan_check(
             refuse_link(directory)
         except TargetError as exc:
             raise UsageProblem(str(exc), "--dir") from exc
-    exercises = exercises.resolve()  # the grading processes start in folders of their own
-    target = (directory or solutions or exercises).resolve()
+    if exercises is None and not (directory or solutions):
+        raise NoWorkspace()
+    # The grading processes start in folders of their own.
+    exercises = exercises.resolve() if exercises is not None else None
+    target = (directory or solutions or exercises or Path()).resolve()
+    learner_run = target == exercises  # a -k run is recorded too: it updates the checks it ran
     selected = select_problems(manifest, problems, all_problems, target, exercises)
     if graders is not None:  # the check list (for -k and the live count) comes from these graders
         selected = [replace(problem, graders=graders.resolve()) for problem in selected]
     _check_keyword(selected, keyword)
     selected = _with_matching_checks(selected, keyword)
     # Read before grading: the learner's code runs meanwhile and could write the state file.
-    before = load_state()
+    before = Progress() if exercises is None else load_state()
     # Reports record which graders graded the run (and whether the bundled ones were
     # modified); only `workbook grade` refuses modified ones.
     grader_set = integrity.describe(graders, allow_modified=allow_modified_graders)
@@ -181,7 +191,7 @@ def plan_check(
         manifest=manifest,
         problems=selected,
         target=target,
-        learner_run=target == exercises,  # a -k run is recorded too: it updates the checks it ran
+        learner_run=learner_run,
         submission=directory is not None,
         keyword=keyword,
         seed=seed,
@@ -223,7 +233,7 @@ def check(
     manifest: Manifest,
     problems: Iterable[Problem] = (),
     *,
-    exercises: Path,
+    exercises: Path | None,
     solutions: Path | None = None,
     directory: Path | None = None,
     all_problems: bool = False,

@@ -22,7 +22,7 @@ from workbook.milestones import progress_line
 from workbook.report import FORMATS, LiveCount, Style, human_problem
 from workbook.state import Progress, load_state, problem_status
 from workbook.words import plural
-from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder
+from workbook.workspace import BUNDLED_SOLUTIONS, exercises_folder_if_any
 
 
 @click.group(cls=workspace_commands.WorkbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,11 +46,8 @@ def list_problems(session: Session) -> None:
     style = session.style
     for problem in session.manifest.problems:
         entry = problem_status(state, problem.slug)
-        status = (
-            "not checked yet"
-            if entry is None
-            else f"{entry.status} ({entry.passed}/{entry.total} {plural(entry.total, 'check')})"
-        )
+        # The same words as `status`: a problem solved once and failing now is said so.
+        status = "not checked yet" if entry is None else f"{entry.status} ({_current_and_best(state, problem.slug)})"
         title = problem.title + (" [bonus]" if problem.bonus else "")
         click.echo(f"{problem.number}. {title:<40} {style.dim(status)}")
 
@@ -125,7 +122,7 @@ def check(
         plan = api.plan_check(
             session.manifest,
             problems,
-            exercises=exercises_folder(),
+            exercises=exercises_folder_if_any(),
             solutions=BUNDLED_SOLUTIONS if solutions else None,
             directory=directory,
             all_problems=all_problems,

@@ -2,7 +2,8 @@
 
 Every solution passes all its checks, every untouched stub fails (unless the manifest marks
 it `stub_may_pass = true`), every stub has `# TODO` guidance, every hint says something,
-every file the manifest names exists, check ids are unique within a problem, and the
+every file the manifest names exists, check ids are unique within a problem, no
+`TODO(author)` placeholder of `workbook dev new` is left for learners to read, and the
 generated files (workbook/generated.py) match what they are generated from.
 """
 
@@ -18,6 +19,7 @@ from workbook.engine import GraderError, ProblemResult, discover_checks, grade
 from workbook.generated import stale
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 from workbook.results import Status
+from workbook.scaffold import AUTHOR_TODO
 
 TODO = re.compile(r"#\s*TODO\b")
 
@@ -64,6 +66,7 @@ def dev_check(
     problems = [p for p in manifest.problems if numbers is None or p.number in numbers]
     for problem in problems:
         _check_static(problem, exercises, solutions, graders, findings)
+        _check_author_todos(problem, manifest_path, [exercises, solutions], graders, findings)
     if run_graders:
         _check_by_grading(problems, exercises, solutions, graders, jobs, findings)
     return findings
@@ -99,6 +102,31 @@ def _check_static(problem: Problem, exercises: Path, solutions: Path, graders: P
         if not str(hint).strip():
             findings.add(where, f"hint {index} is empty")
     _check_graders(problem, graders, where, findings)
+
+
+def _check_author_todos(
+    problem: Problem, manifest_path: Path, roots: list[Path], graders: Path | None, findings: Findings
+) -> None:
+    """One finding per file that still holds a `TODO(author)` placeholder of `workbook dev
+    new`: learners would read it (`workbook hint N` shows the manifest's hints as they are)."""
+    where = f"problem {problem.number} ({problem.slug})"
+    fields = [("the title", problem.title), ("the lesson", problem.lesson)]
+    fields += [(f"hint {index}", hint) for index, hint in enumerate(problem.hints, start=1)]
+    in_manifest = [label for label, text in fields if AUTHOR_TODO in text]
+    if in_manifest:
+        findings.add(where, f"{AUTHOR_TODO} left in {manifest_path.name} ({', '.join(in_manifest)}); replace it")
+    grader_dir = (problem if graders is None else _with_graders(problem, graders)).grader_dir
+    corpus = manifest_path.parent / "tests" / "corpus" / f"{problem.slug}.toml"
+    files = [path for root in (*roots, grader_dir.parent) for path in _files_under(root / problem.slug)]
+    for path in [*files, corpus]:
+        count = _read(path).count(AUTHOR_TODO)
+        if count:
+            shown = path.relative_to(manifest_path.parent) if path.is_relative_to(manifest_path.parent) else path
+            findings.add(where, f"{AUTHOR_TODO} left in {shown} ({count}x); replace it")
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
 
 
 def _check_graders(problem: Problem, graders: Path | None, where: str, findings: Findings) -> None:

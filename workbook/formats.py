@@ -104,6 +104,9 @@ def _junit_suite(result: ProblemResult, graders: GraderSet) -> ET.Element:
         ("sandbox", result.isolation),
         ("no_sandbox", str(graders.no_sandbox).lower()),
         ("seed", result.seed),
+        # Jenkins' JUnit schema (junit-4.xsd) allows no <properties> in a <testcase>, only in
+        # a <testsuite>: each check's cause is a suite property named after the check.
+        *((f"cause.{check.id}", check.cause) for check in result.checks if check.cause),
     ):
         ET.SubElement(properties, "property", name=name, value=_xml_text(str(value)))
     for check in result.checks:
@@ -123,8 +126,6 @@ def _junit_case(result: ProblemResult, check: CheckResult) -> ET.Element:
         tag = "failure" if check.status == Status.FAIL else "error"
         element = ET.SubElement(case, tag, message=message.splitlines()[0] if message else "", type=check.kind)
         element.text = message + f"\n\nre-run only this check: {rerun_for(result, check.id)}"
-        if check.cause:
-            ET.SubElement(ET.SubElement(case, "properties"), "property", name="cause", value=check.cause)
     if check.output:
         ET.SubElement(case, "system-out").text = _xml_text(check.output)
     return case
@@ -209,16 +210,16 @@ def _truncate(text: str, limit: int) -> str:
 
 def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -> str:
     score, max_score = totals(results)
-    tests = []
+    tests, lines = [], []
     for result in results:
         private, marked = _hidden_checks(result), declared_hidden(result.problem)
+        seen = []
         for index, check in enumerate(result.checks, start=1):
             visibility = "hidden" if check.id in marked else "after_published" if check.id in private else "visible"
             tests.append(_gradescope_test(result, check, f"{result.problem.number}.{index}", visibility))
-    lines = [
-        f"Problem {r.problem.number}. {r.problem.title}: {r.passed}/{r.total} {plural(r.total, 'check')}"
-        for r in results
-    ]
+            if visibility == "visible":
+                seen.append(check)
+        lines.append(_gradescope_line(result, seen))
     document = {
         "score": points(score),
         "max_score": points(max_score),
@@ -231,6 +232,14 @@ def gradescope(results: list[ProblemResult], target: Path, graders: GraderSet) -
         "extra_data": {"graders": graders.to_dict()},
     }
     return to_json(document)
+
+
+def _gradescope_line(result: ProblemResult, visible: list[CheckResult]) -> str:
+    """The top-level summary of one problem. Learners see it at once, so it counts only the
+    checks they can see: "7/23 checks" beside 20 visible tests would tell them that hidden
+    (or not yet published) checks exist, and how many."""
+    passed, total = sum(check.status == Status.PASS for check in visible), len(visible)
+    return f"Problem {result.problem.number}. {result.problem.title}: {passed}/{total} {plural(total, 'check')}"
 
 
 def _gradescope_test(result: ProblemResult, check: CheckResult, number: str, visibility: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import click
 
 from workbook import api
 from workbook.clicontext import ProblemNumber, Session, pass_session, usage_errors
+from workbook.here import problem_here
 from workbook.manifest import Problem
 from workbook.results import Status
 from workbook.safetext import shown_path
@@ -108,18 +109,21 @@ def hint(session: Session, problem: Problem | None, show_all: bool) -> None:
 
 
 @click.command()
-@click.argument("problem", metavar="N", type=ProblemNumber())
+@click.argument("problem", metavar="[N]", type=ProblemNumber(), required=False)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--list", "list_only", is_flag=True, help="List this problem's backups.")
 @click.option("--restore", "restore_name", metavar="BACKUP", help="Put back a backup (a name from --list, or latest).")
-def reset(problem: Problem, yes: bool, list_only: bool, restore_name: str | None) -> None:
-    """Restore the starter files of problem N, after backing up your files.
+@pass_session
+def reset(session: Session, problem: Problem | None, yes: bool, list_only: bool, restore_name: str | None) -> None:
+    """Restore the starter files of problem N (default: the problem whose folder you are
+    in), after backing up your files.
 
     Your current files are first copied to a timestamped folder under
     .workbook/backups/; `--list` shows the backups and `--restore BACKUP` puts one back.
     """
     if list_only and restore_name:
         raise click.UsageError("Use either --list or --restore, not both.")
+    problem = problem or _problem_of_this_folder(session)
     folder = exercises_folder() / problem.slug
     with usage_errors():
         if list_only:
@@ -135,6 +139,18 @@ def reset(problem: Problem, yes: bool, list_only: bool, restore_name: str | None
             _confirm(f"Reset problem {problem.number} to its starter files (yours are backed up first)?", yes)
             _report_backup(problem, api.reset(problem, exercises_folder()).backup)
             click.echo(f"Problem {problem.number} has its starter files again.")
+
+
+def _problem_of_this_folder(session: Session) -> Problem:
+    """The problem whose folder we are in. Unlike `hint`, never "the first unsolved": a
+    reset rewrites files, so a problem it was not told about must not be guessed."""
+    here = problem_here(session.manifest, [exercises_folder()])
+    if here is None:
+        numbers = ", ".join(str(problem.number) for problem in session.manifest.problems)
+        raise click.UsageError(
+            f"Which problem? Give its number ({numbers}), or run reset in its folder, exercises/<problem>/."
+        )
+    return here
 
 
 def _report_backup(problem: Problem, backup: Backup | None) -> None:

@@ -3,8 +3,8 @@
 Like rustlings' `dev new`, it writes a small problem that already works end to end: a stub
 that fails, a reference solution that passes, one example check written with the grader kit
 (workbook/grading.py), a statement, a corpus file and the manifest entry (appended to
-workbook.toml as text, so the file's comments stay). `workbook dev check -p N` passes at once;
-the author then replaces every `TODO(author)`.
+workbook.toml as text, so the file's comments stay). `workbook dev check -p N` lists every
+file still holding a `TODO(author)` placeholder, and passes once the author has replaced them.
 """
 
 from __future__ import annotations

@@ -4,14 +4,16 @@ Two questions, answered here and nowhere else:
 
 - *Where are the bundled problems?* The manifest, graders/, solutions/ and the pristine
   exercises/. In a checkout (the README's editable install) they are the repository root.
-  A wheel carries them inside the package, in `workbook/bundled/` (copied there at build
-  time by setup.py).
+  A wheel carries them inside the package, in `workbook/bundled/`, written at build time
+  by setup.py: exercises/ from the starter archive (never the builder's working copy),
+  graders/ and solutions/ limited to their published files.
 - *Where is the learner's workspace?* The folder holding the exercises/ the learner edits
   and the state folder `.workbook/`. It is the nearest folder, at or above the current
   directory, that `workbook init` marked with `workbook-workspace.toml` (as rustlings
   finds its exercises from the current directory). Outside any such folder, a checkout is
   its own workspace; a wheel install has none, and the learner is told to run `workbook
-  init DIR`.
+  init DIR`. Grading another folder (`check --dir`, `check --solutions`, `grade`) needs
+  no workspace: it records no progress.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ def workspace_root() -> Path:
 def exercises_folder() -> Path:
     """The exercises/ folder the learner edits; raises NoWorkspace outside a workspace."""
     return workspace_root() / EXERCISES
+
+
+def exercises_folder_if_any() -> Path | None:
+    """The exercises/ folder the learner edits, or None outside a workspace: for commands
+    that also grade other folders (`check --dir`, `check --solutions`), which record no
+    progress and so need no workspace."""
+    found = find_workspace()
+    return None if found is None else found / EXERCISES
 
 
 def state_folder() -> Path:

@@ -20,6 +20,13 @@ class NotInWorkspace(click.ClickException):
     exit_code = 2
 
 
+class FolderNotEmpty(click.ClickException):
+    """`workbook init` into a folder that holds something: one line, exit 2, since the
+    argument is what must change (as for any usage error)."""
+
+    exit_code = 2
+
+
 class WorkbookGroup(click.Group):
     """The `workbook` group: a command that needs a workspace and finds none says, in one
     line, how to make one (instead of a traceback)."""
@@ -42,12 +49,13 @@ def init(directory: Path) -> None:
     """Create a workspace in DIRECTORY (default: ./fastapi-advanced-workbook): a fresh copy
     of the exercises to edit, and the folder where your progress is kept.
 
-    Refuses a folder that exists and is not empty, so it never overwrites your work.
+    Refuses a folder that exists and is not empty (exit status 2), so it never
+    overwrites your work.
     """
     try:
         slugs = workspace.create(directory)
     except workspace.WorkspaceExists as exc:
-        raise click.ClickException(str(exc)) from None
+        raise FolderNotEmpty(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot create the workspace {directory}: {exc}") from None
     click.echo(f"Created the workspace {directory} with {len(slugs)} problems in {directory / workspace.EXERCISES}/.")
