@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import click
 
-from workbook import api
+from workbook import api, integrity
 from workbook.clicontext import ProblemNumber, Session, pass_session, session, usage_errors
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem
 from workbook.words import counted
@@ -117,12 +117,9 @@ def grade_command(
             no_sandbox=no_sandbox,
         )
     grader_set = plan.grader_set
-    if plan.modified_graders:
-        click.echo(
-            f"Warning: grading with MODIFIED bundled graders ({counted(len(grader_set.modified), 'file')} "
-            f"{'differs' if len(grader_set.modified) == 1 else 'differ'}).",
-            err=True,
-        )
+    warning = integrity.warning(grader_set)
+    if warning:
+        click.echo(warning, err=True)
     click.echo(
         f"Grading {counted(len(plan.names), 'submission')} ({counted(len(plan.problems), 'problem')} each)"
         f" with {grader_set.label},"
@@ -161,13 +158,13 @@ def _summary(run: api.ClassRun) -> None:
     errors = [log_safe(document.submission) for document in run.errors]
     sandbox = next((d.graders.get("sandbox") for d in documents if d.graders.get("sandbox")), None)
     click.echo(
-        f"Graded {counted(len(documents), 'submission')}: {run.out_dir / GRADEBOOK}"
+        f"{'Merged' if run.merged else 'Graded'} {counted(len(documents), 'submission')}: {run.out_dir / GRADEBOOK}"
         + (f" ({sandbox})" if sandbox else "")
     )
     if run.html_path:
         click.echo(f"Class report: {run.html_path}")
-    if documents:
-        click.echo(closing_summary(documents), err=True)
+    if run.graded:
+        click.echo(closing_summary(run.graded), err=True)
     if errors:
         click.echo(
             f"The workbook could not grade {counted(len(errors), 'submission')}: {', '.join(errors)} "
