@@ -99,7 +99,11 @@ def grade_command(
     row per submission) at the end. Each submission's .py files (no conftest.py, .pth,
     configuration or links) are copied and graded in a sandbox; nothing else in a submission
     is ever loaded. Ctrl-C saves what was finished (exit status 130); `--resume` continues
-    from there.
+    from there. An OUT that holds a run is continued only with `--resume`.
+
+    Exit status: 0 when the class was graded (whatever the grades), 1 when grading was refused
+    or could not finish (no sandbox, modified graders, OUT in use), 2 for a usage error (an
+    option, SUBMISSIONS or OUT that cannot be used), 130 when interrupted.
     """
     with usage_errors():
         plan = api.plan_grade(
@@ -189,7 +193,8 @@ def _summary(run: api.ClassRun) -> None:
 def merge_command(session: Session, out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
     """Combine the --out folders of `workbook grade --shard` runs into one gradebook.
 
-    Exit status 2, with one line naming the file, when a report or run file is not valid.
+    Exit status: 0 when merged; 2, with one line naming what differs or the file, when the
+    folders are not the shards of one run or a report or run file is not valid.
     """
     from workbook.gradebook import MergeError
 
