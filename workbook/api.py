@@ -398,9 +398,11 @@ def plan_grade(
     no_sandbox: bool = False,
 ) -> ClassPlan:
     """Settle a class grading: the problems (default: all), the shard ("I/N"), the graders,
-    the sandbox and OUT. Raises UsageProblem for a malformed shard, WorkbookError for
-    graders or a sandbox that cannot be used (and click exceptions, from workbook/classout.py,
-    for an unusable OUT)."""
+    the sandbox and OUT. Raises UsageProblem for a malformed shard; UnusableInput (a
+    UsageProblem) for a SUBMISSIONS without submissions or an OUT that cannot be used or
+    holds a run (without `resume`); WorkbookError for graders or a sandbox that cannot be
+    used (and click exceptions, from workbook/classout.py, for another `grade` writing into
+    OUT or an unwritable --html)."""
     from workbook.classout import check_out_folder, release_out_lock
     from workbook.gradebook import Shard, submissions
 
