@@ -286,7 +286,7 @@ def test_two_shards_into_one_out_are_refused_before_grading(tmp_path):
     class_dir, shards = graded_shards(tmp_path)
     before = (shards[0] / "gradebook.csv").read_text(encoding="utf-8")
     result = run("grade", str(class_dir), "--out", str(shards[0]), "-p", "1", "--shard", "2/2")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "holds the run of shard 1/2, not 2/2" in result.output, result.output
     assert (shards[0] / "gradebook.csv").read_text(encoding="utf-8") == before
 
@@ -312,7 +312,7 @@ def test_an_out_that_is_submissions_itself_or_cannot_be_written_is_refused_befor
     blocker = tmp_path / "a-file"
     blocker.write_text("", encoding="utf-8")
     blocked = run("grade", str(class_dir), "--out", str(blocker / "out"), "-p", "1")
-    assert blocked.exit_code == 1 and "cannot write into the folder" in blocked.output, blocked.output
+    assert blocked.exit_code == 2 and "cannot write into the folder" in blocked.output, blocked.output
     no_html = run("grade", str(class_dir), "--out", str(tmp_path / "out"), "-p", "1", "--html", str(blocker / "r.html"))
     assert no_html.exit_code == 2 and "--html" in no_html.output, no_html.output
     assert not (tmp_path / "out" / "gradebook.csv").exists()
@@ -654,3 +654,114 @@ def test_merge_refuses_a_missing_shard_and_an_out_that_is_one_of_its_inputs(tmp_
     assert onto_input.exit_code == 2, onto_input.output
     assert "is one of the folders to merge" in onto_input.stderr, onto_input.stderr
     assert sorted(str(p) for p in Path("shard-1").rglob("*")) == before
+
+
+# --- an instructor's try-out: refusals that keep the gradebook right ---------------------
+
+
+def empty_submissions(root: Path, *names: str) -> Path:
+    """Submissions of nothing: graded without a child process, so a class of them is fast."""
+    for name in names:
+        (root / name).mkdir(parents=True)
+    return root
+
+
+def test_merge_refuses_shards_graded_on_different_problems(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty_submissions(tmp_path / "subs", "ann", "bo", "cy")
+    assert run("grade", "subs", "--out", "s1", "--shard", "1/2", "-p", "1").exit_code == 0
+    assert run("grade", "subs", "--out", "s2", "--shard", "2/2", "-p", "1", "-p", "2").exit_code == 0
+    result = run("merge", "s1", "s2", "--out", "sm")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "Error: the shards were graded on different problems: s1 on problem 1, s2 on problems 1, 2; "
+        "grade them again with the same -p options\n"
+    )
+    assert not Path("sm").exists()
+
+
+def test_merge_of_shards_of_different_counts_says_the_counts_differ(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # 1/2 takes ann, cy, eve and 2/3 takes bo, eve: eve is in both.
+    empty_submissions(tmp_path / "subs", "ann", "bo", "cy", "dan", "eve")
+    assert run("grade", "subs", "--out", "half", "--shard", "1/2", "-p", "1").exit_code == 0
+    assert run("grade", "subs", "--out", "third", "--shard", "2/3", "-p", "1").exit_code == 0
+    result = run("merge", "half", "third", "--out", "sm")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "Error: the shard counts differ (1/2, 2/3): merge the shards of one run, all graded with the same --shard I/N\n"
+    )
+
+
+def test_merge_says_merged_and_times_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty_submissions(tmp_path / "subs", "ann", "bo", "cy")
+    for shard in (1, 2):
+        assert run("grade", "subs", "--out", f"s{shard}", "--shard", f"{shard}/2", "-p", "1").exit_code == 0
+    result = run("merge", "s1", "s2", "--out", "sm")
+    assert result.exit_code == 0, result.output
+    sandbox = json.loads(Path("sm/submissions/ann.json").read_text(encoding="utf-8"))["graders"]["sandbox"]
+    assert result.stdout == f"Merged 3 submissions: sm/gradebook.csv ({sandbox})\n"
+    assert result.stderr == ""
+
+
+def test_grading_again_into_an_out_holding_a_run_is_refused_unless_resumed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty_submissions(tmp_path / "subs", "ann", "bo")
+    Path("out").mkdir()  # an empty OUT is fine
+    first = run("grade", "subs", "--out", "out", "-p", "1")
+    assert first.exit_code == 0, first.output
+    assert "Slowest:" in first.stderr, first.stderr
+    before = {path: path.read_bytes() for path in Path("out").rglob("*") if path.is_file()}
+
+    again = run("grade", "subs", "--out", "out", "-p", "1")
+    assert again.exit_code == 2, again.output
+    assert again.stderr == (
+        "Error: out already holds a graded run, which grading again would replace: add --resume to continue it "
+        "(reports whose files and graders did not change are kept), or choose another --out.\n"
+    )
+    assert {path: path.read_bytes() for path in Path("out").rglob("*") if path.is_file()} == before
+
+    resumed = run("grade", "subs", "--out", "out", "-p", "1", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "Kept 2 reports of the earlier run" in resumed.stderr, resumed.stderr
+    assert "Slowest:" not in resumed.stderr, resumed.stderr  # it graded nothing: no stale timings
+
+
+def test_an_out_holding_a_gradebook_without_a_run_file_is_not_overwritten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty_submissions(tmp_path / "subs", "ann")
+    Path("marks").mkdir()
+    Path("marks/gradebook.csv").write_text("my own marks\n", encoding="utf-8")
+    result = run("grade", "subs", "--out", "marks", "-p", "1")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "Error: marks already holds a gradebook.csv that grading would replace; choose another --out "
+        "(or move the file away).\n"
+    )
+    assert Path("marks/gradebook.csv").read_text(encoding="utf-8") == "my own marks\n"
+
+
+@pytest.mark.parametrize(
+    ("folders", "message"),
+    [
+        ((), "Error: no submission folders in subs: SUBMISSIONS must hold one folder per submission, each laid out"),
+        (("__MACOSX", ".git"), "Error: no submission folders in subs"),
+        ((P1.slug, "notes"), f"Error: subs looks like one submission (it holds problem folders such as {P1.slug})"),
+    ],
+)
+def test_a_class_folder_without_submissions_is_refused_in_one_line(tmp_path, monkeypatch, folders, message):
+    monkeypatch.chdir(tmp_path)
+    Path("subs").mkdir()
+    empty_submissions(tmp_path / "subs", *folders)
+    result = run("grade", "subs", "--out", "out", "-p", "1")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not Path("out").exists()
+
+
+def test_hidden_folders_and_macosx_are_not_graded_as_submissions(tmp_path):
+    class_dir = empty_submissions(tmp_path / "class", "ann", "__MACOSX", ".git", ".idea")
+    result = run("grade", str(class_dir), "--out", str(tmp_path / "out"), "-p", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(gradebook_rows(tmp_path / "out")) == ["ann"]

@@ -234,3 +234,31 @@ def test_an_instructors_private_graders_add_hidden_weighted_checks(tmp_path):
         ("Problem 1: The app declares its routes.", "after_published", 3)
     ]
     assert grade(P1, SOLUTIONS, graders=private, only=["app_has_routes"]).problem.weight("app_has_routes") == 3
+
+
+def test_a_sandbox_switched_off_is_named_as_switched_off_not_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORKBOOK_NO_SANDBOX", raising=False)
+    monkeypatch.setenv("WORKBOOK_SANDBOX", "off")
+    class_dir = tmp_path / "class"
+    (class_dir / "frank").mkdir(parents=True)
+    result = run("grade", str(class_dir), "--out", str(tmp_path / "out"), "-p", "1")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "Error: The sandbox is switched off by WORKBOOK_SANDBOX=off in your environment. Without it, the code you "
+        "grade can read and change anything your user can. Unset WORKBOOK_SANDBOX (bubblewrap is used when it "
+        "works), or pass --no-sandbox (every report will say so).\n"
+    )
+
+
+def test_check_dir_with_modified_graders_warns_as_grade_does(tmp_path, monkeypatch):
+    stale = tmp_path / "CHECKSUMS.sha256"
+    lines = integrity.checksum_lines(integrity.BUNDLED_GRADERS)
+    stale.write_text("\n".join(["0" * 64 + lines[0][64:], *lines[1:]]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(integrity, "CHECKSUMS", stale)
+    folder = submission(tmp_path / "class", "alice", {f"{P1.slug}/app.py": SOLUTION})
+    result = run("check", "1", "--dir", str(folder), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == "Warning: grading with MODIFIED bundled graders (1 file differs).", (
+        result.stderr
+    )
+    assert json.loads(result.stdout)["graders"]["verified"] is False

@@ -22,7 +22,7 @@ from workbook.here import problem_here
 from workbook.manifest import Manifest, Problem
 from workbook.milestones import next_unsolved
 from workbook.results import Status
-from workbook.sandbox import isolation
+from workbook.sandbox import SANDBOX_ENV, SWITCHED_OFF, isolation
 from workbook.state import (
     Progress,
     hints_revealed,
@@ -56,6 +56,12 @@ class UsageProblem(WorkbookError):
     def __init__(self, message: str, option: str | None = None) -> None:
         super().__init__(message)
         self.option = option
+
+
+class UnusableInput(UsageProblem):
+    """An input folder or file the command line names that cannot be used as it is (an OUT
+    holding another run, a SUBMISSIONS folder without submissions): a usage error, said in
+    one line."""
 
 
 # --- which problem ----------------------------------------------------------------------
@@ -319,6 +325,12 @@ def require_sandbox(grader_set: integrity.GraderSet, no_sandbox: bool) -> None:
     grader_set.no_sandbox = no_sandbox
     if found.active or no_sandbox:
         return
+    if found.reason == SWITCHED_OFF:
+        raise WorkbookError(
+            f"The sandbox is switched off by {SWITCHED_OFF} in your environment. Without it, the code you grade "
+            f"can read and change anything your user can. Unset {SANDBOX_ENV} (bubblewrap is used when it works), "
+            "or pass --no-sandbox (every report will say so)."
+        )
     raise WorkbookError(
         f"No sandbox works on this machine ({found.reason}). Without it, the code you grade can read and change "
         "anything your user can. Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`), "
@@ -369,6 +381,10 @@ class ClassRun:
     out_dir: Path
     documents: list[ClassDocument]
     html_path: Path | None = None
+    # The reports this run graded itself, in the order they finished: not those --resume
+    # kept, and none for a merge (their timings belong to earlier runs).
+    graded: list[ClassDocument] = field(default_factory=list)
+    merged: bool = False
 
     @property
     def errors(self) -> list[ClassDocument]:
@@ -392,10 +408,12 @@ def plan_grade(
     no_sandbox: bool = False,
 ) -> ClassPlan:
     """Settle a class grading: the problems (default: all), the shard ("I/N"), the graders,
-    the sandbox and OUT. Raises UsageProblem for a malformed shard, WorkbookError for
-    graders or a sandbox that cannot be used (and click exceptions, from workbook/classout.py,
-    for an unusable OUT)."""
-    from workbook.classout import check_out_folder
+    the sandbox and OUT. Raises UsageProblem for a malformed shard; UnusableInput (a
+    UsageProblem) for a SUBMISSIONS without submissions or an OUT that cannot be used or
+    holds a run (without `resume`); WorkbookError for graders or a sandbox that cannot be
+    used (and click exceptions, from workbook/classout.py, for another `grade` writing into
+    OUT or an unwritable --html)."""
+    from workbook.classout import check_out_folder, release_out_lock
     from workbook.gradebook import Shard, submissions
 
     chosen = sorted({problem.number: problem for problem in problems}.values(), key=lambda problem: problem.number)
@@ -405,9 +423,15 @@ def plan_grade(
         raise UsageProblem(str(exc), "--shard") from exc
     grader_set = trusted_grader_set(graders, allow_modified_graders)
     require_sandbox(grader_set, no_sandbox)
+    _require_submissions(manifest, submissions_dir, submissions(submissions_dir, [out_dir]))  # before OUT is made
     # Every problem with OUT surfaces here, before a single submission is graded.
     skip = check_out_folder(submissions_dir, out_dir, html_path, parsed, resume)
     names = submissions(submissions_dir, skip)
+    try:
+        _require_submissions(manifest, submissions_dir, names)
+    except UnusableInput:
+        release_out_lock()  # OUT's lock, taken by check_out_folder
+        raise
     return ClassPlan(
         submissions_dir=submissions_dir,
         out_dir=out_dir,
@@ -423,6 +447,25 @@ def plan_grade(
     )
 
 
+def _require_submissions(manifest: Manifest, submissions_dir: Path, names: list[str]) -> None:
+    """UnusableInput when SUBMISSIONS holds no submission folder, or is one submission
+    itself (its folders are the problems'): a class of none must not be a success."""
+    from workbook.safetext import shown_name
+
+    where = shown_name(str(submissions_dir))
+    slugs = {problem.slug for problem in manifest.problems}
+    if slugs & set(names):
+        raise UnusableInput(
+            f"{where} looks like one submission (it holds problem folders such as {min(slugs & set(names))}); "
+            "pass the folder that holds one folder per submission."
+        )
+    if not names:
+        raise UnusableInput(
+            f"no submission folders in {where}: SUBMISSIONS must hold one folder per submission, "
+            "each laid out like exercises/."
+        )
+
+
 def grade(plan: ClassPlan, *, progress: Any = None) -> ClassRun:
     """Grade the class of `plan`: OUT/submissions/NAME.json as each submission is graded,
     OUT/gradebook.csv at the end, and the class report page when asked. `progress`: a
@@ -431,6 +474,13 @@ def grade(plan: ClassPlan, *, progress: Any = None) -> ClassRun:
     workbook.gradebook.Interrupted on Ctrl-C, with what was saved."""
     from workbook.classout import release_out_lock
     from workbook.gradebook import grade_class
+
+    graded: list[ClassDocument] = []
+
+    def heard(document: ClassDocument) -> None:
+        graded.append(document)
+        if progress is not None:
+            progress(document)
 
     try:
         try:
@@ -443,7 +493,7 @@ def grade(plan: ClassPlan, *, progress: Any = None) -> ClassRun:
                 problem_jobs=plan.problem_jobs,
                 shard=plan.shard,
                 resume=plan.resume,
-                progress=progress,
+                progress=heard,
                 on_kept=progress.keep if progress is not None else None,
                 skip=plan.skip,
             )
@@ -453,7 +503,7 @@ def grade(plan: ClassPlan, *, progress: Any = None) -> ClassRun:
     finally:
         release_out_lock()
     write_class_report(plan.html_path, documents)
-    return ClassRun(plan.out_dir, documents, plan.html_path)
+    return ClassRun(plan.out_dir, documents, plan.html_path, graded=graded)
 
 
 def merge(manifest: Manifest, out_dirs: Iterable[Path], destination: Path, html_path: Path | None = None) -> ClassRun:
@@ -464,7 +514,7 @@ def merge(manifest: Manifest, out_dirs: Iterable[Path], destination: Path, html_
 
     documents = merge_folders(list(out_dirs), destination, list(manifest.problems))
     write_class_report(html_path, documents)
-    return ClassRun(destination, documents, html_path)
+    return ClassRun(destination, documents, html_path, merged=True)
 
 
 def write_class_report(path: Path | None, documents: list[ClassDocument]) -> None:

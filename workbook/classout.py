@@ -7,6 +7,11 @@ graded, so that no problem with OUT surfaces after hours of grading.
 - Only one `grade` writes into an OUT at a time (an advisory lock the kernel releases when
   the process ends, however it ends), and an OUT holding another shard's run is refused:
   two shards in one OUT would each write a gradebook of their own rows only.
+- An OUT holding an earlier run is continued only with --resume: grading into it again
+  would replace its gradebook and reports, which may be hours of work.
+
+A problem with the folders given is a usage error (api.UnusableInput: one line, exit 2);
+another `grade` holding the lock is not (exit 1).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import IO
 
 import click
 
-from workbook.gradebook import REPORTS, RUN_FILE, Shard
+from workbook.api import UnusableInput
+from workbook.gradebook import GRADEBOOK, REPORTS, RUN_FILE, Shard
 from workbook.reportfiles import atomic_write
 from workbook.safetext import shown_name
 
@@ -31,16 +37,20 @@ _held_locks: list[IO[str]] = []  # kept open for the life of the process: that i
 def check_out_folder(
     submissions_dir: Path, out_dir: Path, html_path: Path | None, shard: Shard | None, resume: bool
 ) -> list[Path]:
-    """Validate OUT before grading; raise click.ClickException saying what to change.
-    Returns the folders of SUBMISSIONS not to grade (the one holding OUT, if any)."""
+    """Validate OUT before grading; raise UnusableInput (or a click exception) saying what
+    to change. Returns the folders of SUBMISSIONS not to grade (the one holding OUT, if any)."""
     submissions_root, out = submissions_dir.resolve(), out_dir.resolve()
     if submissions_root in (out, out / REPORTS):
-        raise click.UsageError(f"--out {shown_name(str(out_dir))} is SUBMISSIONS itself; choose a folder beside it.")
+        raise UnusableInput(f"--out {shown_name(str(out_dir))} is SUBMISSIONS itself; choose a folder beside it.")
     _writable(out_dir)
     if html_path is not None:
         _html_writable(html_path)
     _lock(out_dir)
-    _same_run(out_dir, shard, resume)
+    try:
+        _same_run(out_dir, shard, resume)
+    except BaseException:
+        release_out_lock()  # refused: a later `grade` in this process (the library's user) may write here
+        raise
     return _inside(submissions_root, out)
 
 
@@ -58,7 +68,7 @@ def _writable(folder: Path) -> None:
         atomic_write(probe, "")
         probe.unlink()
     except OSError as exc:
-        raise click.ClickException(f"cannot write into the folder {shown_name(str(folder))}: {exc.strerror}") from None
+        raise UnusableInput(f"cannot write into the folder {shown_name(str(folder))}: {exc.strerror}") from None
 
 
 def _html_writable(path: Path) -> None:
@@ -86,15 +96,27 @@ def _lock(out_dir: Path) -> None:
 def _same_run(out_dir: Path, shard: Shard | None, resume: bool) -> None:
     run = _earlier_run(out_dir)
     ours = f"{shard.index}/{shard.count}" if shard else None
+    where = shown_name(str(out_dir))
     if run is None:
+        if (out_dir / GRADEBOOK).exists() and not resume:
+            raise UnusableInput(
+                f"{where} already holds a {GRADEBOOK} that grading would replace; choose another --out "
+                "(or move the file away)."
+            )
         if resume:
             click.echo("Nothing to resume in OUT: grading every submission.", err=True)
         return
     theirs = run.get("shard")
     if theirs != ours:
-        raise click.ClickException(
-            f"{shown_name(str(out_dir))} holds the run of shard {theirs or 'all'}, not {ours or 'all'}: "
+        raise UnusableInput(
+            f"{where} holds the run of shard {theirs or 'all'}, not {ours or 'all'}: "
             "give each shard its own --out and combine them with `workbook merge`."
+        )
+    if not resume:
+        which = "a graded" if run.get("complete") is not False else "an interrupted"
+        raise UnusableInput(
+            f"{where} already holds {which} run, which grading again would replace: add --resume to continue it "
+            "(reports whose files and graders did not change are kept), or choose another --out."
         )
 
 

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from workbook import __version__, api, instructor_commands, interrupts, learner_commands, workspace_commands
+from workbook import __version__, api, instructor_commands, integrity, interrupts, learner_commands, workspace_commands
 from workbook.clicontext import ProblemNumber, Session, pass_session, usage_errors
 from workbook.engine import ProblemResult
 from workbook.manifest import Problem
@@ -133,6 +133,9 @@ def check(
             allow_modified_graders=allow_modified_graders,
             no_sandbox=no_sandbox,
         )
+    warning = integrity.warning(plan.grader_set) if plan.submission else None
+    if warning:  # someone else's code graded with edited graders: as `grade` says it
+        click.echo(warning, err=True)
     style = session.style
     human = output_format == "text" or output_path is not None
     live = LiveCount(plan.check_count if human else 0)

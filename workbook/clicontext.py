@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from workbook.api import UsageProblem, WorkbookError
+from workbook.api import UnusableInput, UsageProblem, WorkbookError
 from workbook.manifest import Manifest, ManifestError, Problem, load_manifest
 from workbook.report import Style
 
@@ -73,12 +73,22 @@ class ProblemNumber(click.ParamType):
             self.fail(f"{value!r} is not a problem number; choose one of {numbers}.", param, ctx)
 
 
+class UnusableInputError(click.ClickException):
+    """`Error: <what is wrong with the folder or file given>`, one line: the usage lines
+    click adds to a usage error would bury it, and the option itself was well formed."""
+
+    exit_code = 2  # a usage error all the same: the command line must change
+
+
 @contextmanager
 def usage_errors() -> Iterator[None]:
-    """The library's errors as click's: a UsageProblem exits 2 (naming its option), any
-    other WorkbookError exits 1, each with its one-line message."""
+    """The library's errors as click's: a UsageProblem exits 2 (naming its option), an
+    UnusableInput exits 2 in one line, any other WorkbookError exits 1, each with its
+    one-line message."""
     try:
         yield
+    except UnusableInput as exc:
+        raise UnusableInputError(str(exc)) from exc
     except UsageProblem as exc:
         if exc.option:
             raise click.BadParameter(str(exc), param_hint=exc.option) from exc

@@ -34,7 +34,7 @@ from workbook.reportfiles import atomic_write, cleaned, dumps, report_name, repo
 from workbook.results import Kind, Status
 from workbook.safetext import csv_cell, no_legacy_commands, shown_name, valid_text
 from workbook.target import copy_submission, learner_files
-from workbook.words import counted
+from workbook.words import counted, plural
 
 GRADEBOOK = "gradebook.csv"
 REPORTS = "submissions"
@@ -99,13 +99,20 @@ class Shard:
         return sorted(names)[self.index - 1 :: self.count]
 
 
+# Folders an archive tool or an editor adds beside the submissions, never one of them:
+# macOS's zip keeps resource forks in __MACOSX/ (hidden folders are left out by their dot).
+NOT_SUBMISSIONS = frozenset({"__MACOSX"})
+
+
 def submissions(folder: Path, skip: Iterable[Path] = ()) -> list[str]:
-    """The sub-folders of `folder`, each one submission (hidden folders are not), as the
-    file system names them (undecodable bytes kept as surrogate escapes, so they stay
-    usable as paths). Folders in `skip` (an --out inside SUBMISSIONS) are left out."""
+    """The sub-folders of `folder`, each one submission (hidden folders and __MACOSX are
+    not), as the file system names them (undecodable bytes kept as surrogate escapes, so
+    they stay usable as paths). Folders in `skip` (an --out inside SUBMISSIONS) are left out."""
     skipped = {path.resolve() for path in skip}
     return sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.resolve() not in skipped
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_SUBMISSIONS and p.resolve() not in skipped
     )
 
 
@@ -442,14 +449,14 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
         raise MergeError(
             f"--out {shown_name(str(destination))} is one of the folders to merge; merge into a new folder"
         )
+    runs = [_read_run(out_dir) for out_dir in out_dirs]
+    # Before any report: two shards of different splits also share submission names.
+    _check_shard_counts(runs)
+    _check_same_problems(out_dirs, runs, manifest_problems)
+    slugs = set(runs[0]["problems"])
     documents: dict[str, ClassDocument] = {}
     digests = set()
-    slugs: set[str] = set()
-    runs = []
-    for out_dir in out_dirs:
-        run = _read_run(out_dir)
-        runs.append(run)
-        slugs.update(run["problems"])
+    for out_dir, run in zip(out_dirs, runs, strict=True):
         for document in read_reports(out_dir, run["submissions"]):
             name = document.submission
             if name in documents:
@@ -481,18 +488,54 @@ def merge(out_dirs: list[Path], destination: Path, manifest_problems: list[Probl
     return ordered
 
 
+def _check_same_problems(out_dirs: list[Path], runs: list[dict[str, Any]], manifest_problems: list[Problem]) -> None:
+    """Shards graded on different problems give rows of different maximum scores, so the
+    merged percents would not compare: refuse, naming both folders and their problems."""
+    first = runs[0]["problems"]
+    for out_dir, run in zip(out_dirs, runs, strict=True):
+        if run["problems"] != first:
+            raise MergeError(
+                f"the shards were graded on different problems: {shown_name(str(out_dirs[0]))} on "
+                f"{_problem_list(first, manifest_problems)}, {shown_name(str(out_dir))} on "
+                f"{_problem_list(run['problems'], manifest_problems)}; grade them again with the same -p options"
+            )
+
+
+def _problem_list(slugs: list[Any], manifest_problems: list[Problem]) -> str:
+    """ "problems 1, 2" (by the manifest's numbers; a slug it does not know, as it is)."""
+    numbers = {problem.slug: str(problem.number) for problem in manifest_problems}
+    shown = [numbers.get(slug, valid_text(slug)) for slug in slugs]
+    return f"{plural(len(shown), 'problem')} {', '.join(shown)}" if shown else "no problems"
+
+
+def _shards(runs: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """The (I, N) of each run graded with --shard I/N."""
+    found = []
+    for run in runs:
+        text = run.get("shard")
+        if isinstance(text, str) and (match := re.fullmatch(r"(\d+)/(\d+)", text)):
+            found.append((int(match[1]), int(match[2])))
+    return found
+
+
+def _check_shard_counts(runs: list[dict[str, Any]]) -> None:
+    """Shards of different splits (1/2 and 2/3) share some submissions and miss others:
+    refuse them before any report is read, saying the counts differ."""
+    totals = {total for _, total in _shards(runs)}
+    if len(totals) > 1:
+        labels = ", ".join(sorted({run["shard"] for run in runs if isinstance(run.get("shard"), str)}))
+        raise MergeError(
+            f"the shard counts differ ({labels}): merge the shards of one run, all graded with the same --shard I/N"
+        )
+
+
 def _check_every_shard(runs: list[dict[str, Any]]) -> None:
     """A gradebook merged from shards 1/4, 2/4 and 4/4 silently drops a quarter of the class:
-    refuse it, and shards of different splits."""
-    shards = [run.get("shard") for run in runs]
-    parsed = [tuple(int(n) for n in s.split("/")) for s in shards if isinstance(s, str) and re.fullmatch(r"\d+/\d+", s)]
+    refuse it."""
+    parsed = _shards(runs)
     if not parsed:
         return
-    totals = {total for _, total in parsed}
-    if len(totals) > 1:
-        labels = ", ".join(sorted({s for s in shards if isinstance(s, str)}))
-        raise MergeError(f"the shards split the class in different ways ({labels})")
-    total = totals.pop()
+    total = parsed[0][1]
     missing = sorted(set(range(1, total + 1)) - {index for index, _ in parsed})
     if missing:
         named = ", ".join(f"{index}/{total}" for index in missing)

@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import click
 
-from workbook import api
+from workbook import api, integrity
 from workbook.clicontext import ProblemNumber, Session, pass_session, session, usage_errors
 from workbook.manifest import MANIFEST_ENV, MANIFEST_PATH, ManifestError, Problem
 from workbook.words import counted
@@ -99,7 +99,11 @@ def grade_command(
     row per submission) at the end. Each submission's .py files (no conftest.py, .pth,
     configuration or links) are copied and graded in a sandbox; nothing else in a submission
     is ever loaded. Ctrl-C saves what was finished (exit status 130); `--resume` continues
-    from there.
+    from there. An OUT that holds a run is continued only with `--resume`.
+
+    Exit status: 0 when the class was graded (whatever the grades), 1 when grading was refused
+    or could not finish (no sandbox, modified graders, OUT in use), 2 for a usage error (an
+    option, SUBMISSIONS or OUT that cannot be used), 130 when interrupted.
     """
     with usage_errors():
         plan = api.plan_grade(
@@ -117,12 +121,9 @@ def grade_command(
             no_sandbox=no_sandbox,
         )
     grader_set = plan.grader_set
-    if plan.modified_graders:
-        click.echo(
-            f"Warning: grading with MODIFIED bundled graders ({counted(len(grader_set.modified), 'file')} "
-            f"{'differs' if len(grader_set.modified) == 1 else 'differ'}).",
-            err=True,
-        )
+    warning = integrity.warning(grader_set)
+    if warning:
+        click.echo(warning, err=True)
     click.echo(
         f"Grading {counted(len(plan.names), 'submission')} ({counted(len(plan.problems), 'problem')} each)"
         f" with {grader_set.label},"
@@ -161,13 +162,13 @@ def _summary(run: api.ClassRun) -> None:
     errors = [log_safe(document.submission) for document in run.errors]
     sandbox = next((d.graders.get("sandbox") for d in documents if d.graders.get("sandbox")), None)
     click.echo(
-        f"Graded {counted(len(documents), 'submission')}: {run.out_dir / GRADEBOOK}"
+        f"{'Merged' if run.merged else 'Graded'} {counted(len(documents), 'submission')}: {run.out_dir / GRADEBOOK}"
         + (f" ({sandbox})" if sandbox else "")
     )
     if run.html_path:
         click.echo(f"Class report: {run.html_path}")
-    if documents:
-        click.echo(closing_summary(documents), err=True)
+    if run.graded:
+        click.echo(closing_summary(run.graded), err=True)
     if errors:
         click.echo(
             f"The workbook could not grade {counted(len(errors), 'submission')}: {', '.join(errors)} "
@@ -192,7 +193,8 @@ def _summary(run: api.ClassRun) -> None:
 def merge_command(session: Session, out_dirs: tuple[Path, ...], destination: Path, html_path: Path | None) -> None:
     """Combine the --out folders of `workbook grade --shard` runs into one gradebook.
 
-    Exit status 2, with one line naming the file, when a report or run file is not valid.
+    Exit status: 0 when merged; 2, with one line naming what differs or the file, when the
+    folders are not the shards of one run or a report or run file is not valid.
     """
     from workbook.gradebook import MergeError
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from workbook.manifest import BUNDLED_GRADERS
 from workbook.sandbox import isolation
+from workbook.words import counted, plural
 
 CHECKSUMS = BUNDLED_GRADERS / "CHECKSUMS.sha256"
 FIX_COMMAND = "workbook dev update"
@@ -107,6 +108,16 @@ def describe(graders: Path | None, *, allow_modified: bool = False) -> GraderSet
         return GraderSet("custom", folder, digest(folder), None, allow_modified=allow_modified)
     modified = differences()
     return GraderSet("bundled", BUNDLED_GRADERS, digest(BUNDLED_GRADERS), not modified, modified, allow_modified)
+
+
+def warning(grader_set: GraderSet) -> str | None:
+    """The one line `grade` and `check --dir` print on stderr when they go ahead with
+    modified bundled graders (their reports say it too), or None."""
+    if grader_set.source != "bundled" or grader_set.verified:
+        return None
+    count = len(grader_set.modified)
+    differ = plural(count, "differs", "differ")
+    return f"Warning: grading with MODIFIED bundled graders ({counted(count, 'file')} {differ})."
 
 
 def refusal(grader_set: GraderSet) -> str | None:
