@@ -119,6 +119,17 @@ def assert_safe_csv(out: Path) -> None:
                 assert not cell.startswith(FORMULA_START), f"a spreadsheet would run the cell {cell[:40]!r}"
 
 
+def test_gradebook_cells_from_a_folder_name_hold_no_raw_control_character(tmp_path):
+    class_dir = tmp_path / "class"
+    learner(class_dir, "ann\nbo\rcy\x1b[2J", failing_import('"broken"'))
+    result = run("grade", str(class_dir), "--out", str(tmp_path / "out"), "-p", "1")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 2, text  # the header and one row, each on one line
+    assert not re.search("[\x00-\x08\x0a-\x1f\x7f-\x9f]", text.replace("\n", "")), text
+    assert list(gradebook_rows(tmp_path / "out")) == ["ann\\x0abo\\x0dcy\\x1b[2J"]
+
+
 def test_a_class_of_odd_values_is_graded_end_to_end(tmp_path):
     class_dir = tmp_path / "class"
     expected = odd_class(class_dir)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from support import MANIFEST, SOLUTIONS, write_problem
 
 from workbook import cli, formats, integrity
+from workbook.causes import assign_causes
 from workbook.engine import CheckResult, ProblemResult, grader_weights
 from workbook.jsonout import to_data
 
@@ -283,8 +284,45 @@ def test_github_summary_goes_to_the_step_summary_file(tmp_path, monkeypatch):
     assert "## Workbook results" not in output
     text = summary.read_text(encoding="utf-8")
     assert "| Problem | Status | Checks | Points |" in text
-    assert "| 1. Dependency injection chain | ❌ fail | 1/3 | 3/5 |" in text
+    assert "| 1. `Dependency injection chain` | ❌ fail | 1/3 | 3/5 |" in text
     assert "**3 / 8 points (37.5 %)**" in text
+
+
+HOSTILE_MARKDOWN = (
+    "![tracker](https://evil.example/pixel.png?u=grader) [Download your grade fix](https://evil.example/phish) **bold**"
+)
+
+
+def failing_lines(summary: str) -> list[str]:
+    return [line for line in summary.splitlines() if line.startswith("- ")]
+
+
+def test_github_summary_shows_learner_text_as_inert_code_spans(tmp_path):
+    hostile = ProblemResult(
+        problem=replace(P1, title="Chain | <b>[x](https://evil.example)</b>"),
+        target=tmp_path,
+        checks=[
+            CheckResult("a", "[Title](https://evil.example) `x`", "error", HOSTILE_MARKDOWN + "\nmore", 0.0, "import"),
+        ],
+    )
+    summary = formats.github_summary([hostile], bundled())
+    assert "| 1. `Chain \\| <b>[x](https://evil.example)</b>` | ⚠️ error | 0/1 | 0/1 |" in summary, summary
+    assert failing_lines(summary) == [
+        f"- **Problem 1: `` [Title](https://evil.example) `x` ``** (error): `{HOSTILE_MARKDOWN}`",
+    ]
+
+
+def test_github_summary_shows_a_shared_cause_once_with_the_number_of_checks(tmp_path):
+    first, second = sample_results(tmp_path)
+    second.checks = assign_causes(second.checks)
+    first.checks = assign_causes(first.checks)
+    summary = formats.github_summary([first, second], bundled())
+    assert failing_lines(summary) == [
+        "- **Problem 1: `POST answers 201 <&>`** (fail): `POST /users made your code raise KeyError: 'id'`",
+        "- **Problem 1: `One connection`** (error): `Stopped: 5 s, 100% used`",
+        "- **Problem 2: 3 checks could not run** (error):"
+        " `Python cannot read p2_role_based_access/app.py, line 12: invalid syntax.`",
+    ]
 
 
 # --- the command line --------------------------------------------------------------------

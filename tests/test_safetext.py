@@ -10,6 +10,7 @@ from workbook.safetext import (
     file_name,
     last_lines,
     log_safe,
+    markdown_code,
     no_workflow_commands,
     shown_name,
     valid_text,
@@ -53,9 +54,43 @@ def test_no_line_can_start_a_workflow_command(text, safe):
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
 def test_csv_cells_starting_a_formula_open_as_text(start):
     cell = str(csv_cell(start + "SUM(A1)"))
-    # Prefixed with a quote, or (CR) escaped so that it no longer starts with a formula character.
-    assert cell.startswith(("'", "\\x0d")) and cell.endswith("SUM(A1)"), cell
+    # Prefixed with a quote, or (CR, tab) escaped so that it no longer starts with a formula character.
+    assert cell.startswith(("'", "\\x0d", "\\x09")) and cell.endswith("SUM(A1)"), cell
     assert csv_cell(3) == 3 and csv_cell("alice") == "alice"
+
+
+def test_csv_cells_hold_no_raw_control_character():
+    assert csv_cell("ann\nbo\rcy\x1b[2J\tdi\x00\u2028") == "ann\\x0abo\\x0dcy\\x1b[2J\\x09di\\x00\\u2028"
+    assert csv_cell("-\n=1") == "'-\\x0a=1"  # the formula guard still applies
+
+
+def test_markdown_code_spans_keep_links_images_emphasis_and_html_inert():
+    hostile = (
+        "![tracker](https://evil.example/pixel.png?u=grader) "
+        "[Download your grade fix](https://evil.example/phish) **bold**"
+    )
+    assert markdown_code(hostile) == f"`{hostile}`"
+    assert markdown_code("<img src=x> &amp; _x_") == "`<img src=x> &amp; _x_`"
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("a `b` c", "``a `b` c``"),  # one backtick longer than the longest run inside
+        ("``x` y", "``` ``x` y ```"),  # a leading backtick: padded with a space each side
+        ("end`", "`` end` ``"),
+        (" both ", "`  both  `"),  # CommonMark strips one space from each side
+        ("two\nlines", "`two lines`"),  # a line break would end the list item or table row
+        ("", ""),
+        ("  ", ""),
+    ],
+)
+def test_markdown_code_spans_hold_any_backticks_and_spaces(text, span):
+    assert markdown_code(text) == span
+
+
+def test_markdown_code_spans_in_a_table_escape_the_cell_separator():
+    assert markdown_code("a | [x](y)", in_table=True) == "`a \\| [x](y)`"
 
 
 def test_names_are_shown_escaped_and_file_names_are_safe_bounded_and_distinct():

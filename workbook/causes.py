@@ -124,6 +124,12 @@ def groups(checks: Sequence[CheckResult]) -> dict[str, list[CheckResult]]:
 
 def headline(members: Sequence[CheckResult]) -> str:
     """ "19 checks could not run: <the first line of the shared message>"."""
+    return "{}: {}".format(*headline_parts(members))
+
+
+def headline_parts(members: Sequence[CheckResult]) -> tuple[str, str]:
+    """The headline in two parts: the workbook's own words ("19 checks could not run") and
+    the reason, which may quote learner text (a Markdown summary keeps it inert)."""
     first = members[0]
     verb = "could not run" if all(check.status == Status.ERROR for check in members) else "failed"
     if first.kind == Kind.TIMEOUT:
@@ -136,7 +142,7 @@ def headline(members: Sequence[CheckResult]) -> str:
         # "app.py line 42 raised NameError: ...": the one place to fix (the same exception
         # type at the same line; its text may hold data that differs from check to check).
         text = first.raised
-    return f"{counted(len(members), 'check')} {verb}: {text}"
+    return f"{counted(len(members), 'check')} {verb}", text
 
 
 def details(members: Sequence[CheckResult]) -> list[str]:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbook import causes
 from workbook.documents import Report, percent, points
 from workbook.engine import CheckResult, GraderError, ProblemResult, check_sources, discover_checks
 from workbook.hidden import declared_hidden, is_private, without_grader_source
@@ -28,7 +29,7 @@ from workbook.jsonout import to_json
 from workbook.report import FORMATS as REPORT_FORMATS
 from workbook.report import rerun_for
 from workbook.results import Kind, Status
-from workbook.safetext import log_safe, no_legacy_commands, shown_path, valid_text
+from workbook.safetext import log_safe, markdown_code, no_legacy_commands, shown_path, valid_text
 from workbook.words import plural
 
 FORMATS = REPORT_FORMATS
@@ -333,12 +334,15 @@ def learner_location(result: ProblemResult, check: CheckResult) -> tuple[Path, i
 
 
 def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
+    """The job summary in GitHub-flavoured Markdown: points, a table of problems, and what
+    did not pass, one line per cause. Every string learner code or a submission could set
+    (messages, check and problem titles, paths) is an inert code span (safetext.markdown_code)."""
     score, max_score = totals(results)
     lines = [
         "## Workbook results",
         "",
         f"**{points(score)} / {points(max_score)} points ({percent(score, max_score):g} %)**"
-        + f" · graded with {graders.label}"
+        + f" · graded with {_graders_label(graders)}"
         + (" · `--allow-modified-graders`" if graders.allow_modified else "")
         + f" · {graders.isolation}"
         + (" · `--no-sandbox`" if graders.no_sandbox else ""),
@@ -348,18 +352,41 @@ def github_summary(results: list[ProblemResult], graders: GraderSet) -> str:
     ]
     marks = {Status.PASS: "✅ pass", Status.FAIL: "❌ fail", Status.ERROR: "⚠️ error"}
     for r in results:
-        title = _md(f"{r.problem.number}. {r.problem.title}")
+        title = f"{r.problem.number}. {markdown_code(r.problem.title, in_table=True)}"
         lines.append(
             f"| {title} | {marks[r.status]} | {r.passed}/{r.total} | {points(r.score)}/{points(r.max_score)} |"
         )
-    failing = [(r, c) for r in results for c in r.checks if c.status != Status.PASS]
-    if failing:
-        lines += ["", "<details><summary>Checks that did not pass</summary>", ""]
-        for r, c in failing:
-            first = log_safe(c.message or "").splitlines()[0] if c.message else ""
-            lines.append(f"- **Problem {r.problem.number}: {_md(c.title)}** ({c.status}): {_md(first)}")
-        lines += ["", "</details>"]
+    failures = [line for r in results for line in _summary_failures(r)]
+    if failures:
+        lines += ["", "<details><summary>Checks that did not pass</summary>", "", *failures, "", "</details>"]
     return "\n".join(lines)
+
+
+def _graders_label(graders: GraderSet) -> str:
+    # A custom graders' folder is a path someone chose: shown, never interpreted.
+    if graders.source == "custom":
+        return f"custom graders at {markdown_code(shown_path(graders.path, posix=True))}"
+    return graders.label
+
+
+def _summary_failures(result: ProblemResult) -> list[str]:
+    """A line per check that did not pass, except that a cause two or more checks share
+    (workbook.causes) gets one line saying how many checks it affects, as the text report does."""
+    shared = causes.groups(result.checks)
+    number = result.problem.number
+    lines = []
+    shown: set[str] = set()
+    for check in result.checks:
+        if check.status == Status.PASS or check.cause in shown:
+            continue
+        if check.cause in shared:
+            shown.add(check.cause)
+            lead, reason = causes.headline_parts(shared[check.cause])
+            lines.append(f"- **Problem {number}: {lead}** ({check.status}): {_md(reason)}")
+        else:
+            message = f": {_md(check.message)}" if check.message else ""
+            lines.append(f"- **Problem {number}: {_md(check.title)}** ({check.status}){message}")
+    return lines
 
 
 def _workspace_path(path: Path) -> str:
@@ -376,4 +403,6 @@ def _escape_property(text: str) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+    """The first line of learner text, for a Markdown line: escaped controls, an inert code span."""
+    lines = log_safe(text).splitlines()
+    return markdown_code(lines[0]) if lines else ""

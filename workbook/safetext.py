@@ -14,11 +14,18 @@ to store, print and open. Small pure functions; each names the rule it follows.
   src/Runner.Worker/ActionCommandManager.cs). Learner lines get a space between the two
   colons, and `##[` becomes `# #[`.
 - Spreadsheets: OWASP "CSV Injection" — cells starting with `=`, `+`, `-`, `@`, tab or
-  carriage return are prefixed with a single quote so they open as text.
+  carriage return are prefixed with a single quote so they open as text. A cell holds no
+  raw control character at all, newline and tab included: escaped as in every other output.
+- Markdown (a GitHub job summary): learner text goes in a code span, where CommonMark
+  (0.31.2, §6.1 "Code spans") interprets nothing — no link, image, emphasis, HTML, entity
+  or autolink (GFM's autolink extension acts on text nodes only). Its fence is one backtick
+  longer than the longest run of backticks inside, with a space of padding when the text
+  starts or ends with a backtick or a space (§6.1 strips one space from each side).
 
 Sources: https://docs.github.com/en/actions/reference/workflows-and-actions/workflow-commands,
 https://github.com/actions/runner/blob/main/src/Runner.Common/ActionCommand.cs,
-https://owasp.org/www-community/attacks/CSV_Injection,
+https://owasp.org/www-community/attacks/CSV_Injection, https://spec.commonmark.org/0.31.2/#code-spans,
+https://github.github.com/gfm/#tables-extension-,
 https://ecma-international.org/publications-and-standards/standards/ecma-48/.
 """
 
@@ -42,6 +49,9 @@ _WORKFLOW_COMMAND = re.compile(r"^([ \t\f\v]*):(?=:)", re.MULTILINE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_NAME = re.compile(r"[^\w.@+-]")
+# Every control character, tab and newline included: a CSV cell keeps none of them raw.
+_CSV_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BACKTICKS = re.compile("`+")
 
 
 def valid_text(value: object) -> str:
@@ -112,11 +122,25 @@ def log_safe(text: str) -> str:
 
 def csv_cell(value: object) -> object:
     """A CSV cell that a spreadsheet opens as text (OWASP CSV injection: prefix `'`).
-    Numbers stay numbers; strings are also made safe for a CI log."""
+    Numbers stay numbers; strings are also made safe for a CI log, and every control
+    character, newline and tab included, is shown escaped (`\\x0a`): one row a line."""
     if not isinstance(value, str):
         return value
-    text = log_safe(value)
+    text = _CSV_CONTROL.sub(_escaped, log_safe(value))
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def markdown_code(text: str, *, in_table: bool = False) -> str:
+    """`text` as an inert Markdown code span (CommonMark §6.1): shown as it is, with line
+    breaks as spaces; "" for blank text. `in_table` escapes `|` as `\\|`, which a GFM
+    table cell needs even inside a code span (GFM "Tables", example 200)."""
+    flat = " ".join(text.splitlines())
+    if not flat.strip():
+        return ""
+    fence = "`" * (max(map(len, _BACKTICKS.findall(flat)), default=0) + 1)
+    pad = " " if flat[0] in "` " or flat[-1] in "` " else ""
+    span = f"{fence}{pad}{flat}{pad}{fence}"
+    return span.replace("|", "\\|") if in_table else span
 
 
 def shown_name(name: str) -> str:
