@@ -673,7 +673,12 @@ def test_concurrent_requests_all_succeed(learner: ModuleType, thread_per_step: T
 
 def fail_concurrent(wrong: list[Any], total: int, learner_folder: Path) -> None:
     statuses = " or ".join(str(code) for code in sorted({response.status_code for response in wrong}))
-    cause, sent = first_learner_error(server_errors(), learner_folder)
+    # The cause is the first failed POST's error (else the first GET's), never whichever
+    # thread failed first: the same code must always give the same cause.
+    wrong = sorted(wrong, key=lambda response: response.request.method != "POST")
+    first = describe_request(wrong[0].request)
+    raised = server_errors()
+    cause, sent = first_learner_error([exc for exc in raised if sent_with(exc) == first] or raised, learner_folder)
     if cause is not None and "same thread" in str(cause):
         todo = "open the SQLite connection with check_same_thread=False."
     else:
