@@ -81,7 +81,10 @@ def test_sqlite_used_from_another_thread_says_check_same_thread():
     worker.start()
     worker.join(5)
     (error,) = errors
-    assert "check_same_thread=False" in translate.advice([error])
+    advice = translate.advice([error])
+    assert "check_same_thread=False" in advice
+    # A connection opened per request in a `yield` dependency meets it too (problem 1).
+    assert "a `yield` dependency's set-up, the endpoint and the clean-up" in advice
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,11 @@ NOBODY = 65534  # the user inside the sandbox's own user namespace
 # The reference solutions (uvicorn, anyio's worker threads, bcrypt) pass with half of this
 # (benchmarks/RESULTS.md); 1 GiB leaves room, a memory bomb does not fit.
 ADDRESS_SPACE_BYTES = 1 << 30
+# glibc reserves 64 MiB of address space for each malloc arena and gives each new thread an
+# arena of its own, up to 8 per core: ten live threads (a check sending concurrent requests
+# to `def` endpoints) filled the 1 GiB above while using a fraction of it. Two arenas keep
+# the limit about memory actually used.
+MALLOC_ARENAS = "2"
 FILE_SIZE_BYTES = 64 << 20
 # Per sandbox: its user namespace counts only its own processes.
 PROCESSES = 512
@@ -214,9 +219,10 @@ def _is_under(path: Path, folder: Path) -> bool:
 
 
 def allowed_environment(env: dict[str, str], scratch: Path) -> dict[str, str]:
-    """`env` reduced to the allowlist, with HOME and TMPDIR pointing into scratch."""
+    """`env` reduced to the allowlist, with HOME and TMPDIR pointing into scratch and glibc's
+    malloc arenas bounded (MALLOC_ARENAS)."""
     kept = {k: v for k, v in env.items() if k in ENV_ALLOWLIST}
-    kept.update(HOME=str(scratch), TMPDIR=str(scratch))
+    kept.update(HOME=str(scratch), TMPDIR=str(scratch), MALLOC_ARENA_MAX=MALLOC_ARENAS)
     for key in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"):
         if key in env:
             kept[key] = env[key]

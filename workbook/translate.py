@@ -51,10 +51,13 @@ def _disconnect_on_send(exc: BaseException) -> str | None:
 def _sqlite_thread(exc: BaseException) -> str | None:
     if type(exc).__name__ != "ProgrammingError" or "same thread" not in str(exc):
         return None
+    # Opening the connection per request does not help: a `def` dependency with `yield` runs its
+    # set-up, the endpoint and its clean-up as three calls into the thread pool (issue p1thread).
     return (
-        "A SQLite connection was used from another thread than the one that opened it: FastAPI runs "
-        "`def` endpoints and dependencies in worker threads. Open the connection with "
-        "check_same_thread=False, or open it per request in a dependency (chapter §1)."
+        "A SQLite connection was used on another thread than the one that opened it: FastAPI runs "
+        "`def` endpoints and `def` dependencies in worker threads, and a `yield` dependency's set-up, "
+        "the endpoint and the clean-up after `yield` may each run on a different one. Open the "
+        "connection with sqlite3.connect(..., check_same_thread=False)."
     )
 
 

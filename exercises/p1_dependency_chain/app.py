@@ -37,9 +37,10 @@ def get_settings() -> Settings:
 
 def get_db():
     # TODO: take `settings` as a parameter declared with Depends(get_settings).
-    # TODO: open ONE sqlite3.connect(settings.database_path), run CREATE_USERS_TABLE, yield the
-    #       connection, commit after the request, and close it in a `finally:` block so it is
-    #       closed even when the endpoint raises.
+    # TODO: open ONE sqlite3.connect(settings.database_path, check_same_thread=False) (FastAPI may
+    #       run this function and the endpoint in different worker threads), run CREATE_USERS_TABLE,
+    #       yield the connection, commit after the request, and close it in a `finally:` block so
+    #       it is closed even when the endpoint raises.
     raise NotImplementedError("get_db() is not written yet")
 
 

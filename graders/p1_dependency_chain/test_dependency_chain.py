@@ -3,16 +3,29 @@
 Each check runs against a freshly imported app, in an empty working directory, with
 DATABASE_PATH and API_KEY set to random values. sqlite3.connect is wrapped so the checks
 can count connections and see whether they were closed.
+
+One check sends requests concurrently and runs each step of a request (a `def` dependency,
+the set-up and clean-up of a `yield` dependency, a `def` endpoint) on a worker thread that
+request has not used yet: a busy server may do that, and then a connection opened with
+sqlite3's default check_same_thread=True fails. Left to chance, the test client's worker
+pool almost always hands one request the same thread, so sequential checks never see it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
+import queue
 import sqlite3
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,6 +33,7 @@ from workbook.grading import (
     REAL_SQLITE_CONNECT,
     TrackedConnection,
     client,
+    clip,
     describe_request,
     expect,
     expect_created,
@@ -29,9 +43,11 @@ from workbook.grading import (
     import_learner,
     json_body,
     rng,
+    sent_with,
     server_errors,
     show,
 )
+from workbook.words import counted
 
 REAL_CONNECT = REAL_SQLITE_CONNECT
 BOOM = "boom from the grader"
@@ -555,3 +571,160 @@ def test_repository_on_a_plain_connection(learner: ModuleType, tmp_path: Path) -
         )
     finally:
         connection.close()
+
+
+# --- concurrent requests, each step on another thread ---------------------------------
+
+
+class SpareThread:
+    """One daemon thread that runs the calls it is given, one at a time, until stopped.
+    It stays alive until the check ends, so no other thread can get its identity."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="grader-spare", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while (call := self.calls.get()) is not None:
+            action, result = call
+            try:
+                result.set_result(action())
+            except BaseException as exc:  # noqa: BLE001 - handed back to the waiting caller as is
+                result.set_exception(exc)
+
+    def run(self, action: Callable[[], Any]) -> Any:
+        result: Future = Future()
+        self.calls.put((action, result))
+        return result.result()
+
+    def stop(self) -> None:
+        self.calls.put(None)
+
+
+class ThreadPerStep:
+    """Replaces anyio.to_thread.run_sync, which FastAPI uses for every `def` dependency, both
+    halves of a `def` dependency with `yield` and every `def` endpoint: each call still gets
+    a worker of anyio's pool, but when that worker already ran a step of the same request,
+    the step runs on a spare thread the request has not used yet."""
+
+    def __init__(self) -> None:
+        self.pooled = anyio.to_thread.run_sync
+        self.request_threads: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("request_threads")
+        self.spares: list[SpareThread] = []
+        self.idle: list[SpareThread] = []
+        self.lock = threading.Lock()
+
+    async def run_sync(self, func: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        used = self.request_threads.get(None)
+        if used is None:  # the first step of a request: its task keeps the set for the others
+            used = set()
+            self.request_threads.set(used)
+
+        def on_this_thread() -> Any:
+            used.add(threading.get_ident())
+            return func(*args)
+
+        def step() -> Any:
+            if threading.get_ident() not in used:
+                return on_this_thread()
+            return self._on_a_spare(used, contextvars.copy_context(), on_this_thread)
+
+        return await self.pooled(step, **options)
+
+    def _on_a_spare(self, used: set[int], context: contextvars.Context, action: Callable[[], Any]) -> Any:
+        with self.lock:
+            spare = next((s for s in self.idle if s.thread.ident not in used), None)
+            if spare is None:
+                spare = SpareThread()
+                self.spares.append(spare)
+            else:
+                self.idle.remove(spare)
+        try:
+            return spare.run(lambda: context.run(action))
+        finally:
+            with self.lock:
+                self.idle.append(spare)
+
+    def stop(self) -> None:
+        for spare in self.spares:
+            spare.stop()
+
+
+@pytest.fixture
+def thread_per_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadPerStep]:
+    switching = ThreadPerStep()
+    monkeypatch.setattr(anyio.to_thread, "run_sync", switching.run_sync)
+    yield switching
+    switching.stop()
+
+
+CONCURRENT_CLIENTS = 8
+
+
+def test_concurrent_requests_all_succeed(learner: ModuleType, thread_per_step: ThreadPerStep) -> None:
+    """Concurrent POST and GET /users all succeed, with get_db and the endpoint on different worker threads"""
+    users = [new_user() for _ in range(rng.randrange(10, 16))]
+    requests: list[tuple[str, dict[str, str] | None]] = [("POST", user) for user in users]
+    requests += [("GET", None)] * rng.randrange(8, 13)
+    rng.shuffle(requests)
+    with client(learner.app, raise_server_exceptions=False) as api:
+        with ThreadPoolExecutor(CONCURRENT_CLIENTS) as senders:
+            responses = list(senders.map(lambda request: api.request(request[0], "/users", json=request[1]), requests))
+        wrong = [r for r in responses if r.status_code != (201 if r.request.method == "POST" else 200)]
+        if wrong:
+            fail_concurrent(wrong, len(responses), Path(learner.__file__).parent)
+        listed = api.get("/users")
+    created = [
+        expect_created(
+            response,
+            "A concurrent POST /users should answer 201 Created.",
+            no_id="A concurrent POST /users answered no user object with an integer id.",
+        )
+        for response in responses
+        if response.request.method == "POST"
+    ]
+    expect_json(
+        listed,
+        sorted(created, key=lambda user: user["id"]),
+        "After the concurrent requests, GET /users should list every user they created, ordered by id.",
+    )
+
+
+def fail_concurrent(wrong: list[Any], total: int, learner_folder: Path) -> None:
+    statuses = " or ".join(str(code) for code in sorted({response.status_code for response in wrong}))
+    # The cause is the first failed POST's error (else the first GET's), never whichever
+    # thread failed first: the same code must always give the same cause.
+    wrong = sorted(wrong, key=lambda response: response.request.method != "POST")
+    first = describe_request(wrong[0].request)
+    raised = server_errors()
+    cause, sent = first_learner_error([exc for exc in raised if sent_with(exc) == first] or raised, learner_folder)
+    if cause is not None and "same thread" in str(cause):
+        todo = "open the SQLite connection with check_same_thread=False."
+    else:
+        todo = (
+            "requests that arrive together, each step on another worker thread as a busy server may run "
+            "them, must succeed like single requests. What does your code share between requests or threads?"
+        )
+    fail(
+        f"{len(wrong)} of {counted(total, 'concurrent request')} answered {statuses}, expected 201 (POST) "
+        f"or 200 (GET): {todo}",
+        sent=sent or describe_request(wrong[0].request),
+        expected="status 201 for every POST /users, 200 for every GET /users",
+        got=f"status {statuses} for {len(wrong)} of them, the first: {clip(wrong[0].text)}",
+        because=cause,
+    )
+
+
+def first_learner_error(raised: list[BaseException], learner_folder: Path) -> tuple[BaseException | None, str | None]:
+    """The first exception (or one it was raised while handling) whose innermost frame is in
+    the learner's files, so the endpoint's error, not the one the clean-up raised after it;
+    and the request it was raised for."""
+    for exc in raised:
+        current: BaseException | None = exc
+        while current is not None:
+            frames = traceback.extract_tb(current.__traceback__)
+            if frames and Path(frames[-1].filename).parent == learner_folder:
+                return current, sent_with(exc)
+            current = current.__context__
+    return (raised[0], sent_with(raised[0])) if raised else (None, None)

@@ -40,7 +40,8 @@ def get_settings() -> Settings:
 
 def get_db(settings: Settings = Depends(get_settings)) -> Iterator[sqlite3.Connection]:
     # Why Depends(get_settings) and try/finally: overrides reach us, and the connection closes even on errors.
-    connection = sqlite3.connect(settings.database_path)
+    # Why check_same_thread=False: FastAPI may run this set-up, the endpoint and the clean-up on different threads.
+    connection = sqlite3.connect(settings.database_path, check_same_thread=False)
     try:
         connection.execute(CREATE_USERS_TABLE)
         yield connection

@@ -23,7 +23,9 @@ def get_settings() -> Settings:
 
 
 async def get_db(config: Settings = Depends(get_settings)):
-    conn = sqlite3.connect(config.database_path)
+    # Autocommit: async endpoints run on the event loop, so a write transaction left open
+    # across an await would make the next request's INSERT block the loop waiting for it.
+    conn = sqlite3.connect(config.database_path, isolation_level=None)
     try:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY AUTOINCREMENT,"
