@@ -35,6 +35,9 @@ from workbook.state import (
 from workbook.target import TargetError, refuse_link
 from workbook.workspace import NoWorkspace
 
+# What one command alone needs (the gradebook, the class report, backups, starters, the
+# watcher, the doctor) is imported inside its function: the CLI imports this module at every
+# start, and a learner's `workbook check` should not pay for the rest.
 if TYPE_CHECKING:
     from workbook.backups import Backup
     from workbook.doctor import Finding

@@ -31,6 +31,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
 
 from workbook import hangs
 from workbook.manifest import Manifest, Problem, load_manifest
@@ -319,8 +320,6 @@ def server_errors() -> list[BaseException]:
 
 @functools.cache
 def _remembering_client_class() -> type:
-    from fastapi.testclient import TestClient
-    from starlette.testclient import WebSocketTestSession
 
     class RememberingSession(WebSocketTestSession):
         """A WebSocket session whose errors carry the connection they were raised for."""
@@ -758,8 +757,6 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
     (`note_stuck`), sample where it is meanwhile: held at that same place for
     hangs.BLOCKED_S, the wait is over, and this returns (the site, the check that first
     found it). None when the worker finished or the deadline passed."""
-    from workbook import hangs
-
     known = state.get("first_stuck")
     if known is None:
         worker.join(max(0.0, deadline - time.monotonic()))
@@ -784,8 +781,6 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
 
 
 def _threads_in_learner_code() -> set[int]:
-    from workbook import hangs
-
     return set(hangs.Sampler(state.get("problem_dir")).threads(set()))
 
 

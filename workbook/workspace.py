@@ -114,7 +114,7 @@ def create(folder: Path) -> list[str]:
 
     Raises WorkspaceExists, writing nothing, when `folder` exists and is not empty: init
     never overwrites a learner's work."""
-    from workbook.starters import load, starter_files
+    from workbook.starters import load, starter_files  # starters imports this module: a cycle at the top
 
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise WorkspaceExists(
