@@ -319,6 +319,78 @@ def test_signals_to_the_engine_and_a_neighbour_reach_neither(school, tmp_path):
     assert {c["status"] for p in alice["problems"] for c in p["checks"]} == {"pass"}
 
 
+# The fork server runs in the submission's sandbox, as the parent of its graders: stopped
+# or flooded by one of them, it must cost the class run seconds, never the run itself.
+STOP_THE_FORK_SERVER = """
+    import os as _os, signal as _signal
+    _os.kill(_os.getppid(), _signal.SIGSTOP)
+    """
+FLOOD_THE_FORK_SERVER = (
+    STOP_THE_FORK_SERVER
+    + """
+    try:
+        _pipe = open(f"/proc/{_os.getppid()}/fd/0", "wb", buffering=0)
+    except OSError:
+        pass
+    else:
+        while True:  # until the pipe is full and the write blocks for ever
+            _pipe.write(b"{}" * 4096)
+    """
+)
+# Two honest submissions and the attacker, problem 1 only: about 15 s on a quiet machine.
+INTERFERENCE_BOUND_S = 75
+
+
+def grade_through_the_cli(school: Class) -> tuple[float, str]:
+    """Run `workbook grade SUBMISSIONS --out OUT -p 1 -j 2` as its own process: (seconds, output)."""
+    command = [sys.executable, "-c", "from workbook.cli import main; main()", "grade", str(school.dir)]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*command, "--out", str(school.out), "-p", "1", "-j", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output, _ = process.communicate(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"grade did not finish within {HANG_GUARD_S} s\n{output.decode()}")
+    assert process.returncode in (0, 1), output.decode()
+    return time.monotonic() - started, output.decode()
+
+
+def assert_interference_contained(school: Class, seconds: float, output: str) -> None:
+    assert seconds < INTERFERENCE_BOUND_S, f"grade took {seconds:.0f} s\n{output}"
+    reports = {
+        name: json.loads((school.out / "submissions" / f"{name}.json").read_text(encoding="utf-8"))
+        for name in ("alice", "bob", "mallory")
+    }
+    for honest in ("alice", "bob"):
+        assert set(statuses(reports[honest]).values()) == {"pass"}, messages(reports[honest])
+    mallory = statuses(reports["mallory"])
+    assert mallory and set(mallory.values()) != {"pass"}, mallory
+    rows = (school.out / "gradebook.csv").read_text(encoding="utf-8")
+    assert "mallory" in rows, rows
+
+
+@needs_sandbox
+def test_stopping_the_fork_server_costs_seconds_not_the_class_run(school):
+    write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
+    school.attack(STOP_THE_FORK_SERVER)
+    seconds, output = grade_through_the_cli(school)
+    assert_interference_contained(school, seconds, output)
+
+
+@needs_sandbox
+def test_stopping_and_flooding_the_fork_server_costs_seconds_not_the_class_run(school):
+    write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
+    school.attack(FLOOD_THE_FORK_SERVER)
+    seconds, output = grade_through_the_cli(school)
+    assert_interference_contained(school, seconds, output)
+
+
 @needs_sandbox
 def test_detached_children_do_not_outlive_grading(school, stub_baseline):
     marker = f"workbook-detached-{secrets.token_hex(6)}"

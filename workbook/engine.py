@@ -111,6 +111,9 @@ def stop_all() -> None:
         children = list(_running)
     for child in children:
         _kill_now(child)
+    # A fork in progress waits for its server's answer: ending the servers ends the wait.
+    for server in list(_fork_servers.values()):
+        server.end("")
 
 
 def stopping() -> bool:
@@ -119,6 +122,9 @@ def stopping() -> bool:
 
 
 def _kill_now(child: Any) -> None:
+    if hasattr(child, "kill_now"):  # a fork server's grader: its pid is not one of ours
+        child.kill_now()
+        return
     if os.name == "posix":
         with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
             os.killpg(child.pid, signal.SIGKILL)
@@ -357,7 +363,9 @@ class _Session:
             try:
                 while self._pending() and time.monotonic() < self.deadline and not _stopping.is_set():
                     before = len(self.results)
-                    self._run_child(Path(scratch), scratch_fd, server)
+                    # A server the submission interfered with is ended: plain processes from then on.
+                    usable = server if server is not None and not server.interfered else None
+                    self._run_child(Path(scratch), scratch_fd, usable)
                     if len(self.results) == before:
                         break  # the child made no progress: do not spin
             finally:
@@ -393,6 +401,7 @@ class _Session:
             raise
         with _running_lock:
             _running.add(child)
+        graded_before = set(self.results)
         try:
             if _stopping.is_set():  # stop_all() ran while this child was starting
                 _kill_now(child)
@@ -402,6 +411,19 @@ class _Session:
                 _running.discard(child)
             _kill(child)
             sweep_orphans()
+        interfered = getattr(getattr(child, "server", None), "interfered", "")
+        if interfered:
+            self._blame_interference(set(self.results) - graded_before, interfered)
+
+    def _blame_interference(self, check_ids: set[str], reason: str) -> None:
+        """Say why these checks' grading process ended: the submission's code interfered with
+        the fork server that started it (it was ended; see ForkServer.end). Their failures,
+        timeouts included, are not verdicts on the code's answers."""
+        message = INTERFERED_MESSAGE.format(reason=reason)
+        for check_id in check_ids:
+            result = self.results[check_id]
+            if result.status != Status.PASS:
+                self.results[check_id] = _errored(self.checks[check_id], message, Kind.EXIT, result.duration_s)
 
     def record(self, result: CheckResult) -> None:
         if result.id in self.checks and result.id not in self.results:
@@ -411,6 +433,12 @@ class _Session:
             if self.on_check:
                 self.on_check(result)
 
+
+INTERFERED_MESSAGE = (
+    "Stopped: code of this submission interfered with the grading process ({reason}), so grading "
+    "of this check was ended. Does your code send signals to other processes (os.kill) or write "
+    "to files under /proc?"
+)
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
@@ -434,12 +462,16 @@ def _use_fork_server() -> bool:
 
 def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
     """The warm fork server of this target: one per submission, in a sandbox of its own,
-    so no two submissions ever share a process, a scratch folder or a memory image."""
+    so no two submissions ever share a process, a scratch folder or a memory image. None
+    once the submission interfered with its server: no new one for it (the attack would
+    just repeat), its other problems are graded in plain sandboxed processes."""
     from workbook.forkserver import ForkServer
 
     key = (str(target.root), str(target.shown), str(problem.grader_dir.parent), os.environ.get(MANIFEST_ENV, ""))
     with _fork_server_lock:
         server = _fork_servers.get(key)
+        if server is not None and server.interfered:
+            return None
         if server is None or not server.alive:
             if server is not None:
                 server.close()
