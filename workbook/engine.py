@@ -411,15 +411,16 @@ class _Session:
                 _running.discard(child)
             _kill(child)
             sweep_orphans()
-        interfered = getattr(getattr(child, "server", None), "interfered", "")
-        if interfered:
-            self._blame_interference(set(self.results) - graded_before, interfered)
+        ended_server = getattr(child, "server", None)
+        if ended_server is not None and ended_server.interfered:
+            self._explain_ended_server(set(self.results) - graded_before, ended_server)
 
-    def _blame_interference(self, check_ids: set[str], reason: str) -> None:
-        """Say why these checks' grading process ended: the submission's code interfered with
-        the fork server that started it (it was ended; see ForkServer.end). Their failures,
-        timeouts included, are not verdicts on the code's answers."""
-        message = INTERFERED_MESSAGE.format(reason=reason)
+    def _explain_ended_server(self, check_ids: set[str], server: Any) -> None:
+        """Say why these checks' grading process ended: the engine ended the fork server that
+        started it (ForkServer.end), attacked by the submission's code or unresponsive. Their
+        failures, timeouts included, are then no verdicts on the code's answers."""
+        template = INTERFERED_MESSAGE if server.attacked else UNRESPONSIVE_MESSAGE
+        message = template.format(reason=server.interfered)
         for check_id in check_ids:
             result = self.results[check_id]
             if result.status != Status.PASS:
@@ -438,6 +439,12 @@ INTERFERED_MESSAGE = (
     "Stopped: code of this submission interfered with the grading process ({reason}), so grading "
     "of this check was ended. Does your code send signals to other processes (os.kill) or write "
     "to files under /proc?"
+)
+
+UNRESPONSIVE_MESSAGE = (
+    "Stopped: the process that starts the grading processes stopped answering ({reason}), so grading "
+    "of this check was ended. Is the machine very busy? If not, does your code send signals to other "
+    "processes (os.kill) or write to files under /proc?"
 )
 
 _fork_servers: dict[tuple[str, ...], Any] = {}

@@ -37,7 +37,6 @@ REAP_EVERY_S = 0.02
 # its sandbox: past these bounds the engine ends it and grades without it.
 WRITE_TIMEOUT_S = 2.0
 ANSWER_TIMEOUT_S = 4.0
-INTERFERED = "its code stopped or flooded the process that starts the graders"
 
 
 # --- the server process ---------------------------------------------------------------
@@ -203,6 +202,9 @@ class ForkServer:
         self.exits: dict[int, int] = {}
         self.alive = True
         self.interfered = ""  # why the engine ended the server, if it did
+        # True when the cause was surely the graded code (a stopped or flooded server), not
+        # a slow machine: only code running in the server's sandbox can do either.
+        self.attacked = False
         threading.Thread(target=self._listen, name="workbook-forkserver", daemon=True).start()
 
     def fork(self, argv: list[str], env: dict[str, str], cwd: str, output: str) -> Grader:
@@ -232,11 +234,14 @@ class ForkServer:
             self.lock.wait_for(lambda: pid in self.exits or not self.alive, timeout)
             return self.exits.get(pid, None if self.alive else -signal.SIGKILL)
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: str, *, attacked: bool = False) -> None:
         """End the server now, with everything it forked (its sandbox's PID namespace dies
-        with it), and remember why. Never waits: safe from a signal handler and under locks."""
-        if self.alive and not self.interfered:
-            self.interfered = reason
+        with it), and remember why (`reason`, empty when the engine stops anyway: Ctrl-C).
+        Never waits: safe from a signal handler and under locks."""
+        if self.alive and reason and not self.interfered:
+            if _stopped_under(self.process.pid):
+                reason, attacked = f"{reason}: it had been stopped (SIGSTOP)", True
+            self.interfered, self.attacked = reason, attacked
         if self.process.returncode is not None:
             return  # reaped: its pid may be another process's by now
         # Its own group (popen_options): the server, or the sandbox that holds it.
@@ -275,7 +280,8 @@ class ForkServer:
                     raise ForkServerGone(self.interfered or str(exc)) from exc
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not _writable(self.stdin_fd, remaining):
-                    self.end(f"the fork server took no request for {WRITE_TIMEOUT_S:g} s")
+                    # The engine's few requests never fill the pipe: someone else wrote to it.
+                    self.end(f"the fork server's input was full for {WRITE_TIMEOUT_S:g} s", attacked=True)
                     raise ForkServerGone(self.interfered)
         finally:
             self.write_lock.release()
@@ -306,6 +312,25 @@ class ForkServer:
 
 
 MAX_LINE_BYTES = 4096
+
+
+def _stopped_under(pid: int, depth: int = 4) -> bool:
+    """True when a process under `pid` (itself included, `depth` generations down) is stopped,
+    as a SIGSTOP leaves it. Linux only (reads /proc: the state field and the children lists
+    are readable even for the sandbox's non-dumpable processes); elsewhere False."""
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+            return True
+        if depth == 0:
+            return False
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except (OSError, IndexError, ValueError):
+        return False
+    return any(_stopped_under(child, depth - 1) for child in children)
 
 
 def _writable(fd: int, timeout: float) -> bool:
