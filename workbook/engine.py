@@ -435,16 +435,18 @@ class _Session:
                 self.on_check(result)
 
 
+# The fork server (workbook/forkserver.py) is "the process that starts the grading processes"
+# to a learner; {reason} is ForkServer.interfered.
 INTERFERED_MESSAGE = (
-    "Stopped: code of this submission interfered with the grading process ({reason}), so grading "
-    "of this check was ended. Does your code send signals to other processes (os.kill) or write "
-    "to files under /proc?"
+    "Stopped: code of this submission interfered with the process that starts the grading "
+    "processes ({reason}), so grading of this check was ended, and the rest of the submission was "
+    "graded without that process. Does your code send signals to other processes (os.kill) or "
+    "write to files under /proc?"
 )
-
 UNRESPONSIVE_MESSAGE = (
-    "Stopped: the process that starts the grading processes stopped answering ({reason}), so grading "
-    "of this check was ended. Is the machine very busy? If not, does your code send signals to other "
-    "processes (os.kill) or write to files under /proc?"
+    "Stopped: the process that starts the grading processes stopped answering ({reason}), so "
+    "grading of this check was ended. Is the machine very busy? If not, does your code send "
+    "signals to other processes (os.kill) or write to files under /proc?"
 )
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
@@ -470,14 +472,15 @@ def _use_fork_server() -> bool:
 def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
     """The warm fork server of this target: one per submission, in a sandbox of its own,
     so no two submissions ever share a process, a scratch folder or a memory image. None
-    once the submission interfered with its server: no new one for it (the attack would
-    just repeat), its other problems are graded in plain sandboxed processes."""
+    once the submission attacked its server (stopped or flooded it): no new one for it (the
+    attack would just repeat), its other problems are graded in plain sandboxed processes.
+    None while stopping (Ctrl-C) too."""
     from workbook.forkserver import ForkServer
 
     key = (str(target.root), str(target.shown), str(problem.grader_dir.parent), os.environ.get(MANIFEST_ENV, ""))
     with _fork_server_lock:
         server = _fork_servers.get(key)
-        if server is not None and server.interfered:
+        if (server is not None and server.attacked) or _stopping.is_set():
             return None
         if server is None or not server.alive:
             if server is not None:

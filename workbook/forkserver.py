@@ -201,7 +201,7 @@ class ForkServer:
         self.pids: dict[int, int] = {}
         self.exits: dict[int, int] = {}
         self.alive = True
-        self.interfered = ""  # why the engine ended the server, if it did
+        self.interfered = ""  # why the engine ended the server, if it did: "it did not answer ..."
         # True when the cause was surely the graded code (a stopped or flooded server), not
         # a slow machine: only code running in the server's sandbox can do either.
         self.attacked = False
@@ -219,7 +219,7 @@ class ForkServer:
         self._send((line + "\n").encode())
         with self.lock:
             if not self.lock.wait_for(lambda: request_id in self.pids or not self.alive, ANSWER_TIMEOUT_S):
-                self.end(f"the fork server did not answer within {ANSWER_TIMEOUT_S:g} s")
+                self.end(f"it did not answer a request within {ANSWER_TIMEOUT_S:g} s")
             if request_id not in self.pids:
                 raise ForkServerGone(self.interfered or "the fork server stopped")
             return Grader(self, self.pids.pop(request_id))
@@ -240,7 +240,7 @@ class ForkServer:
         Never waits: safe from a signal handler and under locks."""
         if self.alive and reason and not self.interfered:
             if _stopped_under(self.process.pid):
-                reason, attacked = f"{reason}: it had been stopped (SIGSTOP)", True
+                reason, attacked = f"{reason}; it had been stopped (SIGSTOP)", True
             self.interfered, self.attacked = reason, attacked
         if self.process.returncode is not None:
             return  # reaped: its pid may be another process's by now
@@ -251,9 +251,14 @@ class ForkServer:
 
     def close(self) -> None:
         """Stop the server and everything it forked; remove its scratch folder."""
+        # Not while a request is being written, whose descriptor number could be reused.
+        got_lock = self.write_lock.acquire(timeout=WRITE_TIMEOUT_S)
         with contextlib.suppress(OSError):
             os.close(self.stdin_fd)  # end of input: the server ends its graders and stops
+        self.stdin_fd = -1
         self.process.stdin = None  # closed above; Popen must not close it again
+        if got_lock:
+            self.write_lock.release()
         try:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -267,9 +272,11 @@ class ForkServer:
         ForkServerGone when it could not be written."""
         deadline = time.monotonic() + WRITE_TIMEOUT_S
         if not self.write_lock.acquire(timeout=WRITE_TIMEOUT_S):
-            self.end(f"a request to the fork server waited more than {WRITE_TIMEOUT_S:g} s")
+            self.end(f"a request to it waited more than {WRITE_TIMEOUT_S:g} s")
             raise ForkServerGone(self.interfered)
         try:
+            if self.stdin_fd < 0:
+                raise ForkServerGone("the fork server was closed")
             while data:
                 try:
                     data = data[os.write(self.stdin_fd, data) :]
@@ -281,7 +288,7 @@ class ForkServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not _writable(self.stdin_fd, remaining):
                     # The engine's few requests never fill the pipe: someone else wrote to it.
-                    self.end(f"the fork server's input was full for {WRITE_TIMEOUT_S:g} s", attacked=True)
+                    self.end(f"its input stayed full for {WRITE_TIMEOUT_S:g} s", attacked=True)
                     raise ForkServerGone(self.interfered)
         finally:
             self.write_lock.release()
@@ -388,6 +395,6 @@ class Grader:
         within `timeout` is ended, and the grader with it (-SIGKILL)."""
         code = self.server.exit_code(self.pid, timeout)
         if code is None:
-            self.server.end(f"the fork server did not report the end of a grader within {timeout:g} s")
+            self.server.end(f"it did not report the end of a grading process within {timeout:g} s")
             return -signal.SIGKILL
         return code
