@@ -10,6 +10,11 @@ would then wait for ever. It speaks JSON lines: on stdin it reads
 `{"id", "argv", "env", "cwd", "output"}` and answers `{"id", "pid"}` on stdout; when a
 grading process ends it writes `{"pid", "exit"}`. End of input stops the server, and it
 ends any grading process still running.
+
+The server shares its sandbox with the learner's code it grades, which may stop it (SIGSTOP)
+or try to flood its input: it makes itself non-dumpable, so its /proc/<pid>/fd cannot be
+opened from the sandbox, and the engine bounds every write to it and every wait for its
+answers, past which it ends the server (ForkServer.end) and grades without it (issue 11).
 """
 
 from __future__ import annotations
