@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner
 from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, learner_workspace, write_problem
 
-from workbook import cli, engine, integrity
+from workbook import cli, engine, forkserver, integrity, sandbox
 from workbook.gradebook import grade_class
 from workbook.jsonout import to_data
 from workbook.safetext import learner_text
@@ -346,6 +346,182 @@ def test_signals_to_the_engine_and_a_neighbour_reach_neither(school, tmp_path):
     assert engine_process.returncode in (0, 1), output.decode()
     alice = json.loads((school.out / "submissions" / "alice.json").read_text(encoding="utf-8"))
     assert {c["status"] for p in alice["problems"] for c in p["checks"]} == {"pass"}
+
+
+# The fork server runs in the submission's sandbox, as the parent of its graders: stopped
+# or flooded by one of them, it must cost the class run seconds, never the run itself.
+STOP_THE_FORK_SERVER = """
+    import os as _os, signal as _signal
+    _os.kill(_os.getppid(), _signal.SIGSTOP)
+    """
+FLOOD_THE_FORK_SERVER = (
+    STOP_THE_FORK_SERVER
+    + """
+    try:
+        _pipe = open(f"/proc/{_os.getppid()}/fd/0", "wb", buffering=0)
+    except OSError:
+        pass
+    else:
+        while True:  # until the pipe is full and the write blocks for ever
+            _pipe.write(b"{}" * 4096)
+    """
+)
+# Two honest submissions and the attacker, problem 1 only: about 15 s on a quiet machine.
+INTERFERENCE_BOUND_S = 75
+
+
+def grade_through_the_cli(school: Class) -> tuple[float, str]:
+    """Run `workbook grade SUBMISSIONS --out OUT -p 1 -j 2` as its own process: (seconds, output)."""
+    command = [sys.executable, "-c", "from workbook.cli import main; main()", "grade", str(school.dir)]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*command, "--out", str(school.out), "-p", "1", "-j", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output, _ = process.communicate(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"grade did not finish within {HANG_GUARD_S} s\n{output.decode()}")
+    assert process.returncode in (0, 1), output.decode()
+    return time.monotonic() - started, output.decode()
+
+
+def assert_interference_contained(school: Class, seconds: float, output: str) -> None:
+    assert seconds < INTERFERENCE_BOUND_S, f"grade took {seconds:.0f} s\n{output}"
+    reports = {
+        name: json.loads((school.out / "submissions" / f"{name}.json").read_text(encoding="utf-8"))
+        for name in ("alice", "bob", "mallory")
+    }
+    for honest in ("alice", "bob"):
+        assert set(statuses(reports[honest]).values()) == {"pass"}, messages(reports[honest])
+    mallory = statuses(reports["mallory"])
+    assert mallory and set(mallory.values()) != {"pass"}, mallory
+    # Said in words, on the checks whose grading process the ended server took with it.
+    assert "interfered with the process that starts the grading processes" in messages(reports["mallory"])
+    rows = (school.out / "gradebook.csv").read_text(encoding="utf-8")
+    assert "mallory" in rows, rows
+
+
+@needs_sandbox
+def test_stopping_the_fork_server_costs_seconds_not_the_class_run(school):
+    write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
+    school.attack(STOP_THE_FORK_SERVER)
+    seconds, output = grade_through_the_cli(school)
+    assert_interference_contained(school, seconds, output)
+
+
+@needs_sandbox
+def test_stopping_and_flooding_the_fork_server_costs_seconds_not_the_class_run(school):
+    write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
+    school.attack(FLOOD_THE_FORK_SERVER)
+    seconds, output = grade_through_the_cli(school)
+    assert_interference_contained(school, seconds, output)
+
+
+@needs_sandbox
+def test_ctrl_c_while_the_fork_server_is_stopped_ends_grade_at_once(school):
+    write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
+    school.attack(STOP_THE_FORK_SERVER + "\n    import time as _time\n    _time.sleep(60)\n")
+    command = [sys.executable, "-c", "from workbook.cli import main; main()", "grade", str(school.dir)]
+    process = subprocess.Popen(
+        [*command, "--out", str(school.out), "-p", "1", "-j", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while not forkserver._stopped_under(process.pid, depth=6) and process.poll() is None:
+            assert time.monotonic() < deadline, "mallory's fork server was never seen stopped"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=HANG_GUARD_S)
+        seconds = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 130, output.decode()
+    # The README promises 2 s; the slack is for a loaded CI machine.
+    assert seconds < 3, f"grade took {seconds:.1f} s to stop\n{output.decode()}"
+    assert "mallory" in (school.out / "gradebook.csv").read_text(encoding="utf-8")
+
+
+# A grader's learner code runs as the same user as its fork server, in the same sandbox.
+UNDUMPABLE_PROBE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from workbook.forkserver import make_undumpable
+assert make_undumpable()
+reader, _ = os.pipe()
+os.dup2(reader, 0)
+pid = os.fork()
+if pid == 0:
+    try:
+        os.open(f"/proc/{os.getppid()}/fd/0", os.O_WRONLY)
+    except PermissionError:
+        os._exit(0)
+    os._exit(1)
+os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@needs_sandbox
+def test_a_grader_cannot_open_its_fork_servers_input_through_proc(tmp_path):
+    argv = [sys.executable, "-I", "-c", UNDUMPABLE_PROBE, str(ROOT)]
+    wrapped = sandbox.wrap(argv, tmp_path, sandbox.workbook_folders(ROOT / "graders"))
+    completed = subprocess.run(wrapped, capture_output=True, timeout=HANG_GUARD_S)
+    assert completed.returncode == 0, completed.stderr.decode() or "the grader opened its server's input"
+
+
+SLEEPING_SERVER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_a_fork_server_whose_input_stays_full_is_ended_within_the_write_bound():
+    server = forkserver.ForkServer(ROOT, dict(os.environ), command=SLEEPING_SERVER)
+    try:
+        with contextlib.suppress(BlockingIOError):
+            while True:  # as a grader writing to the server's input through /proc would
+                os.write(server.stdin_fd, b"{}" * 32768)
+        started = time.monotonic()
+        with pytest.raises(forkserver.ForkServerGone):
+            server.fork(["--version"], {}, "/", os.devnull)
+        assert time.monotonic() - started < forkserver.WRITE_TIMEOUT_S + 1
+        assert server.process.wait(timeout=5) == -signal.SIGKILL
+        assert (server.attacked, server.interfered) == (True, "its input stayed full for 2 s")
+    finally:
+        server.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_stopped_fork_server_is_ended_within_the_answer_bound_and_blamed():
+    server = forkserver.ForkServer(ROOT, dict(os.environ), command=SLEEPING_SERVER)
+    try:
+        os.kill(server.process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(forkserver.ForkServerGone):
+            server.fork(["--version"], {}, "/", os.devnull)
+        assert time.monotonic() - started < forkserver.ANSWER_TIMEOUT_S + 1
+        assert server.process.wait(timeout=5) == -signal.SIGKILL
+        assert server.attacked, server.interfered
+        assert server.interfered == "it did not answer a request within 4 s; it had been stopped (SIGSTOP)"
+    finally:
+        server.close()
+
+
+def test_a_fork_server_that_reads_but_never_answers_is_ended_without_blame():
+    silent = [sys.executable, "-c", "import sys\nfor _ in sys.stdin.buffer: pass"]
+    server = forkserver.ForkServer(ROOT, dict(os.environ), command=silent)
+    try:
+        with pytest.raises(forkserver.ForkServerGone):
+            server.fork(["--version"], {}, "/", os.devnull)
+        assert server.process.wait(timeout=5) == -signal.SIGKILL
+        assert (server.attacked, server.interfered) == (False, "it did not answer a request within 4 s")
+    finally:
+        server.close()
 
 
 @needs_sandbox

@@ -111,6 +111,9 @@ def stop_all() -> None:
         children = list(_running)
     for child in children:
         _kill_now(child)
+    # A fork in progress waits for its server's answer: ending the servers ends the wait.
+    for server in list(_fork_servers.values()):
+        server.end("")
 
 
 def stopping() -> bool:
@@ -119,6 +122,9 @@ def stopping() -> bool:
 
 
 def _kill_now(child: Any) -> None:
+    if hasattr(child, "kill_now"):  # a fork server's grader: its pid is not one of ours
+        child.kill_now()
+        return
     if os.name == "posix":
         with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
             os.killpg(child.pid, signal.SIGKILL)
@@ -357,7 +363,9 @@ class _Session:
             try:
                 while self._pending() and time.monotonic() < self.deadline and not _stopping.is_set():
                     before = len(self.results)
-                    self._run_child(Path(scratch), scratch_fd, server)
+                    # A server the submission interfered with is ended: plain processes from then on.
+                    usable = server if server is not None and not server.interfered else None
+                    self._run_child(Path(scratch), scratch_fd, usable)
                     if len(self.results) == before:
                         break  # the child made no progress: do not spin
             finally:
@@ -393,6 +401,7 @@ class _Session:
             raise
         with _running_lock:
             _running.add(child)
+        graded_before = set(self.results)
         try:
             if _stopping.is_set():  # stop_all() ran while this child was starting
                 _kill_now(child)
@@ -402,6 +411,20 @@ class _Session:
                 _running.discard(child)
             _kill(child)
             sweep_orphans()
+        ended_server = getattr(child, "server", None)
+        if ended_server is not None and ended_server.interfered:
+            self._explain_ended_server(set(self.results) - graded_before, ended_server)
+
+    def _explain_ended_server(self, check_ids: set[str], server: Any) -> None:
+        """Say why these checks' grading process ended: the engine ended the fork server that
+        started it (ForkServer.end), attacked by the submission's code or unresponsive. Their
+        failures, timeouts included, are then no verdicts on the code's answers."""
+        template = INTERFERED_MESSAGE if server.attacked else UNRESPONSIVE_MESSAGE
+        message = template.format(reason=server.interfered)
+        for check_id in check_ids:
+            result = self.results[check_id]
+            if result.status != Status.PASS:
+                self.results[check_id] = _errored(self.checks[check_id], message, Kind.EXIT, result.duration_s)
 
     def record(self, result: CheckResult) -> None:
         if result.id in self.checks and result.id not in self.results:
@@ -411,6 +434,20 @@ class _Session:
             if self.on_check:
                 self.on_check(result)
 
+
+# The fork server (workbook/forkserver.py) is "the process that starts the grading processes"
+# to a learner; {reason} is ForkServer.interfered.
+INTERFERED_MESSAGE = (
+    "Stopped: code of this submission interfered with the process that starts the grading "
+    "processes ({reason}), so grading of this check was ended, and the rest of the submission was "
+    "graded without that process. Does your code send signals to other processes (os.kill) or "
+    "write to files under /proc?"
+)
+UNRESPONSIVE_MESSAGE = (
+    "Stopped: the process that starts the grading processes stopped answering ({reason}), so "
+    "grading of this check was ended. Is the machine very busy? If not, does your code send "
+    "signals to other processes (os.kill) or write to files under /proc?"
+)
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
@@ -434,12 +471,17 @@ def _use_fork_server() -> bool:
 
 def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
     """The warm fork server of this target: one per submission, in a sandbox of its own,
-    so no two submissions ever share a process, a scratch folder or a memory image."""
+    so no two submissions ever share a process, a scratch folder or a memory image. None
+    once the submission attacked its server (stopped or flooded it): no new one for it (the
+    attack would just repeat), its other problems are graded in plain sandboxed processes.
+    None while stopping (Ctrl-C) too."""
     from workbook.forkserver import ForkServer
 
     key = (str(target.root), str(target.shown), str(problem.grader_dir.parent), os.environ.get(MANIFEST_ENV, ""))
     with _fork_server_lock:
         server = _fork_servers.get(key)
+        if (server is not None and server.attacked) or _stopping.is_set():
+            return None
         if server is None or not server.alive:
             if server is not None:
                 server.close()

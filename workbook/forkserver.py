@@ -10,6 +10,11 @@ would then wait for ever. It speaks JSON lines: on stdin it reads
 `{"id", "argv", "env", "cwd", "output"}` and answers `{"id", "pid"}` on stdout; when a
 grading process ends it writes `{"pid", "exit"}`. End of input stops the server, and it
 ends any grading process still running.
+
+The server shares its sandbox with the learner's code it grades, which may stop it (SIGSTOP)
+or try to flood its input: it makes itself non-dumpable, so its /proc/<pid>/fd cannot be
+opened from the sandbox, and the engine bounds every write to it and every wait for its
+answers, past which it ends the server (ForkServer.end) and grades without it (issue 11).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,11 @@ from workbook.sandbox import adopted_children, become_subreaper, limit_processes
 PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
 REAP_EVERY_S = 0.02
+# A request is a few hundred bytes and the server answers a fork in milliseconds. A server
+# that takes longer was stopped (SIGSTOP) or flooded by the code it grades, which runs in
+# its sandbox: past these bounds the engine ends it and grades without it.
+WRITE_TIMEOUT_S = 2.0
+ANSWER_TIMEOUT_S = 4.0
 
 
 # --- the server process ---------------------------------------------------------------
@@ -38,6 +49,7 @@ REAP_EVERY_S = 0.02
 
 def serve() -> None:
     limit_processes()
+    make_undumpable()
     # A learner's process that leaves its grader's group (start_new_session=True) becomes
     # ours, and ends when its grader does: `watch` keeps this server for a whole session.
     adopting = become_subreaper()
@@ -67,6 +79,21 @@ def serve() -> None:
     for pid in running:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def make_undumpable() -> bool:
+    """On Linux, make this process (and the graders it forks) non-dumpable: its /proc/<pid>/fd
+    then belongs to root, so a grader's learner code, running as the same user in the same
+    sandbox, cannot open the server's stdin through /proc and flood it. (It can still send
+    the server signals: the engine's bounded waits handle that.) True when it worked."""
+    if sys.platform != "linux":
+        return False
+    import ctypes  # lazy: Linux only
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0  # 4: PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
 
 
 def _end_grader(pid: int, running: set[int]) -> None:
@@ -139,11 +166,15 @@ def _send(message: dict[str, Any]) -> None:
 
 
 class ForkServerGone(Exception):
-    """The fork server stopped; grade with plain subprocesses instead."""
+    """The fork server stopped, or was ended; grade with plain subprocesses instead."""
 
 
 class ForkServer:
-    """The engine's handle on one running server, shared by its grading threads."""
+    """The engine's handle on one running server, shared by its grading threads.
+
+    The server runs the learner's code's neighbours, so it is not trusted to answer: every
+    write to it and every wait for its answer is bounded (WRITE_TIMEOUT_S, ANSWER_TIMEOUT_S),
+    and past a bound the server is ended with all it forked, and `interfered` says why."""
 
     def __init__(
         self,
@@ -166,53 +197,106 @@ class ForkServer:
             cwd=cwd,
             **popen_options(),
         )
+        # Written with os.write, never through the buffered file: a full pipe must not block.
+        self.stdin_fd = self.process.stdin.fileno()  # type: ignore[union-attr]
+        os.set_blocking(self.stdin_fd, False)
         self.lock = threading.Condition()
+        self.write_lock = threading.Lock()  # one request at a time on the pipe
         self.next_id = 0
         self.pids: dict[int, int] = {}
         self.exits: dict[int, int] = {}
         self.alive = True
+        self.interfered = ""  # why the engine ended the server, if it did: "it did not answer ..."
+        # True when the cause was surely the graded code (a stopped or flooded server), not
+        # a slow machine: only code running in the server's sandbox can do either.
+        self.attacked = False
         threading.Thread(target=self._listen, name="workbook-forkserver", daemon=True).start()
 
-    def fork(self, argv: list[str], env: dict[str, str], cwd: str, output: str, timeout: float = 30.0) -> Grader:
+    def fork(self, argv: list[str], env: dict[str, str], cwd: str, output: str) -> Grader:
+        """A grading process forked by the server. Raises ForkServerGone when the server is
+        gone, or does not take the request or answer in time (it is then ended)."""
         with self.lock:
+            if not self.alive:
+                raise ForkServerGone(self.interfered or "the fork server stopped")
             self.next_id += 1
             request_id = self.next_id
-            line = json.dumps({"id": request_id, "argv": argv, "env": env, "cwd": cwd, "output": output})
-            try:
-                self.process.stdin.write((line + "\n").encode())  # type: ignore[union-attr]
-                self.process.stdin.flush()  # type: ignore[union-attr]
-            except (BrokenPipeError, OSError) as exc:
-                raise ForkServerGone(str(exc)) from exc
-            if not self.lock.wait_for(lambda: request_id in self.pids or not self.alive, timeout):
-                raise ForkServerGone("the fork server did not answer")
+        line = json.dumps({"id": request_id, "argv": argv, "env": env, "cwd": cwd, "output": output})
+        self._send((line + "\n").encode())
+        with self.lock:
+            if not self.lock.wait_for(lambda: request_id in self.pids or not self.alive, ANSWER_TIMEOUT_S):
+                self.end(f"it did not answer a request within {ANSWER_TIMEOUT_S:g} s")
             if request_id not in self.pids:
-                raise ForkServerGone("the fork server stopped")
+                raise ForkServerGone(self.interfered or "the fork server stopped")
             return Grader(self, self.pids.pop(request_id))
 
     def kill(self, pid: int) -> None:
         """Ask the server to end grading process `pid` (a pid of the server's namespace)."""
-        with self.lock, contextlib.suppress(OSError, ValueError):
-            self.process.stdin.write((json.dumps({"kill": pid}) + "\n").encode())  # type: ignore[union-attr]
-            self.process.stdin.flush()  # type: ignore[union-attr]
+        with contextlib.suppress(ForkServerGone):
+            self._send((json.dumps({"kill": pid}) + "\n").encode())
 
     def exit_code(self, pid: int, timeout: float | None) -> int | None:
         with self.lock:
             self.lock.wait_for(lambda: pid in self.exits or not self.alive, timeout)
             return self.exits.get(pid, None if self.alive else -signal.SIGKILL)
 
+    def end(self, reason: str, *, attacked: bool = False) -> None:
+        """End the server now, with everything it forked (its sandbox's PID namespace dies
+        with it), and remember why (`reason`, empty when the engine stops anyway: Ctrl-C).
+        Never waits: safe from a signal handler and under locks."""
+        if self.alive and reason and not self.interfered:
+            if _stopped_under(self.process.pid):
+                reason, attacked = f"{reason}; it had been stopped (SIGSTOP)", True
+            self.interfered, self.attacked = reason, attacked
+        if self.process.returncode is not None:
+            return  # reaped: its pid may be another process's by now
+        # Its own group (popen_options): the server, or the sandbox that holds it.
+        with contextlib.suppress(OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        # The listener notices the end of the server's output and wakes every waiter.
+
     def close(self) -> None:
         """Stop the server and everything it forked; remove its scratch folder."""
+        # Not while a request is being written, whose descriptor number could be reused.
+        got_lock = self.write_lock.acquire(timeout=WRITE_TIMEOUT_S)
         with contextlib.suppress(OSError):
-            self.process.stdin.close()  # type: ignore[union-attr]
+            os.close(self.stdin_fd)  # end of input: the server ends its graders and stops
+        self.stdin_fd = -1
+        self.process.stdin = None  # closed above; Popen must not close it again
+        if got_lock:
+            self.write_lock.release()
         try:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.kill()
+            self.end("")
             self.process.wait()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _send(self, data: bytes) -> None:
+        """Write `data` to the server within WRITE_TIMEOUT_S, else end the server. Raises
+        ForkServerGone when it could not be written."""
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        if not self.write_lock.acquire(timeout=WRITE_TIMEOUT_S):
+            self.end(f"a request to it waited more than {WRITE_TIMEOUT_S:g} s")
+            raise ForkServerGone(self.interfered)
+        try:
+            if self.stdin_fd < 0:
+                raise ForkServerGone("the fork server was closed")
+            while data:
+                try:
+                    data = data[os.write(self.stdin_fd, data) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise ForkServerGone(self.interfered or str(exc)) from exc
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not _writable(self.stdin_fd, remaining):
+                    # The engine's few requests never fill the pipe: someone else wrote to it.
+                    self.end(f"its input stayed full for {WRITE_TIMEOUT_S:g} s", attacked=True)
+                    raise ForkServerGone(self.interfered)
+        finally:
+            self.write_lock.release()
 
     def _listen(self) -> None:
         # Learner code runs in the server's sandbox and could write to this pipe through
@@ -240,6 +324,32 @@ class ForkServer:
 
 
 MAX_LINE_BYTES = 4096
+
+
+def _stopped_under(pid: int, depth: int = 4) -> bool:
+    """True when a process under `pid` (itself included, `depth` generations down) is stopped,
+    as a SIGSTOP leaves it. Linux only (reads /proc: the state field and the children lists
+    are readable even for the sandbox's non-dumpable processes); elsewhere False."""
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+            return True
+        if depth == 0:
+            return False
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except (OSError, IndexError, ValueError):
+        return False
+    return any(_stopped_under(child, depth - 1) for child in children)
+
+
+def _writable(fd: int, timeout: float) -> bool:
+    try:
+        return bool(select.select([], [fd], [], timeout)[1])
+    except (OSError, ValueError):  # closed meanwhile (close() at exit): the write will say
+        return True
 
 
 def _skip_rest_of_line(stream: Any) -> None:
@@ -280,5 +390,16 @@ class Grader:
         """End it and its process group, through the server (whose pids these are)."""
         self.server.kill(self.pid)
 
-    def wait(self, timeout: float | None = 10.0) -> int | None:
-        return self.server.exit_code(self.pid, timeout)
+    def kill_now(self) -> None:
+        """End it at once, without a word to the server: by ending the server, and every
+        grader it forked with it (Ctrl-C, where nothing may wait)."""
+        self.server.end("")
+
+    def wait(self, timeout: float = ANSWER_TIMEOUT_S) -> int:
+        """Its exit code, once it ended after kill(). A server that does not report the end
+        within `timeout` is ended, and the grader with it (-SIGKILL)."""
+        code = self.server.exit_code(self.pid, timeout)
+        if code is None:
+            self.server.end(f"it did not report the end of a grading process within {timeout:g} s")
+            return -signal.SIGKILL
+        return code
