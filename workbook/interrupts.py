@@ -21,6 +21,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _first(signum: int, frame: FrameType | None) -> None:
+    # The second signal's handler goes in before anything else runs: Ctrl-C pressed twice
+    # in quick succession must not meet the clean-up half-way with a traceback.
+    exit_on_next_signal()
     raise KeyboardInterrupt
 
 
@@ -31,15 +34,18 @@ def _second(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_ctrl_c() -> Iterator[None]:
-    """Within: SIGTERM raises KeyboardInterrupt in the main thread, like Ctrl-C."""
+    """Within: SIGTERM raises KeyboardInterrupt in the main thread, like Ctrl-C, and the
+    first of either makes the next one exit at once (those handlers then stay)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _first)
+    previous = {number: signal.signal(number, _first) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            if signal.getsignal(number) is _first:  # not interrupted: as before
+                signal.signal(number, handler)
 
 
 def exit_on_next_signal() -> None:
