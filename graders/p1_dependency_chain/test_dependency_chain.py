@@ -698,7 +698,9 @@ def fail_concurrent(wrong: list[Any], total: int, learner_folder: Path) -> None:
     wrong = sorted(wrong, key=lambda response: response.request.method != "POST")
     first = describe_request(wrong[0].request)
     raised = server_errors()
-    cause, sent = first_learner_error([exc for exc in raised if sent_with(exc) == first] or raised, learner_folder)
+    # Failing alike, POSTs come first here too, whichever thread raised first.
+    by_method = sorted(raised, key=lambda exc: not (sent_with(exc) or "").startswith("POST"))
+    cause, sent = first_learner_error([exc for exc in raised if sent_with(exc) == first] or by_method, learner_folder)
     if cause is None and all(response.status_code < 500 for response in wrong):
         # A wrong status every request gets alike, not a concurrency fault: the same
         # mismatch (and cause) as the single-request checks report.
