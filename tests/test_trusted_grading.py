@@ -407,17 +407,10 @@ def assert_interference_contained(school: Class, seconds: float, output: str) ->
 
 
 @needs_sandbox
-def test_stopping_the_fork_server_costs_seconds_not_the_class_run(school):
+@pytest.mark.parametrize("attack", ["stop", "stop_and_flood"])
+def test_stopping_or_flooding_the_fork_server_costs_seconds_not_the_class_run(school, attack):
     write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
-    school.attack(STOP_THE_FORK_SERVER)
-    seconds, output = grade_through_the_cli(school)
-    assert_interference_contained(school, seconds, output)
-
-
-@needs_sandbox
-def test_stopping_and_flooding_the_fork_server_costs_seconds_not_the_class_run(school):
-    write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
-    school.attack(FLOOD_THE_FORK_SERVER)
+    school.attack(STOP_THE_FORK_SERVER if attack == "stop" else FLOOD_THE_FORK_SERVER)
     seconds, output = grade_through_the_cli(school)
     assert_interference_contained(school, seconds, output)
 

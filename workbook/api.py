@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
 from workbook import integrity
 from workbook.engine import CheckResult, GraderError, ProblemResult, discover_checks, grade_many, select_checks
@@ -238,39 +238,31 @@ def run_check(
     return CheckRun(plan, results, after, save_or_warn(after))
 
 
+class CheckOptions(TypedDict, total=False):
+    """The keyword options of plan_check (see there); `exercises` is required."""
+
+    exercises: Required[Path | None]
+    solutions: Path | None
+    directory: Path | None
+    all_problems: bool
+    keyword: str | None
+    seed: int | None
+    jobs: int
+    graders: Path | None
+    allow_modified_graders: bool
+    no_sandbox: bool
+
+
 def check(
     manifest: Manifest,
     problems: Iterable[Problem] = (),
     *,
-    exercises: Path | None,
-    solutions: Path | None = None,
-    directory: Path | None = None,
-    all_problems: bool = False,
-    keyword: str | None = None,
-    seed: int | None = None,
-    jobs: int = 2,
-    graders: Path | None = None,
-    allow_modified_graders: bool = False,
-    no_sandbox: bool = False,
     on_result: Callable[[ProblemResult], None] | None = None,
     on_check: Callable[[CheckResult], None] | None = None,
+    **options: Unpack[CheckOptions],
 ) -> CheckRun:
     """`workbook check`: plan_check, then run_check (see both for the options and errors)."""
-    plan = plan_check(
-        manifest,
-        problems,
-        exercises=exercises,
-        solutions=solutions,
-        directory=directory,
-        all_problems=all_problems,
-        keyword=keyword,
-        seed=seed,
-        jobs=jobs,
-        graders=graders,
-        allow_modified_graders=allow_modified_graders,
-        no_sandbox=no_sandbox,
-    )
-    return run_check(plan, on_result=on_result, on_check=on_check)
+    return run_check(plan_check(manifest, problems, **options), on_result=on_result, on_check=on_check)
 
 
 def _sanitised_grading() -> Callable[..., list[ProblemResult]]:
