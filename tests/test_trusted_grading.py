@@ -370,16 +370,21 @@ FLOOD_THE_FORK_SERVER = (
 INTERFERENCE_BOUND_S = 75
 
 
-def grade_through_the_cli(school: Class) -> tuple[float, str]:
-    """Run `workbook grade SUBMISSIONS --out OUT -p 1 -j 2` as its own process: (seconds, output)."""
+def start_grade(school: Class) -> subprocess.Popen:
+    """`workbook grade SUBMISSIONS --out OUT -p 1 -j 2`, started as its own process."""
     command = [sys.executable, "-c", "from workbook.cli import main; main()", "grade", str(school.dir)]
-    started = time.monotonic()
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [*command, "--out", str(school.out), "-p", "1", "-j", "2"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def grade_through_the_cli(school: Class) -> tuple[float, str]:
+    """Run `start_grade` to its end: (seconds, output)."""
+    started = time.monotonic()
+    process = start_grade(school)
     try:
         output, _ = process.communicate(timeout=HANG_GUARD_S)
     except subprocess.TimeoutExpired:
@@ -419,13 +424,7 @@ def test_stopping_or_flooding_the_fork_server_costs_seconds_not_the_class_run(sc
 def test_ctrl_c_while_the_fork_server_is_stopped_ends_grade_at_once(school):
     write_problem(school.dir / "bob", P1, {"app.py": SOLUTION})
     school.attack(STOP_THE_FORK_SERVER + "\n    import time as _time\n    _time.sleep(60)\n")
-    command = [sys.executable, "-c", "from workbook.cli import main; main()", "grade", str(school.dir)]
-    process = subprocess.Popen(
-        [*command, "--out", str(school.out), "-p", "1", "-j", "2"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_grade(school)
     try:
         deadline = time.monotonic() + HANG_GUARD_S
         while not forkserver._stopped_under(process.pid, depth=6) and process.poll() is None:
