@@ -187,7 +187,7 @@ def _interrupted() -> NoReturn:
     """Ctrl-C during `check`: grade_many has already killed the grading processes."""
     interrupts.exit_on_next_signal()
     click.echo("\nInterrupted: nothing was recorded.", err=True)
-    sys.exit(interrupts.EXIT_INTERRUPTED)
+    interrupts.exit_interrupted()
 
 
 def _write_report(path: Path, output_format: str, run: api.CheckRun) -> None:

@@ -502,7 +502,8 @@ def release(target_root: Path) -> None:
 
 
 @atexit.register
-def _release_all() -> None:
+def release_all() -> None:
+    """End every fork server and remove its scratch folder (at exit, and by interrupts)."""
     with _fork_server_lock:
         servers = list(_fork_servers.values())
         _fork_servers.clear()

@@ -150,7 +150,7 @@ def _grade_with_progress(plan: api.ClassPlan) -> api.ClassRun:
             "Run the same command with --resume to finish.",
             err=True,
         )
-        sys.exit(interrupts.EXIT_INTERRUPTED)
+        interrupts.exit_interrupted()
 
 
 def _summary(run: api.ClassRun) -> None:

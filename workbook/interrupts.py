@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import NoReturn
 
 from workbook import engine
 
@@ -46,6 +48,16 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         for number, handler in previous.items():
             if signal.getsignal(number) is _first:  # not interrupted: as before
                 signal.signal(number, handler)
+
+
+def exit_interrupted() -> NoReturn:
+    """End the command with exit status 130 once what was finished is saved. Not through
+    sys.exit: the interpreter's shutdown puts the default signal handlers back, and a
+    Ctrl-C pressed again meanwhile would end the process by SIGINT instead of 130."""
+    engine.release_all()  # what the atexit hook would do: fork servers and their scratch
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def exit_on_next_signal() -> None:
