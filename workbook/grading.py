@@ -480,7 +480,8 @@ def fail(
 _TEMP_PATH = re.compile(
     r"(?:/private)?"
     + re.escape(tempfile.gettempdir().rstrip(os.sep))
-    + r"/(?:pytest-of-[^/\s]+/pytest-\d+/[^/\s\"']+|workbook-[^/\s\"']+)"
+    # pytest-xdist puts one more folder (popen-gw0) between the run's and the test's.
+    + r"/(?:pytest-of-[^/\s]+/pytest-\d+/(?:popen-gw\d+/)?[^/\s\"']+|workbook-[^/\s\"']+)"
 )
 
 
