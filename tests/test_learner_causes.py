@@ -272,14 +272,18 @@ def test_an_error_in_a_websocket_handler_shows_the_connection_as_sent(learner: A
     ], message
 
 
+def grader_function(source: str, name: str) -> Any:
+    """Function `name` defined by `source` as if it were written in a file under graders/."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, str(ROOT / "graders" / "x.py"), "exec"), namespace)
+    return namespace[name]
+
+
 def test_a_500_a_grader_endpoint_raises_on_purpose_is_not_the_learners_cause(learner: Any) -> None:
     new_check("grader_500")
-    grader_code: dict[str, Any] = {}
-    exec(  # an endpoint as a grader adds it: its code lives in graders/
-        compile("def explode():\n    raise RuntimeError('on purpose')\n", str(ROOT / "graders" / "x.py"), "exec"),
-        grader_code,
-    )
-    learner.app.add_api_route("/grader-boom", grader_code["explode"], methods=["GET"])
+    # An endpoint as a grader adds it.
+    explode = grader_function("def explode():\n    raise RuntimeError('on purpose')\n", "explode")
+    learner.app.add_api_route("/grader-boom", explode, methods=["GET"])
     lenient = grading.client(learner.app, raise_server_exceptions=False)
 
     result = runner.classify(raising(lambda: grading.expect_status(lenient.get("/grader-boom"), 404)))
@@ -320,13 +324,10 @@ def test_a_dependency_without_depends_is_the_learners_exception_with_what_to_do(
 
 def test_a_name_a_grader_looks_up_and_the_learner_did_not_define_says_the_grader_needs_it(learner: Any) -> None:
     new_check("missing_name")
-    grader_code: dict[str, Any] = {}
-    exec(  # a lookup as a grader does it: its code lives in graders/
-        compile("def look_up(module):\n    return module.get_settings\n", str(ROOT / "graders" / "x.py"), "exec"),
-        grader_code,
-    )
+    # A lookup as a grader does it.
+    look_up = grader_function("def look_up(module):\n    return module.get_settings\n", "look_up")
 
-    result = runner.classify(raising(lambda: grader_code["look_up"](learner)))
+    result = runner.classify(raising(lambda: look_up(learner)))
 
     assert result["message"] == (
         "The grader needs `get_settings` on `learner_app`, and your code does not define it. The problem's "

@@ -44,6 +44,10 @@ def _text(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _number(value: Any) -> float:
     """A finite number >= 0 as the file wrote it (2 stays 2), else 0."""
     return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
@@ -73,9 +77,9 @@ class CheckEntry:
             id=_text(data.get("id"), "?"),
             title=_text(data.get("title"), _text(data.get("id"), "?")),
             status=Status.parse(data.get("status")) or Status.ERROR,
-            message=data["message"] if isinstance(data.get("message"), str) else None,
+            message=_optional_text(data.get("message")),
             duration_s=_number(data.get("duration_s")),
-            cause=data["cause"] if isinstance(data.get("cause"), str) else None,
+            cause=_optional_text(data.get("cause")),
             extra=_known(data, cls.KEYS),
         )
 
@@ -242,7 +246,7 @@ class ClassDocument(Report):
             max_score=_number(data.get("max_score")),
             percent=_number(data.get("percent")),
             graders=graders if isinstance(graders, dict) else {},
-            error=data["error"] if isinstance(data.get("error"), str) else None,
+            error=_optional_text(data.get("error")),
             timed_out=[n for n in timed_out if isinstance(n, int)] if isinstance(timed_out, list) else None,
             submission=_text(data.get("submission"), "?"),
             fingerprint=fingerprint if isinstance(fingerprint, str) else None,
