@@ -351,9 +351,13 @@ class _Session:
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
+        hosted = is_hosted(self.problem)
+        # A hosted problem's graders run outside the sandbox, and only its app hosts inside.
+        server = _running_fork_server(self.problem, self.target) if hosted or _use_fork_server() else None
+        if hosted and (server is None or server.interfered):
+            return self._without_hosts(server)
         # A fork server's graders can only reach the scratch folder of its own sandbox.
-        server = _running_fork_server(self.problem, self.target) if _use_fork_server() else None
-        parent = server.scratch if server is not None else None
+        parent = server.scratch if server is not None and not hosted else None
         # The events file lives apart from the learner's working directory (both in scratch,
         # the one folder the sandbox may write).
         with tempfile.TemporaryDirectory(prefix="workbook-", dir=parent, ignore_cleanup_errors=True) as scratch:
@@ -365,6 +369,9 @@ class _Session:
                     before = len(self.results)
                     # A server the submission interfered with is ended: plain processes from then on.
                     usable = server if server is not None and not server.interfered else None
+                    if hosted and usable is None:
+                        self._without_hosts(server)
+                        break
                     self._run_child(Path(scratch), scratch_fd, usable)
                     if len(self.results) == before:
                         break  # the child made no progress: do not spin
@@ -373,6 +380,19 @@ class _Session:
         for check_id in self._pending():
             check = self.checks[check_id]
             self.results[check_id] = _errored(check, self._not_run_message(), Kind.NOT_RUN)
+        return self.results
+
+    def _without_hosts(self, server: Any) -> dict[str, CheckResult]:
+        """Every check errored: the fork server that starts this submission's app hosts was
+        attacked or stopped answering (or the engine is stopping), and no new one is started
+        for it (the attack would just repeat)."""
+        if _stopping.is_set():
+            message = "Not run: grading was interrupted."
+        else:
+            reason = server.interfered if server is not None else "it was ended earlier"
+            message = NO_HOSTS_MESSAGE.format(reason=reason)
+        for check_id in self._pending():
+            self.results[check_id] = _errored(self.checks[check_id], message, Kind.EXIT)
         return self.results
 
     def _pending(self) -> list[str]:
@@ -449,6 +469,19 @@ UNRESPONSIVE_MESSAGE = (
     "signals to other processes (os.kill) or write to files under /proc?"
 )
 
+NO_HOSTS_MESSAGE = (
+    "Stopped: code of this submission interfered with the process that starts its app in the "
+    "sandbox ({reason}), so this check was not graded. Does your code send signals to other "
+    "processes (os.kill) or write to files under /proc?"
+)
+
+
+def is_hosted(problem: Problem) -> bool:
+    """Whether `problem`'s graders reach the learner's code only through app hosts
+    (workbook/hostkit.py): its grader folder has a probe menu, `probes.py`."""
+    return (problem.grader_dir / "probes.py").is_file()
+
+
 _fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
 # workbook.forkserver is imported where a fork server is used: a single `workbook check`
@@ -486,9 +519,13 @@ def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
             if server is not None:
                 server.close()
             scratch = Path(tempfile.mkdtemp(prefix="workbook-server-"))
+            # Short (a socket's path must fit in 108 bytes), and read-only in the sandbox:
+            # the trusted graders listen there for their app hosts (workbook/hostkit.py).
+            sockets = Path(tempfile.mkdtemp(prefix="wbk-", dir="/tmp" if os.path.isdir("/tmp") else None))
             spawn = _Spawn(problem, target, scratch, 0, "")
-            command, env, cwd = spawn.server_command()
+            command, env, cwd = spawn.server_command(sockets)
             server = _fork_servers[key] = ForkServer(ROOT, env, command=command, cwd=cwd, scratch=scratch)
+            server.sockets = sockets
         return server
 
 
@@ -551,17 +588,21 @@ class _Spawn:
         argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
         return self._sandboxed(argv, [self.target.root / self.problem.slug])
 
-    def server_command(self) -> tuple[list[str], dict[str, str], Path]:
-        """(argv, env, cwd) of a fork server that grades every problem of the target."""
+    def server_command(self, sockets: Path | None = None) -> tuple[list[str], dict[str, str], Path]:
+        """(argv, env, cwd) of a fork server that grades every problem of the target, and
+        forks its app hosts, which connect to the trusted graders in `sockets`."""
         from workbook.forkserver import BOOT as SERVER_BOOT
 
-        return self._sandboxed([sys.executable, "-I", "-c", SERVER_BOOT, str(ROOT)], [self.target.root])
+        argv = [sys.executable, "-I", "-c", SERVER_BOOT, str(ROOT)]
+        return self._sandboxed(argv, [self.target.root], [sockets] if sockets else [])
 
-    def _sandboxed(self, argv: list[str], folders: list[Path]) -> tuple[list[str], dict[str, str], Path]:
+    def _sandboxed(
+        self, argv: list[str], folders: list[Path], extra: list[Path] | None = None
+    ) -> tuple[list[str], dict[str, str], Path]:
         work_dir = self.scratch / "cwd"
         work_dir.mkdir(exist_ok=True)
         mounts = [(folder, self.target.shown / folder.relative_to(self.target.root)) for folder in folders]
-        visible = sandbox.workbook_folders(self.problem.grader_dir.parent)
+        visible = [*sandbox.workbook_folders(self.problem.grader_dir.parent), *(extra or [])]
         wrapped = sandbox.wrap(argv, self.scratch, visible, mounts=mounts, cwd=work_dir)
         return wrapped, self.environment(), work_dir
 
@@ -582,6 +623,8 @@ class _Spawn:
         ]
         if not self.sandboxed:
             _adopt_orphans()
+        if is_hosted(self.problem):
+            return self._start_trusted(arguments, server)
         if server is not None:
             from workbook.forkserver import ForkServerGone
 
@@ -604,6 +647,41 @@ class _Spawn:
                 stderr=subprocess.STDOUT,
                 **sandbox.popen_options(cpu_seconds=_cpu_seconds(self.problem)),
             )
+        _children.add(child.pid)
+        return child
+
+    def _start_trusted(self, arguments: list[str], server: Any) -> Any:
+        """The grading process of a hosted problem: outside the sandbox, with no learner
+        code in it; it asks `server` for app hosts on the pipe it inherits."""
+        env = self.environment()
+        env.update(
+            WORKBOOK_TARGET=str(self.target.root),
+            WORKBOOK_HOST_TARGET=str(self.target.shown if self.sandboxed else self.target.root),
+            WORKBOOK_HOST_SOCKETS=str(server.sockets),
+        )
+        requests = os.dup(server.host_requests_fd)
+        env["WORKBOOK_HOST_REQUESTS_FD"] = str(requests)
+        work_dir = self.scratch / "cwd"
+        work_dir.mkdir(exist_ok=True)
+        argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
+        name = f"output-{secrets.token_hex(8)}.txt"
+        output_fd = create_private(self.scratch, name, self.scratch_fd, os.O_WRONLY | os.O_APPEND)
+        try:
+            with os.fdopen(output_fd, "ab") as output:
+                child = subprocess.Popen(
+                    argv,
+                    cwd=work_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(requests,),
+                    **sandbox.popen_options(cpu_seconds=_cpu_seconds(self.problem)),
+                )
+        finally:
+            os.close(requests)
+        # So that an ended server explains its checks (_Session._explain_ended_server).
+        child.server = server  # type: ignore[attr-defined]
         _children.add(child.pid)
         return child
 

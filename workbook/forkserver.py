@@ -34,6 +34,7 @@ from typing import Any
 
 from workbook.sandbox import adopted_children, become_subreaper, limit_processes, popen_options
 
+HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the pipe trusted graders ask for app hosts on
 PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
 REAP_EVERY_S = 0.02
@@ -56,29 +57,66 @@ def serve() -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
+    from workbook.apphost import warm_up
+
+    warm_up()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when we stop
     running: set[int] = set()
-    pending = b""
-    while True:
-        readable, _, _ = select.select([0], [], [], REAP_EVERY_S)
-        if readable:
-            chunk = os.read(0, 65536)
+    hosts: set[int] = set()
+    inputs = {0: b""}
+    host_fd = int(os.environ.pop(HOST_REQUESTS_ENV, "-1"))
+    if host_fd >= 0:
+        inputs[host_fd] = b""
+    while 0 in inputs:
+        readable, _, _ = select.select(list(inputs), [], [], REAP_EVERY_S)
+        for fd in readable:
+            chunk = os.read(fd, 65536)
             if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
+                del inputs[fd]
+                continue
+            *lines, inputs[fd] = (inputs[fd] + chunk).split(b"\n")
             for line in lines:
-                if not line.strip():
-                    continue
-                request = json.loads(line)
-                if "kill" in request:
-                    _end_grader(int(request["kill"]), running)
-                else:
-                    running.add(_start(request))
-        _reap(running, adopting)
-    for pid in running:
+                _obey(line, fd == 0, running, hosts)
+        _reap(running, hosts, adopting)
+    for pid in running | hosts:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def _obey(line: bytes, from_engine: bool, running: set[int], hosts: set[int]) -> None:
+    """Carry out one request: from the engine (fork a grading process, end one), or from a
+    trusted grading process (fork an app host, workbook/apphost.py)."""
+    if not line.strip():
+        return
+    with contextlib.suppress(ValueError):
+        request = json.loads(line)
+        if not isinstance(request, dict):
+            return
+        if "host" in request and isinstance(request["host"], dict):
+            hosts.add(_start_host(request["host"]))
+        elif from_engine and "kill" in request:
+            _end_grader(int(request["kill"]), running)
+        elif from_engine:
+            running.add(_start(request))
+
+
+def _start_host(request: dict[str, Any]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"host-{os.getpid()}.log")
+            output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(output, 1)
+            os.dup2(output, 2)
+            from workbook.apphost import run
+
+            run(request, log)
+        finally:
+            os._exit(code)
+    return pid
 
 
 def make_undumpable() -> bool:
@@ -137,7 +175,7 @@ def _become_grader(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def _reap(running: set[int], adopting: bool = False) -> None:
+def _reap(running: set[int], hosts: set[int], adopting: bool = False) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -145,11 +183,12 @@ def _reap(running: set[int], adopting: bool = False) -> None:
             return
         if pid == 0:
             return
-        if pid in running:  # else an adopted orphan, ended below
+        hosts.discard(pid)
+        if pid in running:  # else an app host or an adopted orphan, ended below
             running.discard(pid)
             _send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
-            if adopting:
-                _end_orphans(running)
+        if adopting:
+            _end_orphans(running | hosts)
 
 
 def _end_orphans(running: set[int]) -> None:
@@ -188,15 +227,23 @@ class ForkServer:
         """`command` starts the server (by default a plain interpreter; the engine passes one
         in the sandbox); `scratch` is the one folder its graders may write, removed on close."""
         self.scratch = scratch
-        self.process = subprocess.Popen(
-            command or [sys.executable, "-I", "-c", BOOT, str(root)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            **popen_options(),
-        )
+        self.sockets: Path | None = None  # where trusted graders listen for app hosts (engine)
+        # Trusted grading processes ask for app hosts on a pipe of their own: a line each,
+        # shorter than PIPE_BUF, so lines of several writers never mix.
+        host_read, self.host_requests_fd = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                command or [sys.executable, "-I", "-c", BOOT, str(root)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**env, HOST_REQUESTS_ENV: str(host_read)},
+                cwd=cwd,
+                pass_fds=(host_read,),
+                **popen_options(),
+            )
+        finally:
+            os.close(host_read)
         # Written with os.write, never through the buffered file: a full pipe must not block.
         self.stdin_fd = self.process.stdin.fileno()  # type: ignore[union-attr]
         os.set_blocking(self.stdin_fd, False)
@@ -262,6 +309,9 @@ class ForkServer:
             os.close(self.stdin_fd)  # end of input: the server ends its graders and stops
         self.stdin_fd = -1
         self.process.stdin = None  # closed above; Popen must not close it again
+        with contextlib.suppress(OSError):
+            os.close(self.host_requests_fd)
+        self.host_requests_fd = -1
         if got_lock:
             self.write_lock.release()
         try:
@@ -269,8 +319,9 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.end("")
             self.process.wait()
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+        for folder in (self.scratch, self.sockets):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _send(self, data: bytes) -> None:
         """Write `data` to the server within WRITE_TIMEOUT_S, else end the server. Raises

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +40,7 @@ from workbook.workspace import BUNDLED_EXERCISES
 
 TARGET_ENV = "WORKBOOK_TARGET"
 SEED_ENV = "WORKBOOK_SEED"
+HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as app hosts see it
 MAX_BODY_CHARS = 300
 MAX_MESSAGE_CHARS = 2500
 
@@ -908,8 +909,93 @@ def before_import() -> None:
 
 @pytest.fixture
 def learner(problem: Problem, before_import: None) -> ModuleType:
-    """The learner's module for this problem, imported afresh for this check."""
+    """The learner's module for this problem, imported afresh for this check (graders of
+    problems not yet moved to app hosts only: a hosted grader uses `host`)."""
+    if hosted(problem):
+        raise RuntimeError("a hosted grader must not import the learner's code: use the `host` fixture")
     return import_learner(problem)
+
+
+# --- app hosts (issue 11, item 1): the learner's code in a process of its own ---------------
+
+
+def hosted(problem: Problem) -> bool:
+    """Whether `problem`'s graders reach the learner's code only through app hosts: its
+    grader folder has a probe menu, `probes.py` (workbook/hostkit.py)."""
+    return (problem.grader_dir / "probes.py").is_file()
+
+
+def host_folder(problem: Problem) -> str:
+    """The problem's folder as the app host sees it (in the sandbox: the submission's path)."""
+    root = os.environ.get(HOST_TARGET_ENV) or str(target_root())
+    return str(Path(root) / problem.slug)
+
+
+@pytest.fixture
+def host_env() -> dict[str, str]:
+    """Override in a grader: environment variables the host sets before the import."""
+    return {}
+
+
+@pytest.fixture
+def host_unset() -> list[str]:
+    """Override in a grader: environment variables the host removes before the import."""
+    return []
+
+
+@pytest.fixture
+def host_setup() -> list[tuple[str, dict[str, Any]]]:
+    """Override in a grader: probes (name, arguments) the host runs before the import,
+    e.g. a spy on sqlite3.connect."""
+    return []
+
+
+@pytest.fixture
+def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
+    """A factory of app hosts for this check: `new_host(env=..., setup=..., workdir=...)`
+    starts one more host (its own process, the module imported afresh); all end with the
+    check. A shared `workdir` name lets a second host see the files of the first (a restart)."""
+    from workbook import hostkit
+
+    def start(
+        env: dict[str, str] | None = None,
+        unset: list[str] | None = None,
+        setup: list[tuple[str, dict[str, Any]]] | None = None,
+        workdir: str | None = None,
+    ) -> hostkit.AppHost:
+        host = hostkit.AppHost()
+        hostkit.current_hosts.append(host)
+        state["problem_dir"] = target_root() / problem.slug
+        host.start(
+            problem.module,
+            host_folder(problem),
+            env=env,
+            unset=unset,
+            setup=setup,
+            probes=problem.grader_dir / "probes.py",
+            workdir=workdir,
+        )
+        return host
+
+    try:
+        yield start
+    finally:
+        for host in list(hostkit.current_hosts):
+            host.close()
+        hostkit.current_hosts.clear()
+
+
+@pytest.fixture
+def host(
+    new_host: Callable[..., Any],
+    host_env: dict[str, str],
+    host_unset: list[str],
+    host_setup: list[tuple[str, dict[str, Any]]],
+) -> Any:
+    """This check's app host: the learner's module imported afresh in its own sandboxed
+    process, not yet served (`host.client()` serves it, lifespan on; `host.serve(...)` to
+    choose). Raises LearnerImportError when the import fails, as `learner` did."""
+    return new_host(env=host_env, unset=host_unset, setup=host_setup)
 
 
 @pytest.fixture(autouse=True)

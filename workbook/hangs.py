@@ -254,12 +254,20 @@ class Watch:
         return None
 
 
-def run_check(action: Callable[[], T], limit: float, folder: Path | None, known: tuple[Site, str] | None = None) -> T:
+def run_check(
+    action: Callable[[], T],
+    limit: float,
+    folder: Path | None,
+    known: tuple[Site, str] | None = None,
+    sampler: Any = None,
+) -> T:
     """Run a check's body under `limit` seconds, stopping early when the learner's code is
     stuck; `known` is (the site, the check id) of an earlier hang in this run. Raises Hang
     (with where the learner's code was) when the body did not finish, after stopping the
-    stuck learner threads it can (see `stop_stuck_threads`)."""
-    sampler = Sampler(folder)
+    stuck learner threads it can (see `stop_stuck_threads`). `sampler`: where to look for
+    the learner's code (default: this process; workbook.hostkit.RemoteSampler: the check's
+    app hosts, which it stops by ending them)."""
+    sampler = sampler or Sampler(folder)
     ignore = {threading.get_ident(), *sampler.threads(set())}  # threads stuck before this check
     outcome: dict[str, Any] = {}
 
@@ -284,7 +292,7 @@ def run_check(action: Callable[[], T], limit: float, folder: Path | None, known:
         if hang is None and elapsed >= limit:
             hang = Hang(elapsed, sampler.any_site(ignore))
         if hang is not None:
-            hang.clean = stop_stuck_threads(sampler, ignore)
+            hang.clean = sampler.stop() if hasattr(sampler, "stop") else stop_stuck_threads(sampler, ignore)
             raise hang
     if "error" in outcome:
         raise outcome["error"]

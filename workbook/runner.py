@@ -167,12 +167,18 @@ class Reporter:
         names = pyfuncitem._fixtureinfo.argnames
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
         folder = grading.state.get("problem_dir")
+        sampler = None
+        if grading.this_run.problem is not None and grading.hosted(grading.this_run.problem):
+            from workbook import hostkit
+
+            sampler = hostkit.RemoteSampler(hostkit.current_hosts)
         try:
             hangs.run_check(
                 lambda: grading.work_for_current_check(lambda: _call_guarded(pyfuncitem.obj, kwargs)),
                 self.check_timeout,
                 folder,
                 self.known_hang,
+                sampler,
             )
         except hangs.Hang as hang:
             if not hang.clean:

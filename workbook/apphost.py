@@ -1,0 +1,432 @@
+"""The app host: the one process that imports a learner's code (issue 11, item 1).
+
+It runs in the submission's sandbox, forked from the warm fork server (workbook/forkserver.py)
+with the libraries imported. The trusted grading process, which never imports learner code,
+asks the server for a host by writing `{"host": {"socket": PATH, "nonce": N}}` to its input;
+the forked host connects to PATH (a listening socket the trusted side owns, in a folder the
+sandbox sees read-only) and speaks JSON lines (workbook/hostkit.py is the other end):
+
+1. host -> trusted: `{"hello": N}`.
+2. trusted -> host: the descriptor of a listening socket the trusted side bound (SCM_RIGHTS,
+   with the bytes `b"fd\\n"`): the app is served on it, so the trusted side only ever
+   connects to a path the sandbox cannot replace by a link.
+3. Requests `{"op": ..., ...}`, one answer line each: `{"ok": true, "value": V}`, or
+   `{"ok": false, "raised": E}` (an exception the learner's code raised, as plain data:
+   `describe_exception`), `{"ok": false, "import_error": TEXT}` or `{"ok": false, "error": TEXT}`.
+
+Every answer is an *observation*: the trusted side chooses the test data and judges. Code
+here runs beside learner code and may be patched by it; that can fake an observation, never
+a verdict. End of the connection ends the host (`os._exit`), and everything it started dies
+with the sandbox's PID namespace or is reaped by the fork server, a child subreaper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+MAX_TEXT = 2000  # characters of one exception text sent back
+MAX_FRAMES = 40
+MAX_CHAIN = 6
+MAX_LOG_BYTES = 64 << 10
+STARTUP_WAIT_S = 10.0
+SHUTDOWN_WAIT_S = 5.0
+# What a host is told to import before it is told what to do: libraries only (fork server).
+WARM_MODULES = (
+    "fastapi",
+    "fastapi.security",
+    "fastapi.responses",
+    "starlette",
+    "pydantic",
+    "sqlite3",
+    "jose.jwt",
+    "passlib.context",
+    "bcrypt",
+    "multipart",
+    "uvicorn",
+    "uvicorn.config",
+    "uvicorn.server",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.protocols.websockets.websockets_impl",
+    "uvicorn.protocols.websockets.wsproto_impl",
+    "uvicorn.lifespan.on",
+    "uvicorn.lifespan.off",
+    "uvicorn.loops.auto",
+    "uvicorn.loops.asyncio",
+    "anyio._backends._asyncio",
+    "anyio.streams.memory",
+    "websockets.legacy.server",
+    "websockets.asyncio.server",
+)
+
+
+def warm_up() -> None:
+    """Import the libraries a host needs and make bcrypt cheap, once, in the fork server:
+    a host forked from that state serves in tens of milliseconds (benchmarks/RESULTS.md)."""
+    for name in WARM_MODULES:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    from workbook.grading import cheap_password_hashing
+
+    cheap_password_hashing()
+    with contextlib.suppress(Exception):
+        import passlib.context
+
+        # passlib loads and self-tests its bcrypt backend at the first hash: here, once.
+        passlib.context.CryptContext(schemes=["bcrypt"]).hash("warm")
+    with contextlib.suppress(Exception):
+        import pydantic.v1  # noqa: F401 - FastAPI imports it when an app is built
+
+
+# --- describing what the learner's code raised --------------------------------------------
+
+
+def describe_exception(exc: BaseException, folder: Path | None, depth: int = 0) -> dict[str, Any]:
+    """`exc` as plain data: its type (name, module, builtin bases), text, frames (file
+    relative to `folder` for the learner's own files, else absolute), the exceptions it was
+    raised from or during, and a group's members. Bounded in size."""
+    frames = []
+    for frame in traceback.extract_tb(exc.__traceback__)[-MAX_FRAMES:]:
+        frames.append([_shown_file(frame.filename, folder), frame.lineno or 1, frame.name])
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a learner's __str__ may raise anything
+        text = f"<{type(exc).__name__} whose text could not be shown>"
+    data: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "module": type(exc).__module__,
+        "bases": [cls.__name__ for cls in type(exc).__mro__ if cls.__module__ == "builtins"][:8],
+        "text": text[:MAX_TEXT],
+        "frames": frames,
+    }
+    if depth < MAX_CHAIN:
+        for key in ("__cause__", "__context__"):
+            linked = getattr(exc, key, None)
+            if isinstance(linked, BaseException) and linked is not exc:
+                data[key] = describe_exception(linked, folder, depth + 1)
+        members = getattr(exc, "exceptions", None)
+        if isinstance(members, (list, tuple)):
+            data["exceptions"] = [describe_exception(e, folder, depth + 1) for e in members[:10]]
+    return data
+
+
+def _shown_file(filename: str, folder: Path | None) -> str:
+    """A learner's file as `@/relative/path` (the trusted side puts its own copy of the folder
+    in front), anything else as it is."""
+    if folder is not None and filename:
+        with contextlib.suppress(ValueError, OSError):
+            return "@/" + Path(filename).resolve().relative_to(folder).as_posix()
+    return filename
+
+
+# --- the host --------------------------------------------------------------------------
+
+
+class Host:
+    """One host's state: the learner's module once imported, its server once serving, and
+    what the learner's code raised inside the app since the trusted side last asked."""
+
+    def __init__(self, connection: socket.socket, listener: socket.socket) -> None:
+        self.connection = connection
+        self.listener = listener
+        self.folder: Path | None = None
+        self.module: ModuleType | None = None
+        self.probes: ModuleType | None = None
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.raised: list[dict[str, Any]] = []
+        self.pending_errors = 0  # 500s sent whose exception is not recorded yet
+        self.log_path: str = ""
+
+    # -- requests ---------------------------------------------------------------------
+
+    def answer(self, request: dict[str, Any], ops: dict[str, Any]) -> dict[str, Any]:
+        op = str(request.get("op"))
+        handler = ops.get(op)
+        if handler is None:
+            return {"ok": False, "error": f"unknown request {op!r}"}
+        try:
+            return {"ok": True, "value": handler(self, request)}
+        except LearnerImportFailed as failed:
+            return {"ok": False, "import_error": str(failed)}
+        except HostProblem as problem:
+            return {"ok": False, "error": str(problem), **problem.extra}
+        except BaseException as exc:  # noqa: BLE001 - whatever the learner's code raised, as data
+            return {"ok": False, "raised": describe_exception(exc, self.folder)}
+
+    def start(self, request: dict[str, Any]) -> None:
+        """Set the environment and working folder, run the setup probes, import the module."""
+        self.folder = Path(request["folder"]).resolve()
+        os.environ.update({str(k): str(v) for k, v in request.get("env", {}).items()})
+        for name in request.get("unset", []):
+            os.environ.pop(str(name), None)
+        name = str(request.get("workdir") or f"host-{os.getpid()}")
+        work = Path(os.environ.get("TMPDIR", "/tmp")) / f"work-{Path(name).name}"
+        work.mkdir(parents=True, exist_ok=True)
+        os.chdir(work)
+        sys.path.insert(0, str(self.folder))
+        if request.get("probes"):
+            self.probes = _load_probes(Path(request["probes"]))
+        for name, args in request.get("setup", []):
+            self._probe_function(name)(self, **args)
+        self.module = _import_learner(request["module"], self.folder)
+
+    def serve(self, request: dict[str, Any]) -> None:
+        """Serve `app` (or the attribute path given) with uvicorn on the trusted side's socket."""
+        import uvicorn
+
+        app = self.attribute(request.get("app", "app"))
+        config = uvicorn.Config(
+            _recording(app, self),
+            lifespan=request.get("lifespan", "on"),
+            log_level="warning",
+            access_log=False,
+            ws=request.get("ws", "auto"),
+            timeout_graceful_shutdown=1,
+        )
+        self.server = _Server(config, self)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + float(request.get("wait", STARTUP_WAIT_S))
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if self.server.started:
+            return
+        startup = [e for e in self.raised if e.get("phase") == "lifespan"]
+        if startup:
+            self.raised = [e for e in self.raised if e.get("phase") != "lifespan"]
+            raise HostProblem("startup raised", raised=startup[-1]["error"])
+        if self.thread.is_alive():
+            raise HostProblem("startup did not finish", threads=self.learner_threads())
+        raise HostProblem("startup failed", log=self.log_tail())
+
+    def stop(self, request: dict[str, Any]) -> None:
+        """Stop the server: uvicorn closes the connections and runs the lifespan's shutdown."""
+        if self.server is None or self.thread is None:
+            return
+        self.server.should_exit = True
+        self.thread.join(float(request.get("wait", SHUTDOWN_WAIT_S)))
+        if self.thread.is_alive():
+            raise HostProblem("shutdown did not finish", threads=self.learner_threads())
+        shutdown = [e for e in self.raised if e.get("phase") == "lifespan"]
+        if shutdown:
+            self.raised = [e for e in self.raised if e.get("phase") != "lifespan"]
+            raise HostProblem("shutdown raised", raised=shutdown[-1]["error"])
+
+    def attribute(self, path: str) -> Any:
+        value: Any = self.module
+        for name in path.split("."):
+            value = getattr(value, name)
+        return value
+
+    def probe(self, request: dict[str, Any]) -> Any:
+        return self._probe_function(str(request["name"]))(self, **request.get("args", {}))
+
+    def _probe_function(self, name: str) -> Callable[..., Any]:
+        function = getattr(self.probes, name, None) if not name.startswith("_") else None
+        if not callable(function):
+            raise HostProblem(f"no probe {name!r}")
+        return function
+
+    def on_loop(self, coroutine: Any, timeout: float = 5.0) -> Any:
+        """Run `coroutine` on the server's event loop (where the app's objects live)."""
+        if self.loop is None:
+            raise HostProblem("the app is not being served")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def learner_threads(self) -> dict[str, Any]:
+        from workbook import hangs
+
+        sampler = hangs.Sampler(self.folder)
+        sites = sampler.threads({threading.get_ident()})
+        return {str(ident): site.as_dict() for ident, site in sites.items()}
+
+    def waiting_tasks(self) -> list[dict[str, Any]]:
+        from workbook import hangs
+
+        return [site.as_dict() for site in hangs.Sampler(self.folder).waiting_tasks()]
+
+    def take_raised(self) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 1.0
+        while self.pending_errors > 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        taken, self.raised = self.raised, []
+        return taken
+
+    def log_tail(self, limit: int = MAX_LOG_BYTES) -> str:
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - limit))
+            return log.read().decode("utf-8", "replace")
+        return ""
+
+
+class HostProblem(Exception):
+    """A request the host could not carry out, for a reason that is not a learner exception."""
+
+    def __init__(self, text: str, **extra: Any) -> None:
+        super().__init__(text)
+        self.extra = extra
+
+
+class LearnerImportFailed(Exception):
+    """Importing the learner's module failed: the text says how, in the learner's terms."""
+
+
+OPS: dict[str, Callable[[Host, dict[str, Any]], Any]] = {
+    "start": Host.start,
+    "serve": Host.serve,
+    "stop": Host.stop,
+    "probe": Host.probe,
+    "raised": lambda host, _: host.take_raised(),
+}
+# Asked on the second connection, answered while the first one's request is busy.
+MONITOR_OPS: dict[str, Callable[[Host, dict[str, Any]], Any]] = {
+    "threads": lambda host, _: host.learner_threads(),
+    "tasks": lambda host, _: host.waiting_tasks(),
+    "log": lambda host, request: host.log_tail(int(request.get("limit", 4000))),
+}
+
+
+def _load_probes(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"workbook_probes_{path.parent.name}", path)
+    if spec is None or spec.loader is None:
+        raise HostProblem(f"cannot load the probes {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_learner(name: str, folder: Path) -> ModuleType:
+    from workbook import grading
+
+    grading.state["problem_dir"] = folder
+    try:
+        return importlib.import_module(name)
+    except SyntaxError as exc:
+        raise LearnerImportFailed(grading._describe_syntax_error(exc, folder)) from None
+    except BaseException as exc:  # noqa: BLE001 - learner code may raise anything, even SystemExit
+        raise LearnerImportFailed(grading._describe_import_exception(exc, folder)) from None
+
+
+def _recording(app: Any, host: Host) -> Any:
+    """`app` wrapped so that what escapes it (a 500's exception, a WebSocket handler's, a
+    lifespan's) is recorded for the trusted side, with the request it was raised for."""
+
+    async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        failing = False
+
+        async def watched_send(message: dict[str, Any]) -> None:
+            nonlocal failing
+            if message.get("type") == "http.response.start" and int(message.get("status", 200)) >= 500:
+                # Starlette sends the 500 before re-raising: the trusted side, reading the
+                # 500, asks what was raised, and must wait until it is recorded.
+                failing = True
+                host.pending_errors += 1
+            await send(message)
+
+        try:
+            await app(scope, receive, watched_send)
+        except BaseException as exc:
+            kind = scope.get("type", "")
+            sent = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path', '')}" if kind != "lifespan" else None
+            host.raised.append({"phase": kind, "sent": sent, "error": describe_exception(exc, host.folder)})
+            raise
+        finally:
+            if failing:
+                host.pending_errors -= 1
+
+    return recorded
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def __init__(self, config: Any, host: Host) -> None:
+            super().__init__(config)
+            self.host = host
+
+        async def startup(self, sockets: Any = None) -> None:
+            self.host.loop = asyncio.get_running_loop()
+            await super().startup(sockets=sockets)
+
+    return Server
+
+
+def _Server(config: Any, host: Host) -> Any:
+    return _server_class()(config, host)
+
+
+def run(request: dict[str, Any], log_path: str) -> None:
+    """In the forked child: connect to the trusted side twice (requests, and a monitor that
+    answers where the learner's code is while a request is busy) and answer until it hangs
+    up. Never returns; the process ends with `os._exit`."""
+    code = 0
+    try:
+        control = _connect(request, "control")
+        _, fds, _, _ = socket.recv_fds(control, 3, 1)
+        if not fds:
+            raise HostProblem("no listening socket")
+        host = Host(control, socket.socket(fileno=fds[0]))
+        host.log_path = log_path
+        monitor = _connect(request, "monitor")
+        threading.Thread(target=_answer_until_closed, args=(host, monitor, MONITOR_OPS), daemon=True).start()
+        _answer_until_closed(host, control, OPS)
+    except BaseException:  # noqa: BLE001 - the trusted side sees the connection end
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _connect(request: dict[str, Any], role: str) -> socket.socket:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(10)
+    connection.connect(str(request["socket"]))
+    connection.sendall(json.dumps({"hello": request.get("nonce"), "role": role}).encode() + b"\n")
+    connection.settimeout(None)
+    return connection
+
+
+def _answer_until_closed(host: Host, connection: socket.socket, ops: dict[str, Any]) -> None:
+    with connection.makefile("rb") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            reply = host.answer(json.loads(line), ops)
+            connection.sendall(_encoded(reply))
+    os._exit(0)
+
+
+def _encoded(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply, default=_plain).encode() + b"\n"
+    except (TypeError, ValueError) as exc:
+        return json.dumps({"ok": False, "error": f"the answer is not JSON: {exc}"}).encode() + b"\n"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)[:MAX_TEXT]

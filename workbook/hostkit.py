@@ -1,0 +1,611 @@
+"""The trusted side of an app host (issue 11, item 1): what graders use to reach a learner's
+app without importing it.
+
+A grader gets an `AppHost` from the `host` fixture (workbook/grading.py): a fresh process in
+the submission's sandbox that imported the learner's module (workbook/apphost.py). From it:
+
+- `host.client()`: an httpx client with TestClient's calls (`get`, `post`, ...,
+  `websocket_connect`) talking to the app served by a real uvicorn over a Unix socket;
+- `host.probe(name, **args)`: call a function of the problem's probe menu
+  (`graders/<slug>/probes.py`, `def name(host, **args)`) inside the host, with JSON
+  arguments chosen here, and get its JSON answer, to judge here;
+- `host.serve(lifespan=...)`/`host.stop()`: start and stop the server, lifespan included.
+
+An exception the learner's code raised in the host comes back as data and is rebuilt here as
+an exception of the same type name, text and builtin bases, with a traceback through the
+learner's files at the lines it was raised at (`rebuild`), so failures read as before. Every
+read from the host is bounded in size and time; the answers are observations, never verdicts.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+import json
+import os
+import secrets
+import select
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST_SOCKETS_ENV = "WORKBOOK_HOST_SOCKETS"  # a folder the sandbox sees read-only
+HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the fork server's pipe for host requests
+HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as the host sees it
+MAX_ANSWER_BYTES = 4 << 20
+CONNECT_WAIT_S = 5.0
+ANSWER_WAIT_S = 30.0
+MONITOR_WAIT_S = 0.5
+
+
+class HostError(Exception):
+    """The app host did not start, answer or carry out a request (not a learner exception)."""
+
+
+class HostGone(HostError):
+    """The app host ended (its code called os._exit, or was killed) or stopped answering."""
+
+
+class StartupFailed(HostError):
+    """The app's startup (the lifespan before `yield`) did not finish or failed without an
+    exception of the learner's code; `threads` holds where the learner's code was."""
+
+    def __init__(self, text: str, threads: dict[str, Any] | None = None, log: str = "") -> None:
+        super().__init__(text)
+        self.threads = threads or {}
+        self.log = log
+
+
+# --- the connection ----------------------------------------------------------------------
+
+
+class _Line:
+    """JSON lines over a socket, each read bounded in size and time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.lock = threading.Lock()
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        with self.lock:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+            return self._read(timeout)
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HostGone(f"the app host did not answer within {timeout:g} s")
+            readable, _, _ = select.select([self.sock], [], [], remaining)
+            if not readable:
+                continue
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise HostGone("the app host ended")
+            self.buffer += chunk
+            if len(self.buffer) > MAX_ANSWER_BYTES:
+                raise HostGone("the app host sent an answer over the size limit")
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            answer = json.loads(line.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise HostGone("the app host sent something that is not an answer") from exc
+        if not isinstance(answer, dict):
+            raise HostGone("the app host sent something that is not an answer")
+        return answer
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # One for every client: httpx would build one per client otherwise (~30 ms each).
+    return ssl.create_default_context()
+
+
+class AppHost:
+    """One app host: a process in the sandbox that imported the learner's module afresh.
+
+    Raises HostError when no host could be had (no fork server, or it did not answer in
+    CONNECT_WAIT_S)."""
+
+    def __init__(self) -> None:
+        folder = os.environ.get(HOST_SOCKETS_ENV)
+        request_fd = os.environ.get(HOST_REQUESTS_ENV)
+        if not folder or not request_fd:
+            raise HostError("this grading process has no app hosts (no fork server)")
+        name = secrets.token_hex(6)
+        self.private = Path(tempfile.mkdtemp(prefix="wbh-"))
+        self.app_path = self.private / "app.sock"
+        self.listener = _listening(Path(folder) / f"{name}.sock")
+        self.app_listener = _listening(self.app_path)
+        self.closed = False
+        self.served = False
+        try:
+            nonce = secrets.token_hex(8)
+            _write_request(int(request_fd), {"host": {"socket": str(Path(folder) / f"{name}.sock"), "nonce": nonce}})
+            self.control = self._accept(nonce, "control")
+            socket.send_fds(self.control.sock, [b"fd\n"], [self.app_listener.fileno()])
+            self.monitor = self._accept(nonce, "monitor")
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self.listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(Path(folder) / f"{name}.sock")
+
+    def _accept(self, nonce: str, role: str) -> _Line:
+        self.listener.settimeout(CONNECT_WAIT_S)
+        try:
+            sock, _ = self.listener.accept()
+        except TimeoutError:
+            raise HostGone(f"no app host started within {CONNECT_WAIT_S:g} s") from None
+        line = _Line(sock)
+        hello = line._read(CONNECT_WAIT_S)
+        if hello.get("hello") != nonce or hello.get("role") != role:
+            sock.close()
+            raise HostGone("an app host answered that was not asked for")
+        return line
+
+    # -- requests -----------------------------------------------------------------------
+
+    def call(self, op: str, timeout: float = ANSWER_WAIT_S, **fields: Any) -> Any:
+        """Send one request and return its value; raises what the learner's code raised
+        (rebuilt), LearnerImportError, StartupFailed or HostError."""
+        if self.closed:
+            raise HostGone("the app host was closed")
+        try:
+            answer = self.control.ask({"op": op, **fields}, timeout)
+        except OSError as exc:
+            raise HostGone(f"the app host ended ({exc.__class__.__name__})") from None
+        if answer.get("ok") is True:
+            return answer.get("value")
+        return _failure(answer)
+
+    def start(
+        self,
+        module: str,
+        folder: str,
+        *,
+        env: dict[str, str] | None = None,
+        unset: list[str] | None = None,
+        setup: list[tuple[str, dict[str, Any]]] | None = None,
+        probes: Path | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        """Import `module` from `folder` (as the host sees it) after setting `env`, removing
+        `unset` and running the `setup` probes (spies that must be in place before import).
+        The host works in a fresh folder of its scratch, or in `workdir` (a name) if given."""
+        self.call(
+            "start",
+            module=module,
+            folder=folder,
+            env=env or {},
+            unset=unset or [],
+            setup=[list(step) for step in setup or []],
+            probes=str(probes) if probes else None,
+            workdir=workdir,
+        )
+
+    def serve(self, lifespan: str = "on", app: str = "app", wait: float = 10.0) -> None:
+        """Serve the module's `app` with uvicorn; with lifespan "on", its startup has run
+        when this returns. Raises what the startup raised, or StartupFailed."""
+        self.served = True
+        self.call("serve", timeout=wait + 2, lifespan=lifespan, app=app, wait=wait)
+
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop serving: the lifespan's shutdown runs; raises what it raised."""
+        self.call("stop", timeout=wait + 2, wait=wait)
+
+    def probe(self, name: str, timeout: float = ANSWER_WAIT_S, **args: Any) -> Any:
+        """The JSON answer of probe `name` of the problem's menu, called with `args`."""
+        return self.call("probe", timeout=timeout, name=name, args=args)
+
+    def raised(self) -> list[dict[str, Any]]:
+        """What the learner's code raised inside the app since last asked: each
+        {"phase", "sent", "error"} ("http", "websocket" or "lifespan")."""
+        found = self.call("raised")
+        return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+    def threads(self) -> dict[str, Any]:
+        """Where each thread running the learner's code is (hangs.Site dicts), asked on the
+        monitor connection, which answers while the app is busy."""
+        return self._monitor("threads")
+
+    def tasks(self) -> list[Any]:
+        return self._monitor("tasks") or []
+
+    def log(self, limit: int = 4000) -> str:
+        text = self._monitor("log", limit=limit)
+        return text if isinstance(text, str) else ""
+
+    def _monitor(self, op: str, **fields: Any) -> Any:
+        if self.closed:
+            return None
+        with contextlib.suppress(HostError, OSError):
+            answer = self.monitor.ask({"op": op, **fields}, MONITOR_WAIT_S)
+            return answer.get("value") if answer.get("ok") is True else None
+        return None
+
+    def client(self, *, raise_server_exceptions: bool = True, **kwargs: Any) -> RemoteClient:
+        """A client of the served app (served first, lifespan on, if not yet served)."""
+        if not self.served:
+            self.serve()
+        return RemoteClient(self, raise_server_exceptions=raise_server_exceptions, **kwargs)
+
+    def close(self) -> None:
+        """End the host: it exits when its connections close."""
+        if self.closed:
+            return
+        self.closed = True
+        for line in (getattr(self, "control", None), getattr(self, "monitor", None)):
+            if line is not None:
+                with contextlib.suppress(OSError):
+                    line.sock.close()
+        with contextlib.suppress(OSError):
+            self.app_listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.app_path)
+        with contextlib.suppress(OSError):
+            self.private.rmdir()
+
+
+def _listening(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(64)
+    return sock
+
+
+def _write_request(fd: int, request: dict[str, Any]) -> None:
+    data = json.dumps(request).encode() + b"\n"
+    if len(data) > 4000:
+        raise HostError("a host request over PIPE_BUF")
+    deadline = time.monotonic() + 2.0
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            os.write(fd, data)  # all or nothing: under PIPE_BUF
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise HostGone("the fork server did not take the request for an app host") from None
+            select.select([], [fd], [], 0.05)
+        except OSError as exc:
+            raise HostGone(f"the fork server is gone ({exc.__class__.__name__})") from None
+
+
+def _failure(answer: dict[str, Any]) -> Any:
+    from workbook.grading import LearnerImportError, learner_visible
+
+    if "raised" in answer:
+        raise rebuild(answer["raised"])
+    if "import_error" in answer:
+        raise LearnerImportError(learner_visible(_text(answer["import_error"], 6000)))
+    text = _text(answer.get("error", "the app host failed"), 500)
+    if text in ("startup raised", "shutdown raised") and isinstance(answer.get("raised"), dict):
+        raise rebuild(answer["raised"])
+    if text in ("startup did not finish", "shutdown did not finish", "startup failed"):
+        threads = answer.get("threads") if isinstance(answer.get("threads"), dict) else {}
+        raise StartupFailed(text, threads, _text(answer.get("log", ""), 4000))
+    raise HostError(text)
+
+
+def _text(value: Any, limit: int) -> str:
+    from workbook.safetext import valid_text
+
+    return valid_text(str(value))[:limit]
+
+
+# --- rebuilding what the learner's code raised ----------------------------------------------
+
+
+def learner_folder() -> Path | None:
+    from workbook import grading
+
+    folder = grading.state.get("problem_dir")
+    return Path(folder) if folder is not None else None
+
+
+def rebuild(data: Any, depth: int = 0) -> BaseException:
+    """An exception like the one the host described (apphost.describe_exception): same type
+    name, module, text and builtin base, with a traceback through the same files and lines,
+    so `learner_frames`, the cause keys and the translations read it as before."""
+    if not isinstance(data, dict):
+        return HostError("the app host described an exception it could not show")
+    exc = _instance(data)
+    folder = learner_folder()
+    frames = []
+    for item in data.get("frames", [])[:40]:
+        with contextlib.suppress(TypeError, ValueError):
+            file, line, name = str(item[0]), int(item[1]), str(item[2])[:100]
+            if file.startswith("@/") and folder is not None:
+                file = str(folder / file[2:])
+            frames.append((file, max(1, min(line, 100_000)), name))
+    exc = _raised_through(exc, frames)
+    if depth < 6:
+        for key in ("__cause__", "__context__"):
+            if isinstance(data.get(key), dict):
+                setattr(exc, key, rebuild(data[key], depth + 1))
+    return exc
+
+
+def _instance(data: dict[str, Any]) -> BaseException:
+    name = _identifier(data.get("type"), "Exception")
+    module = _text(data.get("module", "builtins"), 100)
+    text = _text(data.get("text", ""), 2000)
+    base = _builtin_base(data.get("bases", []))
+    members = [rebuild(item, 6) for item in data.get("exceptions", [])[:10]] if data.get("exceptions") else []
+    cls = _exception_class(name, module, base)  # type: ignore[arg-type]
+    try:
+        exc = cls.__new__(cls)
+        BaseException.__init__(exc, text)
+    except Exception:  # noqa: BLE001 - an odd builtin constructor: keep name and text
+        cls = _exception_class(name, module, Exception)
+        exc = cls(text)
+    exc.workbook_text = text  # type: ignore[attr-defined]
+    if members:
+        exc.exceptions = tuple(members)  # type: ignore[attr-defined]
+    return exc
+
+
+@functools.cache
+def _exception_class(name: str, module: str, base: type[BaseException]) -> type[BaseException]:
+    def text(self: Any) -> str:
+        return str(getattr(self, "workbook_text", ""))
+
+    namespace = {"__module__": module, "__str__": text, "__qualname__": name, "workbook_rebuilt": True}
+    return type(name, (base,), namespace)
+
+
+def _builtin_base(bases: Any) -> type[BaseException]:
+    for name in bases if isinstance(bases, list) else []:
+        found = getattr(builtins, str(name), None)
+        if isinstance(found, type) and issubclass(found, BaseException) and found not in (SystemExit, GeneratorExit):
+            return found
+    return Exception
+
+
+def _identifier(value: Any, default: str) -> str:
+    text = str(value or "")[:100]
+    return text if text.isidentifier() else default
+
+
+def _raised_through(exc: BaseException, frames: list[tuple[str, int, str]]) -> BaseException:
+    """`exc` raised from inside code objects that claim `frames` (file, line, function),
+    outermost first: a real traceback, read by the traceback module like any other."""
+    if not frames:
+        return exc
+
+    def enter(index: int) -> None:
+        file, line, name = frames[index]
+        body = "__next(__index + 1)" if index + 1 < len(frames) else "raise __exc"
+        code = compile("\n" * (line - 1) + body, file, "exec").replace(co_name=name)
+        exec(code, {"__next": enter, "__index": index, "__exc": exc})
+
+    try:
+        enter(0)
+    except BaseException as raised:  # noqa: BLE001 - the exception we raised, with its traceback
+        return raised
+    return exc
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+class RemoteClient(httpx.Client):
+    """TestClient's calls over a real connection to the app host's uvicorn. Like TestClient,
+    it follows redirects, and with `raise_server_exceptions` an exception the learner's code
+    raised while answering (a 500) is raised here, rebuilt; without it, the 500 is returned
+    and the exception is kept for the failure's message (grading.server_errors)."""
+
+    def __init__(self, host: AppHost, *, raise_server_exceptions: bool = True, **kwargs: Any) -> None:
+        from workbook import grading
+
+        # A new connection per request, as TestClient has: uvicorn closes a connection after
+        # an exception, and a pooled one would then fail the next request.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        transport = httpx.HTTPTransport(uds=str(host.app_path), verify=_tls(), limits=limits)
+        kwargs.setdefault("base_url", "http://testserver")
+        kwargs.setdefault("follow_redirects", True)
+        kwargs.setdefault("timeout", httpx.Timeout(60.0))
+
+        super().__init__(transport=transport, verify=_tls(), trust_env=False, **kwargs)
+        self.host = host
+        self.raise_server_exceptions = raise_server_exceptions
+        self.event_hooks = {"request": [grading._remember_request], "response": []}
+
+    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        from workbook import grading
+
+        grading._thread.sending = None
+        try:
+            response = super().request(*args, **kwargs)
+        except httpx.TransportError as exc:
+            raise HostGone(f"the app's server closed the connection ({exc.__class__.__name__})") from None
+        if response.status_code >= 500:
+            self._raise_or_keep(getattr(grading._thread, "sending", None))
+        return response
+
+    def _raise_or_keep(self, sent: str | None) -> None:
+        from workbook import grading
+
+        for item in self.host.raised():
+            exc = rebuild(item.get("error"))
+            grading._tag(exc, sent)
+            if self.raise_server_exceptions:
+                raise exc
+            grading.note_server_error(exc)
+
+    def websocket_connect(self, url: str, subprotocols: list[str] | None = None, **kwargs: Any) -> RemoteWebSocket:
+        from workbook import grading
+
+        headers = {**dict(self.headers), **dict(kwargs.get("headers") or {})}
+        headers.pop("user-agent", None)
+        sent = f"WebSocket {url}"
+        grading.state["last_sent"] = sent
+        return RemoteWebSocket(self.host, url, headers, subprotocols, sent)
+
+
+class WebSocketRejected(Exception):
+    """The server refused the WebSocket handshake (a close before accept() is an HTTP 403 on
+    a real server, RFC 6455 section 4.2.2): `status` is the HTTP status it answered."""
+
+    def __init__(self, status: int, sent: str) -> None:
+        super().__init__(f"the handshake was refused with HTTP {status}")
+        self.status = status
+        self.workbook_sent = sent
+
+
+class RemoteWebSocket:
+    """A WebSocket to the served app with TestClient's session calls (a context manager;
+    send_text/send_json/send_bytes, receive_text/receive_json/receive_bytes, close).
+    A close by the server is starlette's WebSocketDisconnect(code), as under TestClient."""
+
+    def __init__(self, host: AppHost, url: str, headers: dict[str, str], subprotocols: Any, sent: str) -> None:
+        self.host = host
+        self.url = url
+        self.headers = headers
+        self.subprotocols = subprotocols
+        self.workbook_sent = sent
+        self.connection: Any = None
+
+    def __enter__(self) -> RemoteWebSocket:
+        from websockets.exceptions import InvalidStatus
+        from websockets.sync.client import unix_connect
+
+        try:
+            self.connection = unix_connect(
+                str(self.host.app_path),
+                uri=f"ws://testserver{self.url}",
+                additional_headers=self.headers,
+                subprotocols=self.subprotocols,
+                open_timeout=30,
+                close_timeout=1,
+                max_size=MAX_ANSWER_BYTES,
+            )
+        except InvalidStatus as exc:
+            self._raise_raised()
+            raise WebSocketRejected(exc.response.status_code, self.workbook_sent) from None
+        except (OSError, EOFError) as exc:
+            self._raise_raised()
+            raise HostGone(f"the app's server closed the connection ({exc.__class__.__name__})") from None
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def accepted_subprotocol(self) -> str | None:
+        return self.connection.subprotocol if self.connection is not None else None
+
+    def send_text(self, data: str) -> None:
+        self._guarded(lambda: self.connection.send(data))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._guarded(lambda: self.connection.send(data))
+
+    def send_json(self, data: Any, mode: str = "text") -> None:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        self._guarded(lambda: self.connection.send(text if mode == "text" else text.encode()))
+
+    def receive_text(self, timeout: float | None = None) -> str:
+        message = self._guarded(lambda: self.connection.recv(timeout))
+        return message if isinstance(message, str) else message.decode("utf-8", "replace")
+
+    def receive_bytes(self, timeout: float | None = None) -> bytes:
+        message = self._guarded(lambda: self.connection.recv(timeout))
+        return message if isinstance(message, bytes) else message.encode()
+
+    def receive_json(self, mode: str = "text", timeout: float | None = None) -> Any:
+        return json.loads(self.receive_text(timeout))
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                self.connection.close(code, reason or "")
+
+    def _guarded(self, action: Any) -> Any:
+        from starlette.websockets import WebSocketDisconnect
+        from websockets.exceptions import ConnectionClosed
+
+        from workbook import grading
+
+        try:
+            return action()
+        except ConnectionClosed as exc:
+            self._raise_raised()
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            disconnect = WebSocketDisconnect(code, exc.rcvd.reason if exc.rcvd is not None else None)
+            grading._tag(disconnect, self.workbook_sent)
+            raise disconnect from None
+
+    def _raise_raised(self) -> None:
+        from workbook import grading
+
+        for item in self.host.raised():
+            exc = rebuild(item.get("error"))
+            grading._tag(exc, self.workbook_sent)
+            raise exc
+
+
+# --- hang sampling across the process boundary -----------------------------------------------
+
+
+class RemoteSampler:
+    """hangs.Sampler's calls answered by the check's app hosts (their monitor connections):
+    where their threads run the learner's code, and which of their tasks wait in it."""
+
+    def __init__(self, hosts: list[AppHost]) -> None:
+        self.hosts = hosts
+
+    def threads(self, ignore: set[int]) -> dict[int, Any]:
+        from workbook.hangs import Site
+
+        found: dict[int, Any] = {}
+        for number, host in enumerate(list(self.hosts)):
+            for ident, data in (host.threads() or {}).items():
+                site = Site.from_dict(data)
+                key = hash((number, ident)) & 0x7FFFFFFF
+                if site is not None and key not in ignore:
+                    found[key] = site
+        return found
+
+    def waiting_tasks(self) -> list[Any]:
+        from workbook.hangs import Site
+
+        sites = (Site.from_dict(data) for host in list(self.hosts) for data in host.tasks())
+        return [site for site in sites if site is not None]
+
+    def any_site(self, ignore: set[int]) -> Any:
+        return next(iter(self.threads(ignore).values()), None) or next(iter(self.waiting_tasks()), None)
+
+    def stop(self) -> bool:
+        """Stop the stuck code: end the hosts (the next check gets fresh ones)."""
+        for host in list(self.hosts):
+            host.close()
+        return True
+
+
+# The hosts of the current check, for the runner's hang watch (workbook/runner.py).
+current_hosts: list[AppHost] = []
+
+
+@contextlib.contextmanager
+def hosts_of_check() -> Iterator[list[AppHost]]:
+    current_hosts.clear()
+    try:
+        yield current_hosts
+    finally:
+        for host in list(current_hosts):
+            host.close()
+        current_hosts.clear()
