@@ -400,7 +400,8 @@ def _connect(request: dict[str, Any], role: str) -> socket.socket:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.settimeout(10)
     connection.connect(str(request["socket"]))
-    connection.sendall(json.dumps({"hello": request.get("nonce"), "role": role}).encode() + b"\n")
+    hello = {"hello": request.get("nonce"), "role": role, "pid": os.getpid()}
+    connection.sendall(json.dumps(hello).encode() + b"\n")
     connection.settimeout(None)
     return connection
 

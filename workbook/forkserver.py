@@ -94,6 +94,10 @@ def _obey(line: bytes, from_engine: bool, running: set[int], hosts: set[int]) ->
             return
         if "host" in request and isinstance(request["host"], dict):
             hosts.add(_start_host(request["host"]))
+        elif "end_host" in request:
+            # Asked by the trusted side when it is done with a host, in case the learner's
+            # code keeps it from noticing that its connections closed.
+            _end_grader(int(request["end_host"]), hosts)
         elif from_engine and "kill" in request:
             _end_grader(int(request["kill"]), running)
         elif from_engine:

@@ -129,9 +129,11 @@ class AppHost:
         self.app_listener = _listening(self.app_path)
         self.closed = False
         self.served = False
+        self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
+        self.request_fd = int(request_fd)
         try:
             nonce = secrets.token_hex(8)
-            _write_request(int(request_fd), {"host": {"socket": str(Path(folder) / f"{name}.sock"), "nonce": nonce}})
+            _write_request(self.request_fd, {"host": {"socket": str(Path(folder) / f"{name}.sock"), "nonce": nonce}})
             self.control = self._accept(nonce, "control")
             socket.send_fds(self.control.sock, [b"fd\n"], [self.app_listener.fileno()])
             self.monitor = self._accept(nonce, "monitor")
@@ -154,6 +156,8 @@ class AppHost:
         if hello.get("hello") != nonce or hello.get("role") != role:
             sock.close()
             raise HostGone("an app host answered that was not asked for")
+        if isinstance(hello.get("pid"), int):
+            self.pid = hello["pid"]
         return line
 
     # -- requests -----------------------------------------------------------------------
@@ -247,6 +251,9 @@ class AppHost:
         if self.closed:
             return
         self.closed = True
+        if self.pid is not None:
+            with contextlib.suppress(HostError):
+                _write_request(self.request_fd, {"end_host": self.pid})
         for line in (getattr(self, "control", None), getattr(self, "monitor", None)):
             if line is not None:
                 with contextlib.suppress(OSError):
