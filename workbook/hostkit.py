@@ -332,12 +332,12 @@ def rebuild(data: Any, depth: int = 0) -> BaseException:
     exc = _instance(data)
     folder = learner_folder()
     frames = []
-    for item in data.get("frames", [])[:40]:
-        with contextlib.suppress(TypeError, ValueError):
-            file, line, name = str(item[0]), int(item[1]), str(item[2])[:100]
+    for item in _listed(data.get("frames"))[:40]:
+        with contextlib.suppress(TypeError, ValueError, IndexError, KeyError):
+            file, line, name = _text(item[0], 500), int(item[1]), _text(item[2], 100)
             if file.startswith("@/") and folder is not None:
                 file = str(folder / file[2:])
-            frames.append((file, max(1, min(line, 100_000)), name))
+            frames.append((file.replace("\x00", ""), max(1, min(line, 100_000)), name))
     exc = _raised_through(exc, frames)
     if depth < 6:
         for key in ("__cause__", "__context__"):
@@ -351,7 +351,7 @@ def _instance(data: dict[str, Any]) -> BaseException:
     module = _text(data.get("module", "builtins"), 100)
     text = _text(data.get("text", ""), 2000)
     base = _builtin_base(data.get("bases", []))
-    members = [rebuild(item, 6) for item in data.get("exceptions", [])[:10]] if data.get("exceptions") else []
+    members = [rebuild(item, 6) for item in _listed(data.get("exceptions"))[:10]]
     cls = _exception_class(name, module, base)  # type: ignore[arg-type]
     try:
         exc = cls.__new__(cls)
@@ -372,6 +372,10 @@ def _exception_class(name: str, module: str, base: type[BaseException]) -> type[
 
     namespace = {"__module__": module, "__str__": text, "__qualname__": name, "workbook_rebuilt": True}
     return type(name, (base,), namespace)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _builtin_base(bases: Any) -> type[BaseException]:
@@ -396,7 +400,10 @@ def _raised_through(exc: BaseException, frames: list[tuple[str, int, str]]) -> B
     def enter(index: int) -> None:
         file, line, name = frames[index]
         body = "__next(__index + 1)" if index + 1 < len(frames) else "raise __exc"
-        code = compile("\n" * (line - 1) + body, file, "exec").replace(co_name=name)
+        try:
+            code = compile("\n" * (line - 1) + body, file, "exec").replace(co_name=name)
+        except (ValueError, SyntaxError):  # a name compile refuses: this frame is left out
+            code = compile(body, "<app host>", "exec")
         exec(code, {"__next": enter, "__index": index, "__exc": exc})
 
     try:
