@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,8 +35,11 @@ from typing import Any
 
 from workbook.sandbox import adopted_children, become_subreaper, limit_processes, popen_options
 
-HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the pipe trusted graders ask for app hosts on
-PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
+HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the named pipe trusted graders ask for app hosts on
+PRELOAD = (
+    *("workbook.runner", "workbook.hostkit", "fastapi.testclient", "httpx"),
+    *("jose.jwt", "passlib.context", "websockets.sync.client"),
+)
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
 REAP_EVERY_S = 0.02
 # A request is a few hundred bytes and the server answers a fork in milliseconds. A server
@@ -54,12 +58,15 @@ def serve() -> None:
     # A learner's process that leaves its grader's group (start_new_session=True) becomes
     # ours, and ends when its grader does: `watch` keeps this server for a whole session.
     adopting = become_subreaper()
-    for name in PRELOAD:
-        with contextlib.suppress(ImportError):
-            __import__(name)
-    from workbook.apphost import warm_up
+    role = os.environ.pop("WORKBOOK_SERVER_ROLE", "")
+    if role != "hosts":  # it forks grading processes
+        for name in PRELOAD:
+            with contextlib.suppress(ImportError):
+                __import__(name)
+    if role != "trusted":  # it forks app hosts
+        from workbook.apphost import warm_up
 
-    warm_up()
+        warm_up()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when we stop
     running: set[int] = set()
     hosts: set[int] = set()
@@ -232,9 +239,16 @@ class ForkServer:
         in the sandbox); `scratch` is the one folder its graders may write, removed on close."""
         self.scratch = scratch
         self.sockets: Path | None = None  # where trusted graders listen for app hosts (engine)
-        # Trusted grading processes ask for app hosts on a pipe of their own: a line each,
-        # shorter than PIPE_BUF, so lines of several writers never mix.
-        host_read, self.host_requests_fd = os.pipe()
+        # Trusted grading processes ask for app hosts on a named pipe of their own, in a
+        # folder the sandbox does not see: a line each, shorter than PIPE_BUF, so lines of
+        # several writers never mix. By name, so that grading processes forked by a warm
+        # server of their own can open it too. The engine holds a write end open, so the
+        # server never reads an end of input between two writers.
+        self.host_requests_folder = Path(tempfile.mkdtemp(prefix="wbq-"))
+        self.host_requests = self.host_requests_folder / "hosts"
+        os.mkfifo(self.host_requests, 0o600)
+        host_read = os.open(self.host_requests, os.O_RDONLY | os.O_NONBLOCK)
+        self.host_requests_fd = os.open(self.host_requests, os.O_WRONLY | os.O_NONBLOCK)
         try:
             self.process = subprocess.Popen(
                 command or [sys.executable, "-I", "-c", BOOT, str(root)],
@@ -323,7 +337,7 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.end("")
             self.process.wait()
-        for folder in (self.scratch, self.sockets):
+        for folder in (self.scratch, self.sockets, self.host_requests_folder):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
 

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 
 HOST_SOCKETS_ENV = "WORKBOOK_HOST_SOCKETS"  # a folder the sandbox sees read-only
-HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the fork server's pipe for host requests
+HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS"  # the fork server's named pipe for host requests
 HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as the host sees it
 MAX_ANSWER_BYTES = 4 << 20
 CONNECT_WAIT_S = 5.0
@@ -119,8 +119,8 @@ class AppHost:
 
     def __init__(self) -> None:
         folder = os.environ.get(HOST_SOCKETS_ENV)
-        request_fd = os.environ.get(HOST_REQUESTS_ENV)
-        if not folder or not request_fd:
+        requests = os.environ.get(HOST_REQUESTS_ENV)
+        if not folder or not requests:
             raise HostError("this grading process has no app hosts (no fork server)")
         name = secrets.token_hex(6)
         self.private = Path(tempfile.mkdtemp(prefix="wbh-"))
@@ -130,7 +130,7 @@ class AppHost:
         self.closed = False
         self.served = False
         self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
-        self.request_fd = int(request_fd)
+        self.request_fd = _requests_fd(requests)
         try:
             nonce = secrets.token_hex(8)
             _write_request(self.request_fd, {"host": {"socket": str(Path(folder) / f"{name}.sock"), "nonce": nonce}})
@@ -273,12 +273,21 @@ def _listening(path: Path) -> socket.socket:
     return sock
 
 
+@functools.cache
+def _requests_fd(path: str) -> int:
+    """The fork server's named pipe, opened once per grading process (never blocking: with
+    the server gone, opening fails instead of waiting for a reader)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise HostGone(f"the fork server is gone ({exc.__class__.__name__})") from None
+
+
 def _write_request(fd: int, request: dict[str, Any]) -> None:
     data = json.dumps(request).encode() + b"\n"
     if len(data) > 4000:
         raise HostError("a host request over PIPE_BUF")
     deadline = time.monotonic() + 2.0
-    os.set_blocking(fd, False)
     while True:
         try:
             os.write(fd, data)  # all or nothing: under PIPE_BUF
