@@ -54,6 +54,15 @@ class HostGone(HostError):
     """The app host ended (its code called os._exit, or was killed) or stopped answering."""
 
 
+class StarterGone(HostError):
+    """The fork server that starts the app hosts did not take a request or start a host in
+    time (a submission may stop it with SIGSTOP): every later host of this grading process
+    fails at once with the same reason instead of waiting again."""
+
+
+_starter_failed: str | None = None
+
+
 class StartupFailed(HostError):
     """The app's startup (the lifespan before `yield`) did not finish or failed without an
     exception of the learner's code; `threads` holds where the learner's code was."""
@@ -122,19 +131,26 @@ class AppHost:
         requests = os.environ.get(HOST_REQUESTS_ENV)
         if not folder or not requests:
             raise HostError("this grading process has no app hosts (no fork server)")
+        if _starter_failed is not None:
+            raise StarterGone(_starter_failed)
         name = secrets.token_hex(6)
-        self.private = Path(tempfile.mkdtemp(prefix="wbh-"))
-        self.app_path = self.private / "app.sock"
-        self.listener = _listening(Path(folder) / f"{name}.sock")
-        self.app_listener = _listening(self.app_path)
         self.closed = False
         self.served = False
         self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
-        self.request_fd = _requests_fd(requests)
+        self.request_fd = -1
+        self.private = Path(tempfile.mkdtemp(prefix="wbh-"))
+        self.app_path = self.private / "app.sock"
+        self.listener = _listening(Path(folder) / f"{name}.sock")
         try:
+            self.app_listener = _listening(self.app_path)
             nonce = secrets.token_hex(8)
-            _write_request(self.request_fd, {"host": {"socket": str(Path(folder) / f"{name}.sock"), "nonce": nonce}})
-            self.control = self._accept(nonce, "control")
+            try:
+                self.request_fd = _requests_fd(requests)
+                where = str(Path(folder) / f"{name}.sock")
+                _write_request(self.request_fd, {"host": {"socket": where, "nonce": nonce}})
+                self.control = self._accept(nonce, "control")
+            except HostGone as gone:
+                _starter_gone(str(gone))
             socket.send_fds(self.control.sock, [b"fd\n"], [self.app_listener.fileno()])
             self.monitor = self._accept(nonce, "monitor")
         except BaseException:
@@ -150,7 +166,7 @@ class AppHost:
         try:
             sock, _ = self.listener.accept()
         except TimeoutError:
-            raise HostGone(f"no app host started within {CONNECT_WAIT_S:g} s") from None
+            raise HostGone(f"it started no app within {CONNECT_WAIT_S:g} s") from None
         line = _Line(sock)
         hello = line._read(CONNECT_WAIT_S)
         if hello.get("hello") != nonce or hello.get("role") != role:
@@ -258,12 +274,18 @@ class AppHost:
             if line is not None:
                 with contextlib.suppress(OSError):
                     line.sock.close()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):
             self.app_listener.close()
         with contextlib.suppress(OSError):
             os.unlink(self.app_path)
         with contextlib.suppress(OSError):
             self.private.rmdir()
+
+
+def _starter_gone(reason: str) -> None:
+    global _starter_failed
+    _starter_failed = reason
+    raise StarterGone(reason)
 
 
 def _listening(path: Path) -> socket.socket:
@@ -280,7 +302,7 @@ def _requests_fd(path: str) -> int:
     try:
         return os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise HostGone(f"the fork server is gone ({exc.__class__.__name__})") from None
+        raise HostGone(f"it is gone ({exc.__class__.__name__})") from None
 
 
 def _write_request(fd: int, request: dict[str, Any]) -> None:
@@ -294,10 +316,10 @@ def _write_request(fd: int, request: dict[str, Any]) -> None:
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise HostGone("the fork server did not take the request for an app host") from None
+                raise HostGone("it did not take a request within 2 s") from None
             select.select([], [fd], [], 0.05)
         except OSError as exc:
-            raise HostGone(f"the fork server is gone ({exc.__class__.__name__})") from None
+            raise HostGone(f"it is gone ({exc.__class__.__name__})") from None
 
 
 def _failure(answer: dict[str, Any]) -> Any:

@@ -268,6 +268,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
     sent = grading.sent_with(exc)
     if isinstance(exc, grading.LearnerImportError):
         return {"status": Status.ERROR, "message": str(exc), "kind": Kind.IMPORT}
+    host_failure = _host_failure(exc, sent or grading.last_sent())
+    if host_failure is not None:
+        return host_failure
     if isinstance(exc, grading.CheckTimeout):
         site = exc.site.as_dict() if exc.site is not None else None
         return {
@@ -315,6 +318,47 @@ def classify(exc: BaseException) -> dict[str, Any]:
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
     return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER}
+
+
+# What a learner reads when the process running their app (workbook/apphost.py) failed as
+# a process rather than raising: the trusted side only sees the connection end.
+HOST_ENDED = (
+    "Your app's process ended{during}: {reason}. Does your code call os._exit() or kill its own "
+    "process, or use more than 1 GiB of memory?"
+)
+STARTER_STOPPED = (
+    "Stopped: the process that starts your app in the sandbox stopped working ({reason}), so this "
+    "check could not run. Does your code send signals to other processes (os.kill)?"
+)
+
+
+def _host_failure(exc: BaseException, sent: str | None) -> dict[str, Any] | None:
+    """The result of a check whose app host ended or whose host starter stopped, or None."""
+    from workbook import hostkit
+
+    if isinstance(exc, hostkit.StarterGone):
+        return {"status": Status.ERROR, "message": STARTER_STOPPED.format(reason=exc), "kind": Kind.EXIT}
+    if isinstance(exc, hostkit.HostGone):
+        during = f" while handling {sent}" if sent else ""
+        return {"status": Status.ERROR, "message": HOST_ENDED.format(during=during, reason=exc), "kind": Kind.EXIT}
+    if isinstance(exc, hostkit.StartupFailed):
+        return _startup_failed(exc)
+    return None
+
+
+def _startup_failed(exc: Any) -> dict[str, Any]:
+    from workbook import hangs
+
+    sites = [hangs.Site.from_dict(data) for data in exc.threads.values()]
+    site = next((s for s in sites if s is not None), None)
+    where = f": {site.describe()}" if site is not None else ""
+    if str(exc) == "startup did not finish":
+        text = f"Your app's startup (the lifespan before `yield`) did not finish{where}."
+    else:
+        text = f"Your app's startup failed ({exc}){where}."
+    if exc.log:
+        text += "\n  The server printed:\n" + "\n".join("    " + line for line in exc.log.splitlines()[-12:])
+    return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER, "site": site.as_dict() if site else None}
 
 
 def _classify_mismatch(exc: AssertionError) -> dict[str, Any]:
