@@ -1,13 +1,15 @@
 """Grader for problem 2 — role-based access control with JWT.
 
-Each check runs against a freshly imported app. bcrypt's default cost is lowered to its
-minimum before the import (the seed users are hashed at import time, and a cost-12 hash
-takes a quarter of a second); the checks still verify that users_db holds bcrypt hashes.
-Tokens are minted here, with the app's SECRET_KEY, so every attack is built by hand:
-`alg: none`, a wrong key, a changed payload, an expired `exp`, missing claims, odd roles.
-Every check runs with the local time zone set to Asia/Kathmandu (UTC+5:45), so an `exp`
-computed from naive local time (`datetime.now()`) is wrong on every machine, not only on
-those whose clock is not set to UTC.
+Each check runs against a freshly imported app in an app host of its own (workbook/hostkit.py):
+this process never imports the learner's module; it talks to the app over HTTP and observes
+the module through the probes of probes.py, whose answers it judges here. The app hosts
+hash with bcrypt's cost lowered to its minimum (the seed users are hashed at import time,
+and a cost-12 hash takes a quarter of a second); the checks still verify that users_db
+holds bcrypt hashes. Tokens are minted here, with the app's SECRET_KEY, so every attack is
+built by hand: `alg: none`, a wrong key, a changed payload, an expired `exp`, missing
+claims, odd roles. Every app host runs with the local time zone set to Asia/Kathmandu
+(UTC+5:45), so an `exp` computed from naive local time (`datetime.now()`) is wrong on every
+machine, not only on those whose clock is not set to UTC.
 """
 
 from __future__ import annotations
@@ -16,20 +18,15 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
+import weakref
 from collections.abc import Iterator
-from datetime import timedelta
-from types import ModuleType
 from typing import Any
 
 import pytest
-from fastapi import Depends
-from fastapi.testclient import TestClient
 
 from workbook.grading import (
     bearer,
-    client,
     clip,
     describe_request,
     expect,
@@ -39,6 +36,7 @@ from workbook.grading import (
     rng,
     show,
 )
+from workbook.hostkit import AppHost, HostError, RemoteClient
 
 USERS = {"alice": ("alice-secret", "admin"), "bob": ("bob-secret", "editor"), "carol": ("carol-secret", "viewer")}
 BY_ROLE = {role: name for name, (_, role) in USERS.items()}
@@ -57,28 +55,15 @@ WORDS = ["release", "notes", "roadmap", "retro", "launch", "budget", "hiring", "
 
 
 @pytest.fixture
-def before_import() -> Iterator[None]:
-    # Why not monkeypatch: its undo runs after this fixture's teardown, too late for tzset().
-    previous = os.environ.get("TZ")
-    os.environ["TZ"] = LOCAL_ZONE
-    if hasattr(time, "tzset"):  # POSIX only; elsewhere the machine's own zone stays
-        time.tzset()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = previous
-        if hasattr(time, "tzset"):
-            time.tzset()
+def host_setup() -> list[tuple[str, dict[str, Any]]]:
+    # Before the import: a module-level datetime.now() must already read the odd zone.
+    return [("set_time_zone", {"zone": LOCAL_ZONE})]
 
 
 @pytest.fixture
-def api(learner: ModuleType) -> Iterator[TestClient]:
-    # One event loop for all of a check's requests: cheaper than one per request.
-    with client(learner.app) as test_client:
-        yield test_client
+def api(host: AppHost) -> Iterator[RemoteClient]:
+    with host.client() as remote:
+        yield remote
 
 
 # --- tokens, built by hand ------------------------------------------------------------
@@ -96,10 +81,20 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def secret_key(learner: ModuleType) -> str:
-    key = getattr(learner, "SECRET_KEY", None)
-    expect(isinstance(key, str) and key != "", "app.py must define SECRET_KEY, a non-empty string.", got=show(key))
-    return key
+# Each host's SECRET_KEY, asked once: an app may draw a new key at each import.
+_keys: weakref.WeakKeyDictionary[AppHost, str] = weakref.WeakKeyDictionary()
+
+
+def secret_key(host: AppHost) -> str:
+    if host not in _keys:
+        key = host.probe("secret_key")
+        expect(
+            key["json"] and isinstance(key["value"], str) and key["value"] != "",
+            "app.py must define SECRET_KEY, a non-empty string.",
+            got=key["shown"],
+        )
+        _keys[host] = key["value"]
+    return _keys[host]
 
 
 def sign(header: dict, claims: Any, key: str) -> str:
@@ -108,9 +103,9 @@ def sign(header: dict, claims: Any, key: str) -> str:
     return signing_input + "." + b64url(digest)
 
 
-def minted(learner: ModuleType, claims: Any, key: str | None = None) -> str:
+def minted(host: AppHost, claims: Any, key: str | None = None) -> str:
     """An HS256 token over `claims`, signed with the app's SECRET_KEY (or `key`)."""
-    return sign({"alg": "HS256", "typ": "JWT"}, claims, key if key is not None else secret_key(learner))
+    return sign({"alg": "HS256", "typ": "JWT"}, claims, key if key is not None else secret_key(host))
 
 
 def claims_for(name: str, role: Any = None, **extra: Any) -> dict[str, Any]:
@@ -119,8 +114,8 @@ def claims_for(name: str, role: Any = None, **extra: Any) -> dict[str, Any]:
     return claims
 
 
-def token_for_role(learner: ModuleType, role: str) -> str:
-    return minted(learner, claims_for(BY_ROLE[role]))
+def token_for_role(host: AppHost, role: str) -> str:
+    return minted(host, claims_for(BY_ROLE[role]))
 
 
 def new_post() -> dict[str, str]:
@@ -128,7 +123,7 @@ def new_post() -> dict[str, str]:
     return {"title": title, "body": f"{rng.choice(WORDS)} {rng.randrange(10**6)}"}
 
 
-def call(api: TestClient, method: str, path: str, token: str | None) -> Any:
+def call(api: RemoteClient, method: str, path: str, token: str | None) -> Any:
     headers = bearer(token) if token is not None else {}
     body = new_post() if method == "POST" else None
     return api.request(method, path, headers=headers, json=body)
@@ -150,34 +145,57 @@ def expect_401(response: Any, what: str) -> None:
     )
 
 
-def expect_401_everywhere(api: TestClient, token: str | None, what: str) -> None:
+def expect_401_everywhere(api: RemoteClient, token: str | None, what: str) -> None:
     for method, path, _ in ENDPOINTS:
         expect_401(call(api, method, path, token), what)
 
 
-def expect_403_everywhere(api: TestClient, token: str, what: str) -> None:
+def expect_403_everywhere(api: RemoteClient, token: str, what: str) -> None:
     for method, path, _ in ENDPOINTS:
         expect_status(call(api, method, path, token), 403, what)
 
 
-def seeded_user(learner: ModuleType, name: str) -> dict:
-    db = getattr(learner, "users_db", None)
-    expect(isinstance(db, dict), "app.py must define users_db, a dict keyed by username.", got=show(type(db).__name__))
-    record = db.get(name)
+# Stands for a value of the learner's that JSON cannot carry: equal to no expected value.
+NOT_JSON = object()
+
+
+def observed_users_db(host: AppHost) -> dict[str, Any]:
+    """users_db as the host saw it (probes.users_db): its seeded records and its strings."""
+    db = host.probe("users_db", names=sorted(USERS))
+    expect(db["type"] == "dict", "app.py must define users_db, a dict keyed by username.", got=show(db["type"]))
+    return db
+
+
+def seeded_user(db: dict[str, Any], name: str) -> dict[str, Any]:
+    """users_db[name]'s fields, each as the host observed it (probes.observed)."""
+    record = db["records"].get(name)
+    fields = record.get("fields") if isinstance(record, dict) else None
     expect(
-        isinstance(record, dict),
+        isinstance(fields, dict),
         f"users_db holds no record (a dict) for {name!r}.",
         expected=f'users_db[{name!r}] = {{"username": ..., "role": ..., "hashed_password": ...}}',
-        got=show(record),
+        got=record["shown"] if isinstance(record, dict) else show(None),
     )
-    return record
+    return fields
 
 
-def login(api: TestClient, username: str, password: str) -> Any:
+def value_of(fields: dict[str, Any], key: str) -> Any:
+    """What record.get(key) was: None if absent, NOT_JSON if JSON could not carry it."""
+    seen = fields.get(key)
+    if seen is None:
+        return None
+    return seen["value"] if seen["json"] else NOT_JSON
+
+
+def shown_field(fields: dict[str, Any], key: str) -> str:
+    return fields[key]["shown"] if key in fields else show(None)
+
+
+def login(api: RemoteClient, username: str, password: str) -> Any:
     return api.post("/token", data={"username": username, "password": password})
 
 
-def login_token(api: TestClient, name: str) -> str:
+def login_token(api: RemoteClient, name: str) -> str:
     response = login(api, name, USERS[name][0])
     expect_status(response, 200, f"Logging in as {name} with the right password should answer 200.")
     body = json_body(response)
@@ -190,10 +208,10 @@ def login_token(api: TestClient, name: str) -> str:
     return token
 
 
-def decoded(learner: ModuleType, token: str) -> dict:
+def decoded(host: AppHost, token: str) -> dict:
     from jose import jwt
 
-    key = secret_key(learner)
+    key = secret_key(host)
     try:
         claims = jwt.decode(token, key, algorithms=["HS256"], options={"verify_exp": False})
     except Exception as exc:  # noqa: BLE001 - whatever the learner's token makes python-jose raise
@@ -206,18 +224,20 @@ def decoded(learner: ModuleType, token: str) -> dict:
     return claims
 
 
-def add_route(learner: ModuleType, role: str) -> str:
-    """A route the grader adds to the learner's app, protected by require_role(role)."""
-    path = f"/grader/{role}-{rng.randrange(10**6)}"
-    dependency = learner.require_role(role)
-    expect(
-        callable(dependency),
-        f"require_role({role!r}) returned no function to use with Depends (is `return dependency` missing?).",
-        expected="a function to use as Depends(require_role(role))",
-        got=f"it returned {clip(repr(dependency))}",
-    )
-    learner.app.add_api_route(path, lambda: {"ok": True}, methods=["GET"], dependencies=[Depends(dependency)])
-    return path
+def add_routes(host: AppHost) -> dict[str, str]:
+    """Routes the grader adds to the learner's app, one per role, each protected by
+    require_role(role): {role: path}."""
+    paths = {role: f"/grader/{role}-{rng.randrange(10**6)}" for role in RANK}
+    seen = host.probe("protect_new_routes", paths=paths)
+    for role in paths:
+        returned = seen.get(role) or {"callable": False, "repr": "nothing"}
+        expect(
+            returned["callable"] is True,
+            f"require_role({role!r}) returned no function to use with Depends (is `return dependency` missing?).",
+            expected="a function to use as Depends(require_role(role))",
+            got=f"it returned {clip(str(returned['repr']))}",
+        )
+    return paths
 
 
 def a_or_an(word: str) -> str:
@@ -227,16 +247,18 @@ def a_or_an(word: str) -> str:
 # --- users_db and passwords -----------------------------------------------------------
 
 
-def test_users_are_seeded_with_roles(learner: ModuleType) -> None:
+def test_users_are_seeded_with_roles(host: AppHost) -> None:
     """users_db holds alice (admin), bob (editor) and carol (viewer), keyed by username"""
+    db = observed_users_db(host)
     for name, (_, role) in USERS.items():
-        record = seeded_user(learner, name)
-        got = {"username": record.get("username"), "role": record.get("role")}
+        record = seeded_user(db, name)
+        got = {"username": value_of(record, "username"), "role": value_of(record, "role")}
+        shown = ", ".join(f'"{key}": {record[key]["shown"]}' for key in ("username", "role") if key in record)
         expect(
             got == {"username": name, "role": role},
             f"users_db[{name!r}] {seeded_difference(record, name, role)}.",
             expected=show({"username": name, "role": role}),
-            got=show({key: record[key] for key in ("username", "role") if key in record}),
+            got=clip("{" + shown + "}"),
         )
 
 
@@ -244,57 +266,53 @@ def seeded_difference(record: dict[str, Any], name: str, role: str) -> str:
     """What is wrong with a seeded user's record, in words: a missing key is not "null"."""
     if "role" not in record:
         return f'has no "role" key, expected "role": {show(role)}'
-    if record.get("role") != role:
-        return f'has "role": {show(record.get("role"))}, expected {show(role)}'
+    if value_of(record, "role") != role:
+        return f'has "role": {shown_field(record, "role")}, expected {show(role)}'
     if "username" not in record:
         return f'has no "username" key, expected "username": {show(name)}'
-    return f'has "username": {show(record.get("username"))}, expected {show(name)}'
+    return f'has "username": {shown_field(record, "username")}, expected {show(name)}'
 
 
-def test_passwords_are_bcrypt_hashes(learner: ModuleType) -> None:
+def test_passwords_are_bcrypt_hashes(host: AppHost) -> None:
     """users_db stores a bcrypt hash of each password that pwd_context verifies"""
-    context = getattr(learner, "pwd_context", None)
+    context = host.probe("pwd_context")
     expect(
-        hasattr(context, "verify") and hasattr(context, "identify"),
+        context["usable"] is True,
         'pwd_context is missing or not a CryptContext: define pwd_context = CryptContext(schemes=["bcrypt"], ...).',
-        got=show(repr(context)),
+        got=show(context["repr"]),
     )
+    db = observed_users_db(host)
     for name, (password, _) in USERS.items():
-        hashed = seeded_user(learner, name).get("hashed_password")
+        record = seeded_user(db, name)
+        hashed = value_of(record, "hashed_password")
         expect(
             isinstance(hashed, str) and hashed.startswith(("$2a$", "$2b$", "$2y$")),
             f'users_db[{name!r}]["hashed_password"] is not a bcrypt hash (one starts with $2b$).',
             expected="pwd_context.hash(password)",
-            got=show(hashed),
+            got=shown_field(record, "hashed_password"),
         )
         expect(
-            context.verify(password, hashed) is True,
+            verified(host, password, hashed) is True,
             f"pwd_context.verify refused {name}'s right password.",
             expected=f'pwd_context.verify({password!r}, users_db[{name!r}]["hashed_password"]) is True',
             got="False",
         )
         expect(
-            context.verify(password + "!", hashed) is False,
+            verified(host, password + "!", hashed) is False,
             f"{name}'s hash accepted a wrong password; it must refuse it.",
             got="pwd_context.verify accepted a wrong password",
         )
 
 
-def test_no_plaintext_passwords_stored(learner: ModuleType) -> None:
+def verified(host: AppHost, password: str, hashed: str) -> Any:
+    """What pwd_context.verify(password, hashed) returned in the host (NOT_JSON if no JSON value)."""
+    seen = host.probe("verify_password", password=password, hashed=hashed)
+    return seen["value"] if seen["json"] else NOT_JSON
+
+
+def test_no_plaintext_passwords_stored(host: AppHost) -> None:
     """No record in users_db contains a plaintext password"""
-    db = getattr(learner, "users_db", None)
-    expect(isinstance(db, dict), "app.py must define users_db, a dict keyed by username.", got=show(type(db).__name__))
-
-    def strings(value: Any) -> list[str]:
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, dict):
-            return [s for item in value.values() for s in strings(item)]
-        if isinstance(value, (list, tuple, set)):
-            return [s for item in value for s in strings(item)]
-        return []
-
-    stored = strings(db)
+    stored = observed_users_db(host)["strings"]
     leaked = sorted({password for password, _ in USERS.values() if any(password in text for text in stored)})
     expect(
         leaked == [],
@@ -307,7 +325,7 @@ def test_no_plaintext_passwords_stored(learner: ModuleType) -> None:
 # --- logging in -----------------------------------------------------------------------
 
 
-def test_login_returns_bearer_token(api: TestClient) -> None:
+def test_login_returns_bearer_token(api: RemoteClient) -> None:
     """POST /token with a right username and password answers 200 with an access_token of type bearer"""
     name = rng.choice(sorted(USERS))
     response = login(api, name, USERS[name][0])
@@ -321,7 +339,7 @@ def test_login_returns_bearer_token(api: TestClient) -> None:
     )
 
 
-def test_token_carries_sub_role_exp(learner: ModuleType, api: TestClient) -> None:
+def test_token_carries_sub_role_exp(host: AppHost, api: RemoteClient) -> None:
     """The token from POST /token is signed with SECRET_KEY (HS256) and carries sub, role and exp 30 minutes ahead"""
     name = rng.choice(sorted(USERS))
     token = login_token(api, name)
@@ -335,7 +353,7 @@ def test_token_carries_sub_role_exp(learner: ModuleType, api: TestClient) -> Non
         expected='a header {"alg": "HS256", ...}',
         got=show(header),
     )
-    claims = decoded(learner, token)
+    claims = decoded(host, token)
     got = {"sub": claims.get("sub"), "role": claims.get("role")}
     expect(
         got == {"sub": name, "role": USERS[name][1]},
@@ -362,14 +380,14 @@ def exp_text(exp: Any, ahead: float | None) -> str:
     return f"exp {show(exp)}, not a number of seconds" if ahead is None else f"exp {ahead / 60:.1f} minutes ahead"
 
 
-def test_wrong_password_is_401(api: TestClient) -> None:
+def test_wrong_password_is_401(api: RemoteClient) -> None:
     """POST /token with a wrong password is refused with 401 and WWW-Authenticate: Bearer"""
     name = rng.choice(sorted(USERS))
     wrong = rng.choice([USERS[name][0] + "x", USERS[name][0].upper(), "password"])
     expect_401(login(api, name, wrong), "A wrong password must be refused with 401 Unauthorized.")
 
 
-def test_overlong_password_is_401(learner: ModuleType) -> None:
+def test_overlong_password_is_401(host: AppHost) -> None:
     """POST /token answers 401, never 500, to a password over 72 bytes (multi-byte too), for a user or not"""
     name = rng.choice(sorted(USERS))
     right = USERS[name][0]
@@ -381,7 +399,7 @@ def test_overlong_password_is_401(learner: ModuleType) -> None:
         (f"nobody{rng.randrange(100)}", wide * 40, "an unknown user with an 80-byte password"),
     ]
     # Why not raise: a crash in the learner's login must show as the status the client sees.
-    with client(learner.app, raise_server_exceptions=False) as api:
+    with host.client(raise_server_exceptions=False) as api:
         for username, password, why in attempts:
             expect_401(
                 login(api, username, password),
@@ -390,27 +408,31 @@ def test_overlong_password_is_401(learner: ModuleType) -> None:
             )
 
 
-def test_unknown_user_is_401(api: TestClient) -> None:
+def test_unknown_user_is_401(api: RemoteClient) -> None:
     """POST /token for a username that does not exist is refused with 401 and WWW-Authenticate: Bearer"""
     name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
     expect_401(login(api, name, "alice-secret"), "An unknown username must be refused with 401 Unauthorized.")
 
 
-def test_create_access_token_expiry(learner: ModuleType) -> None:
+def test_create_access_token_expiry(host: AppHost) -> None:
     """create_access_token(data) keeps the claims and sets exp 30 minutes ahead, or expires_delta ahead when given"""
     claims = {"sub": "bob", "role": "editor", "x-nonce": rng.randrange(10**6)}
     minutes = rng.randrange(2, 20)
-    for delta, wanted in ((None, 30), (timedelta(minutes=minutes), minutes)):
-        given = dict(claims)
-        token = learner.create_access_token(given) if delta is None else learner.create_access_token(given, delta)
-        expect(isinstance(token, str), "create_access_token must return the encoded token as a str.", got=show(token))
+    for delta, wanted in ((None, 30), (minutes, minutes)):
+        seen = host.probe("create_access_token", claims=claims, minutes=delta)
+        token = seen["token"]["value"] if seen["token"]["json"] else NOT_JSON
         expect(
-            given == claims,
+            isinstance(token, str),
+            "create_access_token must return the encoded token as a str.",
+            got=seen["token"]["shown"],
+        )
+        expect(
+            seen["given"]["json"] and seen["given"]["value"] == claims,
             "create_access_token changed the dict it was given; copy it first.",
             expected=show(claims),
-            got=show(given),
+            got=seen["given"]["shown"],
         )
-        got = decoded(learner, token)
+        got = decoded(host, token)
         exp = got.get("exp")
         kept = {name: got.get(name) for name in claims}
         extra = sorted(set(got) - set(claims) - {"exp"} - REGISTERED_EXTRAS)
@@ -435,7 +457,7 @@ def test_create_access_token_expiry(learner: ModuleType) -> None:
         )
 
 
-def test_login_tokens_open_the_right_endpoints(api: TestClient) -> None:
+def test_login_tokens_open_the_right_endpoints(api: RemoteClient) -> None:
     """Logging in as alice, bob and carol gives tokens that open exactly the endpoints of their roles"""
     for name, (_, role) in USERS.items():
         token = login_token(api, name)
@@ -456,26 +478,26 @@ def test_login_tokens_open_the_right_endpoints(api: TestClient) -> None:
 # --- the role x endpoint matrix -------------------------------------------------------
 
 
-def test_dashboard_admits_admin(learner: ModuleType, api: TestClient) -> None:
+def test_dashboard_admits_admin(host: AppHost, api: RemoteClient) -> None:
     """GET /admin/dashboard answers 200 with a JSON object for an admin"""
-    response = api.get("/admin/dashboard", headers=bearer(token_for_role(learner, "admin")))
+    response = api.get("/admin/dashboard", headers=bearer(token_for_role(host, "admin")))
     expect_status(response, 200, "An admin's token must open the dashboard.")
     body = json_body(response)
     expect(isinstance(body, dict), "The dashboard should answer with a JSON object.", expected="{...}", got=show(body))
 
 
-def test_dashboard_refuses_editor_and_viewer(learner: ModuleType, api: TestClient) -> None:
+def test_dashboard_refuses_editor_and_viewer(host: AppHost, api: RemoteClient) -> None:
     """GET /admin/dashboard answers 403 (not 401) for an editor and for a viewer"""
     for role in ("editor", "viewer"):
-        response = api.get("/admin/dashboard", headers=bearer(token_for_role(learner, role)))
+        response = api.get("/admin/dashboard", headers=bearer(token_for_role(host, role)))
         expect_status(response, 403, f"A valid {role} token is known but not allowed here: 403 Forbidden.")
 
 
-def test_create_post_admits_editor_and_admin(learner: ModuleType, api: TestClient) -> None:
+def test_create_post_admits_editor_and_admin(host: AppHost, api: RemoteClient) -> None:
     """POST /posts answers 201 with {id, title, body, author} for an editor and for an admin"""
     for role in ("editor", "admin"):
         post = new_post()
-        response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
+        response = api.post("/posts", json=post, headers=bearer(token_for_role(host, role)))
         expect_status(
             response, 201, f"{a_or_an(role).capitalize()} may create posts; a created post answers 201 Created."
         )
@@ -495,9 +517,9 @@ def test_create_post_admits_editor_and_admin(learner: ModuleType, api: TestClien
         )
 
 
-def test_create_post_refuses_viewer(learner: ModuleType, api: TestClient) -> None:
+def test_create_post_refuses_viewer(host: AppHost, api: RemoteClient) -> None:
     """POST /posts answers 403 for a viewer and creates nothing"""
-    viewer = bearer(token_for_role(learner, "viewer"))
+    viewer = bearer(token_for_role(host, "viewer"))
     expect_status(
         api.post("/posts", json=new_post(), headers=viewer), 403, "A viewer may read posts but not write them."
     )
@@ -507,16 +529,16 @@ def test_create_post_refuses_viewer(learner: ModuleType, api: TestClient) -> Non
     expect(body == [], "A refused POST /posts must not store the post.", expected="[]", got=show(body))
 
 
-def test_list_posts_admits_every_role(learner: ModuleType, api: TestClient) -> None:
+def test_list_posts_admits_every_role(host: AppHost, api: RemoteClient) -> None:
     """GET /posts answers 200 with a list for a viewer, an editor and an admin"""
     for role in ("viewer", "editor", "admin"):
-        response = api.get("/posts", headers=bearer(token_for_role(learner, role)))
+        response = api.get("/posts", headers=bearer(token_for_role(host, role)))
         expect_status(response, 200, f"Every authenticated user may list posts, {a_or_an(role)} too.")
         body = json_body(response)
         expect(isinstance(body, list), "GET /posts should answer a JSON list.", expected="[...]", got=show(body))
 
 
-def test_posts_listed_in_creation_order(learner: ModuleType, api: TestClient) -> None:
+def test_posts_listed_in_creation_order(host: AppHost, api: RemoteClient) -> None:
     """GET /posts lists every created post, in creation order"""
     created = []
     for index in range(rng.randrange(3, 6)):
@@ -524,7 +546,7 @@ def test_posts_listed_in_creation_order(learner: ModuleType, api: TestClient) ->
         post = new_post()
         if index == 1:
             post["title"] = ("Long title " * 20)[:200]
-        response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, role)))
+        response = api.post("/posts", json=post, headers=bearer(token_for_role(host, role)))
         expect_status(
             response,
             201,
@@ -547,7 +569,7 @@ def test_posts_listed_in_creation_order(learner: ModuleType, api: TestClient) ->
         expected="a different id for each post",
         got=f"the ids {show(ids)}",
     )
-    response = api.get("/posts", headers=bearer(token_for_role(learner, "viewer")))
+    response = api.get("/posts", headers=bearer(token_for_role(host, "viewer")))
     expect_status(response, 200)
     body = json_body(response)
     expect(
@@ -558,10 +580,10 @@ def test_posts_listed_in_creation_order(learner: ModuleType, api: TestClient) ->
     )
 
 
-def test_post_author_comes_from_token(learner: ModuleType, api: TestClient) -> None:
+def test_post_author_comes_from_token(host: AppHost, api: RemoteClient) -> None:
     """The author of a post is the token's sub, whatever the request body says"""
     post = {**new_post(), "author": "mallory"}
-    response = api.post("/posts", json=post, headers=bearer(token_for_role(learner, "editor")))
+    response = api.post("/posts", json=post, headers=bearer(token_for_role(host, "editor")))
     expect_status(response, 201)
     body = json_body(response)
     got = body.get("author") if isinstance(body, dict) else body
@@ -573,10 +595,10 @@ def test_post_author_comes_from_token(learner: ModuleType, api: TestClient) -> N
     )
 
 
-def test_create_post_rejects_bad_body(learner: ModuleType, api: TestClient) -> None:
+def test_create_post_rejects_bad_body(host: AppHost, api: RemoteClient) -> None:
     """POST /posts answers 422 if title is empty, over 200 characters or missing, or body is missing or not a string"""
     good = new_post()
-    editor = bearer(token_for_role(learner, "editor"))
+    editor = bearer(token_for_role(host, "editor"))
     wide = rng.choice(MULTI_BYTE)
     for bad, why in (
         ({**good, "title": ""}, "an empty title"),
@@ -596,9 +618,9 @@ def test_create_post_rejects_bad_body(learner: ModuleType, api: TestClient) -> N
         )
 
 
-def test_create_post_accepts_every_valid_title(learner: ModuleType, api: TestClient) -> None:
+def test_create_post_accepts_every_valid_title(host: AppHost, api: RemoteClient) -> None:
     """POST /posts stores titles of 1 to 200 characters as sent: multi-byte, padded, with tabs; bodies may be empty"""
-    editor = bearer(token_for_role(learner, "editor"))
+    editor = bearer(token_for_role(host, "editor"))
     wide = rng.choice(MULTI_BYTE)
     for post, why in (
         ({"title": wide * 200, "body": new_post()["body"]}, f"200 characters {wide!r} are 200 characters"),
@@ -622,31 +644,31 @@ def test_create_post_accepts_every_valid_title(learner: ModuleType, api: TestCli
 # --- 401: who are you? ----------------------------------------------------------------
 
 
-def test_no_token_is_401(api: TestClient) -> None:
+def test_no_token_is_401(api: RemoteClient) -> None:
     """A request without an Authorization header is refused with 401 and WWW-Authenticate: Bearer"""
     expect_401_everywhere(api, None, "Without a token the caller is unknown: 401 Unauthorized.")
 
 
-def test_malformed_token_is_401(api: TestClient) -> None:
+def test_malformed_token_is_401(api: RemoteClient) -> None:
     """A token that is not a JWT at all is rejected with 401"""
     token = rng.choice(["not-a-jwt", "abc.def", "x.y.z", "Zm9v.YmFy.YmF6"]) + str(rng.randrange(100))
     expect_401_everywhere(api, token, "A token that cannot be decoded must be rejected with 401, never 500.")
 
 
-def test_bad_signature_is_401(learner: ModuleType, api: TestClient) -> None:
+def test_bad_signature_is_401(host: AppHost, api: RemoteClient) -> None:
     """A token signed with another secret key is rejected with 401"""
-    token = minted(learner, claims_for("alice"), key=secret_key(learner) + f"-forged-{rng.randrange(10**6)}")
+    token = minted(host, claims_for("alice"), key=secret_key(host) + f"-forged-{rng.randrange(10**6)}")
     expect_401_everywhere(api, token, "A token whose signature does not match SECRET_KEY must be rejected with 401.")
 
 
-def test_tampered_payload_is_401(learner: ModuleType, api: TestClient) -> None:
+def test_tampered_payload_is_401(host: AppHost, api: RemoteClient) -> None:
     """A viewer's token whose payload was changed to role admin after signing is rejected with 401"""
-    header, _, signature = minted(learner, claims_for("carol")).split(".")
+    header, _, signature = minted(host, claims_for("carol")).split(".")
     forged = ".".join([header, b64url_json(claims_for("carol", role="admin")), signature])
     expect_401_everywhere(api, forged, "The signature covers the payload: a changed payload must be rejected with 401.")
 
 
-def test_alg_none_is_401(api: TestClient) -> None:
+def test_alg_none_is_401(api: RemoteClient) -> None:
     """A token signed with `alg: none` (no signature at all) is rejected with 401"""
     token = b64url_json({"alg": "none", "typ": "JWT"}) + "." + b64url_json(claims_for("alice")) + "."
     expect_401_everywhere(
@@ -657,35 +679,33 @@ def test_alg_none_is_401(api: TestClient) -> None:
     )
 
 
-def test_expired_token_is_401(learner: ModuleType, api: TestClient) -> None:
+def test_expired_token_is_401(host: AppHost, api: RemoteClient) -> None:
     """A token whose exp has passed is rejected with 401"""
     # Hours in the past, not seconds: a few minutes of clock-skew leeway is a fair choice.
-    token = minted(learner, claims_for("alice", exp=int(time.time()) - rng.randrange(3600, 86400)))
+    token = minted(host, claims_for("alice", exp=int(time.time()) - rng.randrange(3600, 86400)))
     expect_401_everywhere(api, token, "An expired token must be rejected with 401.")
 
 
-def test_token_without_sub_is_401(learner: ModuleType, api: TestClient) -> None:
+def test_token_without_sub_is_401(host: AppHost, api: RemoteClient) -> None:
     """A correctly signed token without `sub` is rejected with 401"""
     claims = claims_for("alice")
     del claims["sub"]
-    expect_401_everywhere(
-        api, minted(learner, claims), "A token that names no user (no sub) must be rejected with 401."
-    )
+    expect_401_everywhere(api, minted(host, claims), "A token that names no user (no sub) must be rejected with 401.")
 
 
-def test_token_without_role_is_401(learner: ModuleType, api: TestClient) -> None:
+def test_token_without_role_is_401(host: AppHost, api: RemoteClient) -> None:
     """A correctly signed token without `role` is rejected with 401"""
     claims = claims_for(rng.choice(sorted(USERS)))
     del claims["role"]
     expect_401_everywhere(
-        api, minted(learner, claims), "A token without a role claim must be rejected with 401, never 500."
+        api, minted(host, claims), "A token without a role claim must be rejected with 401, never 500."
     )
 
 
-def test_unknown_sub_is_401(learner: ModuleType, api: TestClient) -> None:
+def test_unknown_sub_is_401(host: AppHost, api: RemoteClient) -> None:
     """A correctly signed token for a user who is not in users_db is rejected with 401"""
     name = rng.choice(["mallory", "trent", "eve", "oscar"]) + str(rng.randrange(100))
-    token = minted(learner, claims_for("alice") | {"sub": name})
+    token = minted(host, claims_for("alice") | {"sub": name})
     expect_401_everywhere(api, token, f"{name!r} is not in users_db, so the token names nobody: 401.")
 
 
@@ -699,9 +719,9 @@ ROLE_FROM_TOKEN = (
 )
 
 
-def test_role_administrator_is_403(learner: ModuleType, api: TestClient) -> None:
+def test_role_administrator_is_403(host: AppHost, api: RemoteClient) -> None:
     """A token with role "administrator" is refused with 403: a role that merely contains "admin" is not admin"""
-    token = minted(learner, claims_for("alice", role="administrator"))
+    token = minted(host, claims_for("alice", role="administrator"))
     expect_403_everywhere(
         api,
         token,
@@ -710,9 +730,9 @@ def test_role_administrator_is_403(learner: ModuleType, api: TestClient) -> None
     )
 
 
-def test_role_list_is_403(learner: ModuleType, api: TestClient) -> None:
+def test_role_list_is_403(host: AppHost, api: RemoteClient) -> None:
     """A token with role ["admin"] (a list, not a string) is refused with 403"""
-    token = minted(learner, claims_for("alice", role=["admin"]))
+    token = minted(host, claims_for("alice", role=["admin"]))
     expect_403_everywhere(
         api,
         token,
@@ -721,40 +741,40 @@ def test_role_list_is_403(learner: ModuleType, api: TestClient) -> None:
     )
 
 
-def test_role_padded_uppercase_is_403(learner: ModuleType, api: TestClient) -> None:
+def test_role_padded_uppercase_is_403(host: AppHost, api: RemoteClient) -> None:
     """Tokens with role "ADMIN ", "Admin" or " admin" (other case, padding) are refused with 403"""
     for role in ("ADMIN ", "Admin", " admin"):
         expect_403_everywhere(
             api,
-            minted(learner, claims_for("alice", role=role)),
+            minted(host, claims_for("alice", role=role)),
             f"Role names are exact: {show(role)} is not admin. Do not strip or lowercase what the token says: "
             "403 Forbidden." + ROLE_FROM_TOKEN,
         )
 
 
-def test_role_comes_from_token(learner: ModuleType, api: TestClient) -> None:
+def test_role_comes_from_token(host: AppHost, api: RemoteClient) -> None:
     """A correctly signed token for carol with role admin opens the dashboard: the role comes from the token"""
-    response = api.get("/admin/dashboard", headers=bearer(minted(learner, claims_for("carol", role="admin"))))
+    response = api.get("/admin/dashboard", headers=bearer(minted(host, claims_for("carol", role="admin"))))
     expect_status(response, 200, "The role must be read from the token's payload, not looked up in users_db.")
 
 
 # --- require_role on routes the grader adds -------------------------------------------
 
 
-def test_require_role_hierarchy_on_new_routes(learner: ModuleType) -> None:
+def test_require_role_hierarchy_on_new_routes(host: AppHost) -> None:
     """require_role(r) protects a route the grader adds: it admits role r and every role above it, 403 below"""
-    paths = {role: add_route(learner, role) for role in RANK}
-    with client(learner.app) as api:
-        check_hierarchy(learner, api, paths)
+    paths = add_routes(host)
+    with host.client() as api:
+        check_hierarchy(host, api, paths)
 
 
-def check_hierarchy(learner: ModuleType, api: TestClient, paths: dict[str, str]) -> None:
+def check_hierarchy(host: AppHost, api: RemoteClient, paths: dict[str, str]) -> None:
     for required, path in paths.items():
         expect_401(api.get(path), f"A route declared with Depends(require_role({required!r})) needs a token: 401.")
         for role in rng.sample(sorted(RANK), len(RANK)):
             admitted = RANK[role] >= RANK[required]
             expect_status(
-                api.get(path, headers=bearer(token_for_role(learner, role))),
+                api.get(path, headers=bearer(token_for_role(host, role))),
                 200 if admitted else 403,
                 f"require_role({required!r}) refused {a_or_an(role)}, who ranks at or above {required} "
                 "(viewer < editor < admin): it must admit them."
@@ -764,11 +784,13 @@ def check_hierarchy(learner: ModuleType, api: TestClient, paths: dict[str, str])
             )
 
 
-def test_require_role_rejects_unknown_role(learner: ModuleType) -> None:
+def test_require_role_rejects_unknown_role(host: AppHost) -> None:
     """require_role("superuser") raises ValueError at once, before any request"""
     role = rng.choice(["superuser", "root", "owner", "moderator"])
     try:
-        learner.require_role(role)
+        host.probe("require_role", role=role)
+    except HostError:
+        raise  # the host itself failed: not the learner's exception
     except ValueError:
         return
     except Exception as exc:  # noqa: BLE001 - any other exception is the learner's, shown as such
