@@ -125,8 +125,8 @@ def events(host: Any) -> list[str]:
 
 
 def replace_audit(host: Any, mode: str, hold: float = 1.0, text: str = "") -> None:
-    """Replace the module's append_audit_line: "slow" waits until the grader says the answer
-    arrived (at most `hold` s) before writing; "fail" raises OSError(28, `text`); "real"
+    """Replace the module's append_audit_line: "slow" waits until the app has sent an answer
+    (at most `hold` s, see watch_answers) before writing; "fail" raises OSError(28, `text`); "real"
     puts the learner's own back."""
     module = host.module
     real = replaced.setdefault("append_audit_line", module.append_audit_line)
@@ -144,10 +144,23 @@ def replace_audit(host: Any, mode: str, hold: float = 1.0, text: str = "") -> No
     module.append_audit_line = {"slow": slow, "fail": failing, "real": real}[mode]
 
 
-def answer_arrived(host: Any) -> None:
-    """The grader has the whole answer: noted in the events, and the slow audit may go on."""
-    audit_events.append("response sent")
-    answer_received.set()
+def watch_answers(host: Any) -> str:
+    """Before serving: a wrapper of the module's app that notes "response sent" in the events
+    the moment the app sends the end of an answer (then the slow audit may go on); the
+    attribute path to serve it by."""
+    app = host.module.app
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        async def spy(message: Any) -> None:
+            await send(message)
+            if message.get("type") == "http.response.body" and not message.get("more_body"):
+                audit_events.append("response sent")
+                answer_received.set()
+
+        await app(scope, receive, spy)
+
+    host.module.workbook_watched_app = watched
+    return "workbook_watched_app"
 
 
 def slow_request_ids(host: Any, seconds: float, ids: list[str]) -> None:
