@@ -1,45 +1,40 @@
 """Grader for problem 6 — file uploads, background tasks and middleware order.
 
-Each check imports the app afresh, in an empty working directory, with UPLOAD_DIR and
-AUDIT_LOG pointing into a folder of their own, and starts it with `with TestClient(app)`.
-Uploads are real multipart bodies built by httpx, or by hand when a file name must carry
-bytes httpx would escape (NUL, control characters). Oversized uploads are streamed from a
-generator through httpx's ASGI transport, so the grader never holds them whole. Starlette's
-spooled upload file is wrapped before the import, so the checks see how much each read asks
-for. The statement names two module-level functions the grader replaces: append_audit_line
-(made slow, or made to fail) and new_request_id (made slow, to see which middleware is outside).
+Each check gets a fresh app host (workbook/hostkit.py): the learner's module imported in a
+process of its own, in an empty working folder, with UPLOAD_DIR and AUDIT_LOG pointing into
+a folder of their own, served by uvicorn; the grader talks to it over a real connection and
+reads the files the app wrote through the probes in probes.py. Uploads are real multipart
+bodies built by httpx, or by hand when a file name must carry bytes httpx would escape (NUL,
+control characters). Oversized uploads are streamed from a generator, so the grader never
+holds them whole. Starlette's spooled upload file is wrapped before the import, so the checks
+see how much each read asks for. The statement names two module-level functions the grader
+replaces: append_audit_line (made slow, or made to fail) and new_request_id (made slow, to
+see which middleware is outside).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import re
-import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from fastapi import Request
-from fastapi.testclient import TestClient
 
+from workbook import hostkit
 from workbook.grading import (
-    client,
     clip,
     expect,
     fail,
     json_body,
     learner_frames,
-    note_server_error,
     response_text,
     rng,
     show,
@@ -57,101 +52,107 @@ WORDS = ["holiday", "scan", "invoice", "avatar", "receipt", "diagram", "poster",
 SLOW_S = 0.15  # how slow the grader makes new_request_id()
 HOLD_S = 1.0  # the longest the grader's append_audit_line waits for the answer to be sent
 WAIT_S = 4.0  # the longest the grader waits for one streamed request
+SPIES = [("spy_upload_reads", {}), ("keep_uploads_log", {})]
 
 
 # --- the world the app runs in ----------------------------------------------------------
 
 
-class Reads:
-    """Every read() asked of an uploaded file's spooled copy: the size each one asked for."""
+@dataclass
+class Layout:
+    """Where the app is told to write, relative to its host's working folder: UPLOAD_DIR two
+    levels down a folder of its own (so `../` would land in a watched folder), AUDIT_LOG
+    beside it; all with random names."""
 
-    def __init__(self) -> None:
-        self.sizes: list[int | None] = []
-
-    def unbounded(self) -> list[int | None]:
-        return [size for size in self.sizes if size is None or size < 0 or size > MAX_BYTES + 1]
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
-    """Starlette's multipart parser stores each uploaded file in a SpooledTemporaryFile;
-    a subclass remembers the size of every read, whichever way the learner's code reads."""
-    import starlette.formparsers
-
-    log = Reads()
-
-    class SpiedSpooledFile(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
-        def read(self, *args: Any) -> Any:
-            size = args[0] if args else None
-            log.sizes.append(size if isinstance(size, int) else None)
-            return super().read(*args)
-
-    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", SpiedSpooledFile)
-    return log
+    area: str
+    uploads: str  # relative to area
+    audit: str  # relative to area
 
 
 @pytest.fixture
-def paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Path]:
-    """UPLOAD_DIR two levels down a folder of its own (so `../` would land in a watched
-    folder), AUDIT_LOG beside it; both with random names."""
-    area = tmp_path / f"area-{rng.randrange(10**6)}"
-    values = {
-        "area": area,
-        "uploads": area / f"store-{rng.randrange(10**4)}" / "files",
-        "audit": area / f"audit-{rng.randrange(10**4)}.log",
-    }
-    area.mkdir()
-    monkeypatch.setenv("UPLOAD_DIR", str(values["uploads"]))
-    monkeypatch.setenv("AUDIT_LOG", str(values["audit"]))
-    return values
+def layout() -> Layout:
+    return Layout(
+        area=f"area-{rng.randrange(10**6)}",
+        uploads=f"store-{rng.randrange(10**4)}/files",
+        audit=f"audit-{rng.randrange(10**4)}.log",
+    )
 
 
 @pytest.fixture
-def before_import(reads: Reads, paths: dict[str, Path]) -> None:
-    """Wrap the spooled upload file and set UPLOAD_DIR and AUDIT_LOG before the app is imported."""
+def host_env(layout: Layout) -> dict[str, str]:
+    """UPLOAD_DIR and AUDIT_LOG, set before the app is imported (the area itself exists)."""
+    return {"UPLOAD_DIR": f"{layout.area}/{layout.uploads}", "AUDIT_LOG": f"{layout.area}/{layout.audit}"}
 
 
-@contextlib.contextmanager
-def running(app: Any, **kwargs: Any) -> Iterator[TestClient]:
-    """A TestClient whose startup has run; shutdown on exit."""
-    api = client(app, **kwargs)
+@pytest.fixture
+def host_setup(layout: Layout) -> list[tuple[str, dict[str, Any]]]:
+    """Before the import: the area made, the spooled upload file wrapped and the uploads
+    logger watched."""
+    return [("change_settings", {"env": {}, "folders": [layout.area]}), *SPIES]
+
+
+class Folders:
+    """What the app wrote under its area, read from its host once the app is idle (a
+    request's background tasks have run)."""
+
+    def __init__(self, host: Any, layout: Layout) -> None:
+        self.host = host
+        self.layout = layout
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Every entry under the area by its path relative to the area."""
+        found = self.host.probe("tree", root=self.layout.area)
+        return {entry["path"]: entry for entry in found["entries"]}
+
+    def uploads(self) -> list[str]:
+        """Every name in UPLOAD_DIR, hidden ones too ([] when it does not exist)."""
+        prefix = self.layout.uploads + "/"
+        return sorted(p[len(prefix) :] for p in self.files() if p.startswith(prefix) and "/" not in p[len(prefix) :])
+
+    def stray(self) -> list[str]:
+        """Files under the area other than the audit log and those in UPLOAD_DIR."""
+        prefix = self.layout.uploads + "/"
+        return sorted(
+            path
+            for path, entry in self.files().items()
+            if not entry["dir"] and path != self.layout.audit and not path.startswith(prefix)
+        )
+
+    def stored(self, name: str) -> dict[str, Any] | None:
+        """The entry of UPLOAD_DIR/`name` ({"size", "sha256"}), None when there is no such file."""
+        entry = self.files().get(f"{self.layout.uploads}/{name}")
+        return entry if entry is not None and not entry["dir"] else None
+
+    def audit_lines(self) -> list[Any]:
+        return audit_lines(self.host.probe("text", path=f"{self.layout.area}/{self.layout.audit}"))
+
+
+@pytest.fixture
+def paths(host: Any, layout: Layout) -> Folders:
+    return Folders(host, layout)
+
+
+def started(host: Any, app: str = "app", **kwargs: Any) -> Any:
+    """A client of the app (the module's attribute `app`) once its startup has run."""
     try:
-        api.__enter__()
+        host.serve(app=app)
+    except hostkit.HostGone:
+        raise
+    except hostkit.StartupFailed as exc:
+        fail(f"the startup {exc}. Starting the app should work.", expected="startup to finish", got=str(exc))
     except Exception as exc:  # noqa: BLE001 - the learner's startup may raise anything
         fail(
             f"startup raised {type(exc).__name__}. Starting the app should work.",
             expected="startup to finish",
             got=f"{type(exc).__name__}: {exc}\n{learner_frames(exc)}".rstrip(),
         )
-    try:
-        yield api
-    finally:
-        with contextlib.suppress(Exception):
-            api.__exit__(None, None, None)
+    return host.client(**kwargs)
 
 
 @pytest.fixture
-def api(learner: ModuleType) -> Iterator[TestClient]:
-    with running(learner.app) as started:
-        yield started
-
-
-@pytest.fixture
-def uploads_log() -> Iterator[list[logging.LogRecord]]:
-    """Every record logged on logging.getLogger("uploads") during the check."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    logger = logging.getLogger("uploads")
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
+def api(host: Any) -> Iterator[Any]:
+    with started(host) as client:
+        yield client
 
 
 # --- test data --------------------------------------------------------------------------
@@ -256,19 +257,8 @@ def expect_record(body: dict[str, Any], name: str, kind: str, data: bytes, sent:
         )
 
 
-def entries(folder: Path) -> list[str]:
-    """Every name in `folder`, hidden ones too ([] when it does not exist)."""
-    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-
-
-def files_under(area: Path, skip: Path, audit: Path) -> list[str]:
-    """Files under `area` other than the audit log and those in `skip` (UPLOAD_DIR)."""
-    found = (p for p in area.rglob("*") if p.is_file() and p != audit and skip not in p.parents)
-    return sorted(str(p.relative_to(area)) for p in found)
-
-
-def expect_nothing_stored(paths: dict[str, Path], sent: str, why: str) -> None:
-    left = entries(paths["uploads"])
+def expect_nothing_stored(paths: Folders, sent: str, why: str) -> None:
+    left = paths.uploads()
     expect(
         not left,
         f"{counted(len(left), 'file')} left in UPLOAD_DIR. {why}",
@@ -278,25 +268,26 @@ def expect_nothing_stored(paths: dict[str, Path], sent: str, why: str) -> None:
     )
 
 
-def expect_stored(paths: dict[str, Path], record: dict[str, Any], data: bytes, sent: str) -> None:
-    path = paths["uploads"] / f"{record['id']}_{record['filename']}"
+def expect_stored(paths: Folders, record: dict[str, Any], data: bytes, sent: str) -> None:
+    name = f"{record['id']}_{record['filename']}"
+    stored = paths.stored(name)
     expect(
-        path.is_file() and path.read_bytes() == data,
-        f"UPLOAD_DIR has no file {show(path.name)} with the bytes sent. The upload is stored as "
+        stored is not None and stored.get("sha256") == hashlib.sha256(data).hexdigest(),
+        f"UPLOAD_DIR has no file {show(name)} with the bytes sent. The upload is stored as "
         "UPLOAD_DIR/<id>_<clean name>, exactly as sent.",
         sent=sent,
-        expected=f"a file {show(path.name)} of {len(data)} bytes",
-        got=f"UPLOAD_DIR holds {show(entries(paths['uploads'])[:5])}"
-        + (f"; that file has {path.stat().st_size} bytes" if path.is_file() else ""),
+        expected=f"a file {show(name)} of {len(data)} bytes",
+        got=f"UPLOAD_DIR holds {show(paths.uploads()[:5])}"
+        + (f"; that file has {stored['size']} bytes" if stored is not None else ""),
     )
 
 
-def audit_lines(path: Path) -> list[Any]:
-    if not path.is_file():
+def audit_lines(text: str | None) -> list[Any]:
+    """The JSON lines of an audit log's `text` ([] when there is no log)."""
+    if text is None:
         return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     parsed = []
-    for line in lines:
+    for line in text.splitlines():
         try:
             parsed.append(json.loads(line))
         except ValueError:
@@ -308,24 +299,13 @@ def random_request_id() -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-# --- streaming through httpx's ASGI transport -------------------------------------------
+# --- streaming ----------------------------------------------------------------------------
 
 
-def stream_post(
-    api: Any,
-    path: str,
-    head: bytes,
-    body_size: int,
-    tail: bytes,
-    events: list[str] | None = None,
-    answered: threading.Event | None = None,
-) -> Any:
-    """POST a multipart body generated chunk by chunk (head, `body_size` random bytes, tail)
-    to the started app, on its own event loop. `events` gets "response sent" the moment the
-    app sends the end of its answer."""
-    import httpx
+def stream_post(api: Any, path: str, head: bytes, body_size: int, tail: bytes) -> Any:
+    """POST a multipart body generated chunk by chunk (head, `body_size` random bytes, tail)."""
 
-    async def chunks() -> AsyncIterator[bytes]:
+    def chunks() -> Iterator[bytes]:
         yield head
         left = body_size
         while left > 0:
@@ -334,27 +314,12 @@ def stream_post(
             yield rng.randbytes(piece)
         yield tail
 
-    async def watched(scope: Any, receive: Any, send: Any) -> None:
-        async def spy(message: Any) -> None:
-            await send(message)
-            if events is not None and message.get("type") == "http.response.body" and not message.get("more_body"):
-                events.append("response sent")
-                if answered is not None:
-                    answered.set()
-
-        try:
-            await api.app(scope, receive, spy)
-        except Exception as exc:
-            note_server_error(exc)  # so a 500 names what the learner's code raised
-            raise
-
-    async def post() -> Any:
-        transport = httpx.ASGITransport(app=watched, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as streaming:
-            headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
-            return await streaming.post(path, content=chunks(), headers=headers)
-
-    return within(WAIT_S, lambda: api.portal.call(post), f"POST {path} with a streamed body")
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return within(
+        WAIT_S,
+        lambda: api.post(path, content=chunks(), headers=headers),
+        f"POST {path} with a streamed body",
+    )
 
 
 # --- POST /files: the record and where it is stored -------------------------------------
@@ -367,13 +332,13 @@ def test_upload_answers_201_with_record(api: Any) -> None:
     expect_record(record_of(upload(api, name, kind, data), sent), name, kind, data, sent)
 
 
-def test_upload_stored_with_id_prefix(api: Any, paths: dict[str, Path]) -> None:
+def test_upload_stored_with_id_prefix(api: Any, paths: Folders) -> None:
     """The file is stored as UPLOAD_DIR/<id>_<name> with exactly the bytes sent, and nothing else is left there"""
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data)
     record = record_of(upload(api, name, kind, data), sent)
     expect_stored(paths, record, data, sent)
-    left = entries(paths["uploads"])
+    left = paths.uploads()
     expect(
         left == [f"{record['id']}_{name}"],
         f"{counted(len(left), 'file')} in UPLOAD_DIR, expected 1. Only the stored file stays (no temporary files).",
@@ -383,23 +348,23 @@ def test_upload_stored_with_id_prefix(api: Any, paths: dict[str, Path]) -> None:
     )
 
 
-def test_default_folders(learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_folders(new_host: Any) -> None:
     """Without UPLOAD_DIR and AUDIT_LOG, files go to uploads/ and the audit to audit.log in the working directory"""
-    monkeypatch.delenv("UPLOAD_DIR")
-    monkeypatch.delenv("AUDIT_LOG")
+    host = new_host(unset=["UPLOAD_DIR", "AUDIT_LOG"], setup=SPIES)
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data) + " (UPLOAD_DIR and AUDIT_LOG not set)"
-    with running(learner.app) as api:
+    with started(host) as api:
         record = record_of(upload(api, name, kind, data), sent)
-    stored = Path("uploads") / f"{record['id']}_{name}"
+    found = host.probe("tree", root=".")["entries"]
+    stored = f"uploads/{record['id']}_{name}"
     expect(
-        stored.is_file(),
+        any(entry["path"] == stored and not entry["dir"] for entry in found),
         f"no uploads/{record['id']}_{name}. Without UPLOAD_DIR, files belong in uploads/ in the working directory.",
         sent=sent,
         expected=f"uploads/{record['id']}_{name}",
-        got=f"the working directory holds {show(entries(Path()))}",
+        got=f"the working directory holds {show(sorted(e['path'] for e in found if '/' not in e['path']))}",
     )
-    ids = [line.get("id") for line in audit_lines(Path("audit.log")) if isinstance(line, dict)]
+    ids = [line.get("id") for line in audit_lines(host.probe("text", path="audit.log")) if isinstance(line, dict)]
     expect(
         ids == [record["id"]],
         f"audit.log holds ids {show(ids)}, expected [{record['id']}]. Without AUDIT_LOG, the audit line belongs in "
@@ -410,25 +375,27 @@ def test_default_folders(learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_settings_read_at_startup(learner: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_settings_read_at_startup(host: Any) -> None:
     """UPLOAD_DIR and AUDIT_LOG are read when the app starts, not when it is imported"""
-    later = tmp_path / f"later-{rng.randrange(10**6)}"
-    monkeypatch.setenv("UPLOAD_DIR", str(later / "files"))
-    monkeypatch.setenv("AUDIT_LOG", str(later / "audit.log"))
+    later = f"later-{rng.randrange(10**6)}"
+    env = {"UPLOAD_DIR": f"{later}/files", "AUDIT_LOG": f"{later}/audit.log"}
+    host.probe("change_settings", env=env, folders=[later])
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data) + " after UPLOAD_DIR and AUDIT_LOG changed between import and startup"
-    later.mkdir()
-    with running(learner.app) as api:
+    with started(host) as api:
         record = record_of(upload(api, name, kind, data), sent)
-    stored = later / "files" / f"{record['id']}_{name}"
-    logged = [line.get("id") for line in audit_lines(later / "audit.log") if isinstance(line, dict)]
+    found = {entry["path"] for entry in host.probe("tree", root=later)["entries"]}
+    stored = f"files/{record['id']}_{name}" in found
+    logged = [
+        line.get("id") for line in audit_lines(host.probe("text", path=f"{later}/audit.log")) if isinstance(line, dict)
+    ]
     expect(
-        stored.is_file() and logged == [record["id"]],
+        stored and logged == [record["id"]],
         "The file or the audit line is not under the folder set after the import. Read UPLOAD_DIR and "
         "AUDIT_LOG at startup (in the lifespan), so the values in force when the server starts are used.",
         sent=sent,
         expected="the file and the audit line under the new folder",
-        got=f"file there: {stored.is_file()}; audit ids there: {show(logged)}",
+        got=f"file there: {stored}; audit ids there: {show(logged)}",
     )
 
 
@@ -443,7 +410,7 @@ def test_allowed_types_accepted(api: Any) -> None:
         expect_record(record_of(upload(api, name, kind, data), sent), name, kind, data, sent)
 
 
-def test_unlisted_type_refused_415(api: Any, paths: dict[str, Path]) -> None:
+def test_unlisted_type_refused_415(api: Any, paths: Folders) -> None:
     """A declared type other than PNG, JPEG or PDF gets 415 and nothing is stored"""
     # Always WebP (allowed in §3, not here) and real PNG bytes under another type; one more at random.
     others = [
@@ -456,7 +423,7 @@ def test_unlisted_type_refused_415(api: Any, paths: dict[str, Path]) -> None:
         expect_refused_415(api, paths, f"{rng.choice(WORDS)}-{rng.randrange(10**4)}.bin", kind, magic, reason)
 
 
-def expect_refused_415(api: Any, paths: dict[str, Path], name: str, kind: str, magic: bytes, reason: str) -> None:
+def expect_refused_415(api: Any, paths: Folders, name: str, kind: str, magic: bytes, reason: str) -> None:
     """Upload `magic` plus random bytes as `name` declared `kind`: expect 415 and nothing stored."""
     data = magic + rng.randbytes(rng.randrange(100, 2000))
     sent = describe_upload(name, kind, data)
@@ -464,7 +431,7 @@ def expect_refused_415(api: Any, paths: dict[str, Path], name: str, kind: str, m
     expect_nothing_stored(paths, sent, "A refused upload must not be stored.")
 
 
-def test_magic_bytes_must_match(api: Any, paths: dict[str, Path]) -> None:
+def test_magic_bytes_must_match(api: Any, paths: Folders) -> None:
     """A file whose first bytes do not match its declared type gets 415 (the declared type alone is not trusted)"""
     impostors = [
         ("image/png", MAGIC["image/jpeg"]),
@@ -477,7 +444,7 @@ def test_magic_bytes_must_match(api: Any, paths: dict[str, Path]) -> None:
         expect_refused_415(api, paths, name, kind, magic, reason)
 
 
-def test_oversized_stream_refused_413(api: Any, paths: dict[str, Path]) -> None:
+def test_oversized_stream_refused_413(api: Any, paths: Folders) -> None:
     """A file over 1 MiB, streamed, gets 413 and leaves no partial file behind"""
     size = MAX_BYTES + rng.randrange(1, 200_000)
     name = f"{rng.choice(WORDS)}-{rng.randrange(10**4)}.png"
@@ -487,20 +454,21 @@ def test_oversized_stream_refused_413(api: Any, paths: dict[str, Path]) -> None:
     response = stream_post(api, "/files", head, size - len(MAGIC["image/png"]), tail)
     expect_answer(response, 413, "A file larger than 1 MiB (1048576 bytes) should be refused with 413.", sent)
     expect_nothing_stored(paths, sent, "A refused upload must leave no partial file behind.")
-    stray = files_under(paths["area"], paths["uploads"], paths["audit"])
+    stray = paths.stray()
     expect(
         not stray, "A refused upload must leave no file anywhere.", sent=sent, expected="no files", got=show(stray[:5])
     )
 
 
-def test_upload_read_in_chunks(api: Any, reads: Reads) -> None:
+def test_upload_read_in_chunks(api: Any, host: Any) -> None:
     """An upload is read in bounded chunks, never all at once (file.read() with no size)"""
     size = MAX_BYTES + rng.randrange(1, 100_000)
     name, kind, data = random_file(size=size)
     sent = describe_upload(name, kind, data)
     response = upload(api, name, kind, data)
     expect_answer(response, 413, "A file larger than 1 MiB should be refused with 413.", sent)
-    too_big = reads.unbounded()
+    sizes = host.probe("read_sizes")
+    too_big = [size for size in sizes if size is None or size < 0 or size > MAX_BYTES + 1]
     shown = ["everything" if size is None or size < 0 else f"{size} bytes" for size in too_big]
     expect(
         not too_big,
@@ -523,7 +491,7 @@ def test_exactly_one_mib_accepted(api: Any) -> None:
 # --- file names -------------------------------------------------------------------------
 
 
-def expect_clean_name(api: Any, paths: dict[str, Path], sent_name: str | bytes, clean: str, why: str) -> None:
+def expect_clean_name(api: Any, paths: Folders, sent_name: str | bytes, clean: str, why: str) -> None:
     _, kind, data = random_file()
     sent = describe_upload(sent_name, kind, data)
     if isinstance(sent_name, bytes):
@@ -539,7 +507,7 @@ def expect_clean_name(api: Any, paths: dict[str, Path], sent_name: str | bytes, 
         got=show(record["filename"]),
     )
     expect_stored(paths, record, data, sent)
-    stray = files_under(paths["area"], paths["uploads"], paths["audit"])
+    stray = paths.stray()
     expect(
         not stray,
         f"{counted(len(stray), 'file')} outside UPLOAD_DIR. Uploads must be stored under UPLOAD_DIR and nowhere else.",
@@ -549,14 +517,14 @@ def expect_clean_name(api: Any, paths: dict[str, Path], sent_name: str | bytes, 
     )
 
 
-def test_directory_parts_removed(api: Any, paths: dict[str, Path]) -> None:
+def test_directory_parts_removed(api: Any, paths: Folders) -> None:
     """`../`, absolute paths and sub-folders are removed from the name: the file stays in UPLOAD_DIR"""
     clean = random_file()[0]
     for sent_name in [f"../{clean}", f"/etc/{clean}", f"../../{rng.choice(WORDS)}/{clean}"]:
         expect_clean_name(api, paths, sent_name, clean, "Keep only the part after the last slash.")
 
 
-def test_windows_paths_removed(api: Any, paths: dict[str, Path]) -> None:
+def test_windows_paths_removed(api: Any, paths: Folders) -> None:
     """Backslash paths (`..\\..\\x.png`, `C:\\x\\y.png`) are cleaned too, even on Linux"""
     clean = random_file()[0]
     for sent_name in [f"..\\..\\{clean}", f"{rng.choice(WORDS)}\\..\\{clean}", f"C:\\Users\\{clean}"]:
@@ -570,7 +538,7 @@ def test_windows_paths_removed(api: Any, paths: dict[str, Path]) -> None:
         )
 
 
-def test_control_characters_removed(api: Any, paths: dict[str, Path]) -> None:
+def test_control_characters_removed(api: Any, paths: Folders) -> None:
     """NUL and other control characters are removed from the name"""
     clean = random_file()[0]
     cut = rng.randrange(1, len(clean) - 1)
@@ -579,7 +547,7 @@ def test_control_characters_removed(api: Any, paths: dict[str, Path]) -> None:
     expect_clean_name(api, paths, sent_name, clean, "Remove every character below U+0020 and U+007F.")
 
 
-def test_empty_name_refused_400(api: Any, paths: dict[str, Path]) -> None:
+def test_empty_name_refused_400(api: Any, paths: Folders) -> None:
     """A name that is empty once cleaned (`../`, `..`, only control characters) gets 400"""
     names = [b"../", b"..", b"\x00\x01", rng.choice([b"/", b"..\\", b"uploads/..", b"./", b" \x00 "])]
     for sent_name in rng.sample(names, len(names)):
@@ -594,7 +562,7 @@ def test_empty_name_refused_400(api: Any, paths: dict[str, Path]) -> None:
         expect_nothing_stored(paths, sent, "A refused upload must not be stored.")
 
 
-def test_same_name_never_overwrites(api: Any, paths: dict[str, Path]) -> None:
+def test_same_name_never_overwrites(api: Any, paths: Folders) -> None:
     """Two uploads with the same name get different ids and both files are kept"""
     name, kind, first = random_file()
     second = MAGIC[kind] + rng.randbytes(len(first))
@@ -671,7 +639,7 @@ def describe_batch(files: list[tuple[str, str, bytes]]) -> str:
     return "POST /files/batch with files " + ", ".join(f"{show(n)} ({k}, {len(d)} bytes)" for n, k, d in files)
 
 
-def test_batch_stores_every_file(api: Any, paths: dict[str, Path]) -> None:
+def test_batch_stores_every_file(api: Any, paths: Folders) -> None:
     """POST /files/batch stores every file and answers 201 with {"files": [records in order]}"""
     files = [random_file() for _ in range(rng.randrange(2, 5))]
     sent = describe_batch(files)
@@ -702,7 +670,7 @@ def refused_file() -> tuple[tuple[str, str, bytes], int]:
     return (name, kind, MAGIC[kind] + rng.randbytes(MAX_BYTES)), 413
 
 
-def test_batch_all_or_nothing(api: Any, paths: dict[str, Path]) -> None:
+def test_batch_all_or_nothing(api: Any, paths: Folders) -> None:
     """A batch with one refused file stores nothing and names the refused file and why"""
     good = [random_file() for _ in range(rng.randrange(2, 4))]
     bad, status = refused_file()
@@ -725,13 +693,13 @@ def test_batch_all_or_nothing(api: Any, paths: dict[str, Path]) -> None:
         expected=show({"detail": {"filename": bad[0], "error": "<why>"}}),
         got=show(body),
     )
+    audited = paths.audit_lines()
     expect(
-        audit_lines(paths["audit"]) == [],
-        f"{counted(len(audit_lines(paths['audit'])), 'audit line')}, expected none. "
-        "A refused batch writes no audit line.",
+        audited == [],
+        f"{counted(len(audited), 'audit line')}, expected none. A refused batch writes no audit line.",
         sent=sent,
         expected="no audit line",
-        got=show(audit_lines(paths["audit"])[:3]),
+        got=show(audited[:3]),
     )
 
 
@@ -776,13 +744,13 @@ def expect_audit_line(line: Any, record: dict[str, Any], request_id: str, sent: 
     )
 
 
-def test_audit_line_after_upload(api: Any, paths: dict[str, Path]) -> None:
+def test_audit_line_after_upload(api: Any, paths: Folders) -> None:
     """After an upload, one JSON line {event, id, sha256, at, request_id} is appended to AUDIT_LOG"""
     request_id = random_request_id()
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data) + f" with X-Request-Id {request_id}"
     record = record_of(upload(api, name, kind, data, headers={"X-Request-Id": request_id}), sent)
-    lines = audit_lines(paths["audit"])
+    lines = paths.audit_lines()
     expect(
         len(lines) == 1,
         f"{len(lines)} audit lines, expected 1. One upload appends exactly one line to AUDIT_LOG.",
@@ -793,7 +761,7 @@ def test_audit_line_after_upload(api: Any, paths: dict[str, Path]) -> None:
     expect_audit_line(lines[0], record, request_id, sent)
 
 
-def test_batch_audits_each_file(api: Any, paths: dict[str, Path]) -> None:
+def test_batch_audits_each_file(api: Any, paths: Folders) -> None:
     """A stored batch appends one audit line per file"""
     files = [random_file() for _ in range(rng.randrange(2, 4))]
     request_id = random_request_id()
@@ -812,7 +780,7 @@ def test_batch_audits_each_file(api: Any, paths: dict[str, Path]) -> None:
         got=show(body),
     )
     records = [expect_record_shape(record, sent) for record in records]
-    lines = audit_lines(paths["audit"])
+    lines = paths.audit_lines()
     by_id = {str(line.get("id")): line for line in lines if isinstance(line, dict)}
     wanted = sorted(record["id"] for record in records)
     expect(
@@ -826,28 +794,17 @@ def test_batch_audits_each_file(api: Any, paths: dict[str, Path]) -> None:
         expect_audit_line(by_id[record["id"]], record, request_id, sent)
 
 
-def test_response_does_not_wait_for_audit(
-    api: Any, learner: Any, paths: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_response_does_not_wait_for_audit(host: Any) -> None:
     """The answer is sent before the audit line is written (the grader makes append_audit_line slow)"""
-    events: list[str] = []
-    answered = threading.Event()
-    real = learner.append_audit_line
-
-    def slow_append(path: Any, record: Any) -> None:
-        events.append("audit started")
-        # Slow until the answer is out (at most HOLD_S): a correct app answers meanwhile, so the
-        # verdict depends on the order of events, never on how busy the machine is.
-        answered.wait(HOLD_S)
-        real(path, record)
-        events.append("audit finished")
-
-    monkeypatch.setattr(learner, "append_audit_line", slow_append)
+    # Slow until the answer is out (at most HOLD_S): a correct app answers meanwhile, so the
+    # verdict depends on the order of events, never on how busy the machine is.
+    host.probe("replace_audit", mode="slow", hold=HOLD_S)
+    watched = host.probe("watch_answers")
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data) + f" while append_audit_line waits up to {HOLD_S:g} s for the answer"
-    head = multipart_head(name.encode(), kind) + data[:8]
-    tail = data[8:] + f"\r\n--{BOUNDARY}--\r\n".encode()
-    response = stream_post(api, "/files", head, 0, tail, events, answered)
+    with started(host, app=watched) as api:
+        response = upload(api, name, kind, data)
+    events = host.probe("events")
     expect_answer(response, 201, "A valid upload should be stored.", sent)
     expect(
         "audit finished" in events,
@@ -867,42 +824,37 @@ def test_response_does_not_wait_for_audit(
     )
 
 
-def test_failing_audit_is_logged(
-    api: Any, learner: Any, paths: dict[str, Path], uploads_log: list, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failing_audit_is_logged(api: Any, host: Any, paths: Folders) -> None:
     """A failing audit task keeps the 201, is logged at ERROR on logger "uploads", and the next upload is audited"""
-    real = learner.append_audit_line
-
-    def broken_append(path: Any, record: Any) -> None:
-        raise OSError(28, "No space left on device (the grader made append_audit_line fail on purpose)")
-
-    monkeypatch.setattr(learner, "append_audit_line", broken_append)
+    failure = "No space left on device (the grader made append_audit_line fail on purpose)"
+    host.probe("replace_audit", mode="fail", text=failure)
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data) + " while append_audit_line raises OSError"
-    try:
-        response = upload(api, name, kind, data)
-    except OSError as exc:
+    response = upload(api, name, kind, data)
+    uploads_log = host.probe("uploads_log")  # once the background task has run
+    for item in host.raised():
+        exc = hostkit.rebuild(item.get("error"))
         fail(
-            "OSError escaped the background task. Catch it in the task and log "
+            f"{type(exc).__name__} escaped the background task. Catch it in the task and log "
             'it with logging.getLogger("uploads").exception(...) (or .error).',
             sent=sent,
             expected="the task to catch the error",
             got=f"{type(exc).__name__}: {clip(str(exc))}",
         )
     record_of(response, sent)
-    errors = [r for r in uploads_log if r.levelno >= logging.ERROR]
+    errors = [r for r in uploads_log if r["level"] >= logging.ERROR]
     expect(
         bool(errors),
         'The failure should be logged on logging.getLogger("uploads") at ERROR level.',
         sent=sent,
         expected="an ERROR record on logger uploads",
-        got=show([f"{r.levelname}: {clip(r.getMessage(), 80)}" for r in uploads_log][:3]) or "no record",
+        got=show([f"{r['name']}: {clip(r['message'], 80)}" for r in uploads_log][:3]) or "no record",
     )
-    monkeypatch.setattr(learner, "append_audit_line", real)
+    host.probe("replace_audit", mode="real")
     name, kind, data = random_file()
     sent = describe_upload(name, kind, data) + " after the failing one"
     record = record_of(upload(api, name, kind, data), sent)
-    logged = [line.get("id") for line in audit_lines(paths["audit"]) if isinstance(line, dict)]
+    logged = [line.get("id") for line in paths.audit_lines() if isinstance(line, dict)]
     expect(
         logged == [record["id"]],
         f"audit lines for ids {show(logged)}, expected [{record['id']}]. After a failed audit, the next upload "
@@ -1022,19 +974,14 @@ def test_process_time_header(api: Any) -> None:
     )
 
 
-def test_timing_wraps_request_id(api: Any, learner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timing_wraps_request_id(api: Any, host: Any) -> None:
     """The timing middleware wraps the request-id one: X-Process-Time includes a slow new_request_id()"""
-    made: list[str] = []
-
-    def slow_new_request_id() -> str:
-        time.sleep(SLOW_S)
-        made.append(str(uuid.uuid4()))
-        return made[-1]
-
-    monkeypatch.setattr(learner, "new_request_id", slow_new_request_id)
+    given = [random_request_id() for _ in range(3)]
+    host.probe("slow_request_ids", seconds=SLOW_S, ids=given)
     path = f"/nothing-{rng.randrange(10**6)}"
     sent = f"GET {path} without X-Request-Id, while new_request_id() takes {SLOW_S:g} s"
     response = api.get(path)
+    made = [made_id for made_id in host.probe("request_ids_made") if made_id in given]
     got = response.headers.get("x-request-id")
     expect(
         bool(made) and got == made[-1],
@@ -1060,26 +1007,18 @@ def test_timing_wraps_request_id(api: Any, learner: Any, monkeypatch: pytest.Mon
     )
 
 
-def add_grader_routes(app: Any) -> tuple[str, str]:
-    """Two routes the grader adds to the learner's app: one that raises, one that reads
-    request.state.request_id."""
+def add_grader_routes(host: Any) -> tuple[str, str]:
+    """Two routes the grader adds to the learner's app before it is served: one that raises,
+    one that reads request.state.request_id."""
     prefix = f"/grader-{rng.randrange(16**6):06x}"
-
-    def explode() -> None:
-        raise RuntimeError("the grader's endpoint fails on purpose")
-
-    def state_id(request: Request) -> dict[str, Any]:
-        return {"request_id": getattr(request.state, "request_id", None)}
-
-    app.add_api_route(f"{prefix}/boom", explode, methods=["GET"])
-    app.add_api_route(f"{prefix}/state", state_id, methods=["GET"])
+    host.probe("add_grader_routes", prefix=prefix)
     return f"{prefix}/boom", f"{prefix}/state"
 
 
-def test_headers_on_404_and_500(learner: Any) -> None:
+def test_headers_on_404_and_500(host: Any) -> None:
     """X-Request-Id and X-Process-Time are on a 404 and on a 500 from an endpoint that raises"""
-    boom, _ = add_grader_routes(learner.app)
-    with running(learner.app, raise_server_exceptions=False) as api:
+    boom, _ = add_grader_routes(host)
+    with started(host, raise_server_exceptions=False) as api:
         for path, status in [(f"/nothing-{rng.randrange(10**6)}", 404), (boom, 500)]:
             request_id = random_request_id()
             sent = f"GET {path} with X-Request-Id {request_id}" + (
@@ -1116,10 +1055,10 @@ def headers_in_words(headers: dict[str, str | None], request_id: str) -> str:
     return " and ".join(faults)
 
 
-def test_request_state_has_request_id(learner: Any) -> None:
+def test_request_state_has_request_id(host: Any) -> None:
     """Endpoints read the id as request.state.request_id, the same one the response carries"""
-    _, state_path = add_grader_routes(learner.app)
-    with running(learner.app) as api:
+    _, state_path = add_grader_routes(host)
+    with started(host) as api:
         for sent_id in [random_request_id(), None]:
             headers = {"X-Request-Id": sent_id} if sent_id else {}
             response = api.get(state_path, headers=headers)
