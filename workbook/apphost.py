@@ -196,13 +196,18 @@ class Host:
         config = uvicorn.Config(
             _recording(app, self),
             lifespan=request.get("lifespan", "on"),
-            log_level="warning",
+            # What the app raised is recorded (`_recording`); uvicorn's own tracebacks
+            # would only repeat it in the output shown with each check.
+            log_level="critical",
             access_log=False,
             ws=request.get("ws", "auto"),
             timeout_graceful_shutdown=1,
         )
         self.server = _Server(config, self)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)
+        # A copy: uvicorn closes the socket it serves on when it stops, and a check may
+        # serve the same host again (a restart).
+        sockets = [self.listener.dup()]
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": sockets}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + float(request.get("wait", STARTUP_WAIT_S))
         while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:

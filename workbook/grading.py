@@ -43,6 +43,7 @@ SEED_ENV = "WORKBOOK_SEED"
 HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as app hosts see it
 MAX_BODY_CHARS = 300
 MAX_MESSAGE_CHARS = 2500
+MAX_HOST_OUTPUT_CHARS = 8000  # of what the learner's code printed in one app host
 
 T = TypeVar("T")
 
@@ -963,9 +964,43 @@ def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
         setup: list[tuple[str, dict[str, Any]]] | None = None,
         workdir: str | None = None,
     ) -> hostkit.AppHost:
-        host = hostkit.AppHost()
-        hostkit.current_hosts.append(host)
-        state["problem_dir"] = target_root() / problem.slug
+        return open_host(problem, env=env, unset=unset, setup=setup, workdir=workdir)
+
+    try:
+        yield start
+    finally:
+        for host in list(hostkit.current_hosts):
+            _show_output(host)
+            host.close()
+        hostkit.current_hosts.clear()
+
+
+def _show_output(host: Any) -> None:
+    """Print what the learner's code printed in `host`, so it appears with the check's result
+    as it did when the code ran in this process (pytest captures this output)."""
+    text = host.log(MAX_HOST_OUTPUT_CHARS)
+    if text:
+        sys.stdout.write(text)
+
+
+def open_host(
+    problem: Problem,
+    *,
+    env: dict[str, str] | None = None,
+    unset: list[str] | None = None,
+    setup: list[tuple[str, dict[str, Any]]] | None = None,
+    workdir: str | None = None,
+) -> Any:
+    """A new app host for the current check (workbook/hostkit.py), its learner module imported
+    within the check's time limit. Raises LearnerImportError when the import failed or did
+    not finish (naming where the learner's code was), HostError when no host could be had."""
+    from workbook import hostkit
+
+    host = hostkit.AppHost()
+    hostkit.current_hosts.append(host)
+    state["problem_dir"] = target_root() / problem.slug
+    limit = IMPORT_WAIT_AFTER_HANG_S if state.get("import_hung") else problem.check_timeout_s
+    try:
         host.start(
             problem.module,
             host_folder(problem),
@@ -974,15 +1009,27 @@ def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
             setup=setup,
             probes=problem.grader_dir / "probes.py",
             workdir=workdir,
+            timeout=limit,
         )
-        return host
+    except hostkit.HostGone:
+        site = next(iter(hangs_of(host)), None)
+        if site is None and not host.threads_answered:
+            raise
+        state["import_hung"] = True
+        where = f": {site.describe()}" if site is not None else ""
+        raise LearnerImportError(f"Importing your code did not finish within {limit:g} s{where}.") from None
+    return host
 
-    try:
-        yield start
-    finally:
-        for host in list(hostkit.current_hosts):
-            host.close()
-        hostkit.current_hosts.clear()
+
+# Once an import of the learner's module hung, later checks wait this long for theirs: the
+# same code hangs at the same place, and 22 checks of 3 s each would make a minute.
+IMPORT_WAIT_AFTER_HANG_S = 1.0
+
+
+def hangs_of(host: Any) -> list[hangs.Site]:
+    """Where the host's threads run the learner's code now (asked on its monitor connection)."""
+    found = [hangs.Site.from_dict(data) for data in (host.threads() or {}).values()]
+    return [site for site in found if site is not None]
 
 
 @pytest.fixture

@@ -136,6 +136,7 @@ class AppHost:
         name = secrets.token_hex(6)
         self.closed = False
         self.served = False
+        self.threads_answered = False
         self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
         self.request_fd = -1
         self.private = Path(tempfile.mkdtemp(prefix="wbh-"))
@@ -201,12 +202,14 @@ class AppHost:
         setup: list[tuple[str, dict[str, Any]]] | None = None,
         probes: Path | None = None,
         workdir: str | None = None,
+        timeout: float = ANSWER_WAIT_S,
     ) -> None:
         """Import `module` from `folder` (as the host sees it) after setting `env`, removing
         `unset` and running the `setup` probes (spies that must be in place before import).
         The host works in a fresh folder of its scratch, or in `workdir` (a name) if given."""
         self.call(
             "start",
+            timeout=timeout,
             module=module,
             folder=folder,
             env=env or {},
@@ -239,7 +242,9 @@ class AppHost:
     def threads(self) -> dict[str, Any]:
         """Where each thread running the learner's code is (hangs.Site dicts), asked on the
         monitor connection, which answers while the app is busy."""
-        return self._monitor("threads")
+        found = self._monitor("threads")
+        self.threads_answered = isinstance(found, dict)
+        return found if isinstance(found, dict) else {}
 
     def tasks(self) -> list[Any]:
         return self._monitor("tasks") or []

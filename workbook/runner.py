@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
     events.emit("ready")
     events.emit("importing")
     try:
-        grading.import_learner(problem)
+        _import_once(problem)
     except grading.LearnerImportError as exc:
         events.emit("import", ok=False, message=str(exc))
         _leave(0)
@@ -91,6 +91,25 @@ def main(argv: list[str]) -> None:
     pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[reporter])
     events.emit("done")
     _leave(0)
+
+
+def _import_once(problem: Any) -> None:
+    """Import the learner's module once before the checks, so an import that fails is one
+    result for every check: in an app host for a hosted problem (this process never imports
+    learner code then, issue 11), else here. Raises LearnerImportError."""
+    from workbook import grading, hostkit
+
+    if not grading.hosted(problem):
+        grading.import_learner(problem)
+        return
+    try:
+        grading.open_host(problem)
+    except hostkit.HostError:
+        pass  # no verdict on the learner's code: each check meets it and says so
+    finally:
+        for host in list(hostkit.current_hosts):
+            host.close()
+        hostkit.current_hosts.clear()
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
