@@ -1,20 +1,14 @@
 """Grader for problem 4, first half: the behaviour of the whole API.
 
-Each check imports the learner's `app.main` afresh (so the store starts with only the
-admin), registers a few random users and talks to the app through a TestClient.
+Each check gets an app host that imported the learner's `app.main` afresh (so the store
+starts with only the admin), registers a few random users and talks to the served app.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import inspect
-import sys
 import time
-import types
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 from workbook.grading import expect, expect_created, expect_json, expect_status, fail, json_body, rng, show
@@ -41,26 +35,14 @@ def claims_of(token: str, what: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def clock_moved_ahead(seconds: float) -> Iterator[None]:
-    """Make python-jose believe `seconds` have passed, so tokens expire without waiting."""
-    import jose.jwt
-
-    real = jose.jwt.datetime
-
-    class Later(real):  # type: ignore[misc, valid-type]
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:
-            return real.now(tz) + timedelta(seconds=seconds)
-
-        @classmethod
-        def utcnow(cls) -> datetime:
-            return real.now().replace(tzinfo=None) + timedelta(seconds=seconds)
-
-    jose.jwt.datetime = Later
+def clock_moved_ahead(host: Any, seconds: float) -> Iterator[None]:
+    """Make python-jose, in the app host, believe `seconds` have passed, so tokens expire
+    without waiting."""
+    host.probe("move_jose_clock", seconds=seconds)
     try:
         yield
     finally:
-        jose.jwt.datetime = real
+        host.probe("move_jose_clock", seconds=0)
 
 
 def forged_token(username: str, token_type: str) -> str:
@@ -82,54 +64,6 @@ def tampered(token: str) -> str:
 def expect_item(body: Any, sent: dict[str, Any], owner: str, what: str) -> None:
     expected = {"id": body.get("id") if isinstance(body, dict) else "<int>", **sent, "owner": owner}
     expect(body == expected, what, expected=show(expected), got=show(body))
-
-
-def learner_store_strings(learner: ModuleType) -> Iterator[str]:
-    """Every string (or bytes) reachable from get_db() and from the learner's module-level data."""
-    roots: list[Any] = []
-    dependencies = sys.modules.get("app.dependencies")
-    get_db = getattr(dependencies, "get_db", None)
-    if callable(get_db):
-        with contextlib.suppress(Exception):
-            value = get_db()
-            if inspect.isgenerator(value):
-                gen, value = value, next(value)
-                gen.close()
-            roots.append(value)
-    for name, module in list(sys.modules.items()):
-        if (name == "app" or name.startswith("app.")) and module is not None:
-            roots.extend(value for key, value in vars(module).items() if not key.startswith("__"))
-    roots.append(getattr(getattr(learner.app, "state", None), "_state", {}))
-    seen: set[int] = set()
-    stack = [(root, 0) for root in roots]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (str, bytes)):
-            yield value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-            continue
-        if depth > 6 or id(value) in seen or inspect.ismodule(value) or inspect.isclass(value) or callable(value):
-            continue
-        seen.add(id(value))
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
-        elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-            stack.extend((item, depth + 1) for item in value)
-        elif type(value).__module__.split(".")[0] == "app" or isinstance(value, types.SimpleNamespace):
-            stack.extend((item, depth + 1) for item in attribute_values(value))
-
-
-def attribute_values(value: Any) -> list[Any]:
-    """An object's attributes, whether kept in __dict__ or in __slots__ (dataclass(slots=True))."""
-    own = getattr(value, "__dict__", None)
-    found = list(own.values()) if isinstance(own, dict) else []
-    for cls in type(value).__mro__:
-        slots = cls.__dict__.get("__slots__", ())
-        names = [slots] if isinstance(slots, str) else list(slots) if isinstance(slots, (list, tuple)) else []
-        for name in names:
-            if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
-                with contextlib.suppress(Exception):  # an unset slot raises AttributeError
-                    found.append(getattr(value, name))
-    return found
 
 
 # --- auth: register and log in -------------------------------------------------------
@@ -207,12 +141,13 @@ def test_register_invalid_is_422(kit: Any) -> None:
         )
 
 
-def test_passwords_stored_as_bcrypt_hashes(kit: Any, learner: ModuleType) -> None:
+def test_passwords_stored_as_bcrypt_hashes(kit: Any) -> None:
     """The store keeps a bcrypt hash of each password, never the password itself"""
     import bcrypt
 
     username, password = kit.register()
-    strings = list(learner_store_strings(learner))
+    # Why 128 characters: a password here has at most 16, a bcrypt hash 60.
+    strings = kit.host.probe("store_strings", max_chars=128)
     expect(
         password not in strings,
         "The password itself is stored; store only its bcrypt hash (passlib's CryptContext).",
@@ -335,13 +270,13 @@ def test_expired_tokens_are_refused(kit: Any) -> None:
     account = kit.user()
     refresh = kit.refresh_token(account)
     how = " (The grader moves python-jose's clock ahead: decode tokens with jose.jwt.decode, which checks exp.)"
-    with clock_moved_ahead(16 * 60):
+    with clock_moved_ahead(kit.host, 16 * 60):
         expect_status(
             kit.api.get("/items", headers=account.headers),
             401,
             "16 minutes later the access token has expired: GET /items must answer 401." + how,
         )
-    with clock_moved_ahead(8 * 24 * 3600):
+    with clock_moved_ahead(kit.host, 8 * 24 * 3600):
         expect_status(
             kit.api.post("/auth/refresh", json={"refresh_token": refresh}),
             401,

@@ -2,21 +2,19 @@
 logins with passwords over bcrypt's 72 bytes, bounds probed from both sides (padded,
 multi-byte), ids and order after every kind of change, a PUT that replaces, the redirects a
 test client follows silently, and the same app started twice in one process.
+
+The app runs in this check's app host (workbook/hostkit.py); what the grader needs from
+inside it (the strings the package holds) comes from the probes in probes.py.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import sys
 import time
-from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
-from fastapi.testclient import TestClient
-
-from workbook.grading import client, expect, expect_json, expect_status, json_body, rng, show
+from workbook.grading import expect, expect_json, expect_status, json_body, rng, show
 
 # bcrypt hashes at most 72 bytes; bcrypt 5 raises ValueError for more (statement: 401, never 500).
 BCRYPT_MAX_BYTES = 72
@@ -46,21 +44,9 @@ def b64url_json(value: Any) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def app_strings() -> Iterator[str]:
-    """Short strings held by the learner's app package: module globals and one level of their attributes."""
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "app" or name.startswith("app.")):
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, str):
-                yield value
-            elif not callable(value) and hasattr(value, "__dict__"):
-                yield from (v for v in vars(value).values() if isinstance(v, str))
-
-
-def signing_key(token: str) -> tuple[str, str] | None:
-    """The app's HMAC key and algorithm, found by verifying a token the app issued against the
-    strings its modules hold; None if the key is not kept in the app package."""
+def signing_key(token: str, held: list[str]) -> tuple[str, str] | None:
+    """The app's HMAC key and algorithm, found by verifying a token the app issued against
+    `held`, the strings its modules hold; None if the key is not among them."""
     from jose import jwt
 
     try:
@@ -69,7 +55,7 @@ def signing_key(token: str) -> tuple[str, str] | None:
         return None
     if algorithm not in HMAC_ALGORITHMS:
         return None
-    for text in {text for text in app_strings() if 0 < len(text) <= 512}:
+    for text in held:
         try:
             jwt.decode(token, text, algorithms=[algorithm], options={"verify_exp": False})
         except Exception:  # noqa: BLE001, S112 - not the key; try the next string
@@ -78,9 +64,10 @@ def signing_key(token: str) -> tuple[str, str] | None:
     return None
 
 
-def hostile_tokens(real: str, token_type: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def hostile_tokens(real: str, token_type: str, held: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Tokens every protected route must refuse with 401, each with what is wrong with it: those
-    problem 2's grader sends, then odd claims (only when the app's key can be found to sign them)."""
+    problem 2's grader sends, then odd claims (only when the app's key is among `held`, the
+    strings the app package holds, to sign them)."""
     from jose import jwt
 
     now = int(time.time())
@@ -97,7 +84,7 @@ def hostile_tokens(real: str, token_type: str) -> tuple[list[tuple[str, str]], l
         (f"{header}.{b64url_json(claims)}.{signature}", "a token whose payload was changed to admin's after signing"),
         (f"{b64url_json({'alg': 'none', 'typ': 'JWT'})}.{b64url_json(claims)}.", "a token with alg none"),
     ]
-    found = signing_key(real)
+    found = signing_key(real, held)
     if found is None:
         return tokens, []
     key, algorithm = found
@@ -135,19 +122,20 @@ def hostile_tokens(real: str, token_type: str) -> tuple[list[tuple[str, str]], l
 # --- hostile input --------------------------------------------------------------------
 
 
-def test_hostile_tokens_are_401_everywhere(kit: Any, learner: ModuleType) -> None:
+def test_hostile_tokens_are_401_everywhere(kit: Any) -> None:
     """Every protected route and /auth/refresh answer 401, never 500, to forged, broken or odd tokens"""
     account = kit.user()
     item = kit.create_item(account)
     victim = kit.register()[0]
     paths = {"item": str(item["id"]), "user": victim}
     # Why not raise: a crash in the learner's guard must show as the status the client sees.
-    with client(learner.app, raise_server_exceptions=False) as api:
+    with kit.host.client(raise_server_exceptions=False) as api:
         expect_hostile_tokens_refused(kit, api, account, paths)
 
 
-def expect_hostile_tokens_refused(kit: Any, api: TestClient, account: Any, paths: dict[str, str]) -> None:
-    everywhere, odd_claims = hostile_tokens(account.access, "access")
+def expect_hostile_tokens_refused(kit: Any, api: Any, account: Any, paths: dict[str, str]) -> None:
+    held = kit.host.probe("module_strings", max_chars=512)
+    everywhere, odd_claims = hostile_tokens(account.access, "access", held)
     # Why odd claims go to one route per router: the guard that reads claims is the shared dependency.
     sent = [(token, why, PROTECTED) for token, why in everywhere]
     sent += [(token, why, [PROTECTED[0], PROTECTED[5]]) for token, why in odd_claims]
@@ -161,7 +149,7 @@ def expect_hostile_tokens_refused(kit: Any, api: TestClient, account: Any, paths
                 f"{method} {path} did not refuse {why} with 401: every protected route must answer 401 to it, "
                 "never 500 and never with the data.",
             )
-    for token, why in sum(hostile_tokens(kit.refresh_token(account), "refresh"), []):
+    for token, why in sum(hostile_tokens(kit.refresh_token(account), "refresh", held), []):
         expect_status(
             api.post("/auth/refresh", json={"refresh_token": token}),
             401,
@@ -169,7 +157,7 @@ def expect_hostile_tokens_refused(kit: Any, api: TestClient, account: Any, paths
         )
 
 
-def test_login_overlong_password_is_401(kit: Any, learner: ModuleType) -> None:
+def test_login_overlong_password_is_401(kit: Any) -> None:
     """POST /auth/login answers 401, never 500, to a password over 72 bytes (multi-byte too), for a user or not"""
     username, password = kit.register()
     wide = rng.choice(MULTI_BYTE[:2])  # two bytes each: 37 of them are 74 bytes
@@ -179,7 +167,7 @@ def test_login_overlong_password_is_401(kit: Any, learner: ModuleType) -> None:
         (kit.admin_name, kit.admin_password + "!" * rng.randrange(100, 300), "a long password"),
         (kit.new_username(), wide * 40, "an unknown user with an 80-byte password"),
     ]
-    with client(learner.app, raise_server_exceptions=False) as api:
+    with kit.host.client(raise_server_exceptions=False) as api:
         for who, secret, why in attempts:
             response = api.post("/auth/login", data={"username": who, "password": secret})
             expect_status(
@@ -319,11 +307,11 @@ def test_new_item_reads_back_among_others(kit: Any) -> None:
 # --- what the test client would hide -------------------------------------------------
 
 
-def test_items_root_redirects_only_with_307(kit: Any, learner: ModuleType) -> None:
+def test_items_root_redirects_only_with_307(kit: Any) -> None:
     """GET and POST /items answer themselves, or redirect with 307/308 to /items/ keeping the query"""
     account = kit.user()
     # Why not follow: a test client follows any redirect silently; the statement allows only some.
-    api = client(learner.app, follow_redirects=False)
+    api = kit.host.client(follow_redirects=False)
     limit = rng.randrange(2, 9)
     for method, path, body, done in (
         ("GET", f"/items?skip=0&limit={limit}", None, 200),
@@ -347,10 +335,11 @@ def test_items_root_redirects_only_with_307(kit: Any, learner: ModuleType) -> No
 # --- state lifetimes -----------------------------------------------------------------
 
 
-def test_app_started_twice_keeps_one_admin(learner: ModuleType) -> None:
+def test_app_started_twice_keeps_one_admin(host: Any) -> None:
     """Starting the same app twice in one process leaves exactly one admin, who can log in"""
     for start in (1, 2):
-        with client(learner.app) as api:
+        host.serve()
+        with host.client() as api:
             response = api.post("/auth/login", data={"username": "admin", "password": "admin-secret"})
             expect_status(response, 200, f"After start number {start} of the app, admin / admin-secret must log in.")
             token = json_body(response).get("access_token") if isinstance(json_body(response), dict) else None
@@ -369,3 +358,6 @@ def test_app_started_twice_keeps_one_admin(learner: ModuleType) -> None:
                 expected='one {"username": "admin", "role": "admin"}',
                 got=show(listed),
             )
+        # Why keep the listener: stopping uvicorn closes the socket it served on; start 2 serves on a copy.
+        host.probe("keep_listener")
+        host.stop()
