@@ -27,16 +27,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
-from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
 
 from workbook import hangs
 from workbook.manifest import Manifest, Problem, load_manifest
 from workbook.words import counted
 from workbook.workspace import BUNDLED_EXERCISES
+
+if TYPE_CHECKING:  # a hosted grader never needs TestClient: its import costs 0.2 s a process
+    from fastapi.testclient import TestClient
 
 TARGET_ENV = "WORKBOOK_TARGET"
 SEED_ENV = "WORKBOOK_SEED"
@@ -322,6 +323,9 @@ def server_errors() -> list[BaseException]:
 
 @functools.cache
 def _remembering_client_class() -> type:
+
+    from fastapi.testclient import TestClient
+    from starlette.testclient import WebSocketTestSession
 
     class RememberingSession(WebSocketTestSession):
         """A WebSocket session whose errors carry the connection they were raised for."""

@@ -66,13 +66,14 @@ def main(argv: list[str]) -> None:
     sys.dont_write_bytecode = True  # never leave __pycache__ in the learner's folder
     events = Events(args.events, os.environ.pop(TOKEN_ENV, ""))
 
-    # Warm imports, so the import time limit is the learner's alone.
-    from fastapi.testclient import TestClient  # noqa: F401
-
     from workbook import grading
 
     # The one read of the manifest in this process: the graders get the problem from here.
     problem = load_manifest().by_slug(args.problem)
+    if not grading.hosted(problem):
+        # Warm imports, so the import time limit is the learner's alone.
+        from fastapi.testclient import TestClient  # noqa: F401
+
     grading.configure(problem, args.seed)
     grading.cheap_password_hashing()  # before the first import of the learner's code
     events.emit("ready")
