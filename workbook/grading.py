@@ -1000,6 +1000,7 @@ def open_host(
     not finish (naming where the learner's code was), HostError when no host could be had."""
     from workbook import hostkit
 
+    hostkit.ensure_hosts()
     host = hostkit.AppHost()
     hostkit.current_hosts.append(host)
     state["problem_dir"] = target_root() / problem.slug

@@ -73,6 +73,26 @@ class StartupFailed(HostError):
         self.log = log
 
 
+def ensure_hosts() -> None:
+    """Under bare pytest (`pytest graders/<slug>`, for authors) nobody started a fork server
+    for app hosts: start one for this process, without the sandbox, ended at exit."""
+    if os.environ.get(HOST_SOCKETS_ENV) and os.environ.get(HOST_REQUESTS_ENV):
+        return
+    import atexit
+
+    from workbook.forkserver import ForkServer
+    from workbook.manifest import ROOT
+
+    scratch = Path(tempfile.mkdtemp(prefix="workbook-hosts-"))
+    sockets = Path(tempfile.mkdtemp(prefix="wbk-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    env = {**os.environ, "TMPDIR": str(scratch), "WORKBOOK_SERVER_ROLE": "hosts"}
+    server = ForkServer(ROOT, env, scratch=scratch)
+    server.sockets = sockets
+    atexit.register(server.close)
+    os.environ[HOST_SOCKETS_ENV] = str(sockets)
+    os.environ[HOST_REQUESTS_ENV] = str(server.host_requests)
+
+
 # --- the connection ----------------------------------------------------------------------
 
 
