@@ -1062,6 +1062,10 @@ def fresh_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def pytest_configure(config: pytest.Config) -> None:
     cheap_password_hashing()
+    if os.environ.get(TARGET_ENV):
+        # Bare `WORKBOOK_TARGET=solutions pytest ...`: a relative folder means the one seen
+        # from here, not from the empty working directory each check moves to.
+        os.environ[TARGET_ENV] = str(target_root())
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
