@@ -115,6 +115,9 @@ def describe_exception(exc: BaseException, folder: Path | None, depth: int = 0) 
         "text": text[:MAX_TEXT],
         "frames": frames,
     }
+    attribute = _missing_attribute(exc, folder)
+    if attribute:
+        data["attribute"] = attribute
     if depth < MAX_CHAIN:
         for key in ("__cause__", "__context__"):
             linked = getattr(exc, key, None)
@@ -124,6 +127,24 @@ def describe_exception(exc: BaseException, folder: Path | None, depth: int = 0) 
         if isinstance(members, (list, tuple)):
             data["exceptions"] = [describe_exception(e, folder, depth + 1) for e in members[:10]]
     return data
+
+
+def _missing_attribute(exc: BaseException, folder: Path | None) -> dict[str, Any]:
+    """For an AttributeError: the missing name, what kind of object it was looked up on, that
+    object's name, and whether it belongs to the learner's files (their module, or a class or
+    object of it)."""
+    if not isinstance(exc, AttributeError) or not getattr(exc, "name", None):
+        return {}
+    owner = getattr(exc, "obj", None)
+    is_module, is_class = isinstance(owner, ModuleType), isinstance(owner, type)
+    module = owner if is_module else sys.modules.get(getattr(owner, "__module__", "") or "")
+    file = str(getattr(module, "__file__", None) or "")
+    return {
+        "name": str(exc.name)[:100],
+        "owner": "module" if is_module else "class" if is_class else "object",
+        "owner_name": str(getattr(owner, "__name__", "") if is_module or is_class else type(owner).__name__)[:100],
+        "learners": _shown_file(file, folder).startswith("@/"),
+    }
 
 
 def _shown_file(filename: str, folder: Path | None) -> str:

@@ -42,6 +42,7 @@ PRELOAD = (
 )
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
 REAP_EVERY_S = 0.02
+HOST_FD = -1  # in the server: the read end of its named pipe of host requests
 # A request is a few hundred bytes and the server answers a fork in milliseconds. A server
 # that takes longer was stopped (SIGSTOP) or flooded by the code it grades, which runs in
 # its sandbox: past these bounds the engine ends it and grades without it.
@@ -71,7 +72,8 @@ def serve() -> None:
     running: set[int] = set()
     hosts: set[int] = set()
     inputs = {0: b""}
-    host_fd = int(os.environ.pop(HOST_REQUESTS_ENV, "-1"))
+    global HOST_FD
+    HOST_FD = host_fd = int(os.environ.pop(HOST_REQUESTS_ENV, "-1"))
     if host_fd >= 0:
         inputs[host_fd] = b""
     while 0 in inputs:
@@ -100,7 +102,7 @@ def _obey(line: bytes, from_engine: bool, running: set[int], hosts: set[int]) ->
         if not isinstance(request, dict):
             return
         if "host" in request and isinstance(request["host"], dict):
-            hosts.add(_start_host(request["host"]))
+            hosts.add(_start_host(request["host"], closing=[fd for fd in (HOST_FD,) if fd >= 0]))
         elif "end_host" in request:
             # Asked by the trusted side when it is done with a host, in case the learner's
             # code keeps it from noticing that its connections closed.
@@ -111,12 +113,14 @@ def _obey(line: bytes, from_engine: bool, running: set[int], hosts: set[int]) ->
             running.add(_start(request))
 
 
-def _start_host(request: dict[str, Any]) -> int:
+def _start_host(request: dict[str, Any], closing: list[int]) -> int:
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.setsid()
+            for fd in closing:  # a host must not read its siblings' requests
+                os.close(fd)
             log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"host-{os.getpid()}.log")
             output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)

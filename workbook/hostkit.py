@@ -31,6 +31,7 @@ import ssl
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -390,9 +391,7 @@ def rebuild(data: Any, depth: int = 0) -> BaseException:
     frames = []
     for item in _listed(data.get("frames"))[:40]:
         with contextlib.suppress(TypeError, ValueError, IndexError, KeyError):
-            file, line, name = _text(item[0], 500), int(item[1]), _text(item[2], 100)
-            if file.startswith("@/") and folder is not None:
-                file = str(folder / file[2:])
+            file, line, name = _local_file(_text(item[0], 500), folder), int(item[1]), _text(item[2], 100)
             frames.append((file.replace("\x00", ""), max(1, min(line, 100_000)), name))
     exc = _raised_through(exc, frames)
     if depth < 6:
@@ -400,6 +399,37 @@ def rebuild(data: Any, depth: int = 0) -> BaseException:
             if isinstance(data.get(key), dict):
                 setattr(exc, key, rebuild(data[key], depth + 1))
     return exc
+
+
+def _local_file(file: str, folder: Path | None) -> str:
+    """The file a host's frame names, as this process may read it: the learner's own file in
+    our copy of the folder; any other name marked as the host's, so that formatting the
+    traceback never reads a file here on the host's word (a frame may name any file)."""
+    if file.startswith("@/") and folder is not None:
+        local = folder / file[2:]
+        with contextlib.suppress(ValueError, OSError):
+            local.resolve().relative_to(folder.resolve())
+            if not local.is_symlink():
+                return str(local)
+    return f"<app host>{file}"
+
+
+def _with_attribute(exc: BaseException, data: Any) -> None:
+    """An AttributeError's missing `name` and a stand-in for the object it was looked up on,
+    so the runner can tell a name the grader expected on the learner's module from a typo
+    in the learner's code (runner._missing_learner_name)."""
+    if not isinstance(exc, AttributeError) or not isinstance(data, dict):
+        return
+    owner_name = _identifier(data.get("owner_name"), "object")
+    kind = data.get("owner")
+    exc.name = _identifier(data.get("name"), "")
+    if kind == "module":
+        exc.obj = types.ModuleType(owner_name)
+    elif kind == "class":
+        exc.obj = type(owner_name, (), {})
+    else:
+        exc.obj = type(owner_name, (), {})()
+    exc.workbook_learners_owner = data.get("learners") is True  # type: ignore[attr-defined]
 
 
 def _instance(data: dict[str, Any]) -> BaseException:
@@ -416,6 +446,7 @@ def _instance(data: dict[str, Any]) -> BaseException:
         cls = _exception_class(name, module, Exception)
         exc = cls(text)
     exc.workbook_text = text  # type: ignore[attr-defined]
+    _with_attribute(exc, data.get("attribute"))
     if members:
         exc.exceptions = tuple(members)  # type: ignore[attr-defined]
     return exc

@@ -557,6 +557,8 @@ def _missing_learner_name(exc: BaseException) -> bool:
         return False
     if grading.learner_frames(exc):
         return False
+    if hasattr(exc, "workbook_learners_owner"):  # rebuilt from an app host (workbook/hostkit.py)
+        return bool(exc.workbook_learners_owner)
     owner = getattr(exc, "obj", None)
     module = owner if isinstance(owner, ModuleType) else sys.modules.get(getattr(owner, "__module__", "") or "")
     folder = grading.state.get("problem_dir")
