@@ -461,9 +461,8 @@ def test_writing_into_the_checkout_the_sockets_folder_and_home_fails_and_changes
 
 SIGNALS = {
     "the fork server stopped": "os.kill(os.getppid(), signal.SIGSTOP)",
-    "the fork server killed": "os.kill(os.getppid(), signal.SIGKILL)",
-    "pid 1 killed": "os.kill(1, signal.SIGKILL)",
-    "everything killed": "os.kill(-1, signal.SIGKILL)",
+    # pid 1 of the sandbox ignores it; -1 then reaches every other process of the sandbox.
+    "pid 1 and everything killed": "os.kill(1, signal.SIGKILL)\n        os.kill(-1, signal.SIGKILL)",
 }
 
 
@@ -642,3 +641,24 @@ def test_a_bounded_fork_bomb_in_the_app_dies_with_grading_and_later_checks_still
     finally:
         engine.release(attacker)
         kill_all(survivors(marker, wait_s=0))
+
+
+# --- what the trusted side reads on the host's word --------------------------------------------
+
+
+@needs_sandbox
+def test_a_frame_naming_a_file_outside_the_sandbox_does_not_show_its_lines(tiny):
+    """The host describes what the app raised, frames included; the trusted side formats the
+    traceback, reading source lines of the files the frames name. A frame that names a file
+    the sandbox hides (the instructor's, a reference solution) must not put its text in a report."""
+    secret = f"instructor-secret-{secrets.token_hex(8)}"
+    hidden = tiny.home / "secrets.txt"
+    hidden.write_text(f"first line\n{secret}\n", encoding="utf-8")
+    attack = f"""
+    def score(values):
+        exec(compile("\\nraise ValueError('peek')", {str(hidden)!r}, "exec"))
+    """
+    result = tiny.grade(tiny.attacker(attack))
+    assert_gains_nothing(result)
+    report = json.dumps(to_data(result), ensure_ascii=False)
+    assert secret not in report, [check.traceback for check in result.checks if secret in (check.traceback or "")]
