@@ -662,3 +662,27 @@ def test_a_frame_naming_a_file_outside_the_sandbox_does_not_show_its_lines(tiny)
     assert_gains_nothing(result)
     report = json.dumps(to_data(result), ensure_ascii=False)
     assert secret not in report, [check.traceback for check in result.checks if secret in (check.traceback or "")]
+
+
+@needs_sandbox
+def test_a_frame_naming_a_workbook_file_does_not_make_a_failure_read_as_the_workbooks_bug(tiny):
+    """Only the workbook's own errors read "The grader itself failed; this is a bug in the
+    workbook": the host's word that a frame was in workbook/ must not buy that verdict."""
+    forged = str(ROOT / "workbook" / "grading.py")
+    attack = f"""
+    exec(compile("def score(values):\\n    raise ValueError('forged')", {forged!r}, "exec"))
+    """
+    result = tiny.grade(tiny.attacker(attack))
+    assert_gains_nothing(result)
+    kinds = {check.id: str(check.kind) for check in result.checks}
+    assert kinds["score_sums_the_values"] != "internal", messages(result)
+
+
+@needs_sandbox
+def test_a_missing_function_is_the_learners_error_not_the_workbooks(tiny):
+    """Honest work without `score`: the probe's AttributeError is raised in probes.py (a
+    grader file), yet the verdict must name the learner's missing function."""
+    result = tiny.grade(tiny.submission("mallory", WRONG_APP.replace("def score(values):\n    return 0\n", "")))
+    score = next(check for check in result.checks if check.id == "score_sums_the_values")
+    assert (str(score.status), str(score.kind)) != ("error", "internal"), score.message
+    assert "score" in (score.message or ""), score.message
