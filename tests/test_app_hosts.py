@@ -601,6 +601,15 @@ def test_invalid_utf8_and_lone_surrogates_in_what_the_app_raises_keep_the_report
 # --- 10. memory and fork bombs ---------------------------------------------------------------
 
 
+def assert_later_checks_ran(result: engine.ProblemResult) -> None:
+    """The bombed check (the first) ends failed or errored, as the machine's load decides
+    (an exception, or its time limit); the checks after it get the wrong app's verdicts."""
+    by_check = statuses(result)
+    assert by_check["reverses_a_word"] in ("fail", "error"), messages(result)
+    later = {check: by_check[check] for check in ("score_sums_the_values", "health_answers_ok")}
+    assert later == {"score_sums_the_values": "fail", "health_answers_ok": "pass"}, messages(result)
+
+
 @needs_sandbox
 def test_a_memory_bomb_in_the_app_meets_the_limit_and_later_checks_still_run(tiny):
     bomb = f"""
@@ -614,7 +623,7 @@ def test_a_memory_bomb_in_the_app_meets_the_limit_and_later_checks_still_run(tin
     """
     result = tiny.grade(tiny.attacker("", on_reverse=bomb))
     assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_later_checks_ran(result)
     assert "MemoryError" in messages(result)
 
 
@@ -636,7 +645,7 @@ def test_a_bounded_fork_bomb_in_the_app_dies_with_grading_and_later_checks_still
     try:
         result = tiny.grade(attacker)
         assert_gains_nothing(result)
-        assert statuses(result) == BASELINE, messages(result)
+        assert_later_checks_ran(result)
         assert survivors(marker) == []
     finally:
         engine.release(attacker)
