@@ -695,3 +695,26 @@ def test_a_missing_function_is_the_learners_error_not_the_workbooks(tiny):
     score = next(check for check in result.checks if check.id == "score_sums_the_values")
     assert (str(score.status), str(score.kind)) != ("error", "internal"), score.message
     assert "score" in (score.message or ""), score.message
+
+
+@needs_sandbox
+def test_the_app_reads_neither_the_grader_files_nor_the_reference_solutions(tiny):
+    """Issue 11: the host sees the learner's folder and the Python environment; of the
+    graders it needs the probe menu only. An instructor's private checks must not be
+    readable by the code they grade (nor the reference solutions of the checkout)."""
+    readable = [tiny.graders / SLUG / "test_echo.py", ROOT / "solutions" / "p1_dependency_chain" / "app.py"]
+    attack = f"""
+    _read = []
+    for _path in {[str(path) for path in readable]!r}:
+        try:
+            with open(_path, "rb") as _f:
+                if _f.read(1):
+                    _read.append(_path)
+        except OSError:
+            pass
+    if _read:
+        raise RuntimeError("{SUCCEEDED}: read " + ", ".join(_read))
+    """
+    result = tiny.grade(tiny.attacker(attack))
+    assert_gains_nothing(result)
+    assert statuses(result) == BASELINE, messages(result)
