@@ -301,7 +301,7 @@ try:
     def _forged(self, request, ops):
         answer = _original_answer(self, request, ops)
         if request.get("op") == "probe":
-            return {"ok": True, "value": sum(request.get("args", {}).get("values", [1, 2, 3]))}
+            return {"ok": True, "value": 6}  # what a correct score() answers for [1, 2, 3]
         return answer
     _apphost.Host.answer = _forged
 except Exception:
@@ -311,14 +311,11 @@ except Exception:
 
 @needs_sandbox
 def test_patching_runner_grading_pytest_and_hostkit_at_import_gains_nothing(tiny):
-    """The patches land in the host, which judges nothing: the verdicts are the wrong app's.
-    (The patch of apphost.Host.answer computes the probe's sum from the trusted side's own
-    data: a host may fake one observation, but only the probe's, and only by doing the work.)"""
+    """The patches land in the host, which judges nothing: the verdicts are the wrong app's,
+    the same as without the patches."""
     result = tiny.grade(tiny.attacker(SELF_FORGERY))
-    by_check = statuses(result)
-    assert by_check["reverses_a_word"] == "fail", messages(result)
-    assert by_check["health_answers_ok"] == "pass", messages(result)
-    assert SUCCEEDED not in messages(result)
+    assert_gains_nothing(result)
+    assert statuses(result) == BASELINE, messages(result)
 
 
 @needs_sandbox
