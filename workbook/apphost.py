@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -79,9 +80,11 @@ WARM_MODULES = (
 def warm_up() -> None:
     """Import the libraries a host needs and make bcrypt cheap, once, in the fork server:
     a host forked from that state serves in tens of milliseconds (benchmarks/RESULTS.md)."""
-    for name in WARM_MODULES:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a library's deprecation notice is nobody's to read here
+        for name in WARM_MODULES:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
     from workbook.grading import cheap_password_hashing
 
     cheap_password_hashing()

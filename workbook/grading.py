@@ -1001,7 +1001,7 @@ def open_host(
     from workbook import hostkit
 
     hostkit.ensure_hosts()
-    host = hostkit.AppHost()
+    host = hostkit.take_host()
     hostkit.current_hosts.append(host)
     state["problem_dir"] = target_root() / problem.slug
     limit = IMPORT_WAIT_AFTER_HANG_S if state.get("import_hung") else problem.check_timeout_s
