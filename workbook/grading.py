@@ -491,9 +491,14 @@ _TEMP_PATH = re.compile(
 )
 
 
+# An app host's own working folder (workbook/apphost.py: work-<name> in its scratch folder).
+_HOST_WORK = re.compile(r"<tmp>/work-[^/\s\"']+")
+
+
 def learner_visible(text: str) -> str:
-    """`text` with internal temporary folders replaced by `<tmp>` (issue 14, item 3)."""
-    return _TEMP_PATH.sub("<tmp>", text)
+    """`text` with internal temporary folders replaced by `<tmp>` (issue 14, item 3), and an
+    app host's working folder by `<working directory>`, where the learner's code ran."""
+    return _HOST_WORK.sub("<working directory>", _TEMP_PATH.sub("<tmp>", text))
 
 
 def expect(

@@ -172,7 +172,10 @@ def bubblewrap_command(
         command += ["--tmpfs", str(solutions)]
     for source, inside in mounts:
         command += ["--ro-bind", str(source), str(inside)]
-    command += ["--bind", str(scratch), str(scratch), "--chdir", str(cwd or scratch), "--", *argv]
+    command += ["--bind", str(scratch), str(scratch)]
+    # Last: bubblewrap builds its root (and the folders leading to each bound path) in a
+    # tmpfs, writable until now; only scratch and /tmp stay writable, as mounts of their own.
+    command += ["--remount-ro", "/", "--chdir", str(cwd or scratch), "--", *argv]
     return command
 
 
