@@ -197,6 +197,7 @@ def running(host: AppHost, **kwargs: Any) -> Iterator[RemoteClient]:
                 "Stopping the app raised an error in the lifespan's shutdown.",
                 expected="shutdown to finish",
                 got=f"{type(raised).__name__}: {raised}\n{learner_frames(raised)}".rstrip(),
+                because=raised,
             )
 
 
