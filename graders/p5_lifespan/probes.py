@@ -104,7 +104,7 @@ def _record_warning(message: Any, category: Any, filename: str, lineno: int, *ar
         )
 
 
-def watch(host: Any, folders: list[str] = (), files: dict[str, str] | None = None, warn: bool = False) -> None:  # type: ignore[assignment]
+def watch(host: Any, folders: list[str] | None = None, files: dict[str, str] | None = None, warn: bool = False) -> None:
     """Setup probe: spies on sqlite3.connect, os.replace and os.rename; tempfile's default folder
     set to `system-temp` in the working folder; the time zone re-read from TZ; `folders` and
     `files` ({relative path: text}) created; with `warn`, every warning recorded."""
@@ -114,17 +114,17 @@ def watch(host: Any, folders: list[str] = (), files: dict[str, str] | None = Non
     os.makedirs("system-temp", exist_ok=True)
     tempfile.tempdir = os.path.realpath("system-temp")
     time.tzset()
-    prepare(host, folders=list(folders), files=files or {})
+    prepare(host, folders=folders, files=files)
     if warn:
         warnings.simplefilter("always")
         warnings.showwarning = _record_warning
 
 
 def prepare(
-    host: Any, folders: list[str] = (), files: dict[str, str] | None = None, env: dict[str, Any] | None = None
-) -> None:  # type: ignore[assignment]
+    host: Any, folders: list[str] | None = None, files: dict[str, str] | None = None, env: dict[str, Any] | None = None
+) -> None:
     """Create `folders` and `files`, and set (a string) or remove (None) environment variables."""
-    for folder in folders:
+    for folder in folders or []:
         os.makedirs(folder, exist_ok=True)
     for path, text in (files or {}).items():
         with open(path, "w", encoding="utf-8") as file:
@@ -184,7 +184,7 @@ def app_state(host: Any) -> dict[str, Any]:
     }
 
 
-def sql(host: Any, statement: str, params: list[Any] = (), on_loop: bool = True) -> dict[str, Any]:  # type: ignore[assignment]
+def sql(host: Any, statement: str, params: list[Any] | None = None, on_loop: bool = True) -> dict[str, Any]:
     """Run `statement` on app.state.db (and commit): on the server's event loop, where the
     lifespan opened it, or with `on_loop` False on this probe's own thread. The rows, or the
     sqlite3 error's type and text."""
@@ -193,7 +193,7 @@ def sql(host: Any, statement: str, params: list[Any] = (), on_loop: bool = True)
         return {"no_db": None if db is None else type(db).__name__}
 
     def run() -> list[list[Any]]:
-        rows = db.execute(statement, tuple(params)).fetchall()
+        rows = db.execute(statement, tuple(params or [])).fetchall()
         db.commit()
         return [list(row) for row in rows]
 
@@ -206,7 +206,7 @@ def sql(host: Any, statement: str, params: list[Any] = (), on_loop: bool = True)
         return {"error": type(exc).__name__, "text": str(exc)[:500]}
 
 
-def migrations(host: Any, extend: list[str] = (), replace: list[str] | None = None) -> dict[str, Any]:  # type: ignore[assignment]
+def migrations(host: Any, extend: list[str] | None = None, replace: list[str] | None = None) -> dict[str, Any]:
     """The module's MIGRATIONS (is it a list, its entries), after appending `extend` to it or
     binding the name MIGRATIONS to the new list `replace`."""
     module = host.module
