@@ -413,11 +413,18 @@ def test_writing_into_the_checkout_the_sockets_folder_and_home_fails_and_changes
     import os as _os
     _written = []
     for _target in {[str(t) for t in targets]!r}:
+        # A file the sandbox does not show (a grader's checks) or a new one lands in the
+        # sandbox's own throwaway /tmp, where an earlier host of this submission may have
+        # left it: the snapshot of the real files judges those.
+        try:
+            with open(_target) as _f:
+                _seen = not _f.read().endswith("# pwned\\n")
+        except OSError:
+            _seen = False
         try:
             with open(_target, "a") as _f:
                 _f.write("\\n# pwned\\n")
-            # A new file may land in the sandbox's own throwaway /tmp: the snapshot judges those.
-            if _target in {[str(t) for t in targets if t.exists()]!r}:
+            if _seen:
                 _written.append(_target)
         except OSError:
             pass
