@@ -737,13 +737,15 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     worker = threading.Thread(target=run, daemon=True, name="workbook-within")
     started = time.monotonic()
     worker.start()
-    sampler = hangs.Sampler(state.get("problem_dir"))
+    sampler = _sampler()
     blocked = _join_unless_blocked(worker, started + limit, sampler)
     if worker.is_alive():
         waits.expired()
         site = blocked[0] if blocked else sampler.any_site({threading.get_ident()})
-        # Only a thread left running the learner's code needs a fresh process for the next check.
-        if site is not None and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
+        # Only a thread left running the learner's code needs a fresh process for the next
+        # check; an app host's stuck code ends with the host, at the end of the check.
+        hosted_code = isinstance(sampler, _remote_sampler_class())
+        if site is not None and not hosted_code and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
             state["tainted"] = True
         where = f"; {site.describe()}" if site is not None else ""
         state["waited_site"] = site
@@ -762,6 +764,22 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def _sampler() -> Any:
+    """Where to look for the learner's code: this check's app hosts for a hosted problem,
+    else this process."""
+    if this_run.problem is not None and hosted(this_run.problem):
+        from workbook import hostkit
+
+        return hostkit.RemoteSampler(hostkit.current_hosts)
+    return hangs.Sampler(state.get("problem_dir"))
+
+
+def _remote_sampler_class() -> type:
+    from workbook import hostkit
+
+    return hostkit.RemoteSampler
 
 
 def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any) -> tuple[Any, str] | None:
@@ -793,7 +811,7 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
 
 
 def _threads_in_learner_code() -> set[int]:
-    return set(hangs.Sampler(state.get("problem_dir")).threads(set()))
+    return set(_sampler().threads(set()))
 
 
 def note_stuck(site: Any, check_id: str) -> None:

@@ -279,7 +279,8 @@ class AppHost:
     def _monitor(self, op: str, **fields: Any) -> Any:
         if self.closed:
             return None
-        with contextlib.suppress(HostError, OSError):
+        # ValueError: the host was closed (its socket too) while the runner sampled it.
+        with contextlib.suppress(HostError, OSError, ValueError):
             answer = self.monitor.ask({"op": op, **fields}, MONITOR_WAIT_S)
             return answer.get("value") if answer.get("ok") is True else None
         return None
@@ -590,8 +591,11 @@ class RemoteClient(httpx.Client):
     def websocket_connect(self, url: str, subprotocols: list[str] | None = None, **kwargs: Any) -> RemoteWebSocket:
         from workbook import grading
 
-        headers = {**dict(self.headers), **dict(kwargs.get("headers") or {})}
-        headers.pop("user-agent", None)
+        # httpx's own defaults would replace the handshake's `Connection: Upgrade` (uvicorn
+        # then answers 404); the WebSocket client sets what a handshake needs.
+        defaults = {"user-agent", "connection", "accept", "accept-encoding", "host"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in defaults}
+        headers.update(dict(kwargs.get("headers") or {}))
         sent = f"WebSocket {url}"
         grading.state["last_sent"] = sent
         return RemoteWebSocket(self.host, url, headers, subprotocols, sent)
