@@ -193,6 +193,13 @@ class Peer:
             self.exited = True
             self.session.close()
 
+    def drop(self) -> None:
+        """End the connection at once, without the closing handshake, which a stuck server
+        would make wait: the end of a check, whose host ends with it."""
+        if not self.exited and self.session.connection is not None:
+            self.exited = True
+            self.session.connection.close_socket()
+
     def history(self) -> list[Any]:
         """Receive the history message and return its list of messages."""
         data = self.receive('{"type": "history", "room": ..., "messages": [...]} first')
@@ -326,9 +333,10 @@ class Chat:
         return json_body(response)
 
     def close(self, *, stop: bool = False) -> None:
-        """Close every connection; with `stop`, stop the server too (its lifespan's shutdown runs)."""
+        """Drop every connection; with `stop`, close each one properly and stop the server (its
+        lifespan's shutdown runs), as a restart does."""
         for peer in self.peers:
-            quietly(peer.exit)
+            quietly(peer.exit if stop else peer.drop)
         quietly(self.api.close)
         if stop:
             quietly(self.host.stop)
