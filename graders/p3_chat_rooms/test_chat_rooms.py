@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
@@ -23,7 +24,7 @@ from urllib.parse import quote, unquote
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from workbook import hostkit
+from workbook import hangs, hostkit
 from workbook.grading import (
     CheckTimeout,
     clip,
@@ -39,6 +40,7 @@ from workbook.grading import (
     show,
     state,
     within,
+    work_for_current_check,
 )
 from workbook.hostkit import AppHost, HostGone, RemoteClient, RemoteWebSocket, WebSocketRejected
 
@@ -124,6 +126,7 @@ def quietly(action: Callable[[], Any]) -> None:
 # A receive's own time-out, behind `within`'s: it only ends the waiting thread of a check
 # that has already failed.
 RECEIVE_BACKSTOP_S = 3 * REAL_WAIT
+HOST_POLL_S = 0.02  # how often a wait looks where the host's code is, once a hang is known
 
 
 class Peer:
@@ -246,8 +249,11 @@ def remember_sent(what: str) -> None:
 
 
 def within_host(seconds: float, action: Callable[[], Any], what: str) -> Any:
-    """`within`, and on time-out, where the learner's code waits in the app host: `within`
-    samples only this process, which never runs the learner's code."""
+    """`within`, looking for the learner's code in the app host, where it runs: `within`
+    samples only this process. On time-out, the site goes with the failure; once this run
+    found the code stuck, the wait ends as soon as the host sits at that same place."""
+    if state.get("first_stuck") is not None:
+        return wait_unless_blocked(seconds, action, what)
     try:
         return within(seconds, action, what)
     except CheckTimeout as timeout:
@@ -257,6 +263,54 @@ def within_host(seconds: float, action: Callable[[], Any], what: str) -> Any:
                 state["waited_site"] = site
                 note_stuck(site, state["check_id"])
         raise
+
+
+def wait_unless_blocked(seconds: float, action: Callable[[], Any], what: str) -> Any:
+    """`action` in a thread of its own for at most `seconds` (shortened as `within` shortens
+    it once a wait expired), ended early when the host's code holds at the place an earlier
+    check found it stuck for hangs.BLOCKED_S: as `within` does in process (grading.py)."""
+    known_site, known_check = state["first_stuck"]
+    waits = state["waits"]
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work_for_current_check(action)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the check's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="workbook-within-host")
+    started = time.monotonic()
+    deadline = started + waits.deadline(seconds)
+    worker.start()
+    sampler = hostkit.RemoteSampler(hostkit.current_hosts)
+    held_since: float | None = None
+    site = None
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(HOST_POLL_S)
+        if not worker.is_alive():
+            break
+        site = sampler.any_site(set())
+        if site is None or site.key != known_site.key:
+            held_since = None
+        elif held_since is None:
+            held_since = time.monotonic()
+        elif time.monotonic() - held_since >= hangs.BLOCKED_S:
+            break
+    if worker.is_alive():
+        waits.expired()
+        state["waited_site"] = site
+        state["wait_expired"] = True
+        where = f"; {site.describe()}" if site is not None else ""
+        raise CheckTimeout(
+            f"no answer after {time.monotonic() - started:.2f} s: {what}{where}.",
+            site=site,
+            blocked_by=known_check if site is not None and site.key == known_site.key else None,
+        )
+    waits.answered(time.monotonic() - started)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def within_or_fail(action: Callable[[], Any], what: str, expected: str | None = None) -> Any:
