@@ -22,6 +22,10 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
+
+# Imported now rather than by the first handshake: that import would make the first answer
+# look slow, and once a wait expires, later waits get a deadline derived from the slowest one.
+import websockets.sync.client  # noqa: F401
 from starlette.websockets import WebSocketDisconnect
 
 from workbook import hangs, hostkit
