@@ -355,11 +355,11 @@ class Chat:
         remember_sent(f"WebSocket {path}")
         return self.api.websocket_connect(path, headers=dict(headers or {}))
 
-    def connect(self, room: str, username: str, *, peer: str | None = None) -> Peer:
-        """Open /ws/{room}?username=... and wait (bounded) until the server accepts it; `peer`
-        labels the connection for the probes (header x-peer)."""
+    def connect(self, room: str, username: str, *, label: str | None = None) -> Peer:
+        """Open /ws/{room}?username=... and wait (bounded) until the server accepts it; `label`
+        names the connection for the probes (header x-peer)."""
         path = f"/ws/{room}?username={quote(username)}"
-        session = self.session(path, {"x-peer": peer} if peer else None)
+        session = self.session(path, {"x-peer": label} if label else None)
         try:
             within_or_fail(session.__enter__, f"The connection to {path} was not accepted", "an accepted connection")
         except WebSocketRejected as exc:
@@ -369,13 +369,13 @@ class Chat:
                 expected="an accepted connection",
                 got=f"HTTP status {exc.status}",
             )
-        peer_ = Peer(session, room, username, path)
-        self.peers.append(peer_)
-        return peer_
+        peer = Peer(session, room, username, path)
+        self.peers.append(peer)
+        return peer
 
-    def enter(self, room: str, present: list[Peer] = (), *, peer: str | None = None) -> Peer:
+    def enter(self, room: str, present: list[Peer] = (), *, label: str | None = None) -> Peer:
         """Connect a new user, read its history and join event, and the join event each present peer gets."""
-        newcomer = self.connect(room, new_name(), peer=peer)
+        newcomer = self.connect(room, new_name(), label=label)
         newcomer.history()
         joined = {"type": "join", "room": room, "username": newcomer.username}
         newcomer.expect_event(
@@ -827,7 +827,7 @@ def test_dead_connection_dropped(chat: Chat) -> None:
     room = new_room()
     label = f"dead-{rng.randrange(10**9)}"
     first = chat.enter(room)
-    dead = chat.enter(room, [first], peer=label)
+    dead = chat.enter(room, [first], label=label)
     last = chat.enter(room, [first, dead])
     # From now on every send to that connection raises OSError, as sending to a vanished client does.
     chat.host.probe("unplug", peer=label)
@@ -902,7 +902,7 @@ def test_leave_during_slow_broadcast(chat: Chat) -> None:
     try:
         room = new_room()
         sender = chat.enter(room)
-        sluggish = chat.enter(room, [sender], peer=label)
+        sluggish = chat.enter(room, [sender], label=label)
         stays = chat.enter(room, [sender, sluggish])
         goes = chat.enter(room, [sender, sluggish, stays])
         # From now on a send to the sluggish connection waits (bounded) until released, as a send
