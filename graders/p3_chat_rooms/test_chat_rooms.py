@@ -1,34 +1,36 @@
 """Grader for problem 3 — WebSocket chat with rooms.
 
-Each check imports the app afresh and talks to it through Starlette's TestClient, used as a
-context manager so every connection of a check shares one event loop. A TestClient WebSocket
-receive has no timeout of its own: every receive here goes through `within`, so a server that
-never answers fails the check in seconds. The last check serves the app with a real uvicorn
-process and talks to it with the `websockets` client.
+Each check gets its own app host (workbook/hostkit.py): the learner's module imported afresh
+in a sandboxed process and served by a real uvicorn, reached with real HTTP and WebSocket
+clients; this process never imports it. Every wait is bounded: a receive goes through
+`within`, so a server that never answers fails the check in seconds, naming where the
+learner's code waits. The app is served wrapped by the probe menu's observer (probes.py),
+which lets a check make one connection vanish or read slowly, and read the close code of a
+connection refused before accept() (a real server shows that close as HTTP 403). The last
+two checks talk to the plain app, as any client of a real server does.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote, unquote
 
-import anyio
 import pytest
-from starlette.testclient import WebSocketDenialResponse
+
+# Imported now rather than by the first handshake: that import would make the first answer
+# look slow, and once a wait expires, later waits get a deadline derived from the slowest one.
+import websockets.sync.client  # noqa: F401
 from starlette.websockets import WebSocketDisconnect
 
+from workbook import hangs, hostkit
 from workbook.grading import (
     CheckTimeout,
-    client,
     clip,
     expect,
     expect_json,
@@ -36,16 +38,18 @@ from workbook.grading import (
     expect_status,
     fail,
     json_body,
+    note_stuck,
     real_wait,
     rng,
-    serve,
     show,
+    state,
     within,
+    work_for_current_check,
 )
-from workbook.manifest import Problem
+from workbook.hostkit import AppHost, HostGone, RemoteClient, RemoteWebSocket, WebSocketRejected
 
-WAIT = 1.0  # seconds any one message may take through the TestClient (a correct app answers in milliseconds)
-REAL_WAIT = 2.0  # the same over real sockets, to a freshly started server
+WAIT = 1.0  # seconds any one message may take from the served app (a correct app answers in milliseconds)
+REAL_WAIT = 2.0  # the same for the checks that talk to the plain app as any client does
 POLICY_VIOLATION = 1008
 NAMES = ["ada", "grace", "linus", "guido", "barbara", "ken", "margaret", "dennis", "frances", "alan", "radia", "edsger"]
 WORDS = ["lobby", "general", "random", "python", "kitchen", "garden", "support", "music", "games", "news", "books"]
@@ -121,13 +125,18 @@ def quietly(action: Callable[[], Any]) -> None:
         action()
 
 
-# --- one chat client over the TestClient ------------------------------------------------
+# --- one chat client over a real WebSocket ----------------------------------------------
+
+# A receive's own time-out, behind `within`'s: it only ends the waiting thread of a check
+# that has already failed.
+RECEIVE_BACKSTOP_S = 3 * REAL_WAIT
+HOST_POLL_S = 0.02  # how often a wait looks where the host's code is, once a hang is known
 
 
 class Peer:
-    """One client connected to /ws/{room}?username=... through the TestClient."""
+    """One client connected to /ws/{room}?username=... of the served app."""
 
-    def __init__(self, session: Any, room: str, username: str, path: str) -> None:
+    def __init__(self, session: RemoteWebSocket, room: str, username: str, path: str) -> None:
         self.session = session
         self.room = room
         self.username = username
@@ -146,40 +155,38 @@ class Peer:
                 f"{self.username} could not even hand over its text frame",
                 "the server to take the frame",
             )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-            self.handler_ended(f"a place to send {show(text)}")
+        except WebSocketDisconnect as exc:
+            instead = f"an open connection to send {show(text)} on"
+            self.closed_by_server(exc.code, instead, instead)
 
     def leave(self) -> None:
         """Close the connection from the client side (the server sees a disconnect)."""
         remember_sent(f"{self.username} closed its connection")
-        try:
-            within_or_fail(
-                lambda: self.session.send({"type": "websocket.disconnect", "code": 1000}),
-                f"{self.username} could not close its connection",
-                "the server to take the close",
-            )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-            self.exit()
+        self.exit()
 
-    def raw(self, expected: str) -> dict[str, Any]:
-        """The next ASGI message the server sent to this client, within WAIT seconds."""
+    def text(self, expected: str) -> str:
+        """The next frame the server sent to this client, within WAIT seconds."""
         try:
-            return within_or_fail(self.session.receive, f"{self.label} received nothing", expected)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-            self.handler_ended(expected)
+            return within_or_fail(
+                lambda: self.session.receive_text(timeout=RECEIVE_BACKSTOP_S),
+                f"{self.label} received nothing",
+                expected,
+            )
+        except WebSocketDisconnect as exc:
+            self.closed_by_server(exc.code, "a message", expected)
 
     def receive(self, expected: str) -> dict[str, Any]:
         """The next message as a JSON object; a close or anything else fails the check."""
-        message = self.raw(expected)
-        if message.get("type") == "websocket.close":
-            fail(
-                f"close code {message.get('code')}, expected a message: the server closed the connection of "
-                f"{self.label}.",
-                sent=LAST_SENT["what"],
-                expected=expected,
-                got=f"close code {message.get('code')}",
-            )
-        return decode(message, expected)
+        return decode(self.text(expected), expected)
+
+    def closed_by_server(self, code: int, instead: str, expected: str) -> None:
+        self.exited = True
+        fail(
+            f"close code {code}, expected {instead}: the server closed the connection of {self.label}.",
+            sent=LAST_SENT["what"],
+            expected=expected,
+            got=f"close code {code}",
+        )
 
     def receive_skipping(self, skip: Callable[[dict[str, Any]], bool], expected: str, limit: int = 3) -> dict[str, Any]:
         for _ in range(limit):
@@ -188,24 +195,17 @@ class Peer:
                 return data
         fail(f"{self.label} kept receiving other messages.", expected=expected, got=show(data))
 
-    def handler_ended(self, expected: str) -> None:
-        self.exit()  # raises the exception that ended the server's handler, if there was one
-        fail(
-            f"the handler ended, expected {clip(expected, 120)}: the server stopped handling the connection of "
-            f"{self.label} without closing it.",
-            sent=LAST_SENT["what"],
-            expected=expected,
-            got="the handler ended",
-        )
-
     def exit(self) -> None:
         if not self.exited:
             self.exited = True
-            within_or_fail(
-                lambda: self.session.__exit__(None, None, None),
-                f"Closing {self.label} never finished",
-                "the handler to end",
-            )
+            self.session.close()
+
+    def drop(self) -> None:
+        """End the connection at once, without the closing handshake, which a stuck server
+        would make wait: the end of a check, whose host ends with it."""
+        if not self.exited and self.session.connection is not None:
+            self.exited = True
+            self.session.connection.close_socket()
 
     def history(self) -> list[Any]:
         """Receive the history message and return its list of messages."""
@@ -230,10 +230,7 @@ class Peer:
         return data
 
 
-def decode(message: dict[str, Any], expected: str) -> dict[str, Any]:
-    text = message.get("text")
-    if text is None and isinstance(message.get("bytes"), bytes):
-        text = message["bytes"].decode("utf-8", "replace")
+def decode(text: str | None, expected: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if isinstance(text, str) else None
     except ValueError:
@@ -255,11 +252,76 @@ def remember_sent(what: str) -> None:
     LAST_SENT["what"] = clip(what, 200)
 
 
+def within_host(seconds: float, action: Callable[[], Any], what: str) -> Any:
+    """`within`, looking for the learner's code in the app host, where it runs: `within`
+    samples only this process. On time-out, the site goes with the failure; once this run
+    found the code stuck, the wait ends as soon as the host sits at that same place."""
+    if state.get("first_stuck") is not None:
+        return wait_unless_blocked(seconds, action, what)
+    try:
+        return within(seconds, action, what)
+    except CheckTimeout as timeout:
+        if timeout.site is None:
+            site = hostkit.RemoteSampler(hostkit.current_hosts).any_site(set())
+            if site is not None:
+                state["waited_site"] = site
+                note_stuck(site, state["check_id"])
+        raise
+
+
+def wait_unless_blocked(seconds: float, action: Callable[[], Any], what: str) -> Any:
+    """`action` in a thread of its own for at most `seconds` (shortened as `within` shortens
+    it once a wait expired), ended early when the host's code holds at the place an earlier
+    check found it stuck for hangs.BLOCKED_S: as `within` does in process (grading.py)."""
+    known_site, known_check = state["first_stuck"]
+    waits = state["waits"]
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work_for_current_check(action)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the check's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="workbook-within-host")
+    started = time.monotonic()
+    deadline = started + waits.deadline(seconds)
+    worker.start()
+    sampler = hostkit.RemoteSampler(hostkit.current_hosts)
+    held_since: float | None = None
+    site = None
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(HOST_POLL_S)
+        if not worker.is_alive():
+            break
+        site = sampler.any_site(set())
+        if site is None or site.key != known_site.key:
+            held_since = None
+        elif held_since is None:
+            held_since = time.monotonic()
+        elif time.monotonic() - held_since >= hangs.BLOCKED_S:
+            break
+    if worker.is_alive():
+        waits.expired()
+        state["waited_site"] = site
+        state["wait_expired"] = True
+        where = f"; {site.describe()}" if site is not None else ""
+        raise CheckTimeout(
+            f"no answer after {time.monotonic() - started:.2f} s: {what}{where}.",
+            site=site,
+            blocked_by=known_check if site is not None and site.key == known_site.key else None,
+        )
+    waits.answered(time.monotonic() - started)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def within_or_fail(action: Callable[[], Any], what: str, expected: str | None = None) -> Any:
     """`action` within WAIT seconds; otherwise fail leading with what did not happen, then what
     was sent last and what was awaited."""
     try:
-        return within(WAIT, action, what)
+        return within_host(WAIT, action, what)
     except CheckTimeout:
         fail(
             f"{what} within {WAIT:g} s: the handler seems stuck (a loop that never awaits?) or never sends it.",
@@ -269,63 +331,78 @@ def within_or_fail(action: Callable[[], Any], what: str, expected: str | None = 
         )
 
 
-class Chat:
-    """The learner's app behind one TestClient; remembers every connection to close it at the end."""
+def plain_client(host: AppHost) -> RemoteClient:
+    """A client of the served app whose WebSocket handshakes carry no `Connection:
+    keep-alive` (httpx's default header, which would replace `Connection: Upgrade` and turn
+    the handshake into a plain GET)."""
+    api = host.client()
+    del api.headers["connection"]
+    return api
 
-    def __init__(self, app: Any) -> None:
-        self.api = client(app)
-        self.api.__enter__()
+
+class Chat:
+    """The learner's app served in one app host; remembers every connection to close it at the end."""
+
+    def __init__(self, host: AppHost, *, restartable: bool = False) -> None:
+        self.host = host
+        if restartable:
+            host.probe("reusable_listener")
+        host.serve(app=host.probe("wrap_app"))
+        self.api = plain_client(host)
         self.peers: list[Peer] = []
 
-    def connect(self, room: str, username: str, *, headers: dict[str, str] | None = None) -> Peer:
-        """Open /ws/{room}?username=... and wait (bounded) until the server accepts it."""
-        path = f"/ws/{room}?username={quote(username)}"
+    def session(self, path: str, headers: dict[str, str] | None = None) -> RemoteWebSocket:
         remember_sent(f"WebSocket {path}")
-        session = self.api.websocket_connect(path, headers=dict(headers or {}))
+        return self.api.websocket_connect(path, headers=dict(headers or {}))
+
+    def connect(self, room: str, username: str, *, label: str | None = None) -> Peer:
+        """Open /ws/{room}?username=... and wait (bounded) until the server accepts it; `label`
+        names the connection for the probes (header x-peer)."""
+        path = f"/ws/{room}?username={quote(username)}"
+        session = self.session(path, {"x-peer": label} if label else None)
         try:
             within_or_fail(session.__enter__, f"The connection to {path} was not accepted", "an accepted connection")
-        except WebSocketDisconnect as exc:
+        except WebSocketRejected as exc:
             fail(
-                f"close code {exc.code}, expected an accepted connection: the server refused a valid client.",
+                f"HTTP status {exc.status}, expected an accepted connection: the server refused a valid client.",
                 sent=f"WebSocket {path}",
                 expected="an accepted connection",
-                got=f"close code {exc.code}",
-            )
-        except WebSocketDenialResponse as exc:
-            fail(
-                f"HTTP status {exc.status_code}, expected an accepted connection: the server refused a valid client.",
-                sent=f"WebSocket {path}",
-                expected="an accepted connection",
-                got=f"HTTP status {exc.status_code}",
+                got=f"HTTP status {exc.status}",
             )
         peer = Peer(session, room, username, path)
         self.peers.append(peer)
         return peer
 
-    def enter(self, room: str, present: list[Peer] = (), *, headers: dict[str, str] | None = None) -> Peer:
+    def enter(self, room: str, present: list[Peer] = (), *, label: str | None = None) -> Peer:
         """Connect a new user, read its history and join event, and the join event each present peer gets."""
-        peer = self.connect(room, new_name(), headers=headers)
-        peer.history()
-        joined = {"type": "join", "room": room, "username": peer.username}
-        peer.expect_event(joined, f"Right after the history, {peer.username} should receive its own join event.")
+        newcomer = self.connect(room, new_name(), label=label)
+        newcomer.history()
+        joined = {"type": "join", "room": room, "username": newcomer.username}
+        newcomer.expect_event(
+            joined, f"Right after the history, {newcomer.username} should receive its own join event."
+        )
         for other in present:
-            other.expect_event(joined, f"{other.username} should hear that {peer.username} joined room {room}.")
-        return peer
+            other.expect_event(joined, f"{other.username} should hear that {newcomer.username} joined room {room}.")
+        return newcomer
 
     def rooms(self) -> Any:
         response = self.api.get("/rooms")
         expect_status(response, 200, "GET /rooms should answer 200.")
         return json_body(response)
 
-    def close(self) -> None:
+    def close(self, *, stop: bool = False) -> None:
+        """Drop every connection; with `stop`, close each one properly and stop the server (its
+        lifespan's shutdown runs), as a restart does."""
         for peer in self.peers:
-            quietly(peer.exit)
-        quietly(lambda: within_or_fail(lambda: self.api.__exit__(None, None, None), "Stopping the test client"))
+            quietly(peer.exit if stop else peer.drop)
+        quietly(self.api.close)
+        if stop:
+            quietly(self.host.stop)
 
 
 @pytest.fixture
-def chat(learner: ModuleType) -> Iterator[Chat]:
-    room = Chat(learner.app)
+def chat(host: AppHost) -> Iterator[Chat]:
+    room = Chat(host)
     yield room
     room.close()
 
@@ -334,39 +411,42 @@ REFUSALS = f"close code {POLICY_VIOLATION}, or an HTTP 403 answer to the handsha
 
 
 def expect_refused(chat: Chat, path: str, why: str) -> None:
-    """The server must refuse a connection to `path`: close code 1008 before or after accepting it,
-    or (what a real server answers when the app closes before accepting) an HTTP 403 handshake
-    rejection. Statement: "Connecting", refusal clause."""
-    remember_sent(f"WebSocket {path}")
-    session = chat.api.websocket_connect(path)
+    """The server must refuse a connection to `path`: close code 1008 before or after accepting it.
+    Closed before accept(), a real server answers the handshake with HTTP 403 and the code never
+    travels: the probes read the code the app closed with. An HTTP 403 without a close (a denial
+    response) is accepted too. Statement: "Connecting", refusal clause."""
+    label = f"refused-{rng.randrange(10**9)}"
+    session = chat.session(path, {"x-peer": label})
     peer = Peer(session, "", "a refused client", path)
     try:
         within_or_fail(session.__enter__, f"{why} got no answer to its handshake", REFUSALS)
-    except WebSocketDisconnect as exc:
+    except WebSocketRejected as exc:
         expect(
-            exc.code == POLICY_VIOLATION,
-            f"close code {exc.code}, expected {POLICY_VIOLATION}: {why} must be refused with "
-            f"status.WS_1008_POLICY_VIOLATION.",
-            sent=f"WebSocket {path}",
-            expected=REFUSALS,
-            got=f"close code {exc.code}",
-        )
-        return
-    except WebSocketDenialResponse as exc:
-        expect(
-            exc.status_code == 403,
-            f"HTTP status {exc.status_code}, expected close code {POLICY_VIOLATION} (or 403): {why} must be "
+            exc.status == 403,
+            f"HTTP status {exc.status}, expected close code {POLICY_VIOLATION} (or 403): {why} must be "
             "refused, not answered with another HTTP status.",
             sent=f"WebSocket {path}",
             expected=REFUSALS,
-            got=f"HTTP status {exc.status_code}",
+            got=f"HTTP status {exc.status}",
+        )
+        code = chat.host.probe("close_before_accept", peer=label)
+        expect(
+            code in (None, POLICY_VIOLATION),
+            f"close code {code}, expected {POLICY_VIOLATION}: {why} must be refused with "
+            "status.WS_1008_POLICY_VIOLATION.",
+            sent=f"WebSocket {path}",
+            expected=REFUSALS,
+            got=f"close code {code} before accept() (a real server then answers the handshake with HTTP 403, "
+            "so the code never reaches the client)",
         )
         return
     chat.peers.append(peer)
     seen = []
     for _ in range(3):
         try:
-            message = within(WAIT, session.receive, f"Waiting for the close of {path}")
+            text = within_host(
+                WAIT, lambda: session.receive_text(timeout=RECEIVE_BACKSTOP_S), f"Waiting for the close of {path}"
+            )
         except CheckTimeout:
             fail(
                 f"the connection stayed open, expected close code {POLICY_VIOLATION}: {why} was accepted and "
@@ -375,19 +455,17 @@ def expect_refused(chat: Chat, path: str, why: str) -> None:
                 expected=REFUSALS,
                 got=f"{show(seen)}, then nothing for {WAIT:g} s",
             )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-            peer.handler_ended(REFUSALS)
-        if message.get("type") == "websocket.close":
+        except WebSocketDisconnect as exc:
             expect(
-                message.get("code") == POLICY_VIOLATION,
-                f"close code {message.get('code')}, expected {POLICY_VIOLATION}: {why} must be closed with "
+                exc.code == POLICY_VIOLATION,
+                f"close code {exc.code}, expected {POLICY_VIOLATION}: {why} must be closed with "
                 "status.WS_1008_POLICY_VIOLATION.",
                 sent=f"WebSocket {path}",
                 expected=REFUSALS,
-                got=f"close code {message.get('code')}",
+                got=f"close code {exc.code}",
             )
             return
-        seen.append(decode(message, REFUSALS))
+        seen.append(decode(text, REFUSALS))
     fail(
         f"the connection stayed open, expected close code {POLICY_VIOLATION}: {why} was accepted and sent "
         "messages instead of being refused.",
@@ -744,59 +822,36 @@ def test_text_limit_counts_characters_as_sent(chat: Chat) -> None:
 # --- failing connections ----------------------------------------------------------------------
 
 
-def unpluggable(app: Any, unplugged: set[str]) -> Any:
-    """Wrap the app: a connection opened with header x-peer: NAME dies silently once NAME is in
-    `unplugged` — every later send to it raises OSError, as sending to a vanished client does."""
-
-    async def wrapped(scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") != "websocket":
-            await app(scope, receive, send)
-            return
-        peer = dict(scope.get("headers") or []).get(b"x-peer", b"").decode()
-
-        async def guarded_send(message: dict) -> None:
-            if peer and peer in unplugged and message.get("type") == "websocket.send":
-                raise OSError("the client vanished (simulated by the grader)")
-            await send(message)
-
-        await app(scope, receive, guarded_send)
-
-    return wrapped
-
-
-def test_dead_connection_dropped(learner: Any) -> None:
+def test_dead_connection_dropped(chat: Chat) -> None:
     """A client that vanished without closing is dropped at the next send, and the others still get every message"""
-    unplugged: set[str] = set()
-    chat = Chat(unpluggable(learner.app, unplugged))
-    try:
-        room = new_room()
-        first = chat.enter(room)
-        dead = chat.enter(room, [first], headers={"x-peer": "dead"})
-        last = chat.enter(room, [first, dead])
-        unplugged.add("dead")
+    room = new_room()
+    label = f"dead-{rng.randrange(10**9)}"
+    first = chat.enter(room)
+    dead = chat.enter(room, [first], label=label)
+    last = chat.enter(room, [first, dead])
+    # From now on every send to that connection raises OSError, as sending to a vanished client does.
+    chat.host.probe("unplug", peer=label)
 
-        def about_the_dead(data: dict[str, Any]) -> bool:
-            return data.get("type") == "leave" and data.get("username") == dead.username
+    def about_the_dead(data: dict[str, Any]) -> bool:
+        return data.get("type") == "leave" and data.get("username") == dead.username
 
-        for number in range(2):
-            text = new_text()
-            first.send(text)
-            for member in (first, last):
-                got = member.receive_skipping(about_the_dead, MESSAGE)
-                expect_fields(
-                    got,
-                    chat_message(room, first.username, text),
-                    f"{dead.username}'s connection died silently; sending to it fails. Message {number + 1} "
-                    f"must still reach {member.username} (catch the failed send and drop that connection).",
-                )
-        wanted = [{"room": room, "users": 2}]
-        expect_json(
-            chat.api.get("/rooms"),
-            wanted,
-            f"After a send to {dead.username} failed, that connection should be dropped from the room.",
-        )
-    finally:
-        chat.close()
+    for number in range(2):
+        text = new_text()
+        first.send(text)
+        for member in (first, last):
+            got = member.receive_skipping(about_the_dead, MESSAGE)
+            expect_fields(
+                got,
+                chat_message(room, first.username, text),
+                f"{dead.username}'s connection died silently; sending to it fails. Message {number + 1} "
+                f"must still reach {member.username} (catch the failed send and drop that connection).",
+            )
+    wanted = [{"room": room, "users": 2}]
+    expect_json(
+        chat.api.get("/rooms"),
+        wanted,
+        f"After a send to {dead.username} failed, that connection should be dropped from the room.",
+    )
 
 
 def test_same_username_twice_both_members(chat: Chat) -> None:
@@ -841,51 +896,28 @@ def test_same_username_twice_both_members(chat: Chat) -> None:
     )
 
 
-def throttled(app: Any, slow: set[str], started: threading.Event, release: threading.Event) -> Any:
-    """Wrap the app: a send to a connection opened with header x-peer: NAME, once NAME is in `slow`,
-    waits (bounded) until `release` is set, as a send to a client that reads slowly does."""
-
-    async def wrapped(scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") != "websocket":
-            await app(scope, receive, send)
-            return
-        peer = dict(scope.get("headers") or []).get(b"x-peer", b"").decode()
-
-        async def slow_send(message: dict) -> None:
-            if peer in slow and message.get("type") == "websocket.send":
-                started.set()
-                deadline = time.monotonic() + 3 * WAIT
-                while not release.is_set() and time.monotonic() < deadline:
-                    await anyio.sleep(0.01)
-            await send(message)
-
-        await app(scope, receive, slow_send)
-
-    return wrapped
-
-
-def test_leave_during_slow_broadcast(learner: Any) -> None:
+def test_leave_during_slow_broadcast(chat: Chat) -> None:
     """A member leaving while a broadcast waits on a slow reader stops nobody: the sender stays, the others receive"""
-    slow: set[str] = set()
-    started, release = threading.Event(), threading.Event()
-    chat = Chat(throttled(learner.app, slow, started, release))
+    label = f"slow-{rng.randrange(10**9)}"
     try:
         room = new_room()
         sender = chat.enter(room)
-        sluggish = chat.enter(room, [sender], headers={"x-peer": "slow"})
+        sluggish = chat.enter(room, [sender], label=label)
         stays = chat.enter(room, [sender, sluggish])
         goes = chat.enter(room, [sender, sluggish, stays])
-        slow.add("slow")
+        # From now on a send to the sluggish connection waits (bounded) until released, as a send
+        # to a client that reads slowly does.
+        chat.host.probe("slow_down", peer=label, seconds=3 * WAIT)
         text = new_text()
         sender.send(text)
-        started.wait(WAIT)
+        chat.host.probe("slow_send_started", seconds=WAIT)
         # While the broadcast waits on the slow reader, another member leaves: its handler now
         # changes the room's members under the broadcast's feet.
         goes.leave()
         deadline = time.monotonic() + WAIT
         while chat.rooms() != [{"room": room, "users": 3}] and time.monotonic() < deadline:
             time.sleep(0.02)
-        release.set()
+        chat.host.probe("release_sends")
 
         def about_the_leaver(data: dict[str, Any]) -> bool:
             return data.get("type") == "leave" and data.get("username") == goes.username
@@ -915,22 +947,23 @@ def test_leave_during_slow_broadcast(learner: Any) -> None:
             f"Only {goes.username} left; the three others stay in the room.",
         )
     finally:
-        release.set()
-        chat.close()
+        quietly(lambda: chat.host.probe("release_sends"))
 
 
-def test_app_serves_again_after_restart(learner: Any) -> None:
+def test_app_serves_again_after_restart(host: AppHost) -> None:
     """The same app started a second time in one process still connects, chats and lists its rooms"""
-    first_run = Chat(learner.app)
+    first_run = Chat(host, restartable=True)
     try:
         room = new_room()
         early = first_run.enter(room)
         early.send(new_text())
         early.receive(MESSAGE)
     finally:
-        first_run.close()
+        first_run.close(stop=True)
+    # What the first run's code raised while it stopped was its own; the second run starts clean.
+    quietly(host.raised)
     # A second event loop now: anything bound to the first one (a task, a queue's consumer) is gone.
-    second_run = Chat(learner.app)
+    second_run = Chat(host, restartable=True)
     try:
         writer = second_run.enter(room)
         reader = second_run.enter(room, [writer])
@@ -952,89 +985,69 @@ def test_app_serves_again_after_restart(learner: Any) -> None:
         second_run.close()
 
 
-# --- a real server ------------------------------------------------------------------------------
+# --- a real server, as any client sees it -----------------------------------------------------
 
 
-def log_tail(server: Any) -> str:
+def log_tail(host: AppHost) -> str:
     """The end of the server's output, starting at a whole line."""
-    text = server.log(700)
+    text = host.log(700)
     return text.split("\n", 1)[-1] if len(text) >= 700 else text
 
 
-@pytest.fixture(scope="module")
-def real_server(tmp_path_factory: pytest.TempPathFactory, problem: Problem) -> Iterator[Any]:
-    """One uvicorn process serving the learner's app, shared by this run's real-server checks (a
-    check run alone starts its own): each start costs about a second of the problem's budget.
-    Each check uses rooms of its own, so sharing the server shares no state between them."""
-    here = Path.cwd()
-    os.chdir(tmp_path_factory.mktemp("real-server"))  # serve() writes its log to the working directory
-    try:
-        server = serve(problem)
-    finally:
-        os.chdir(here)
-    yield server
-    server.kill()  # no check looks at how it stops, and a stuck handler would make SIGTERM wait
-
-
-def test_real_server_end_to_end(request: pytest.FixtureRequest) -> None:
+def test_real_server_end_to_end(host: AppHost) -> None:
     """On a real uvicorn server two clients chat, and one dropped abruptly does not stop the other"""
-    import httpx
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake
-    from websockets.sync.client import connect
-
     # Every step needs the handler to answer: when an earlier check found it stuck, say so
-    # now instead of starting a server to wait at the same place.
+    # now instead of serving the app to wait at the same place.
     expect_not_stuck("chat over a real uvicorn server through the same code")
-    server = request.getfixturevalue("real_server")
+    api = plain_client(host)
     # Once a wait of this run expired, a wait here is derived from how fast the app answered.
     wait = real_wait(REAL_WAIT)
     with ExitStack() as stack:
+        stack.callback(quietly, api.close)
         room = new_room()
 
-        def open_client(username: str) -> Any:
-            url = f"{server.ws_url}/ws/{room}?username={username}"
+        def open_client(username: str) -> RemoteWebSocket:
+            path = f"/ws/{room}?username={username}"
+            conn = api.websocket_connect(path)
             try:
-                # legacy=True: connect now and hand back the connection (websockets 17 warns otherwise).
-                conn = connect(url, open_timeout=wait, close_timeout=0.5, legacy=True)
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                within(wait, conn.__enter__, f"the handshake of {path}")
+            except (CheckTimeout, WebSocketRejected, HostGone) as exc:
                 fail(
-                    f"The real server did not accept a WebSocket connection to /ws/{room}?username={username}.",
+                    f"The real server did not accept a WebSocket connection to {path}.",
                     expected="an accepted connection",
-                    got=f"{type(exc).__name__}: {exc}; the server log ends with:\n{log_tail(server)}",
+                    got=f"{type(exc).__name__}: {exc}; the server log ends with:\n{log_tail(host)}",
                 )
             stack.callback(quietly, conn.close)
             return conn
 
-        def send(conn: Any, who: str, text: str) -> None:
+        def send(conn: RemoteWebSocket, who: str, text: str) -> None:
             try:
-                conn.send(text)
-            except ConnectionClosed as exc:
-                code = f"close code {exc.rcvd.code}" if exc.rcvd else "closed without a close frame"
+                conn.send_text(text)
+            except WebSocketDisconnect as exc:
                 fail(
                     f"On the real server, the connection of {who} was closed before it could send {show(text)}.",
                     expected="an open connection",
-                    got=f"{code}; the server log ends with:\n{log_tail(server)}",
+                    got=f"{closed_how(exc.code)}; the server log ends with:\n{log_tail(host)}",
                 )
 
-        def receive(conn: Any, who: str, expected: str) -> dict[str, Any]:
+        def receive(conn: RemoteWebSocket, who: str, expected: str) -> dict[str, Any]:
             try:
-                text = conn.recv(timeout=wait)
+                text = conn.receive_text(timeout=wait)
             except TimeoutError:
                 fail(
                     f"On the real server, {who} waited {wait:.1f} s for a message, but nothing arrived.",
                     expected=expected,
                     got="nothing",
                 )
-            except ConnectionClosed as exc:
-                code = f"close code {exc.rcvd.code}" if exc.rcvd else "closed without a close frame"
+            except WebSocketDisconnect as exc:
                 fail(
                     f"On the real server, the connection of {who} was closed.",
                     expected=expected,
-                    got=f"{code}; the server log ends with:\n{log_tail(server)}",
+                    got=f"{closed_how(exc.code)}; the server log ends with:\n{log_tail(host)}",
                 )
-            return decode({"text": text if isinstance(text, str) else text.decode("utf-8", "replace")}, expected)
+            return decode(text, expected)
 
-        def expect_next(conn: Any, who: str, wanted: dict[str, Any], what: str, skip: Any = None) -> None:
+        def expect_next(conn: RemoteWebSocket, who: str, wanted: dict[str, Any], what: str, skip: Any = None) -> None:
             for _ in range(3):
                 got = receive(conn, who, show(wanted))
                 if not (skip and skip(got)):
@@ -1055,7 +1068,7 @@ def test_real_server_end_to_end(request: pytest.FixtureRequest) -> None:
             expect_next(conn, who, chat_message(room, bob, text), f"{who} should receive what {bob} wrote.")
 
         with suppress(OSError):
-            b.socket.shutdown(socket.SHUT_RDWR)  # bob vanishes: no close frame
+            b.connection.socket.shutdown(socket.SHUT_RDWR)  # bob vanishes: no close frame
 
         def about_bob(data: dict[str, Any]) -> bool:
             return data.get("type") == "leave" and data.get("username") == bob
@@ -1075,13 +1088,9 @@ def test_real_server_end_to_end(request: pytest.FixtureRequest) -> None:
         listed: Any = None
         while time.monotonic() < deadline:
             try:
-                response = httpx.get(f"{server.http_url}/rooms", timeout=wait)
-            except httpx.HTTPError as exc:
-                fail(
-                    "GET /rooms on the real server failed.",
-                    expected=show(wanted),
-                    got=f"{type(exc).__name__}: {exc}",
-                )
+                response = api.get("/rooms", timeout=wait)
+            except HostGone as exc:
+                fail("GET /rooms on the real server failed.", expected=show(wanted), got=f"{type(exc).__name__}: {exc}")
             try:
                 listed = response.json()
             except ValueError:
@@ -1098,41 +1107,44 @@ def test_real_server_end_to_end(request: pytest.FixtureRequest) -> None:
         )
 
 
-def test_real_server_refusal(real_server: Any) -> None:
-    """On a real uvicorn server a refused client sees an HTTP 403 handshake rejection, or close 1008 after accept"""
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-    from websockets.sync.client import connect
+def closed_how(code: int) -> str:
+    """A close as the client saw it: 1006 is the code a client reports for no close frame."""
+    return "closed without a close frame" if code == 1006 else f"close code {code}"
 
+
+def test_real_server_refusal(host: AppHost) -> None:
+    """On a real uvicorn server a refused client sees an HTTP 403 handshake rejection, or close 1008 after accept"""
+    api = plain_client(host)
     wait = real_wait(REAL_WAIT)
     for path, why in (
         (f"/ws/{new_room()}", "a client without ?username="),
         (f"/ws/{rng.choice(WORDS)}.{rng.randrange(10, 99)}?username={new_name()}", "a client of an invalid room"),
     ):
         remember_sent(f"WebSocket {path} (on a real uvicorn server)")
+        conn = api.websocket_connect(path)
         try:
-            conn = connect(f"{real_server.ws_url}{path}", open_timeout=wait, close_timeout=0.5, legacy=True)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
+            within(wait, conn.__enter__, f"the handshake of {path}")
+        except WebSocketRejected as exc:
             expect(
-                status == 403,
-                f"HTTP status {status}, expected 403 (or close code {POLICY_VIOLATION} after accepting): "
+                exc.status == 403,
+                f"HTTP status {exc.status}, expected 403 (or close code {POLICY_VIOLATION} after accepting): "
                 f"{why} must be refused by closing the WebSocket, not by an error.",
                 sent=f"WebSocket {path} on a real uvicorn server",
                 expected=REFUSALS,
-                got=f"HTTP status {status}; the server log ends with:\n{log_tail(real_server)}",
+                got=f"HTTP status {exc.status}; the server log ends with:\n{log_tail(host)}",
             )
             continue
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except (CheckTimeout, HostGone) as exc:
             fail(
                 f"{type(exc).__name__}, expected {REFUSALS}: the real server gave {why} no clear answer.",
                 sent=f"WebSocket {path} on a real uvicorn server",
                 expected=REFUSALS,
-                got=f"{type(exc).__name__}: {clip(str(exc), 200)}; the server log ends with:\n{log_tail(real_server)}",
+                got=f"{type(exc).__name__}: {clip(str(exc), 200)}; the server log ends with:\n{log_tail(host)}",
             )
         try:
             seen = []
             for _ in range(3):
-                seen.append(clip(str(conn.recv(timeout=wait)), 120))
+                seen.append(clip(conn.receive_text(timeout=wait), 120))
             fail(
                 f"the connection stayed open, expected close code {POLICY_VIOLATION}: the real server accepted "
                 f"{why} and sent it messages.",
@@ -1148,15 +1160,14 @@ def test_real_server_refusal(real_server: Any) -> None:
                 expected=REFUSALS,
                 got=f"nothing for {wait:.1f} s",
             )
-        except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
+        except WebSocketDisconnect as exc:
             expect(
-                code == POLICY_VIOLATION,
-                f"close code {code}, expected {POLICY_VIOLATION}: the real server accepted {why} and then closed "
-                "it with the wrong code.",
+                exc.code == POLICY_VIOLATION,
+                f"close code {exc.code}, expected {POLICY_VIOLATION}: the real server accepted {why} and then "
+                "closed it with the wrong code.",
                 sent=f"WebSocket {path} on a real uvicorn server",
                 expected=REFUSALS,
-                got="closed without a close frame" if code is None else f"close code {code}",
+                got=closed_how(exc.code),
             )
         finally:
             quietly(conn.close)
