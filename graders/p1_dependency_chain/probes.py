@@ -8,6 +8,7 @@ grader judges them. Nothing here decides whether a check passes.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import queue
 import sqlite3
@@ -29,6 +30,7 @@ REPOSITORY_CALLS = ("create_user", "list_users", "delete_user")
 _connections: list[sqlite3.Connection] = []
 _plain_repositories: dict[str, tuple[sqlite3.Connection, Any]] = {}
 _in_flight = [0]  # HTTP requests the app is handling (prepare_app)
+_busy = [False]  # whether the server acts busy (thread_per_step)
 
 
 def _observed(value: Any) -> Any:
@@ -89,12 +91,21 @@ def prepare_app(host: Any) -> bool:
                 return await inner(scope, receive, send)
             _in_flight[0] += 1  # on the server's one event loop: no lock needed
             try:
-                return await inner(scope, receive, send)
+                return await inner(scope, receive, _switching(send) if _busy[0] else send)
             finally:
                 _in_flight[0] -= 1
 
         app.middleware_stack = counted
     return True
+
+
+def _switching(send: Any) -> Any:
+    async def switching_send(message: dict[str, Any]) -> None:
+        # A busy server's write may wait for the client: other requests run meanwhile.
+        await asyncio.sleep(0)
+        await send(message)
+
+    return switching_send
 
 
 def _requests_finished(settle: float) -> None:
@@ -277,7 +288,11 @@ class ThreadPerStep:
 
 
 def thread_per_step(host: Any) -> None:
-    """From now on, each step of a request runs on a worker thread that request has not used."""
+    """From now on the server acts as a busy one may: each step of a request runs on a worker
+    thread that request has not used yet, and each message of a response is sent after the
+    other requests ready to run had their turn (so an `async` endpoint's request does not
+    run from start to end in one go, as it would on an idle server)."""
     import anyio.to_thread
 
     anyio.to_thread.run_sync = ThreadPerStep(anyio.to_thread.run_sync).run_sync  # type: ignore[method-assign]
+    _busy[0] = True
