@@ -76,6 +76,8 @@ def host(host: AppHost, problem: Any) -> AppHost:
 
 
 def with_app(host: AppHost, problem: Any) -> AppHost:
+    """`host`, once the module is seen to define `app` (as importing it in-process required);
+    raises LearnerImportError otherwise."""
     if not host.probe("prepare_app"):
         raise LearnerImportError(
             f"{problem.module.replace('.', '/')}.py defines no `app`. "
@@ -158,7 +160,7 @@ def test_settings_defaults_and_values(host: AppHost) -> None:
 
 def test_get_settings_has_defaults(problem: Any, new_host: Any) -> None:
     """Without DATABASE_PATH and API_KEY set, get_settings() uses users.db and change-me"""
-    unset = with_app(new_host(unset=ENVIRONMENT, setup=[SQLITE_SPY]), problem)
+    unset = with_app(new_host(unset=ENVIRONMENT), problem)
     got = unset.probe("get_settings_values")
     expect(
         got == ["users.db", "change-me"],
