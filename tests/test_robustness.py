@@ -144,7 +144,11 @@ def test_sys_exit_in_a_handler_is_a_failure_that_names_it(tmp_path):
     source = SOLUTION.replace("    return repo.list_users()", "    raise SystemExit(3)")
     result = grade_source(tmp_path, source, only=["list_starts_empty"])
     assert result.checks[0].status == "fail"
-    assert "sys.exit()" in result.checks[0].message
+    # On a real server the SystemExit itself comes back, with its line; TestClient's worker
+    # thread turned it into a bare cancellation, which the message explained with "sys.exit()".
+    message = result.checks[0].message
+    assert "SystemExit" in message or "sys.exit(" in message
+    assert "in list_users" in message
 
 
 def test_conftest_in_the_graded_folder_is_never_loaded(tmp_path):

@@ -1,38 +1,29 @@
 """Grader for problem 1 — the dependency chain get_settings -> get_db -> get_user_repo.
 
-Each check runs against a freshly imported app, in an empty working directory, with
-DATABASE_PATH and API_KEY set to random values. sqlite3.connect is wrapped so the checks
-can count connections and see whether they were closed.
+Each check runs against an app host (workbook/hostkit.py): the learner's module freshly
+imported in a process of its own, served by a real uvicorn, in an empty working directory,
+with DATABASE_PATH and API_KEY set to random values. sqlite3.connect is wrapped there before
+the import (probes.py), so the checks can count connections and see whether they were closed.
 
 One check sends requests concurrently and runs each step of a request (a `def` dependency,
 the set-up and clean-up of a `yield` dependency, a `def` endpoint) on a worker thread that
 request has not used yet: a busy server may do that, and then a connection opened with
-sqlite3's default check_same_thread=True fails. Left to chance, the test client's worker
-pool almost always hands one request the same thread, so sequential checks never see it.
+sqlite3's default check_same_thread=True fails. Left to chance, the server's worker pool
+almost always hands one request the same thread, so sequential checks never see it.
 """
 
 from __future__ import annotations
 
-import contextvars
 import itertools
-import queue
-import sqlite3
-import threading
 import traceback
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import anyio.to_thread
 import pytest
-from fastapi.testclient import TestClient
 
 from workbook.grading import (
-    REAL_SQLITE_CONNECT,
-    TrackedConnection,
-    client,
+    LearnerImportError,
     clip,
     describe_request,
     expect,
@@ -40,50 +31,70 @@ from workbook.grading import (
     expect_json,
     expect_status,
     fail,
-    import_learner,
     json_body,
     rng,
     sent_with,
     server_errors,
     show,
 )
+from workbook.hostkit import AppHost, RemoteClient, learner_folder
 from workbook.words import counted
 
-REAL_CONNECT = REAL_SQLITE_CONNECT
 BOOM = "boom from the grader"
 SERIAL = itertools.count(1)
-USERS_TABLE = (
-    "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
-)
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Guido", "Barbara", "Ken", "Margaret", "Dennis", "Frances", "Alan"]
 # Names beyond ASCII: a name is text, and the checks send every class of it.
 WIDE_NAMES = ["Zoë", "José", "Łukasz", "Ngũgĩ", "Søren", "Dvořák", "李雷", "Αλέξης"]
 # Characters of 2, 3 and 4 bytes in UTF-8: a limit of 100 characters is not one of 100 bytes.
 MULTI_BYTE = ["é", "ß", "€", "中", "🙂", "𝄞"]
+ENVIRONMENT = ["DATABASE_PATH", "API_KEY"]
+# Installed in every host before the learner's import, so even `from sqlite3 import connect`
+# is counted (probes.spy_on_sqlite_connect).
+SQLITE_SPY = ("spy_on_sqlite_connect", {})
 
 
 @pytest.fixture
-def opened(sqlite_connections: list[TrackedConnection]) -> list[TrackedConnection]:
-    """The SQLite connections the learner's code opened (workbook.grading.sqlite_connections)."""
-    return sqlite_connections
+def config() -> dict[str, str]:
+    """This check's DATABASE_PATH (a file name in the host's own working folder) and API_KEY."""
+    return {"db": f"env-{rng.randrange(10**6)}.db", "key": f"key-{rng.randrange(16**8):08x}"}
 
 
 @pytest.fixture
-def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
-    values = {"db": tmp_path / f"env-{rng.randrange(10**6)}.db", "key": f"key-{rng.randrange(16**8):08x}"}
-    monkeypatch.setenv("DATABASE_PATH", str(values["db"]))
-    monkeypatch.setenv("API_KEY", values["key"])
-    return values
+def host_env(config: dict[str, str]) -> dict[str, str]:
+    return {"DATABASE_PATH": config["db"], "API_KEY": config["key"]}
 
 
 @pytest.fixture
-def before_import(opened: list[TrackedConnection], config: dict[str, Any]) -> None:
-    """Wrap sqlite3.connect and set the environment before the app is imported."""
+def host_setup() -> list[tuple[str, dict[str, Any]]]:
+    return [SQLITE_SPY]
 
 
 @pytest.fixture
-def api(learner: ModuleType) -> TestClient:
-    return client(learner.app)
+def host(host: AppHost, problem: Any) -> AppHost:
+    """The kit's host, refused like an import error when the module defines no `app`."""
+    return with_app(host, problem)
+
+
+def with_app(host: AppHost, problem: Any) -> AppHost:
+    """`host`, once the module is seen to define `app` (as importing it in-process required);
+    raises LearnerImportError otherwise."""
+    if not host.probe("prepare_app"):
+        raise LearnerImportError(
+            f"{problem.module.replace('.', '/')}.py defines no `app`. "
+            "Keep the line `app = FastAPI(...)` at module level."
+        )
+    return host
+
+
+@pytest.fixture
+def api(host: AppHost) -> RemoteClient:
+    return host.client()
+
+
+def connections(host: AppHost) -> list[bool]:
+    """Whether each SQLite connection the learner's code opened, in order, was closed, once
+    the requests sent so far have finished."""
+    return list(host.probe("learner_connections"))
 
 
 def new_user() -> dict[str, str]:
@@ -102,7 +113,7 @@ def users_in_reverse_order(count: int) -> list[dict[str, str]]:
     ]
 
 
-def create(api: TestClient, user: dict[str, str]) -> dict:
+def create(api: RemoteClient, user: dict[str, str]) -> dict:
     return expect_created(
         api.post("/users", json=user),
         "Creating a user should answer 201 Created.",
@@ -111,51 +122,46 @@ def create(api: TestClient, user: dict[str, str]) -> dict:
     )
 
 
-def app_key(learner: ModuleType) -> str:
-    return learner.get_settings().api_key
+def app_key(host: AppHost) -> Any:
+    """The api_key of what the learner's get_settings() returns in the host."""
+    return host.probe("get_settings_values")[1]
 
 
-def rows_in(path: Path) -> list[tuple]:
-    if not Path(path).exists():
+def rows_in(host: AppHost, path: str) -> list[tuple]:
+    found = host.probe("rows_in", path=path)
+    if not found.get("exists"):
         fail(f"The database file {Path(path).name} was never created.", expected="the users written to it")
-    connection = REAL_CONNECT(path)
-    try:
-        return connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
-    except sqlite3.OperationalError as exc:
+    if "error" in found:
         fail(
             "The overridden database file has no usable `users` table: get_db should create it there.",
             expected="table users(id, name, email)",
-            got=str(exc),
+            got=str(found["error"]),
         )
-    finally:
-        connection.close()
+    return [tuple(row) for row in found["rows"]]
 
 
 # --- settings -------------------------------------------------------------------------
 
 
-def test_settings_defaults_and_values(learner: ModuleType) -> None:
+def test_settings_defaults_and_values(host: AppHost) -> None:
     """Settings() works without arguments and keeps database_path and api_key when given"""
+    chosen = [f"chosen-{rng.randrange(10**6)}.db", f"chosen-key-{rng.randrange(16**6):06x}"]
     try:
-        learner.Settings()
-        settings = learner.Settings(database_path="chosen.db", api_key="chosen-key")
+        got = host.probe("settings_built", database_path=chosen[0], api_key=chosen[1])
     except TypeError as exc:
         fail("Settings must accept database_path= and api_key=, each with a default.", got=f"TypeError: {exc}")
-    got = (settings.database_path, settings.api_key)
     expect(
-        got == ("chosen.db", "chosen-key"),
-        f"Settings(...) kept {show(list(got))}, not the values it was given.",
-        expected=show(["chosen.db", "chosen-key"]),
-        got=show(list(got)),
+        got == chosen,
+        f"Settings(...) kept {show(got)}, not the values it was given.",
+        expected=show(chosen),
+        got=show(got),
     )
 
 
-def test_get_settings_has_defaults(problem: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_get_settings_has_defaults(problem: Any, new_host: Any) -> None:
     """Without DATABASE_PATH and API_KEY set, get_settings() uses users.db and change-me"""
-    monkeypatch.delenv("DATABASE_PATH", raising=False)
-    monkeypatch.delenv("API_KEY", raising=False)
-    settings = import_learner(problem).get_settings()
-    got = [str(settings.database_path), settings.api_key]
+    unset = with_app(new_host(unset=ENVIRONMENT), problem)
+    got = unset.probe("get_settings_values")
     expect(
         got == ["users.db", "change-me"],
         f"get_settings() gave {show(got)} with the environment variables unset, not the documented defaults.",
@@ -164,14 +170,13 @@ def test_get_settings_has_defaults(problem: Any, monkeypatch: pytest.MonkeyPatch
     )
 
 
-def test_get_settings_reads_environment(learner: ModuleType, config: dict) -> None:
+def test_get_settings_reads_environment(host: AppHost, config: dict) -> None:
     """get_settings() takes DATABASE_PATH and API_KEY from the environment"""
-    settings = learner.get_settings()
-    got = [str(settings.database_path), settings.api_key]
+    got = host.probe("get_settings_values")
     expect(
-        got == [str(config["db"]), config["key"]],
+        got == [config["db"], config["key"]],
         f"get_settings() gave {show(got)}, not the values of DATABASE_PATH and API_KEY.",
-        expected=show([str(config["db"]), config["key"]]),
+        expected=show([config["db"], config["key"]]),
         got=show(got),
     )
 
@@ -179,33 +184,23 @@ def test_get_settings_reads_environment(learner: ModuleType, config: dict) -> No
 # --- the three endpoints --------------------------------------------------------------
 
 
-def test_list_starts_empty(api: TestClient) -> None:
+def test_list_starts_empty(api: RemoteClient) -> None:
     """GET /users on a new database answers 200 with an empty list"""
     response = api.get("/users")
     expect_status(response, 200)
     expect_json(response, [])
 
 
-def seed_existing_users(path: Path) -> int:
+def seed_existing_users(host: AppHost, path: str) -> int:
     """Put a random number of users, with a gap in their ids, into the database file before
     the first request, so that only the table's own id is right. Returns the highest id used."""
-    connection = REAL_CONNECT(path)
-    try:
-        connection.execute(USERS_TABLE)
-        for _ in range(rng.randrange(2, 7)):
-            user = new_user()
-            connection.execute("INSERT INTO users (name, email) VALUES (?, ?)", (user["name"], user["email"]))
-        highest = connection.execute("SELECT MAX(id) FROM users").fetchone()[0]
-        connection.execute("DELETE FROM users WHERE id = ?", (highest,))
-        connection.commit()
-        return highest
-    finally:
-        connection.close()
+    return int(host.probe("seed_users", path=path, users=[new_user() for _ in range(rng.randrange(2, 7))]))
 
 
-def test_create_user_answers_201(api: TestClient, config: dict) -> None:
+def test_create_user_answers_201(host: AppHost, config: dict) -> None:
     """POST /users answers 201 with the created user and the id the table gave it"""
-    seed_existing_users(config["db"])
+    seed_existing_users(host, config["db"])
+    api = host.client()
     user = new_user()
     response = api.post("/users", json=user)
     expect_created(
@@ -214,7 +209,7 @@ def test_create_user_answers_201(api: TestClient, config: dict) -> None:
         no_id="The created user has no integer id; it should carry the id the table gave it.",
         expected='{"id": <int>, "name": ..., "email": ...}',
     )
-    stored = [row for row in rows_in(config["db"]) if row[2] == user["email"]]
+    stored = [row for row in rows_in(host, config["db"]) if row[2] == user["email"]]
     expect(
         len(stored) == 1,
         "POST /users answered 201, but the user is not in the database file.",
@@ -229,7 +224,7 @@ def test_create_user_answers_201(api: TestClient, config: dict) -> None:
     )
 
 
-def test_list_in_id_order(api: TestClient) -> None:
+def test_list_in_id_order(api: RemoteClient) -> None:
     """GET /users lists every created user, ordered by id"""
     created = [create(api, user) for user in users_in_reverse_order(rng.randrange(3, 6))]
     response = api.get("/users")
@@ -241,7 +236,7 @@ def test_list_in_id_order(api: TestClient) -> None:
     )
 
 
-def test_create_rejects_invalid_body(api: TestClient) -> None:
+def test_create_rejects_invalid_body(api: RemoteClient) -> None:
     """POST /users answers 422 for a blank or 101-character name (padded, multi-byte) and a missing or @-less email"""
     good = new_user()
     wide = rng.choice(MULTI_BYTE)
@@ -268,7 +263,7 @@ def test_create_rejects_invalid_body(api: TestClient) -> None:
     )
 
 
-def test_create_accepts_every_valid_form(api: TestClient) -> None:
+def test_create_accepts_every_valid_form(api: RemoteClient) -> None:
     """POST /users creates as sent names of 1 or 100 characters (multi-byte, padded) and any email with @"""
     serial = rng.randrange(10**6)
     wide = rng.choice(MULTI_BYTE)
@@ -293,11 +288,11 @@ def test_create_accepts_every_valid_form(api: TestClient) -> None:
         )
 
 
-def test_ids_never_reused_after_delete(api: TestClient, learner: ModuleType) -> None:
+def test_ids_never_reused_after_delete(host: AppHost, api: RemoteClient) -> None:
     """After a DELETE, a new user gets an id never used before, and GET /users stays in id order"""
     created = [create(api, new_user()) for _ in range(rng.randrange(2, 5))]
     newest = max(created, key=lambda user: user["id"])
-    response = api.delete(f"/users/{newest['id']}", headers={"X-API-Key": app_key(learner)})
+    response = api.delete(f"/users/{newest['id']}", headers={"X-API-Key": app_key(host)})
     expect_status(response, 204, "Deleting the newest user with the right key should answer 204.")
     late = create(api, new_user())
     expect(
@@ -311,7 +306,7 @@ def test_ids_never_reused_after_delete(api: TestClient, learner: ModuleType) -> 
     expect_json(api.get("/users"), remaining, "After a DELETE and a new POST, GET /users must list every user by id.")
 
 
-def test_duplicate_email_answers_409(api: TestClient) -> None:
+def test_duplicate_email_answers_409(api: RemoteClient) -> None:
     """POST /users with an email already registered answers 409, not 500"""
     first = new_user()
     create(api, first)
@@ -319,10 +314,10 @@ def test_duplicate_email_answers_409(api: TestClient) -> None:
     expect_status(api.post("/users", json=again), 409, "A second user with the same email should get 409 Conflict.")
 
 
-def test_delete_with_key_answers_204(api: TestClient, learner: ModuleType) -> None:
+def test_delete_with_key_answers_204(host: AppHost, api: RemoteClient) -> None:
     """DELETE /users/{id} with the right X-API-Key answers 204 with an empty body and removes the user"""
     keep, gone = create(api, new_user()), create(api, new_user())
-    response = api.delete(f"/users/{gone['id']}", headers={"X-API-Key": app_key(learner)})
+    response = api.delete(f"/users/{gone['id']}", headers={"X-API-Key": app_key(host)})
     expect_status(response, 204, "A successful DELETE should answer 204 No Content.")
     expect(response.content == b"", "The 204 answer has a body; a 204 must have none.", got=show(response.text))
     expect_json(
@@ -332,17 +327,17 @@ def test_delete_with_key_answers_204(api: TestClient, learner: ModuleType) -> No
     )
 
 
-def test_delete_without_key_is_403(api: TestClient) -> None:
+def test_delete_without_key_is_403(api: RemoteClient) -> None:
     """DELETE without an X-API-Key header is refused with 403 (not 422) and deletes nothing"""
     user = create(api, new_user())
     expect_status(api.delete(f"/users/{user['id']}"), 403, "A missing API key must be refused with 403 Forbidden.")
     expect_json(api.get("/users"), [user], "A refused DELETE must not delete anything.")
 
 
-def test_delete_with_wrong_key_is_403(api: TestClient, learner: ModuleType) -> None:
+def test_delete_with_wrong_key_is_403(host: AppHost, api: RemoteClient) -> None:
     """DELETE with a wrong X-API-Key is refused with 403 and deletes nothing"""
     user = create(api, new_user())
-    wrong = app_key(learner) + "-wrong"
+    wrong = app_key(host) + "-wrong"
     expect_status(
         api.delete(f"/users/{user['id']}", headers={"X-API-Key": wrong}),
         403,
@@ -351,11 +346,11 @@ def test_delete_with_wrong_key_is_403(api: TestClient, learner: ModuleType) -> N
     expect_json(api.get("/users"), [user], "A refused DELETE must not delete anything.")
 
 
-def test_delete_unknown_id_without_key_is_403(api: TestClient, learner: ModuleType) -> None:
+def test_delete_unknown_id_without_key_is_403(host: AppHost, api: RemoteClient) -> None:
     """DELETE checks the X-API-Key before the id: an unknown id without the right key is 403, not 404"""
     user = create(api, new_user())
     missing = user["id"] + rng.randrange(100, 1000)
-    for headers in ({}, {"X-API-Key": app_key(learner) + "-wrong"}):
+    for headers in ({}, {"X-API-Key": app_key(host) + "-wrong"}):
         expect_status(
             api.delete(f"/users/{missing}", headers=headers),
             403,
@@ -364,12 +359,12 @@ def test_delete_unknown_id_without_key_is_403(api: TestClient, learner: ModuleTy
         )
 
 
-def test_delete_unknown_id_is_404(api: TestClient, learner: ModuleType) -> None:
+def test_delete_unknown_id_is_404(host: AppHost, api: RemoteClient) -> None:
     """DELETE of an id that does not exist answers 404"""
     user = create(api, new_user())
     missing = user["id"] + rng.randrange(100, 1000)
     expect_status(
-        api.delete(f"/users/{missing}", headers={"X-API-Key": app_key(learner)}),
+        api.delete(f"/users/{missing}", headers={"X-API-Key": app_key(host)}),
         404,
         "Deleting an unknown id should answer 404 Not Found.",
     )
@@ -378,21 +373,19 @@ def test_delete_unknown_id_is_404(api: TestClient, learner: ModuleType) -> None:
 # --- the chain: overrides, connections ------------------------------------------------
 
 
-def override_settings(learner: ModuleType, tmp_path: Path) -> tuple[Path, str]:
-    path = tmp_path / f"override-{rng.randrange(10**6)}.db"
+def override_settings(host: AppHost) -> tuple[str, str]:
+    path = f"override-{rng.randrange(10**6)}.db"
     key = f"override-{rng.randrange(16**8):08x}"
-    learner.app.dependency_overrides[learner.get_settings] = lambda: learner.Settings(
-        database_path=str(path), api_key=key
-    )
+    host.probe("override_settings", database_path=path, api_key=key)
     return path, key
 
 
-def test_settings_override_chooses_database(learner: ModuleType, api: TestClient, tmp_path: Path) -> None:
+def test_settings_override_chooses_database(host: AppHost, api: RemoteClient) -> None:
     """Overriding get_settings sends every write into the overridden database file"""
-    path, _ = override_settings(learner, tmp_path)
+    path, _ = override_settings(host)
     users = [create(api, new_user()) for _ in range(2)]
     expected = [(user["id"], user["name"], user["email"]) for user in users]
-    found = rows_in(path)
+    found = rows_in(host, path)
     expect(
         found == expected,
         "With get_settings overridden, the users did not land in the overridden file. "
@@ -402,9 +395,9 @@ def test_settings_override_chooses_database(learner: ModuleType, api: TestClient
     )
 
 
-def test_settings_override_chooses_api_key(learner: ModuleType, api: TestClient, tmp_path: Path) -> None:
+def test_settings_override_chooses_api_key(host: AppHost, api: RemoteClient) -> None:
     """Overriding get_settings changes which X-API-Key DELETE accepts"""
-    _, key = override_settings(learner, tmp_path)
+    _, key = override_settings(host)
     user = create(api, new_user())
     expect_status(
         api.delete(f"/users/{user['id']}", headers={"X-API-Key": key + "x"}),
@@ -418,13 +411,14 @@ def test_settings_override_chooses_api_key(learner: ModuleType, api: TestClient,
     )
 
 
-def test_one_connection_per_request(api: TestClient, opened: list) -> None:
+def test_one_connection_per_request(host: AppHost, api: RemoteClient) -> None:
     """Each request opens exactly one SQLite connection and closes it afterwards"""
     for method, path, body in (("POST", "/users", new_user()), ("GET", "/users", None)):
-        before = len(opened)
+        before = len(connections(host))
         response = api.request(method, path, json=body)
         expect_status(response, 201 if method == "POST" else 200)
-        count = len(opened) - before
+        closed = connections(host)
+        count = len(closed) - before
         expect(
             count == 1,
             f"{method} {path} opened {count} SQLite connections, expected exactly one (in get_db).",
@@ -432,39 +426,38 @@ def test_one_connection_per_request(api: TestClient, opened: list) -> None:
             got=f"{count} calls",
         )
         expect(
-            getattr(opened[-1], "was_closed", True),
+            closed[-1],
             f"The connection opened for {method} {path} was left open: close it after the request.",
             expected="connection.close() after the request (in a finally: block)",
             got="the connection still open",
         )
 
 
-def test_connection_closed_when_endpoint_raises(learner: ModuleType, opened: list) -> None:
+def test_connection_closed_when_endpoint_raises(host: AppHost) -> None:
     """The connection is closed even when the endpoint fails (409, or an unexpected error)"""
-    api = client(learner.app, raise_server_exceptions=False)
+    api = host.client(raise_server_exceptions=False)
     user = new_user()
     create(api, user)
-    before = len(opened)
+    before = len(connections(host))
     duplicate = api.post("/users", json=user)
     expect_status(duplicate, 409, "A duplicate email should answer 409.")
+    closed = connections(host)
     expect(
-        len(opened) > before and all(getattr(c, "was_closed", True) for c in opened[before:]),
+        len(closed) > before and all(closed[before:]),
         "After a request that ended in 409 the connection was left open: close it in a finally: block.",
         sent=describe_request(duplicate.request),
         expected="the connection closed after the request",
         got="the connection left open",
     )
 
-    def broken(self: Any) -> list:
-        raise RuntimeError(BOOM)
-
-    learner.UserRepository.list_users = broken
-    before = len(opened)
+    boom = f"{BOOM} {rng.randrange(10**6)}"
+    host.probe("break_list_users", message=boom)
+    before = len(closed)
     raised_before = len(server_errors())
     failed = api.get("/users")
     # An exception of the learner's own before list_users() (a typo, a dependency given
     # without Depends) is what to fix first, and is the cause the other checks share.
-    own = [exc for exc in server_errors()[raised_before:] if str(exc) != BOOM]
+    own = [exc for exc in server_errors()[raised_before:] if str(exc) != boom]
     if own:
         fail(
             f"GET /users raised {type(own[-1]).__name__} before list_users() was called, so this check "
@@ -472,8 +465,9 @@ def test_connection_closed_when_endpoint_raises(learner: ModuleType, opened: lis
             sent=describe_request(failed.request),
             because=own[-1],
         )
+    closed = connections(host)
     expect(
-        len(opened) > before,
+        len(closed) > before,
         "GET /users opened no SQLite connection: its endpoint should get the repository with "
         "Depends(get_user_repo), which gets the connection with Depends(get_db).",
         sent="GET /users, with UserRepository.list_users made to raise RuntimeError",
@@ -481,7 +475,7 @@ def test_connection_closed_when_endpoint_raises(learner: ModuleType, opened: lis
         got="no connection opened",
     )
     expect(
-        all(getattr(c, "was_closed", True) for c in opened[before:]),
+        all(closed[before:]),
         "After list_users() raised, the connection was left open: close it in a finally: block.",
         sent="GET /users, with UserRepository.list_users made to raise RuntimeError",
         expected="the connection closed after the failed request",
@@ -489,22 +483,10 @@ def test_connection_closed_when_endpoint_raises(learner: ModuleType, opened: lis
     )
 
 
-def test_repository_override_reaches_every_endpoint(learner: ModuleType, api: TestClient) -> None:
+def test_repository_override_reaches_every_endpoint(host: AppHost, api: RemoteClient) -> None:
     """Overriding get_user_repo changes what GET, POST and DELETE /users use"""
     stored = [{"id": rng.randrange(500, 900), **new_user()}]
-
-    class FakeRepository:
-        def list_users(self) -> list[dict]:
-            return list(stored)
-
-        def create_user(self, name: str, email: str) -> dict:
-            stored.append({"id": stored[-1]["id"] + 1, "name": name, "email": email})
-            return stored[-1]
-
-        def delete_user(self, user_id: int) -> bool:
-            return any(user["id"] == user_id for user in stored)
-
-    learner.app.dependency_overrides[learner.get_user_repo] = FakeRepository
+    host.probe("override_repository", users=stored)
     expect_json(api.get("/users"), stored, "GET /users must return what the overriding repository lists.")
     extra = new_user()
     response = api.post("/users", json=extra)
@@ -514,7 +496,7 @@ def test_repository_override_reaches_every_endpoint(learner: ModuleType, api: Te
         {"id": stored[0]["id"] + 1, **extra},
         "POST /users must return what the overriding repository created.",
     )
-    key = {"X-API-Key": app_key(learner)}
+    key = {"X-API-Key": app_key(host)}
     expect_status(
         api.delete(f"/users/{stored[0]['id']}", headers=key),
         204,
@@ -527,153 +509,71 @@ def test_repository_override_reaches_every_endpoint(learner: ModuleType, api: Te
     )
 
 
-def test_repository_on_a_plain_connection(learner: ModuleType, tmp_path: Path) -> None:
+def test_repository_on_a_plain_connection(host: AppHost) -> None:
     """UserRepository(conn) creates, lists and deletes users on a connection you hand it, with the table's own ids"""
-    connection = REAL_CONNECT(tmp_path / "direct.db")
-    try:
-        connection.execute(USERS_TABLE)
-        repo = learner.UserRepository(connection)
+    path = f"direct-{rng.randrange(10**6)}.db"
 
-        def stored() -> list[dict]:
-            rows = connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
-            return [{"id": row[0], "name": row[1], "email": row[2]} for row in rows]
+    def repo(call: str, *args: Any) -> tuple[Any, list[dict]]:
+        """What UserRepository(connection).<call>(*args) returned, and the table's users after it."""
+        answer = host.probe("plain_repository", path=path, call=call, args=list(args))
+        return answer["result"], answer["stored"]
 
-        created = [repo.create_user(u["name"], u["email"]) for u in users_in_reverse_order(3)]
-        expect(
-            created == stored(),
-            "create_user(name, email) returned other users than the table holds: return {id, name, email} "
-            "with the row's id.",
-            expected=show(stored()),
-            got=show(created),
-        )
-        listed = repo.list_users()
-        expect(
-            listed == stored(),
-            "list_users() returned other users, or another order, than the table's users ordered by id.",
-            expected=show(stored()),
-            got=show(listed),
-        )
-        gone = stored()[1]["id"]
-        results = [repo.delete_user(gone), repo.delete_user(gone)]
-        expect(
-            results == [True, False],
-            "delete_user(id) did not return True for a user it deleted, then False for the same id again.",
-            expected="[true, false]",
-            got=show(results),
-        )
-        late = new_user()
-        after_delete = repo.create_user(late["name"], late["email"])
-        expect(
-            [after_delete] == stored()[-1:] and repo.list_users() == stored(),
-            "A user created after a delete did not get the table's new id (do not compute ids yourself).",
-            expected=show(stored()),
-            got=show({"created": after_delete, "listed": repo.list_users()}),
-        )
-    finally:
-        connection.close()
+    created, stored = [], []
+    for user in users_in_reverse_order(3):
+        result, stored = repo("create_user", user["name"], user["email"])
+        created.append(result)
+    expect(
+        created == stored,
+        "create_user(name, email) returned other users than the table holds: return {id, name, email} "
+        "with the row's id.",
+        expected=show(stored),
+        got=show(created),
+    )
+    listed, stored = repo("list_users")
+    expect(
+        listed == stored,
+        "list_users() returned other users, or another order, than the table's users ordered by id.",
+        expected=show(stored),
+        got=show(listed),
+    )
+    gone = stored[1]["id"]
+    results = [repo("delete_user", gone)[0], repo("delete_user", gone)[0]]
+    expect(
+        results == [True, False],
+        "delete_user(id) did not return True for a user it deleted, then False for the same id again.",
+        expected="[true, false]",
+        got=show(results),
+    )
+    late = new_user()
+    after_delete, stored = repo("create_user", late["name"], late["email"])
+    listed, _ = repo("list_users")
+    expect(
+        [after_delete] == stored[-1:] and listed == stored,
+        "A user created after a delete did not get the table's new id (do not compute ids yourself).",
+        expected=show(stored),
+        got=show({"created": after_delete, "listed": listed}),
+    )
 
 
 # --- concurrent requests, each step on another thread ---------------------------------
 
 
-class SpareThread:
-    """One daemon thread that runs the calls it is given, one at a time, until stopped.
-    It stays alive until the check ends, so no other thread can get its identity."""
-
-    def __init__(self) -> None:
-        self.calls: queue.Queue[tuple[Callable[[], Any], Future] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, name="grader-spare", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while (call := self.calls.get()) is not None:
-            action, result = call
-            try:
-                result.set_result(action())
-            except BaseException as exc:  # noqa: BLE001 - handed back to the waiting caller as is
-                result.set_exception(exc)
-
-    def run(self, action: Callable[[], Any]) -> Any:
-        result: Future = Future()
-        self.calls.put((action, result))
-        return result.result()
-
-    def stop(self) -> None:
-        self.calls.put(None)
-
-
-class ThreadPerStep:
-    """Replaces anyio.to_thread.run_sync, which FastAPI uses for every `def` dependency, both
-    halves of a `def` dependency with `yield` and every `def` endpoint: each call still gets
-    a worker of anyio's pool, but when that worker already ran a step of the same request,
-    the step runs on a spare thread the request has not used yet."""
-
-    def __init__(self) -> None:
-        self.pooled = anyio.to_thread.run_sync
-        self.request_threads: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("request_threads")
-        self.spares: list[SpareThread] = []
-        self.idle: list[SpareThread] = []
-        self.lock = threading.Lock()
-
-    async def run_sync(self, func: Callable[..., Any], *args: Any, **options: Any) -> Any:
-        used = self.request_threads.get(None)
-        if used is None:  # the first step of a request: its task keeps the set for the others
-            used = set()
-            self.request_threads.set(used)
-
-        def on_this_thread() -> Any:
-            used.add(threading.get_ident())
-            return func(*args)
-
-        def step() -> Any:
-            if threading.get_ident() not in used:
-                return on_this_thread()
-            return self._on_a_spare(used, contextvars.copy_context(), on_this_thread)
-
-        return await self.pooled(step, **options)
-
-    def _on_a_spare(self, used: set[int], context: contextvars.Context, action: Callable[[], Any]) -> Any:
-        with self.lock:
-            spare = next((s for s in self.idle if s.thread.ident not in used), None)
-            if spare is None:
-                spare = SpareThread()
-                self.spares.append(spare)
-            else:
-                self.idle.remove(spare)
-        try:
-            return spare.run(lambda: context.run(action))
-        finally:
-            with self.lock:
-                self.idle.append(spare)
-
-    def stop(self) -> None:
-        for spare in self.spares:
-            spare.stop()
-
-
-@pytest.fixture
-def thread_per_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadPerStep]:
-    switching = ThreadPerStep()
-    monkeypatch.setattr(anyio.to_thread, "run_sync", switching.run_sync)
-    yield switching
-    switching.stop()
-
-
 CONCURRENT_CLIENTS = 8
 
 
-def test_concurrent_requests_all_succeed(learner: ModuleType, thread_per_step: ThreadPerStep) -> None:
+def test_concurrent_requests_all_succeed(host: AppHost) -> None:
     """Concurrent POST and GET /users all succeed, with get_db and the endpoint on different worker threads"""
     users = [new_user() for _ in range(rng.randrange(10, 16))]
     requests: list[tuple[str, dict[str, str] | None]] = [("POST", user) for user in users]
     requests += [("GET", None)] * rng.randrange(8, 13)
     rng.shuffle(requests)
-    with client(learner.app, raise_server_exceptions=False) as api:
+    host.probe("thread_per_step")
+    with host.client(raise_server_exceptions=False) as api:
         with ThreadPoolExecutor(CONCURRENT_CLIENTS) as senders:
             responses = list(senders.map(lambda request: api.request(request[0], "/users", json=request[1]), requests))
         wrong = [r for r in responses if r.status_code != (201 if r.request.method == "POST" else 200)]
         if wrong:
-            fail_concurrent(wrong, len(responses), Path(learner.__file__).parent)
+            fail_concurrent(wrong, len(responses), learner_folder())
         listed = api.get("/users")
     created = [
         expect_created(
@@ -691,7 +591,7 @@ def test_concurrent_requests_all_succeed(learner: ModuleType, thread_per_step: T
     )
 
 
-def fail_concurrent(wrong: list[Any], total: int, learner_folder: Path) -> None:
+def fail_concurrent(wrong: list[Any], total: int, folder: Path | None) -> None:
     statuses = " or ".join(str(code) for code in sorted({response.status_code for response in wrong}))
     # The cause is the first failed POST's error (else the first GET's), never whichever
     # thread failed first: the same code must always give the same cause.
@@ -700,7 +600,7 @@ def fail_concurrent(wrong: list[Any], total: int, learner_folder: Path) -> None:
     raised = server_errors()
     # Failing alike, POSTs come first here too, whichever thread raised first.
     by_method = sorted(raised, key=lambda exc: not (sent_with(exc) or "").startswith("POST"))
-    cause, sent = first_learner_error([exc for exc in raised if sent_with(exc) == first] or by_method, learner_folder)
+    cause, sent = first_learner_error([exc for exc in raised if sent_with(exc) == first] or by_method, folder)
     if cause is None and all(response.status_code < 500 for response in wrong):
         # A wrong status every request gets alike, not a concurrency fault: the same
         # mismatch (and cause) as the single-request checks report.
@@ -722,7 +622,7 @@ def fail_concurrent(wrong: list[Any], total: int, learner_folder: Path) -> None:
     )
 
 
-def first_learner_error(raised: list[BaseException], learner_folder: Path) -> tuple[BaseException | None, str | None]:
+def first_learner_error(raised: list[BaseException], folder: Path | None) -> tuple[BaseException | None, str | None]:
     """The first exception (or one it was raised while handling) whose innermost frame is in
     the learner's files, so the endpoint's error, not the one the clean-up raised after it;
     and the request it was raised for."""
@@ -730,7 +630,7 @@ def first_learner_error(raised: list[BaseException], learner_folder: Path) -> tu
         current: BaseException | None = exc
         while current is not None:
             frames = traceback.extract_tb(current.__traceback__)
-            if frames and Path(frames[-1].filename).parent == learner_folder:
+            if frames and Path(frames[-1].filename).parent == folder:
                 return current, sent_with(exc)
             current = current.__context__
     return (raised[0], sent_with(raised[0])) if raised else (None, None)
