@@ -206,6 +206,10 @@ class Host:
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)
         sys.path.insert(0, str(self.folder))
+        # Compiled once per submission, in its scratch folder: each host imports the module
+        # afresh, and compiling it again each time cost a check milliseconds.
+        sys.pycache_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pycache")
+        sys.dont_write_bytecode = False
         if request.get("probes"):
             self.probes = _load_probes(Path(request["probes"]))
         for name, args in request.get("setup", []):
