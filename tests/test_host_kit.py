@@ -130,3 +130,39 @@ def test_no_host_without_a_fork_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(hostkit.HOST_SOCKETS_ENV, raising=False)
     with pytest.raises(hostkit.HostError, match="no app hosts"):
         hostkit.AppHost()
+
+
+BIG_APP = """
+from fastapi import FastAPI, Response
+
+app = FastAPI()
+
+
+@app.get("/small")
+def small() -> dict:
+    return {"size": "small"}
+
+
+@app.get("/big")
+def big() -> Response:
+    return Response(b"x" * (40 << 20), media_type="text/plain")
+"""
+
+
+def test_an_answer_over_the_size_limit_is_not_read_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "p9_big"
+    folder.mkdir()
+    (folder / "app.py").write_text(BIG_APP, encoding="utf-8")
+    grading.state["problem_dir"] = folder
+    hostkit.ensure_hosts()
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(folder))
+        client = host.client()
+        small = client.get("/small")
+        assert small.status_code == 200, small.text
+        assert small.json() == {"size": "small"}
+        with pytest.raises(hostkit.ResponseTooLarge, match="more than 32 MiB"):
+            client.get("/big")
+    finally:
+        host.close()

@@ -44,6 +44,7 @@ HOST_SOCKETS_ENV = "WORKBOOK_HOST_SOCKETS"  # a folder the sandbox sees read-onl
 HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS"  # the fork server's named pipe for host requests
 HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as the host sees it
 MAX_ANSWER_BYTES = 4 << 20
+MAX_RESPONSE_BYTES = 32 << 20  # of one HTTP answer of the app
 CONNECT_WAIT_S = 5.0
 ANSWER_WAIT_S = 30.0
 MONITOR_WAIT_S = 0.5
@@ -564,12 +565,17 @@ class RemoteClient(httpx.Client):
         self.raise_server_exceptions = raise_server_exceptions
         self.event_hooks = {"request": [grading._remember_request], "response": []}
 
-    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:
         from workbook import grading
 
         grading._thread.sending = None
+        follow = kwargs.pop("follow_redirects", self.follow_redirects)
+        auth = kwargs.pop("auth", httpx.USE_CLIENT_DEFAULT)
         try:
-            response = super().request(*args, **kwargs)
+            response = self.send(
+                self.build_request(method, url, **kwargs), stream=True, follow_redirects=follow, auth=auth
+            )
+            _read_bounded(response)
         except httpx.TimeoutException as exc:
             raise HostError(f"the app did not answer within the client's wait ({exc.__class__.__name__})") from None
         except httpx.TransportError as exc:
@@ -599,6 +605,24 @@ class RemoteClient(httpx.Client):
         sent = f"WebSocket {url}"
         grading.state["last_sent"] = sent
         return RemoteWebSocket(self.host, url, headers, subprotocols, sent)
+
+
+def _read_bounded(response: httpx.Response) -> None:
+    """Read the body of `response`, at most MAX_RESPONSE_BYTES of it: the app may answer
+    without end, and this process keeps what it reads."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise ResponseTooLarge(f"the app answered more than {MAX_RESPONSE_BYTES >> 20} MiB")
+    finally:
+        response.close()
+    response._content = bytes(body)  # what Response.read() sets
+
+
+class ResponseTooLarge(HostError):
+    """An answer over MAX_RESPONSE_BYTES; the rest was not read."""
 
 
 class WebSocketRejected(Exception):
