@@ -104,7 +104,9 @@ def answering(data: bytes) -> hostkit._Line:
             theirs.sendall(data)
 
     threading.Thread(target=send, daemon=True).start()
-    return hostkit._Line(ours)
+    line = hostkit._Line(ours)
+    line.peer = theirs  # type: ignore[attr-defined] - kept open (and alive) for the test
+    return line
 
 
 def test_an_answer_over_the_size_limit_ends_the_host() -> None:
