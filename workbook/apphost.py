@@ -215,6 +215,9 @@ class Host:
         for name, args in request.get("setup", []):
             self._probe_function(name)(self, **args)
         self.module = _import_learner(request["module"], self.folder)
+        if not hasattr(self.module, "app"):
+            file = str(request["module"]).replace(".", "/") + ".py"
+            raise LearnerImportFailed(f"{file} defines no `app`. Keep the line `app = FastAPI(...)` at module level.")
 
     def serve(self, request: dict[str, Any]) -> None:
         """Serve `app` (or the attribute path given) with uvicorn on the trusted side's socket."""
@@ -304,6 +307,10 @@ class Host:
         return taken
 
     def log_tail(self, limit: int = MAX_LOG_BYTES) -> str:
+        # Output to a file is block-buffered: what was printed must reach it first.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         with contextlib.suppress(OSError), open(self.log_path, "rb") as log:
             log.seek(0, os.SEEK_END)
             log.seek(max(0, log.tell() - limit))
