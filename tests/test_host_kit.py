@@ -168,3 +168,32 @@ def test_an_answer_over_the_size_limit_is_not_read_whole(tmp_path: Path) -> None
             client.get("/big")
     finally:
         host.close()
+
+
+def count_rebuilt(exc: BaseException) -> int:
+    linked = [e for e in (exc.__cause__, exc.__context__) if e is not None]
+    return 1 + sum(count_rebuilt(e) for e in [*getattr(exc, "exceptions", ()), *linked])
+
+
+def test_a_crafted_description_is_rebuilt_only_in_part(learner_folder: Path) -> None:
+    """A host may describe an exception as a tree of thousands of exceptions with many frames
+    each (rebuilding one such tree of 130 KB took 37 s): the trusted side rebuilds a bounded
+    part of it, each exception with at most MAX_FRAMES frames."""
+
+    def node(depth: int) -> dict:
+        frames = [["@/app.py", 999_999, "f"]] * 60
+        children = [node(depth + 1) for _ in range(10)] if depth < 3 else []
+        return {"type": "ValueError", "bases": ["ValueError"], "text": "x", "frames": frames, "exceptions": children}
+
+    rebuilt = hostkit.rebuild(node(0))
+
+    assert type(rebuilt).__name__ == "ValueError"
+    assert count_rebuilt(rebuilt) <= hostkit.MAX_REBUILT_EXCEPTIONS
+    learner_lines = [f for f in traceback.extract_tb(rebuilt.__traceback__) if f.filename.endswith("app.py")]
+    assert [(f.lineno, f.name) for f in learner_lines] == [(999_999, "f")] * hostkit.MAX_FRAMES
+
+
+def test_an_answer_nested_without_end_ends_the_host() -> None:
+    line = answering(b"[" * 100_000 + b"\n")
+    with pytest.raises(hostkit.HostGone, match="not an answer"):
+        line.ask({"op": "raised"}, timeout=5)
