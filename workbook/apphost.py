@@ -146,6 +146,9 @@ def _missing_attribute(exc: BaseException, folder: Path | None) -> dict[str, Any
         "name": str(exc.name)[:100],
         "owner": "module" if is_module else "class" if is_class else "object",
         "owner_name": str(getattr(owner, "__name__", "") if is_module or is_class else type(owner).__name__)[:100],
+        # A function's own names: the hint for a dependency used without Depends names it.
+        "owner_label": str(getattr(owner, "__name__", "") or "")[:100],
+        "owner_qualname": str(getattr(owner, "__qualname__", "") or "")[:200],
         "learners": _shown_file(file, folder).startswith("@/"),
     }
 

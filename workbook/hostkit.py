@@ -470,7 +470,11 @@ def _with_attribute(exc: BaseException, data: Any) -> None:
     elif kind == "class":
         exc.obj = type(owner_name, (), {})
     else:
-        exc.obj = type(owner_name, (), {})()
+        stand_in = type(owner_name, (), {})()
+        # translate._dependency_without_depends names the function from these.
+        setattr(stand_in, "__name__", _text(data.get("owner_label", ""), 100) or owner_name)  # noqa: B010
+        setattr(stand_in, "__qualname__", _text(data.get("owner_qualname", ""), 200))  # noqa: B010
+        exc.obj = stand_in
     exc.workbook_learners_owner = data.get("learners") is True  # type: ignore[attr-defined]
 
 
