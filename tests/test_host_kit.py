@@ -197,3 +197,24 @@ def test_an_answer_nested_without_end_ends_the_host() -> None:
     line = answering(b"[" * 100_000 + b"\n")
     with pytest.raises(hostkit.HostGone, match="not an answer"):
         line.ask({"op": "raised"}, timeout=5)
+
+
+def test_a_sandbox_over_an_installed_package_hides_the_checks_but_not_the_probes(tmp_path: Path) -> None:
+    from workbook import sandbox
+
+    package = tmp_path / "site-packages" / "workbook"
+    graders = package / "bundled" / "graders"
+    for slug in ("p1_one", "p2_two"):
+        (graders / slug).mkdir(parents=True)
+        (graders / slug / "test_it.py").write_text("", encoding="utf-8")
+        (graders / slug / "probes.py").write_text("", encoding="utf-8")
+
+    hidden = sandbox._checks_hidden(graders, [tmp_path / "site-packages"])
+
+    assert hidden == [
+        "--tmpfs",
+        str(graders),
+        *("--ro-bind", str(graders / "p1_one" / "probes.py"), str(graders / "p1_one" / "probes.py")),
+        *("--ro-bind", str(graders / "p2_two" / "probes.py"), str(graders / "p2_two" / "probes.py")),
+    ]
+    assert sandbox._checks_hidden(graders, [tmp_path / "elsewhere"]) == []
