@@ -104,7 +104,9 @@ def answering(data: bytes) -> hostkit._Line:
             theirs.sendall(data)
 
     threading.Thread(target=send, daemon=True).start()
-    return hostkit._Line(ours)
+    line = hostkit._Line(ours)
+    line.peer = theirs  # type: ignore[attr-defined] - kept open (and alive) for the test
+    return line
 
 
 def test_an_answer_over_the_size_limit_ends_the_host() -> None:
@@ -130,3 +132,89 @@ def test_no_host_without_a_fork_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(hostkit.HOST_SOCKETS_ENV, raising=False)
     with pytest.raises(hostkit.HostError, match="no app hosts"):
         hostkit.AppHost()
+
+
+BIG_APP = """
+from fastapi import FastAPI, Response
+
+app = FastAPI()
+
+
+@app.get("/small")
+def small() -> dict:
+    return {"size": "small"}
+
+
+@app.get("/big")
+def big() -> Response:
+    return Response(b"x" * (40 << 20), media_type="text/plain")
+"""
+
+
+def test_an_answer_over_the_size_limit_is_not_read_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "p9_big"
+    folder.mkdir()
+    (folder / "app.py").write_text(BIG_APP, encoding="utf-8")
+    grading.state["problem_dir"] = folder
+    hostkit.ensure_hosts()
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(folder))
+        client = host.client()
+        small = client.get("/small")
+        assert small.status_code == 200, small.text
+        assert small.json() == {"size": "small"}
+        with pytest.raises(hostkit.ResponseTooLarge, match="more than 32 MiB"):
+            client.get("/big")
+    finally:
+        host.close()
+
+
+def count_rebuilt(exc: BaseException) -> int:
+    linked = [e for e in (exc.__cause__, exc.__context__) if e is not None]
+    return 1 + sum(count_rebuilt(e) for e in [*getattr(exc, "exceptions", ()), *linked])
+
+
+def test_a_crafted_description_is_rebuilt_only_in_part(learner_folder: Path) -> None:
+    """A host may describe an exception as a tree of thousands of exceptions with many frames
+    each (rebuilding one such tree of 130 KB took 37 s): the trusted side rebuilds a bounded
+    part of it, each exception with at most MAX_FRAMES frames."""
+
+    def node(depth: int) -> dict:
+        frames = [["@/app.py", 999_999, "f"]] * 60
+        children = [node(depth + 1) for _ in range(10)] if depth < 3 else []
+        return {"type": "ValueError", "bases": ["ValueError"], "text": "x", "frames": frames, "exceptions": children}
+
+    rebuilt = hostkit.rebuild(node(0))
+
+    assert type(rebuilt).__name__ == "ValueError"
+    assert count_rebuilt(rebuilt) <= hostkit.MAX_REBUILT_EXCEPTIONS
+    learner_lines = [f for f in traceback.extract_tb(rebuilt.__traceback__) if f.filename.endswith("app.py")]
+    assert [(f.lineno, f.name) for f in learner_lines] == [(999_999, "f")] * hostkit.MAX_FRAMES
+
+
+def test_an_answer_nested_without_end_ends_the_host() -> None:
+    line = answering(b"[" * 100_000 + b"\n")
+    with pytest.raises(hostkit.HostGone, match="not an answer"):
+        line.ask({"op": "raised"}, timeout=5)
+
+
+def test_a_sandbox_over_an_installed_package_hides_the_checks_but_not_the_probes(tmp_path: Path) -> None:
+    from workbook import sandbox
+
+    package = tmp_path / "site-packages" / "workbook"
+    graders = package / "bundled" / "graders"
+    for slug in ("p1_one", "p2_two"):
+        (graders / slug).mkdir(parents=True)
+        (graders / slug / "test_it.py").write_text("", encoding="utf-8")
+        (graders / slug / "probes.py").write_text("", encoding="utf-8")
+
+    hidden = sandbox._checks_hidden(graders, [tmp_path / "site-packages"])
+
+    assert hidden == [
+        "--tmpfs",
+        str(graders),
+        *("--ro-bind", str(graders / "p1_one" / "probes.py"), str(graders / "p1_one" / "probes.py")),
+        *("--ro-bind", str(graders / "p2_two" / "probes.py"), str(graders / "p2_two" / "probes.py")),
+    ]
+    assert sandbox._checks_hidden(graders, [tmp_path / "elsewhere"]) == []

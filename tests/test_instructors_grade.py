@@ -156,6 +156,8 @@ def test_submission_copy_keeps_every_py_file_and_leaves_out_what_changes_how_gra
     }
     source = submission(tmp_path / "class", "zoe", files)
     (source / P1.slug / "helpers.py").symlink_to(source / P1.slug / "app.py")
+    # A hard link: in a shared class folder, it may be a classmate's file.
+    os.link(source / P1.slug / "notes.txt", source / P1.slug / "copied.py")
     (source / P1.slug / "big.py").write_bytes(b"#" * 2_000_001)
     os.mkfifo(source / P1.slug / "pipe.py")
     linked = submission(tmp_path / "class", "yan", {})

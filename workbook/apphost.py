@@ -146,6 +146,9 @@ def _missing_attribute(exc: BaseException, folder: Path | None) -> dict[str, Any
         "name": str(exc.name)[:100],
         "owner": "module" if is_module else "class" if is_class else "object",
         "owner_name": str(getattr(owner, "__name__", "") if is_module or is_class else type(owner).__name__)[:100],
+        # A function's own names: the hint for a dependency used without Depends names it.
+        "owner_label": str(getattr(owner, "__name__", "") or "")[:100],
+        "owner_qualname": str(getattr(owner, "__qualname__", "") or "")[:200],
         "learners": _shown_file(file, folder).startswith("@/"),
     }
 
@@ -215,6 +218,9 @@ class Host:
         for name, args in request.get("setup", []):
             self._probe_function(name)(self, **args)
         self.module = _import_learner(request["module"], self.folder)
+        if not hasattr(self.module, "app"):
+            file = str(request["module"]).replace(".", "/") + ".py"
+            raise LearnerImportFailed(f"{file} defines no `app`. Keep the line `app = FastAPI(...)` at module level.")
 
     def serve(self, request: dict[str, Any]) -> None:
         """Serve `app` (or the attribute path given) with uvicorn on the trusted side's socket."""
@@ -304,6 +310,10 @@ class Host:
         return taken
 
     def log_tail(self, limit: int = MAX_LOG_BYTES) -> str:
+        # Output to a file is block-buffered: what was printed must reach it first.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         with contextlib.suppress(OSError), open(self.log_path, "rb") as log:
             log.seek(0, os.SEEK_END)
             log.seek(max(0, log.tell() - limit))

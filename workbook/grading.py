@@ -1017,15 +1017,18 @@ def open_host(
     unset: list[str] | None = None,
     setup: list[tuple[str, dict[str, Any]]] | None = None,
     workdir: str | None = None,
+    register: bool = True,
 ) -> Any:
     """A new app host for the current check (workbook/hostkit.py), its learner module imported
-    within the check's time limit. Raises LearnerImportError when the import failed or did
-    not finish (naming where the learner's code was), HostError when no host could be had."""
+    within the check's time limit; `register`: one of the check's hosts (ended with it, and
+    watched for hangs). Raises LearnerImportError when the import failed or did not finish
+    (naming where the learner's code was), HostError when no host could be had."""
     from workbook import hostkit
 
     hostkit.ensure_hosts()
     host = hostkit.take_host()
-    hostkit.current_hosts.append(host)
+    if register:
+        hostkit.current_hosts.append(host)
     state["problem_dir"] = target_root() / problem.slug
     limit = IMPORT_WAIT_AFTER_HANG_S if state.get("import_hung") else problem.check_timeout_s
     try:
@@ -1041,11 +1044,17 @@ def open_host(
         )
     except hostkit.HostGone:
         site = next(iter(hangs_of(host)), None)
+        if not register:
+            host.close()
         if site is None and not host.threads_answered:
             raise
         state["import_hung"] = True
         where = f": {site.describe()}" if site is not None else ""
         raise LearnerImportError(f"Importing your code did not finish within {limit:g} s{where}.") from None
+    except BaseException:
+        if not register:
+            host.close()
+        raise
     return host
 
 
@@ -1058,6 +1067,40 @@ def hangs_of(host: Any) -> list[hangs.Site]:
     """Where the host's threads run the learner's code now (asked on its monitor connection)."""
     found = [hangs.Site.from_dict(data) for data in (host.threads() or {}).values()]
     return [site for site in found if site is not None]
+
+
+@pytest.fixture(scope="module")
+def _shared_host() -> Iterator[dict[str, Any]]:
+    held: dict[str, Any] = {"host": None, "error": None}
+    yield held
+    if held["host"] is not None:
+        held["host"].close()
+
+
+@pytest.fixture
+def observing_host(problem: Problem, _shared_host: dict[str, Any]) -> Iterator[Any]:
+    """An app host shared by the checks of one grader file that only *observe* the app (its
+    structure, its OpenAPI schema, a constant) and change nothing in it: one import for all
+    of them instead of one each (~50 ms a check). A check that changes the app's state (a
+    request that writes, an override), or needs an environment of its own, uses `host`. A
+    host that hung is ended, and the next check gets a new one."""
+    from workbook import hostkit
+
+    if _shared_host["error"] is not None:
+        raise _shared_host["error"]
+    shared = _shared_host["host"]
+    if shared is None or shared.closed:
+        try:
+            shared = _shared_host["host"] = open_host(problem, register=False)
+        except LearnerImportError as exc:
+            _shared_host["error"] = exc
+            raise
+    hostkit.current_hosts.append(shared)
+    try:
+        yield shared
+    finally:
+        with contextlib.suppress(ValueError):
+            hostkit.current_hosts.remove(shared)
 
 
 @pytest.fixture

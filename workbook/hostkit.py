@@ -44,6 +44,7 @@ HOST_SOCKETS_ENV = "WORKBOOK_HOST_SOCKETS"  # a folder the sandbox sees read-onl
 HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS"  # the fork server's named pipe for host requests
 HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as the host sees it
 MAX_ANSWER_BYTES = 4 << 20
+MAX_RESPONSE_BYTES = 32 << 20  # of one HTTP answer of the app
 CONNECT_WAIT_S = 5.0
 ANSWER_WAIT_S = 30.0
 MONITOR_WAIT_S = 0.5
@@ -130,7 +131,7 @@ class _Line:
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
             answer = json.loads(line.decode("utf-8", "replace"))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested without end
             raise HostGone("the app host sent something that is not an answer") from exc
         if not isinstance(answer, dict):
             raise HostGone("the app host sent something that is not an answer")
@@ -409,24 +410,36 @@ def learner_folder() -> Path | None:
     return Path(folder) if folder is not None else None
 
 
-def rebuild(data: Any, depth: int = 0) -> BaseException:
+# What one description may cost to rebuild: a host's answer is bounded in size, but a
+# description nests (causes, a group's members), and each frame is a code object to make.
+MAX_REBUILT_EXCEPTIONS = 40
+MAX_FRAMES = 40
+
+
+def rebuild(data: Any, depth: int = 0, budget: list[int] | None = None) -> BaseException:
     """An exception like the one the host described (apphost.describe_exception): same type
     name, module, text and builtin base, with a traceback through the same files and lines,
-    so `learner_frames`, the cause keys and the translations read it as before."""
+    so `learner_frames`, the cause keys and the translations read it as before. At most
+    MAX_REBUILT_EXCEPTIONS exceptions in all, six links deep."""
+    budget = budget if budget is not None else [MAX_REBUILT_EXCEPTIONS]
     if not isinstance(data, dict):
         return HostError("the app host described an exception it could not show")
-    exc = _instance(data)
+    budget[0] -= 1
+    members = []
+    if depth < 6:
+        members = [rebuild(item, depth + 1, budget) for item in _listed(data.get("exceptions"))[:10] if budget[0] > 0]
+    exc = _instance(data, members)
     folder = learner_folder()
     frames = []
-    for item in _listed(data.get("frames"))[:40]:
-        with contextlib.suppress(TypeError, ValueError, IndexError, KeyError):
+    for item in _listed(data.get("frames"))[:MAX_FRAMES]:
+        with contextlib.suppress(TypeError, ValueError, IndexError, KeyError, OverflowError):
             file, line, name = _local_file(_text(item[0], 500), folder), int(item[1]), _text(item[2], 100)
-            frames.append((file.replace("\x00", ""), max(1, min(line, 100_000)), name))
+            frames.append((file.replace("\x00", ""), max(1, min(line, 1_000_000)), name))
     exc = _raised_through(exc, frames)
     if depth < 6:
         for key in ("__cause__", "__context__"):
-            if isinstance(data.get(key), dict):
-                setattr(exc, key, rebuild(data[key], depth + 1))
+            if isinstance(data.get(key), dict) and budget[0] > 0:
+                setattr(exc, key, rebuild(data[key], depth + 1, budget))
     return exc
 
 
@@ -457,16 +470,19 @@ def _with_attribute(exc: BaseException, data: Any) -> None:
     elif kind == "class":
         exc.obj = type(owner_name, (), {})
     else:
-        exc.obj = type(owner_name, (), {})()
+        stand_in = type(owner_name, (), {})()
+        # translate._dependency_without_depends names the function from these.
+        setattr(stand_in, "__name__", _text(data.get("owner_label", ""), 100) or owner_name)  # noqa: B010
+        setattr(stand_in, "__qualname__", _text(data.get("owner_qualname", ""), 200))  # noqa: B010
+        exc.obj = stand_in
     exc.workbook_learners_owner = data.get("learners") is True  # type: ignore[attr-defined]
 
 
-def _instance(data: dict[str, Any]) -> BaseException:
+def _instance(data: dict[str, Any], members: list[BaseException]) -> BaseException:
     name = _identifier(data.get("type"), "Exception")
     module = _text(data.get("module", "builtins"), 100)
     text = _text(data.get("text", ""), 2000)
     base = _library_base(module, name) or _builtin_base(data.get("bases", []))
-    members = [rebuild(item, 6) for item in _listed(data.get("exceptions"))[:10]]
     cls = _exception_class(name, module, base)  # type: ignore[arg-type]
     try:
         exc = cls.__new__(cls)
@@ -517,6 +533,12 @@ def _identifier(value: Any, default: str) -> str:
     return text if text.isidentifier() else default
 
 
+# The two statements a rebuilt frame runs, compiled once: each frame is a copy claiming
+# another file, function and first line (a traceback shows first line + offset, so 1-based).
+_CALL_NEXT = compile("__next(__index + 1)", "<app host>", "exec")
+_RAISE = compile("raise __exc", "<app host>", "exec")
+
+
 def _raised_through(exc: BaseException, frames: list[tuple[str, int, str]]) -> BaseException:
     """`exc` raised from inside code objects that claim `frames` (file, line, function),
     outermost first: a real traceback, read by the traceback module like any other."""
@@ -525,11 +547,11 @@ def _raised_through(exc: BaseException, frames: list[tuple[str, int, str]]) -> B
 
     def enter(index: int) -> None:
         file, line, name = frames[index]
-        body = "__next(__index + 1)" if index + 1 < len(frames) else "raise __exc"
+        body = _CALL_NEXT if index + 1 < len(frames) else _RAISE
         try:
-            code = compile("\n" * (line - 1) + body, file, "exec").replace(co_name=name)
-        except (ValueError, SyntaxError):  # a name compile refuses: this frame is left out
-            code = compile(body, "<app host>", "exec")
+            code = body.replace(co_filename=file, co_name=name, co_firstlineno=line)
+        except (ValueError, TypeError):  # a name a code object refuses: this frame shows as the host's
+            code = body
         exec(code, {"__next": enter, "__index": index, "__exc": exc})
 
     try:
@@ -564,12 +586,17 @@ class RemoteClient(httpx.Client):
         self.raise_server_exceptions = raise_server_exceptions
         self.event_hooks = {"request": [grading._remember_request], "response": []}
 
-    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:
         from workbook import grading
 
         grading._thread.sending = None
+        follow = kwargs.pop("follow_redirects", self.follow_redirects)
+        auth = kwargs.pop("auth", httpx.USE_CLIENT_DEFAULT)
         try:
-            response = super().request(*args, **kwargs)
+            response = self.send(
+                self.build_request(method, url, **kwargs), stream=True, follow_redirects=follow, auth=auth
+            )
+            _read_bounded(response)
         except httpx.TimeoutException as exc:
             raise HostError(f"the app did not answer within the client's wait ({exc.__class__.__name__})") from None
         except httpx.TransportError as exc:
@@ -599,6 +626,24 @@ class RemoteClient(httpx.Client):
         sent = f"WebSocket {url}"
         grading.state["last_sent"] = sent
         return RemoteWebSocket(self.host, url, headers, subprotocols, sent)
+
+
+def _read_bounded(response: httpx.Response) -> None:
+    """Read the body of `response`, at most MAX_RESPONSE_BYTES of it: the app may answer
+    without end, and this process keeps what it reads."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise ResponseTooLarge(f"the app answered more than {MAX_RESPONSE_BYTES >> 20} MiB")
+    finally:
+        response.close()
+    response._content = bytes(body)  # what Response.read() sets
+
+
+class ResponseTooLarge(HostError):
+    """An answer over MAX_RESPONSE_BYTES; the rest was not read."""
 
 
 class WebSocketRejected(Exception):

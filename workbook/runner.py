@@ -363,6 +363,9 @@ def _host_failure(exc: BaseException, sent: str | None) -> dict[str, Any] | None
         return {"status": Status.ERROR, "message": HOST_ENDED.format(during=during, reason=exc), "kind": Kind.EXIT}
     if isinstance(exc, hostkit.StartupFailed):
         return _startup_failed(exc)
+    if isinstance(exc, hostkit.ResponseTooLarge):
+        text = f"{str(exc).capitalize()}{f' to {sent}' if sent else ''}; the grader stopped reading there."
+        return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER}
     if isinstance(exc, hostkit.HostError):
         return {"status": Status.ERROR, "message": f"The process running your app failed: {exc}.", "kind": Kind.EXIT}
     return None

@@ -131,7 +131,7 @@ def grader_view(graders: Path) -> list[Path]:
     hidden from the code they grade (issue 11); else the whole folder, for graders that
     still import the learner's code in the sandbox."""
     with contextlib.suppress(OSError):
-        folders = [f for f in graders.iterdir() if f.is_dir() and any(f.glob("test_*.py"))]
+        folders = sorted(f for f in graders.iterdir() if f.is_dir() and any(f.glob("test_*.py")))
         if folders and all((f / "probes.py").is_file() for f in folders):
             return [f / "probes.py" for f in folders]
     return [graders]
@@ -170,12 +170,25 @@ def bubblewrap_command(
     solutions = BUNDLED_SOLUTIONS.resolve()
     if any(_is_under(solutions, path) for path in bound):
         command += ["--tmpfs", str(solutions)]
+    command += _checks_hidden(BUNDLED_GRADERS.resolve(), bound)
     for source, inside in mounts:
         command += ["--ro-bind", str(source), str(inside)]
     command += ["--bind", str(scratch), str(scratch)]
     # Last: bubblewrap builds its root (and the folders leading to each bound path) in a
     # tmpfs, writable until now; only scratch and /tmp stay writable, as mounts of their own.
     command += ["--remount-ro", "/", "--chdir", str(cwd or scratch), "--", *argv]
+    return command
+
+
+def _checks_hidden(graders: Path, bound: list[Path]) -> list[str]:
+    """After a wheel install the bundled graders sit inside the package: an empty folder over
+    them with only their probe menus bound back, when no grader runs in the sandbox."""
+    shown = grader_view(graders)
+    if shown == [graders] or not any(_is_under(graders, path) for path in bound):
+        return []
+    command = ["--tmpfs", str(graders)]
+    for probes in shown:
+        command += ["--ro-bind", str(probes), str(probes)]
     return command
 
 
