@@ -13,7 +13,6 @@ import contextvars
 import logging
 import queue
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -73,12 +72,6 @@ def learner_connections(host: Any, settle: float = 2.0) -> list[bool]:
     _requests_finished(settle)
     # A connection built with the learner's own factory cannot be watched: taken as closed.
     return [bool(getattr(connection, "was_closed", True)) for connection in _connections]
-
-
-def flush_output(host: Any) -> None:
-    """Write out what the learner's code printed: the host's output is a file, so buffered."""
-    sys.stdout.flush()
-    sys.stderr.flush()
 
 
 # --- the learner's module ------------------------------------------------------------------

@@ -14,18 +14,14 @@ almost always hands one request the same thread, so sequential checks never see 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import sys
 import traceback
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from workbook import hostkit
 from workbook.grading import (
     LearnerImportError,
     clip,
@@ -55,21 +51,6 @@ ENVIRONMENT = ["DATABASE_PATH", "API_KEY"]
 # Installed in every host before the learner's import, so even `from sqlite3 import connect`
 # is counted (probes.spy_on_sqlite_connect).
 SQLITE_SPY = ("spy_on_sqlite_connect", {})
-# What the learner's code printed in its hosts, shown with a failing check (-v) as the
-# runner shows what the grading process printed: more than the runner keeps, so it says
-# how much it cut.
-PRINTED_CHARS = 8000
-
-
-@pytest.fixture(autouse=True)
-def show_what_hosts_printed(new_host: Callable[..., Any]) -> Iterator[None]:
-    """After the check, before its hosts end (this fixture depends on new_host, so it is
-    torn down first), copy what the learner's code printed in them to this process's output."""
-    yield
-    for started in list(hostkit.current_hosts):
-        with contextlib.suppress(hostkit.HostError):
-            started.probe("flush_output", timeout=1.0)
-        sys.stdout.write(started.log(limit=PRINTED_CHARS))
 
 
 @pytest.fixture
