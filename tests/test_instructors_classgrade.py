@@ -513,9 +513,9 @@ def test_ctrl_c_or_sigterm_stops_check_within_2_s(tmp_path, signum):
 HIDDEN_CHECK = '''HIDDEN = {"secret_rule_holds"}
 
 
-def test_secret_rule_holds(learner):
+def test_secret_rule_holds(host):
     """The app keeps the instructor's secret rule."""
-    assert learner.app.title != "the-secret-rule-value-4711"
+    assert host.client().get("/openapi.json").json()["info"]["title"] != "the-secret-rule-value-4711"
 '''
 
 
