@@ -51,7 +51,7 @@ def workbook_in(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_dev_new_scaffolds_a_problem_that_passes_dev_check_once_its_placeholders_are_replaced(copy):
     manifest_before = (copy / "workbook.toml").read_text(encoding="utf-8")
-    grader_files = len(integrity.grader_files(ROOT / "graders")) + 1
+    grader_files = len(integrity.grader_files(ROOT / "graders")) + 2  # the grader and its probe menu
 
     created = workbook_in(copy, "dev", "new", SLUG)
 
@@ -62,6 +62,7 @@ def test_dev_new_scaffolds_a_problem_that_passes_dev_check_once_its_placeholders
         f"  Wrote exercises/{SLUG}/app.py.\n"
         f"  Wrote solutions/{SLUG}/app.py.\n"
         f"  Wrote graders/{SLUG}/test_rate_limiting.py.\n"
+        f"  Wrote graders/{SLUG}/probes.py.\n"
         f"  Wrote tests/corpus/{SLUG}.toml.\n"
         "  Wrote workbook.toml.\n"
         f"  Wrote workbook/starters.json ({NEXT} problems).\n"
@@ -88,12 +89,13 @@ def test_dev_new_scaffolds_a_problem_that_passes_dev_check_once_its_placeholders
     where = f"- problem {NEXT} ({SLUG}): TODO(author) left in"
     placeholders = workbook_in(copy, "dev", "check", "--static")
     assert placeholders.returncode == 1, placeholders.stdout + placeholders.stderr
-    assert placeholders.stderr == "dev check: 6 things to fix\n"
+    assert placeholders.stderr == "dev check: 7 things to fix\n"
     assert placeholders.stdout.splitlines() == [
         f"{where} workbook.toml (the lesson, hint 1); replace it",
         f"{where} exercises/{SLUG}/README.md (2x); replace it",
         f"{where} exercises/{SLUG}/app.py (1x); replace it",
         f"{where} solutions/{SLUG}/app.py (1x); replace it",
+        f"{where} graders/{SLUG}/probes.py (1x); replace it",
         f"{where} graders/{SLUG}/test_rate_limiting.py (2x); replace it",
         f"{where} tests/corpus/{SLUG}.toml (1x); replace it",
     ]

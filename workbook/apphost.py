@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -79,9 +80,11 @@ WARM_MODULES = (
 def warm_up() -> None:
     """Import the libraries a host needs and make bcrypt cheap, once, in the fork server:
     a host forked from that state serves in tens of milliseconds (benchmarks/RESULTS.md)."""
-    for name in WARM_MODULES:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a library's deprecation notice is nobody's to read here
+        for name in WARM_MODULES:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
     from workbook.grading import cheap_password_hashing
 
     cheap_password_hashing()
@@ -115,6 +118,9 @@ def describe_exception(exc: BaseException, folder: Path | None, depth: int = 0) 
         "text": text[:MAX_TEXT],
         "frames": frames,
     }
+    attribute = _missing_attribute(exc, folder)
+    if attribute:
+        data["attribute"] = attribute
     if depth < MAX_CHAIN:
         for key in ("__cause__", "__context__"):
             linked = getattr(exc, key, None)
@@ -124,6 +130,24 @@ def describe_exception(exc: BaseException, folder: Path | None, depth: int = 0) 
         if isinstance(members, (list, tuple)):
             data["exceptions"] = [describe_exception(e, folder, depth + 1) for e in members[:10]]
     return data
+
+
+def _missing_attribute(exc: BaseException, folder: Path | None) -> dict[str, Any]:
+    """For an AttributeError: the missing name, what kind of object it was looked up on, that
+    object's name, and whether it belongs to the learner's files (their module, or a class or
+    object of it)."""
+    if not isinstance(exc, AttributeError) or not getattr(exc, "name", None):
+        return {}
+    owner = getattr(exc, "obj", None)
+    is_module, is_class = isinstance(owner, ModuleType), isinstance(owner, type)
+    module = owner if is_module else sys.modules.get(getattr(owner, "__module__", "") or "")
+    file = str(getattr(module, "__file__", None) or "")
+    return {
+        "name": str(exc.name)[:100],
+        "owner": "module" if is_module else "class" if is_class else "object",
+        "owner_name": str(getattr(owner, "__name__", "") if is_module or is_class else type(owner).__name__)[:100],
+        "learners": _shown_file(file, folder).startswith("@/"),
+    }
 
 
 def _shown_file(filename: str, folder: Path | None) -> str:
@@ -182,6 +206,10 @@ class Host:
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)
         sys.path.insert(0, str(self.folder))
+        # Compiled once per submission, in its scratch folder: each host imports the module
+        # afresh, and compiling it again each time cost a check milliseconds.
+        sys.pycache_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pycache")
+        sys.dont_write_bytecode = False
         if request.get("probes"):
             self.probes = _load_probes(Path(request["probes"]))
         for name, args in request.get("setup", []):
@@ -196,13 +224,18 @@ class Host:
         config = uvicorn.Config(
             _recording(app, self),
             lifespan=request.get("lifespan", "on"),
-            log_level="warning",
+            # What the app raised is recorded (`_recording`); uvicorn's own tracebacks
+            # would only repeat it in the output shown with each check.
+            log_level="critical",
             access_log=False,
             ws=request.get("ws", "auto"),
             timeout_graceful_shutdown=1,
         )
         self.server = _Server(config, self)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True)
+        # A copy: uvicorn closes the socket it serves on when it stops, and a check may
+        # serve the same host again (a restart).
+        sockets = [self.listener.dup()]
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": sockets}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + float(request.get("wait", STARTUP_WAIT_S))
         while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
@@ -400,7 +433,8 @@ def _connect(request: dict[str, Any], role: str) -> socket.socket:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.settimeout(10)
     connection.connect(str(request["socket"]))
-    connection.sendall(json.dumps({"hello": request.get("nonce"), "role": role}).encode() + b"\n")
+    hello = {"hello": request.get("nonce"), "role": role, "pid": os.getpid()}
+    connection.sendall(json.dumps(hello).encode() + b"\n")
     connection.settimeout(None)
     return connection
 

@@ -229,7 +229,7 @@ def check_platform() -> Iterator[Finding]:
     if os.name == "nt":
         yield Finding(
             True,
-            "Windows: check, hint, reset and run work; watch polls files, Ctrl-C may need a second press",
+            "Windows: hint, reset and run work, but grading needs fork and Unix sockets: use WSL",
             warning=True,
         )
 

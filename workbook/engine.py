@@ -35,6 +35,7 @@ from workbook.target import GradedTarget
 STARTUP_TIMEOUT_S = 30.0
 BACKSTOP_GRACE_S = 3.0
 POLL_S = 0.01
+SERVER_ROLE_ENV = "WORKBOOK_SERVER_ROLE"  # "trusted" or "hosts": what a fork server need not preload
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.runner import main; main(sys.argv[2:])"
 
 
@@ -431,7 +432,7 @@ class _Session:
                 _running.discard(child)
             _kill(child)
             sweep_orphans()
-        ended_server = getattr(child, "server", None)
+        ended_server = server if is_hosted(self.problem) else getattr(child, "server", None)
         if ended_server is not None and ended_server.interfered:
             self._explain_ended_server(set(self.results) - graded_before, ended_server)
 
@@ -524,9 +525,31 @@ def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
             sockets = Path(tempfile.mkdtemp(prefix="wbk-", dir="/tmp" if os.path.isdir("/tmp") else None))
             spawn = _Spawn(problem, target, scratch, 0, "")
             command, env, cwd = spawn.server_command(sockets)
+            if sandbox.grader_view(problem.grader_dir.parent) != [problem.grader_dir.parent]:
+                env[SERVER_ROLE_ENV] = "hosts"  # every grader is hosted: no grading process runs in it
             server = _fork_servers[key] = ForkServer(ROOT, env, command=command, cwd=cwd, scratch=scratch)
             server.sockets = sockets
         return server
+
+
+_trusted_server: Any = None
+
+
+def _trusted_fork_server() -> Any:
+    """The warm server of trusted grading processes (hosted problems): outside any sandbox,
+    since it never runs learner code, shared by every submission this process grades."""
+    global _trusted_server
+    from workbook.forkserver import ForkServer
+
+    with _fork_server_lock:
+        if _stopping.is_set():
+            return None
+        if _trusted_server is None or not _trusted_server.alive:
+            scratch = Path(tempfile.mkdtemp(prefix="workbook-trusted-"))
+            env = sandbox.allowed_environment(dict(os.environ), scratch)
+            env[SERVER_ROLE_ENV] = "trusted"
+            _trusted_server = ForkServer(ROOT, env, scratch=scratch)
+        return _trusted_server
 
 
 def release(target_root: Path) -> None:
@@ -541,9 +564,13 @@ def release(target_root: Path) -> None:
 @atexit.register
 def release_all() -> None:
     """End every fork server and remove its scratch folder (at exit, and by interrupts)."""
+    global _trusted_server
     with _fork_server_lock:
         servers = list(_fork_servers.values())
         _fork_servers.clear()
+        if _trusted_server is not None:
+            servers.append(_trusted_server)
+            _trusted_server = None
     for server in servers:
         server.close()
 
@@ -624,7 +651,7 @@ class _Spawn:
         if not self.sandboxed:
             _adopt_orphans()
         if is_hosted(self.problem):
-            return self._start_trusted(arguments, server)
+            return self._start_trusted(arguments, server, output_path)
         if server is not None:
             from workbook.forkserver import ForkServerGone
 
@@ -650,38 +677,38 @@ class _Spawn:
         _children.add(child.pid)
         return child
 
-    def _start_trusted(self, arguments: list[str], server: Any) -> Any:
+    def _start_trusted(self, arguments: list[str], server: Any, output_path: Path) -> Any:
         """The grading process of a hosted problem: outside the sandbox, with no learner
-        code in it; it asks `server` for app hosts on the pipe it inherits."""
+        code in it; it asks `server` for app hosts on its named pipe. Forked from a warm
+        server of trusted grading processes where one is kept (`keep_warm`)."""
         env = self.environment()
         env.update(
             WORKBOOK_TARGET=str(self.target.root),
             WORKBOOK_HOST_TARGET=str(self.target.shown if self.sandboxed else self.target.root),
             WORKBOOK_HOST_SOCKETS=str(server.sockets),
         )
-        requests = os.dup(server.host_requests_fd)
-        env["WORKBOOK_HOST_REQUESTS_FD"] = str(requests)
+        env["WORKBOOK_HOST_REQUESTS"] = str(server.host_requests)
         work_dir = self.scratch / "cwd"
         work_dir.mkdir(exist_ok=True)
+        trusted = _trusted_fork_server() if _use_fork_server() else None
+        if trusted is not None:
+            from workbook.forkserver import ForkServerGone
+
+            with contextlib.suppress(ForkServerGone):
+                return trusted.fork(arguments, env, str(work_dir), str(output_path))
         argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
         name = f"output-{secrets.token_hex(8)}.txt"
         output_fd = create_private(self.scratch, name, self.scratch_fd, os.O_WRONLY | os.O_APPEND)
-        try:
-            with os.fdopen(output_fd, "ab") as output:
-                child = subprocess.Popen(
-                    argv,
-                    cwd=work_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(requests,),
-                    **sandbox.popen_options(cpu_seconds=_cpu_seconds(self.problem)),
-                )
-        finally:
-            os.close(requests)
-        # So that an ended server explains its checks (_Session._explain_ended_server).
-        child.server = server  # type: ignore[attr-defined]
+        with os.fdopen(output_fd, "ab") as output:
+            child = subprocess.Popen(
+                argv,
+                cwd=work_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                **sandbox.popen_options(cpu_seconds=_cpu_seconds(self.problem)),
+            )
         _children.add(child.pid)
         return child
 

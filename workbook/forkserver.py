@@ -20,6 +20,7 @@ answers, past which it ends the server (ForkServer.end) and grades without it (i
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -27,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,10 +36,14 @@ from typing import Any
 
 from workbook.sandbox import adopted_children, become_subreaper, limit_processes, popen_options
 
-HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the pipe trusted graders ask for app hosts on
-PRELOAD = ("workbook.runner", "fastapi.testclient", "httpx", "jose.jwt", "passlib.context", "websockets.sync.client")
+HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the named pipe trusted graders ask for app hosts on
+PRELOAD = (
+    *("workbook.runner", "workbook.hostkit", "fastapi.testclient", "httpx"),
+    *("jose.jwt", "passlib.context", "websockets.sync.client"),
+)
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from workbook.forkserver import serve; serve()"
 REAP_EVERY_S = 0.02
+HOST_FD = -1  # in the server: the read end of its named pipe of host requests
 # A request is a few hundred bytes and the server answers a fork in milliseconds. A server
 # that takes longer was stopped (SIGSTOP) or flooded by the code it grades, which runs in
 # its sandbox: past these bounds the engine ends it and grades without it.
@@ -54,17 +60,24 @@ def serve() -> None:
     # A learner's process that leaves its grader's group (start_new_session=True) becomes
     # ours, and ends when its grader does: `watch` keeps this server for a whole session.
     adopting = become_subreaper()
-    for name in PRELOAD:
-        with contextlib.suppress(ImportError):
-            __import__(name)
-    from workbook.apphost import warm_up
+    role = os.environ.pop("WORKBOOK_SERVER_ROLE", "")
+    if role != "hosts":  # it forks grading processes
+        for name in PRELOAD:
+            with contextlib.suppress(ImportError):
+                __import__(name)
+    if role != "trusted":  # it forks app hosts
+        from workbook.apphost import warm_up
 
-    warm_up()
+        warm_up()
+    # Everything imported so far lives as long as the server: out of the collector's sight,
+    # a forked child's collections no longer touch (and so copy) every page of it.
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when we stop
     running: set[int] = set()
     hosts: set[int] = set()
     inputs = {0: b""}
-    host_fd = int(os.environ.pop(HOST_REQUESTS_ENV, "-1"))
+    global HOST_FD
+    HOST_FD = host_fd = int(os.environ.pop(HOST_REQUESTS_ENV, "-1"))
     if host_fd >= 0:
         inputs[host_fd] = b""
     while 0 in inputs:
@@ -93,19 +106,25 @@ def _obey(line: bytes, from_engine: bool, running: set[int], hosts: set[int]) ->
         if not isinstance(request, dict):
             return
         if "host" in request and isinstance(request["host"], dict):
-            hosts.add(_start_host(request["host"]))
+            hosts.add(_start_host(request["host"], closing=[fd for fd in (HOST_FD,) if fd >= 0]))
+        elif "end_host" in request:
+            # Asked by the trusted side when it is done with a host, in case the learner's
+            # code keeps it from noticing that its connections closed.
+            _end_grader(int(request["end_host"]), hosts)
         elif from_engine and "kill" in request:
             _end_grader(int(request["kill"]), running)
         elif from_engine:
             running.add(_start(request))
 
 
-def _start_host(request: dict[str, Any]) -> int:
+def _start_host(request: dict[str, Any], closing: list[int]) -> int:
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.setsid()
+            for fd in closing:  # a host must not read its siblings' requests
+                os.close(fd)
             log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"host-{os.getpid()}.log")
             output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -228,9 +247,16 @@ class ForkServer:
         in the sandbox); `scratch` is the one folder its graders may write, removed on close."""
         self.scratch = scratch
         self.sockets: Path | None = None  # where trusted graders listen for app hosts (engine)
-        # Trusted grading processes ask for app hosts on a pipe of their own: a line each,
-        # shorter than PIPE_BUF, so lines of several writers never mix.
-        host_read, self.host_requests_fd = os.pipe()
+        # Trusted grading processes ask for app hosts on a named pipe of their own, in a
+        # folder the sandbox does not see: a line each, shorter than PIPE_BUF, so lines of
+        # several writers never mix. By name, so that grading processes forked by a warm
+        # server of their own can open it too. The engine holds a write end open, so the
+        # server never reads an end of input between two writers.
+        self.host_requests_folder = Path(tempfile.mkdtemp(prefix="wbq-"))
+        self.host_requests = self.host_requests_folder / "hosts"
+        os.mkfifo(self.host_requests, 0o600)
+        host_read = os.open(self.host_requests, os.O_RDONLY | os.O_NONBLOCK)
+        self.host_requests_fd = os.open(self.host_requests, os.O_WRONLY | os.O_NONBLOCK)
         try:
             self.process = subprocess.Popen(
                 command or [sys.executable, "-I", "-c", BOOT, str(root)],
@@ -319,7 +345,7 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.end("")
             self.process.wait()
-        for folder in (self.scratch, self.sockets):
+        for folder in (self.scratch, self.sockets, self.host_requests_folder):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
 

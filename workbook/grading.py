@@ -27,22 +27,24 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
-from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
 
 from workbook import hangs
 from workbook.manifest import Manifest, Problem, load_manifest
 from workbook.words import counted
 from workbook.workspace import BUNDLED_EXERCISES
 
+if TYPE_CHECKING:  # a hosted grader never needs TestClient: its import costs 0.2 s a process
+    from fastapi.testclient import TestClient
+
 TARGET_ENV = "WORKBOOK_TARGET"
 SEED_ENV = "WORKBOOK_SEED"
 HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as app hosts see it
 MAX_BODY_CHARS = 300
 MAX_MESSAGE_CHARS = 2500
+MAX_HOST_OUTPUT_CHARS = 8000  # of what the learner's code printed in one app host
 
 T = TypeVar("T")
 
@@ -322,6 +324,9 @@ def server_errors() -> list[BaseException]:
 @functools.cache
 def _remembering_client_class() -> type:
 
+    from fastapi.testclient import TestClient
+    from starlette.testclient import WebSocketTestSession
+
     class RememberingSession(WebSocketTestSession):
         """A WebSocket session whose errors carry the connection they were raised for."""
 
@@ -486,9 +491,14 @@ _TEMP_PATH = re.compile(
 )
 
 
+# An app host's own working folder (workbook/apphost.py: work-<name> in its scratch folder).
+_HOST_WORK = re.compile(r"<tmp>/work-[^/\s\"']+")
+
+
 def learner_visible(text: str) -> str:
-    """`text` with internal temporary folders replaced by `<tmp>` (issue 14, item 3)."""
-    return _TEMP_PATH.sub("<tmp>", text)
+    """`text` with internal temporary folders replaced by `<tmp>` (issue 14, item 3), and an
+    app host's working folder by `<working directory>`, where the learner's code ran."""
+    return _HOST_WORK.sub("<working directory>", _TEMP_PATH.sub("<tmp>", text))
 
 
 def expect(
@@ -727,13 +737,15 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     worker = threading.Thread(target=run, daemon=True, name="workbook-within")
     started = time.monotonic()
     worker.start()
-    sampler = hangs.Sampler(state.get("problem_dir"))
+    sampler = _sampler()
     blocked = _join_unless_blocked(worker, started + limit, sampler)
     if worker.is_alive():
         waits.expired()
         site = blocked[0] if blocked else sampler.any_site({threading.get_ident()})
-        # Only a thread left running the learner's code needs a fresh process for the next check.
-        if site is not None and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
+        # Only a thread left running the learner's code needs a fresh process for the next
+        # check; an app host's stuck code ends with the host, at the end of the check.
+        hosted_code = isinstance(sampler, _remote_sampler_class())
+        if site is not None and not hosted_code and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
             state["tainted"] = True
         where = f"; {site.describe()}" if site is not None else ""
         state["waited_site"] = site
@@ -752,6 +764,22 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def _sampler() -> Any:
+    """Where to look for the learner's code: this check's app hosts for a hosted problem,
+    else this process."""
+    if this_run.problem is not None and hosted(this_run.problem):
+        from workbook import hostkit
+
+        return hostkit.RemoteSampler(hostkit.current_hosts)
+    return hangs.Sampler(state.get("problem_dir"))
+
+
+def _remote_sampler_class() -> type:
+    from workbook import hostkit
+
+    return hostkit.RemoteSampler
 
 
 def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any) -> tuple[Any, str] | None:
@@ -783,7 +811,7 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
 
 
 def _threads_in_learner_code() -> set[int]:
-    return set(hangs.Sampler(state.get("problem_dir")).threads(set()))
+    return set(_sampler().threads(set()))
 
 
 def note_stuck(site: Any, check_id: str) -> None:
@@ -963,9 +991,47 @@ def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
         setup: list[tuple[str, dict[str, Any]]] | None = None,
         workdir: str | None = None,
     ) -> hostkit.AppHost:
-        host = hostkit.AppHost()
+        return open_host(problem, env=env, unset=unset, setup=setup, workdir=workdir)
+
+    try:
+        yield start
+    finally:
+        for host in list(hostkit.current_hosts):
+            _show_output(host)
+            host.close()
+        hostkit.current_hosts.clear()
+
+
+def _show_output(host: Any) -> None:
+    """Print what the learner's code printed in `host`, so it appears with the check's result
+    as it did when the code ran in this process (pytest captures this output)."""
+    text = host.log(MAX_HOST_OUTPUT_CHARS)
+    if text:
+        sys.stdout.write(text)
+
+
+def open_host(
+    problem: Problem,
+    *,
+    env: dict[str, str] | None = None,
+    unset: list[str] | None = None,
+    setup: list[tuple[str, dict[str, Any]]] | None = None,
+    workdir: str | None = None,
+    register: bool = True,
+) -> Any:
+    """A new app host for the current check (workbook/hostkit.py), its learner module imported
+    within the check's time limit; `register`: one of the check's hosts (ended with it, and
+    watched for hangs). Raises LearnerImportError when the import failed or did not finish
+    (naming where the learner's code was), HostError when no host could be had."""
+    from workbook import hostkit
+
+    hostkit.ensure_hosts()
+    host = hostkit.take_host()
+    if register:
         hostkit.current_hosts.append(host)
-        state["problem_dir"] = target_root() / problem.slug
+    state["problem_dir"] = target_root() / problem.slug
+    limit = IMPORT_WAIT_AFTER_HANG_S if state.get("import_hung") else problem.check_timeout_s
+    try:
         host.start(
             problem.module,
             host_folder(problem),
@@ -974,15 +1040,67 @@ def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
             setup=setup,
             probes=problem.grader_dir / "probes.py",
             workdir=workdir,
+            timeout=limit,
         )
-        return host
-
-    try:
-        yield start
-    finally:
-        for host in list(hostkit.current_hosts):
+    except hostkit.HostGone:
+        site = next(iter(hangs_of(host)), None)
+        if not register:
             host.close()
-        hostkit.current_hosts.clear()
+        if site is None and not host.threads_answered:
+            raise
+        state["import_hung"] = True
+        where = f": {site.describe()}" if site is not None else ""
+        raise LearnerImportError(f"Importing your code did not finish within {limit:g} s{where}.") from None
+    except BaseException:
+        if not register:
+            host.close()
+        raise
+    return host
+
+
+# Once an import of the learner's module hung, later checks wait this long for theirs: the
+# same code hangs at the same place, and 22 checks of 3 s each would make a minute.
+IMPORT_WAIT_AFTER_HANG_S = 1.0
+
+
+def hangs_of(host: Any) -> list[hangs.Site]:
+    """Where the host's threads run the learner's code now (asked on its monitor connection)."""
+    found = [hangs.Site.from_dict(data) for data in (host.threads() or {}).values()]
+    return [site for site in found if site is not None]
+
+
+@pytest.fixture(scope="module")
+def _shared_host() -> Iterator[dict[str, Any]]:
+    held: dict[str, Any] = {"host": None, "error": None}
+    yield held
+    if held["host"] is not None:
+        held["host"].close()
+
+
+@pytest.fixture
+def observing_host(problem: Problem, _shared_host: dict[str, Any]) -> Iterator[Any]:
+    """An app host shared by the checks of one grader file that only *observe* the app (its
+    structure, its OpenAPI schema, a constant) and change nothing in it: one import for all
+    of them instead of one each (~50 ms a check). A check that changes the app's state (a
+    request that writes, an override), or needs an environment of its own, uses `host`. A
+    host that hung is ended, and the next check gets a new one."""
+    from workbook import hostkit
+
+    if _shared_host["error"] is not None:
+        raise _shared_host["error"]
+    shared = _shared_host["host"]
+    if shared is None or shared.closed:
+        try:
+            shared = _shared_host["host"] = open_host(problem, register=False)
+        except LearnerImportError as exc:
+            _shared_host["error"] = exc
+            raise
+    hostkit.current_hosts.append(shared)
+    try:
+        yield shared
+    finally:
+        with contextlib.suppress(ValueError):
+            hostkit.current_hosts.remove(shared)
 
 
 @pytest.fixture
@@ -1010,6 +1128,10 @@ def fresh_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def pytest_configure(config: pytest.Config) -> None:
     cheap_password_hashing()
+    if os.environ.get(TARGET_ENV):
+        # Bare `WORKBOOK_TARGET=solutions pytest ...`: a relative folder means the one seen
+        # from here, not from the empty working directory each check moves to.
+        os.environ[TARGET_ENV] = str(target_root())
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -27,18 +27,21 @@ import os
 import secrets
 import select
 import socket
+import sqlite3
 import ssl
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 HOST_SOCKETS_ENV = "WORKBOOK_HOST_SOCKETS"  # a folder the sandbox sees read-only
-HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS_FD"  # the fork server's pipe for host requests
+HOST_REQUESTS_ENV = "WORKBOOK_HOST_REQUESTS"  # the fork server's named pipe for host requests
 HOST_TARGET_ENV = "WORKBOOK_HOST_TARGET"  # the graded folder as the host sees it
 MAX_ANSWER_BYTES = 4 << 20
 CONNECT_WAIT_S = 5.0
@@ -54,6 +57,15 @@ class HostGone(HostError):
     """The app host ended (its code called os._exit, or was killed) or stopped answering."""
 
 
+class StarterGone(HostError):
+    """The fork server that starts the app hosts did not take a request or start a host in
+    time (a submission may stop it with SIGSTOP): every later host of this grading process
+    fails at once with the same reason instead of waiting again."""
+
+
+_starter_failed: str | None = None
+
+
 class StartupFailed(HostError):
     """The app's startup (the lifespan before `yield`) did not finish or failed without an
     exception of the learner's code; `threads` holds where the learner's code was."""
@@ -62,6 +74,26 @@ class StartupFailed(HostError):
         super().__init__(text)
         self.threads = threads or {}
         self.log = log
+
+
+def ensure_hosts() -> None:
+    """Under bare pytest (`pytest graders/<slug>`, for authors) nobody started a fork server
+    for app hosts: start one for this process, without the sandbox, ended at exit."""
+    if os.environ.get(HOST_SOCKETS_ENV) and os.environ.get(HOST_REQUESTS_ENV):
+        return
+    import atexit
+
+    from workbook.forkserver import ForkServer
+    from workbook.manifest import ROOT
+
+    scratch = Path(tempfile.mkdtemp(prefix="workbook-hosts-"))
+    sockets = Path(tempfile.mkdtemp(prefix="wbk-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    env = {**os.environ, "TMPDIR": str(scratch), "WORKBOOK_SERVER_ROLE": "hosts"}
+    server = ForkServer(ROOT, env, scratch=scratch)
+    server.sockets = sockets
+    atexit.register(server.close)
+    os.environ[HOST_SOCKETS_ENV] = str(sockets)
+    os.environ[HOST_REQUESTS_ENV] = str(server.host_requests)
 
 
 # --- the connection ----------------------------------------------------------------------
@@ -119,20 +151,30 @@ class AppHost:
 
     def __init__(self) -> None:
         folder = os.environ.get(HOST_SOCKETS_ENV)
-        request_fd = os.environ.get(HOST_REQUESTS_ENV)
-        if not folder or not request_fd:
+        requests = os.environ.get(HOST_REQUESTS_ENV)
+        if not folder or not requests:
             raise HostError("this grading process has no app hosts (no fork server)")
+        if _starter_failed is not None:
+            raise StarterGone(_starter_failed)
         name = secrets.token_hex(6)
+        self.closed = False
+        self.served = False
+        self.threads_answered = False
+        self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
+        self.request_fd = -1
         self.private = Path(tempfile.mkdtemp(prefix="wbh-"))
         self.app_path = self.private / "app.sock"
         self.listener = _listening(Path(folder) / f"{name}.sock")
-        self.app_listener = _listening(self.app_path)
-        self.closed = False
-        self.served = False
         try:
+            self.app_listener = _listening(self.app_path)
             nonce = secrets.token_hex(8)
-            _write_request(int(request_fd), {"host": {"socket": str(Path(folder) / f"{name}.sock"), "nonce": nonce}})
-            self.control = self._accept(nonce, "control")
+            try:
+                self.request_fd = _requests_fd(requests)
+                where = str(Path(folder) / f"{name}.sock")
+                _write_request(self.request_fd, {"host": {"socket": where, "nonce": nonce}})
+                self.control = self._accept(nonce, "control")
+            except HostGone as gone:
+                _starter_gone(str(gone))
             socket.send_fds(self.control.sock, [b"fd\n"], [self.app_listener.fileno()])
             self.monitor = self._accept(nonce, "monitor")
         except BaseException:
@@ -148,12 +190,14 @@ class AppHost:
         try:
             sock, _ = self.listener.accept()
         except TimeoutError:
-            raise HostGone(f"no app host started within {CONNECT_WAIT_S:g} s") from None
+            raise HostGone(f"it started no app within {CONNECT_WAIT_S:g} s") from None
         line = _Line(sock)
         hello = line._read(CONNECT_WAIT_S)
         if hello.get("hello") != nonce or hello.get("role") != role:
             sock.close()
             raise HostGone("an app host answered that was not asked for")
+        if isinstance(hello.get("pid"), int):
+            self.pid = hello["pid"]
         return line
 
     # -- requests -----------------------------------------------------------------------
@@ -181,12 +225,14 @@ class AppHost:
         setup: list[tuple[str, dict[str, Any]]] | None = None,
         probes: Path | None = None,
         workdir: str | None = None,
+        timeout: float = ANSWER_WAIT_S,
     ) -> None:
         """Import `module` from `folder` (as the host sees it) after setting `env`, removing
         `unset` and running the `setup` probes (spies that must be in place before import).
         The host works in a fresh folder of its scratch, or in `workdir` (a name) if given."""
         self.call(
             "start",
+            timeout=timeout,
             module=module,
             folder=folder,
             env=env or {},
@@ -219,7 +265,9 @@ class AppHost:
     def threads(self) -> dict[str, Any]:
         """Where each thread running the learner's code is (hangs.Site dicts), asked on the
         monitor connection, which answers while the app is busy."""
-        return self._monitor("threads")
+        found = self._monitor("threads")
+        self.threads_answered = isinstance(found, dict)
+        return found if isinstance(found, dict) else {}
 
     def tasks(self) -> list[Any]:
         return self._monitor("tasks") or []
@@ -231,7 +279,8 @@ class AppHost:
     def _monitor(self, op: str, **fields: Any) -> Any:
         if self.closed:
             return None
-        with contextlib.suppress(HostError, OSError):
+        # ValueError: the host was closed (its socket too) while the runner sampled it.
+        with contextlib.suppress(HostError, OSError, ValueError):
             answer = self.monitor.ask({"op": op, **fields}, MONITOR_WAIT_S)
             return answer.get("value") if answer.get("ok") is True else None
         return None
@@ -247,16 +296,51 @@ class AppHost:
         if self.closed:
             return
         self.closed = True
+        if self.pid is not None:
+            with contextlib.suppress(HostError):
+                _write_request(self.request_fd, {"end_host": self.pid})
         for line in (getattr(self, "control", None), getattr(self, "monitor", None)):
             if line is not None:
                 with contextlib.suppress(OSError):
                     line.sock.close()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):
             self.app_listener.close()
         with contextlib.suppress(OSError):
             os.unlink(self.app_path)
         with contextlib.suppress(OSError):
             self.private.rmdir()
+
+
+# One host connected ahead, while the current check runs: the fork and the two connections
+# (~10 ms, more on a busy machine) then cost a check nothing. Its module is not imported yet:
+# each check chooses the environment and the spies of its own import.
+_spare_lock = threading.Lock()
+_spare: Future[AppHost] | None = None
+_spare_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbook-spare-host")
+
+
+def take_host() -> AppHost:
+    """A new connected host (its module not imported yet): the one made ahead if it is
+    ready, else a new one; either way, the next one is started ahead. Raises HostError."""
+    global _spare
+    with _spare_lock:
+        made, _spare = _spare, None
+    host = None
+    if made is not None:
+        with contextlib.suppress(HostError, OSError):
+            host = made.result(timeout=CONNECT_WAIT_S + 1)
+    if host is None or host.closed:
+        host = AppHost()
+    with _spare_lock:
+        if _spare is None and _starter_failed is None:
+            _spare = _spare_maker.submit(AppHost)
+    return host
+
+
+def _starter_gone(reason: str) -> None:
+    global _starter_failed
+    _starter_failed = reason
+    raise StarterGone(reason)
 
 
 def _listening(path: Path) -> socket.socket:
@@ -266,22 +350,31 @@ def _listening(path: Path) -> socket.socket:
     return sock
 
 
+@functools.cache
+def _requests_fd(path: str) -> int:
+    """The fork server's named pipe, opened once per grading process (never blocking: with
+    the server gone, opening fails instead of waiting for a reader)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise HostGone(f"it is gone ({exc.__class__.__name__})") from None
+
+
 def _write_request(fd: int, request: dict[str, Any]) -> None:
     data = json.dumps(request).encode() + b"\n"
     if len(data) > 4000:
         raise HostError("a host request over PIPE_BUF")
     deadline = time.monotonic() + 2.0
-    os.set_blocking(fd, False)
     while True:
         try:
             os.write(fd, data)  # all or nothing: under PIPE_BUF
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise HostGone("the fork server did not take the request for an app host") from None
+                raise HostGone("it did not take a request within 2 s") from None
             select.select([], [fd], [], 0.05)
         except OSError as exc:
-            raise HostGone(f"the fork server is gone ({exc.__class__.__name__})") from None
+            raise HostGone(f"it is gone ({exc.__class__.__name__})") from None
 
 
 def _failure(answer: dict[str, Any]) -> Any:
@@ -325,12 +418,10 @@ def rebuild(data: Any, depth: int = 0) -> BaseException:
     exc = _instance(data)
     folder = learner_folder()
     frames = []
-    for item in data.get("frames", [])[:40]:
-        with contextlib.suppress(TypeError, ValueError):
-            file, line, name = str(item[0]), int(item[1]), str(item[2])[:100]
-            if file.startswith("@/") and folder is not None:
-                file = str(folder / file[2:])
-            frames.append((file, max(1, min(line, 100_000)), name))
+    for item in _listed(data.get("frames"))[:40]:
+        with contextlib.suppress(TypeError, ValueError, IndexError, KeyError):
+            file, line, name = _local_file(_text(item[0], 500), folder), int(item[1]), _text(item[2], 100)
+            frames.append((file.replace("\x00", ""), max(1, min(line, 100_000)), name))
     exc = _raised_through(exc, frames)
     if depth < 6:
         for key in ("__cause__", "__context__"):
@@ -339,12 +430,43 @@ def rebuild(data: Any, depth: int = 0) -> BaseException:
     return exc
 
 
+def _local_file(file: str, folder: Path | None) -> str:
+    """The file a host's frame names, as this process may read it: the learner's own file in
+    our copy of the folder; any other name marked as the host's, so that formatting the
+    traceback never reads a file here on the host's word (a frame may name any file)."""
+    if file.startswith("@/") and folder is not None:
+        local = folder / file[2:]
+        with contextlib.suppress(ValueError, OSError):
+            local.resolve().relative_to(folder.resolve())
+            if not local.is_symlink():
+                return str(local)
+    return f"<app host>{file}"
+
+
+def _with_attribute(exc: BaseException, data: Any) -> None:
+    """An AttributeError's missing `name` and a stand-in for the object it was looked up on,
+    so the runner can tell a name the grader expected on the learner's module from a typo
+    in the learner's code (runner._missing_learner_name)."""
+    if not isinstance(exc, AttributeError) or not isinstance(data, dict):
+        return
+    owner_name = _identifier(data.get("owner_name"), "object")
+    kind = data.get("owner")
+    exc.name = _identifier(data.get("name"), "")
+    if kind == "module":
+        exc.obj = types.ModuleType(owner_name)
+    elif kind == "class":
+        exc.obj = type(owner_name, (), {})
+    else:
+        exc.obj = type(owner_name, (), {})()
+    exc.workbook_learners_owner = data.get("learners") is True  # type: ignore[attr-defined]
+
+
 def _instance(data: dict[str, Any]) -> BaseException:
     name = _identifier(data.get("type"), "Exception")
     module = _text(data.get("module", "builtins"), 100)
     text = _text(data.get("text", ""), 2000)
-    base = _builtin_base(data.get("bases", []))
-    members = [rebuild(item, 6) for item in data.get("exceptions", [])[:10]] if data.get("exceptions") else []
+    base = _library_base(module, name) or _builtin_base(data.get("bases", []))
+    members = [rebuild(item, 6) for item in _listed(data.get("exceptions"))[:10]]
     cls = _exception_class(name, module, base)  # type: ignore[arg-type]
     try:
         exc = cls.__new__(cls)
@@ -353,6 +475,7 @@ def _instance(data: dict[str, Any]) -> BaseException:
         cls = _exception_class(name, module, Exception)
         exc = cls(text)
     exc.workbook_text = text  # type: ignore[attr-defined]
+    _with_attribute(exc, data.get("attribute"))
     if members:
         exc.exceptions = tuple(members)  # type: ignore[attr-defined]
     return exc
@@ -365,6 +488,20 @@ def _exception_class(name: str, module: str, base: type[BaseException]) -> type[
 
     namespace = {"__module__": module, "__str__": text, "__qualname__": name, "workbook_rebuilt": True}
     return type(name, (base,), namespace)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# Library exception classes a rebuilt exception may derive from (graders test them with
+# isinstance): importing these modules here runs no learner code.
+LIBRARY_BASES = {("sqlite3", name): getattr(sqlite3, name) for name in dir(sqlite3) if name.endswith("Error")}
+
+
+def _library_base(module: str, name: str) -> type[BaseException] | None:
+    found = LIBRARY_BASES.get((module, name))
+    return found if isinstance(found, type) and issubclass(found, Exception) else None
 
 
 def _builtin_base(bases: Any) -> type[BaseException]:
@@ -389,7 +526,10 @@ def _raised_through(exc: BaseException, frames: list[tuple[str, int, str]]) -> B
     def enter(index: int) -> None:
         file, line, name = frames[index]
         body = "__next(__index + 1)" if index + 1 < len(frames) else "raise __exc"
-        code = compile("\n" * (line - 1) + body, file, "exec").replace(co_name=name)
+        try:
+            code = compile("\n" * (line - 1) + body, file, "exec").replace(co_name=name)
+        except (ValueError, SyntaxError):  # a name compile refuses: this frame is left out
+            code = compile(body, "<app host>", "exec")
         exec(code, {"__next": enter, "__index": index, "__exc": exc})
 
     try:
@@ -430,6 +570,8 @@ class RemoteClient(httpx.Client):
         grading._thread.sending = None
         try:
             response = super().request(*args, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise HostError(f"the app did not answer within the client's wait ({exc.__class__.__name__})") from None
         except httpx.TransportError as exc:
             raise HostGone(f"the app's server closed the connection ({exc.__class__.__name__})") from None
         if response.status_code >= 500:
@@ -449,8 +591,11 @@ class RemoteClient(httpx.Client):
     def websocket_connect(self, url: str, subprotocols: list[str] | None = None, **kwargs: Any) -> RemoteWebSocket:
         from workbook import grading
 
-        headers = {**dict(self.headers), **dict(kwargs.get("headers") or {})}
-        headers.pop("user-agent", None)
+        # httpx's own defaults would replace the handshake's `Connection: Upgrade` (uvicorn
+        # then answers 404); the WebSocket client sets what a handshake needs.
+        defaults = {"user-agent", "connection", "accept", "accept-encoding", "host"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in defaults}
+        headers.update(dict(kwargs.get("headers") or {}))
         sent = f"WebSocket {url}"
         grading.state["last_sent"] = sent
         return RemoteWebSocket(self.host, url, headers, subprotocols, sent)

@@ -7,6 +7,7 @@ bundled graders that differ from it, unless told to; every report then says so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +112,37 @@ def describe(graders: Path | None, *, allow_modified: bool = False) -> GraderSet
 
 
 def warning(grader_set: GraderSet) -> str | None:
-    """The one line `grade` and `check --dir` print on stderr when they go ahead with
-    modified bundled graders (their reports say it too), or None."""
+    """What `grade` and `check --dir` print on stderr before they go ahead: a line when the
+    bundled graders are modified (their reports say it too), and one when some graders
+    still import the learner's code (no probe menu), or None."""
+    lines = [line for line in (_modified_warning(grader_set), _in_process_warning(grader_set.path)) if line]
+    return "\n".join(lines) or None
+
+
+def _modified_warning(grader_set: GraderSet) -> str | None:
     if grader_set.source != "bundled" or grader_set.verified:
         return None
     count = len(grader_set.modified)
     differ = plural(count, "differs", "differ")
     return f"Warning: grading with MODIFIED bundled graders ({counted(count, 'file')} {differ})."
+
+
+def _in_process_warning(folder: Path) -> str | None:
+    """Graders without a probe menu run in the sandbox beside the code they grade (issue 11),
+    where that code can change their verdicts."""
+    with contextlib.suppress(OSError):
+        beside = sorted(
+            f.name
+            for f in folder.iterdir()
+            if f.is_dir() and any(f.glob("test_*.py")) and not (f / "probes.py").exists()
+        )
+        if beside:
+            return (
+                f"Warning: the graders of {', '.join(beside)} have no probes.py, so they run beside the "
+                "submitted code, which can change their verdicts; graders/README.md shows how to move them "
+                "to app hosts."
+            )
+    return None
 
 
 def refusal(grader_set: GraderSet) -> str | None:

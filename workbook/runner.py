@@ -66,19 +66,20 @@ def main(argv: list[str]) -> None:
     sys.dont_write_bytecode = True  # never leave __pycache__ in the learner's folder
     events = Events(args.events, os.environ.pop(TOKEN_ENV, ""))
 
-    # Warm imports, so the import time limit is the learner's alone.
-    from fastapi.testclient import TestClient  # noqa: F401
-
     from workbook import grading
 
     # The one read of the manifest in this process: the graders get the problem from here.
     problem = load_manifest().by_slug(args.problem)
+    if not grading.hosted(problem):
+        # Warm imports, so the import time limit is the learner's alone.
+        from fastapi.testclient import TestClient  # noqa: F401
+
     grading.configure(problem, args.seed)
     grading.cheap_password_hashing()  # before the first import of the learner's code
     events.emit("ready")
     events.emit("importing")
     try:
-        grading.import_learner(problem)
+        _import_once(problem)
     except grading.LearnerImportError as exc:
         events.emit("import", ok=False, message=str(exc))
         _leave(0)
@@ -91,6 +92,25 @@ def main(argv: list[str]) -> None:
     pytest.main(_pytest_args(problem.grader_dir, args.nodeids), plugins=[reporter])
     events.emit("done")
     _leave(0)
+
+
+def _import_once(problem: Any) -> None:
+    """Import the learner's module once before the checks, so an import that fails is one
+    result for every check: in an app host for a hosted problem (this process never imports
+    learner code then, issue 11), else here. Raises LearnerImportError."""
+    from workbook import grading, hostkit
+
+    if not grading.hosted(problem):
+        grading.import_learner(problem)
+        return
+    try:
+        grading.open_host(problem)
+    except hostkit.HostError:
+        pass  # no verdict on the learner's code: each check meets it and says so
+    finally:
+        for host in list(hostkit.current_hosts):
+            host.close()
+        hostkit.current_hosts.clear()
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -268,6 +288,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
     sent = grading.sent_with(exc)
     if isinstance(exc, grading.LearnerImportError):
         return {"status": Status.ERROR, "message": str(exc), "kind": Kind.IMPORT}
+    host_failure = _host_failure(exc, sent or grading.last_sent())
+    if host_failure is not None:
+        return host_failure
     if isinstance(exc, grading.CheckTimeout):
         site = exc.site.as_dict() if exc.site is not None else None
         return {
@@ -315,6 +338,49 @@ def classify(exc: BaseException) -> dict[str, Any]:
         # SystemExit in a worker thread reaches the test client only as a bare cancellation.
         text += ": your code ended the request abruptly. Does it call sys.exit() or raise SystemExit?"
     return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER}
+
+
+# What a learner reads when the process running their app (workbook/apphost.py) failed as
+# a process rather than raising: the trusted side only sees the connection end.
+HOST_ENDED = (
+    "Your app's process ended{during}: {reason}. Does your code call os._exit() or kill its own "
+    "process, or use more than 1 GiB of memory?"
+)
+STARTER_STOPPED = (
+    "Stopped: the process that starts your app in the sandbox stopped working ({reason}), so this "
+    "check could not run. Does your code send signals to other processes (os.kill)?"
+)
+
+
+def _host_failure(exc: BaseException, sent: str | None) -> dict[str, Any] | None:
+    """The result of a check whose app host ended or whose host starter stopped, or None."""
+    from workbook import hostkit
+
+    if isinstance(exc, hostkit.StarterGone):
+        return {"status": Status.ERROR, "message": STARTER_STOPPED.format(reason=exc), "kind": Kind.EXIT}
+    if isinstance(exc, hostkit.HostGone):
+        during = f" while handling {sent}" if sent else ""
+        return {"status": Status.ERROR, "message": HOST_ENDED.format(during=during, reason=exc), "kind": Kind.EXIT}
+    if isinstance(exc, hostkit.StartupFailed):
+        return _startup_failed(exc)
+    if isinstance(exc, hostkit.HostError):
+        return {"status": Status.ERROR, "message": f"The process running your app failed: {exc}.", "kind": Kind.EXIT}
+    return None
+
+
+def _startup_failed(exc: Any) -> dict[str, Any]:
+    from workbook import hangs
+
+    sites = [hangs.Site.from_dict(data) for data in exc.threads.values()]
+    site = next((s for s in sites if s is not None), None)
+    where = f": {site.describe()}" if site is not None else ""
+    if str(exc) == "startup did not finish":
+        text = f"Your app's startup (the lifespan before `yield`) did not finish{where}."
+    else:
+        text = f"Your app's startup failed ({exc}){where}."
+    if exc.log:
+        text += "\n  The server printed:\n" + "\n".join("    " + line for line in exc.log.splitlines()[-12:])
+    return {"status": Status.FAIL, "message": text, "kind": Kind.LEARNER, "site": site.as_dict() if site else None}
 
 
 def _classify_mismatch(exc: AssertionError) -> dict[str, Any]:
@@ -493,6 +559,8 @@ def _missing_learner_name(exc: BaseException) -> bool:
         return False
     if grading.learner_frames(exc):
         return False
+    if hasattr(exc, "workbook_learners_owner"):  # rebuilt from an app host (workbook/hostkit.py)
+        return bool(exc.workbook_learners_owner)
     owner = getattr(exc, "obj", None)
     module = owner if isinstance(owner, ModuleType) else sys.modules.get(getattr(owner, "__module__", "") or "")
     folder = grading.state.get("problem_dir")

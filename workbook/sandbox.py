@@ -119,10 +119,22 @@ def python_folders() -> list[Path]:
 
 
 def workbook_folders(graders: Path) -> list[Path]:
-    """What the grading process needs of the workbook: its package, manifest and graders,
+    """What the sandbox needs of the workbook: its package, manifest and graders (`grader_view`),
     never the rest of the checkout (solutions, other submissions, OUT, the state file)."""
     manifest = Path(os.environ.get(MANIFEST_ENV) or MANIFEST_PATH).resolve()
-    return [ROOT / "workbook", manifest, graders.resolve(), BUNDLED_GRADERS.resolve()]
+    return [ROOT / "workbook", manifest, *grader_view(graders.resolve()), *grader_view(BUNDLED_GRADERS.resolve())]
+
+
+def grader_view(graders: Path) -> list[Path]:
+    """What the sandbox sees of a graders folder: only the probe menus (`probes.py`) when every
+    problem's grader has one, since then no grader runs in the sandbox and the checks stay
+    hidden from the code they grade (issue 11); else the whole folder, for graders that
+    still import the learner's code in the sandbox."""
+    with contextlib.suppress(OSError):
+        folders = [f for f in graders.iterdir() if f.is_dir() and any(f.glob("test_*.py"))]
+        if folders and all((f / "probes.py").is_file() for f in folders):
+            return [f / "probes.py" for f in folders]
+    return [graders]
 
 
 def bubblewrap_command(
@@ -160,7 +172,10 @@ def bubblewrap_command(
         command += ["--tmpfs", str(solutions)]
     for source, inside in mounts:
         command += ["--ro-bind", str(source), str(inside)]
-    command += ["--bind", str(scratch), str(scratch), "--chdir", str(cwd or scratch), "--", *argv]
+    command += ["--bind", str(scratch), str(scratch)]
+    # Last: bubblewrap builds its root (and the folders leading to each bound path) in a
+    # tmpfs, writable until now; only scratch and /tmp stay writable, as mounts of their own.
+    command += ["--remount-ro", "/", "--chdir", str(cwd or scratch), "--", *argv]
     return command
 
 

@@ -128,6 +128,7 @@ def scaffold_files(number: int, slug: str, title: str) -> dict[Path, str]:
         Path("exercises") / slug / "app.py": STUB,
         Path("solutions") / slug / "app.py": SOLUTION,
         Path("graders") / slug / f"test_{grader_name}.py": GRADER,
+        Path("graders") / slug / "probes.py": PROBES,
         Path("tests") / "corpus" / f"{slug}.toml": CORPUS,
     }
     return {path: Template(template).substitute(values) for path, template in templates.items()}
@@ -233,7 +234,9 @@ GRADER = '''\
 """Grader for problem $number — $title.
 
 $todo: what every check can rely on (the environment, patched modules) and what it varies.
-Each check gets a freshly imported app (the `learner` fixture) in an empty working directory;
+Each check gets its own app host (the `host` fixture): a sandboxed process that imported the
+learner's module afresh and serves it with uvicorn. This grader never imports the learner's
+code; it talks to the app over HTTP and asks the probes in probes.py for anything else.
 graders/README.md lists the kit's helpers and the conventions.
 """
 
@@ -243,13 +246,13 @@ from typing import Any
 
 import pytest
 
-from workbook.grading import client, expect_json, expect_status
+from workbook.grading import expect_json, expect_status
 
 
 @pytest.fixture
-def api(learner: Any) -> Any:
-    """A client for the learner's app."""
-    return client(learner.app)
+def api(host: Any) -> Any:
+    """A client for the learner's app, served by a real uvicorn in the app host."""
+    return host.client()
 
 
 # $todo: replace this example with the problem's checks: one behaviour per check, its id the
@@ -259,6 +262,24 @@ def test_ping_answers_pong(api: Any) -> None:
     response = api.get("/ping")
     expect_status(response, 200, "GET /ping must answer 200: declare the route with @app.get('/ping').")
     expect_json(response, {"message": "pong"}, 'GET /ping must answer the object {"message": "pong"}.')
+'''
+
+PROBES = '''\
+"""Probe menu of problem $number's grader: functions the app host runs beside the learner's
+code, `def name(host, **json_arguments) -> JSON` (workbook/apphost.py; `host.module` is the
+learner's module). Their answers are observations the grader judges, never verdicts: the
+grader chooses the test data and passes it in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+# $todo: replace this example with what the checks must observe besides HTTP answers.
+def route_paths(host: Any) -> list[str]:
+    """The paths of the app's routes, in order."""
+    return [str(getattr(route, "path", "")) for route in host.module.app.routes]
 '''
 
 CORPUS = """\
