@@ -147,9 +147,9 @@ def override(host: Any, replace: dict[str, str]) -> None:
 # --- the modules ----------------------------------------------------------------------
 
 
-def test_modules_expose_router_and_dependencies(host: Any) -> None:
+def test_modules_expose_router_and_dependencies(observing_host: Any) -> None:
     """app/routers/{auth,items,admin}.py each expose `router`; app/dependencies.py defines the four dependencies"""
-    found = package(host)
+    found = package(observing_host)
     for name in ROUTERS:
         router_of(found, name)
     dependencies = dependencies_of(found)
@@ -162,16 +162,16 @@ def test_modules_expose_router_and_dependencies(host: Any) -> None:
     )
 
 
-def test_routes_live_in_their_routers(host: Any) -> None:
+def test_routes_live_in_their_routers(observing_host: Any) -> None:
     """Every /auth, /items and /admin route is defined on the router of its module, not on app"""
-    found = package(host)
+    found = package(observing_host)
     for name in ROUTERS:
         mounted(found, name)
 
 
-def test_main_defines_only_root(host: Any) -> None:
+def test_main_defines_only_root(observing_host: Any) -> None:
     """main.py defines no endpoint function, on `app` or on a router, except, optionally, GET /"""
-    found = package(host)
+    found = package(observing_host)
     from_routers = {
         (route.endpoint or {}).get("id") for name in ROUTERS for route in served_by(router_of(found, name)["routes"])
     }
@@ -203,9 +203,9 @@ def test_main_defines_only_root(host: Any) -> None:
         )
 
 
-def test_each_route_served_once(host: Any) -> None:
+def test_each_route_served_once(observing_host: Any) -> None:
     """Each router is included once: no method and path is served twice"""
-    counts = Counter((served.method, served.path) for served in served_by(package(host)["app_routes"]))
+    counts = Counter((served.method, served.path) for served in served_by(package(observing_host)["app_routes"]))
     twice = [f"{method} {path} ({count} times)" for (method, path), count in counts.items() if count > 1]
     expect(
         not twice,
@@ -216,9 +216,9 @@ def test_each_route_served_once(host: Any) -> None:
     )
 
 
-def test_router_prefixes_declared_once(host: Any) -> None:
+def test_router_prefixes_declared_once(observing_host: Any) -> None:
     """Each router declares its prefix (/auth, /items, /admin) once, on the APIRouter or at include_router"""
-    found = package(host)
+    found = package(observing_host)
     for name, (prefix, _) in ROUTERS.items():
         router = router_of(found, name)
         for shape, served, declared in mounted(found, name):
@@ -236,9 +236,9 @@ def test_router_prefixes_declared_once(host: Any) -> None:
             )
 
 
-def test_openapi_tags_match_routers(host: Any) -> None:
+def test_openapi_tags_match_routers(observing_host: Any) -> None:
     """In the OpenAPI schema every /auth, /items and /admin operation carries its router's tag"""
-    schema = host.probe("openapi")
+    schema = observing_host.probe("openapi")
     paths = schema.get("paths", {}) if isinstance(schema, dict) else {}
     seen = set()
     for path, operations in paths.items():
@@ -265,9 +265,9 @@ def test_openapi_tags_match_routers(host: Any) -> None:
     )
 
 
-def test_router_tags_declared_once(host: Any) -> None:
+def test_router_tags_declared_once(observing_host: Any) -> None:
     """Each router declares its tag (auth, items, admin) once, on the APIRouter or at include_router, not both"""
-    found = package(host)
+    found = package(observing_host)
     for name in ROUTERS:
         on_router = list(router_of(found, name)["tags"])
         for shape, served, declared in mounted(found, name):
@@ -294,14 +294,14 @@ def test_router_tags_declared_once(host: Any) -> None:
             )
 
 
-def test_items_router_requires_current_user(host: Any) -> None:
+def test_items_router_requires_current_user(observing_host: Any) -> None:
     """The items router is guarded once, at router level, by get_current_user from app.dependencies"""
-    check_guard(package(host), "items")
+    check_guard(package(observing_host), "items")
 
 
-def test_admin_router_requires_current_admin(host: Any) -> None:
+def test_admin_router_requires_current_admin(observing_host: Any) -> None:
     """The admin router is guarded once, at router level, by get_current_admin from app.dependencies"""
-    check_guard(package(host), "admin")
+    check_guard(package(observing_host), "admin")
 
 
 def check_guard(found: dict[str, Any], name: str) -> None:
