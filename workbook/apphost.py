@@ -180,6 +180,9 @@ class Host:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.raised: list[dict[str, Any]] = []
         self.pending_errors = 0  # 500s sent whose exception is not recorded yet
+        # HTTP requests the app has not finished: FastAPI runs a `yield` dependency's clean-up
+        # (a commit, say) and background tasks after the response is sent.
+        self.in_flight = 0
         self.log_path: str = ""
 
     # -- requests ---------------------------------------------------------------------
@@ -302,6 +305,14 @@ class Host:
 
         return [site.as_dict() for site in hangs.Sampler(self.folder).waiting_tasks()]
 
+    def settle(self, request: dict[str, Any]) -> int:
+        """Wait until the app has finished every HTTP request (at most `wait` seconds); the
+        number still unfinished."""
+        deadline = time.monotonic() + float(request.get("wait", 2.0))
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return self.in_flight
+
     def take_raised(self) -> list[dict[str, Any]]:
         deadline = time.monotonic() + 1.0
         while self.pending_errors > 0 and time.monotonic() < deadline:
@@ -339,6 +350,7 @@ OPS: dict[str, Callable[[Host, dict[str, Any]], Any]] = {
     "stop": Host.stop,
     "probe": Host.probe,
     "raised": lambda host, _: host.take_raised(),
+    "settle": Host.settle,
 }
 # Asked on the second connection, answered while the first one's request is busy.
 MONITOR_OPS: dict[str, Callable[[Host, dict[str, Any]], Any]] = {
@@ -375,6 +387,8 @@ def _recording(app: Any, host: Host) -> Any:
 
     async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         failing = False
+        http = scope.get("type") == "http"
+        host.in_flight += http
 
         async def watched_send(message: dict[str, Any]) -> None:
             nonlocal failing
@@ -393,6 +407,7 @@ def _recording(app: Any, host: Host) -> Any:
             host.raised.append({"phase": kind, "sent": sent, "error": describe_exception(exc, host.folder)})
             raise
         finally:
+            host.in_flight -= http
             if failing:
                 host.pending_errors -= 1
 

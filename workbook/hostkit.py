@@ -257,6 +257,11 @@ class AppHost:
         """The JSON answer of probe `name` of the problem's menu, called with `args`."""
         return self.call("probe", timeout=timeout, name=name, args=args)
 
+    def settle(self, wait: float = 2.0) -> None:
+        """Wait (at most `wait` seconds) until the app has finished every HTTP request, its
+        work after the response included."""
+        self.call("settle", timeout=wait + 2, wait=wait)
+
     def raised(self) -> list[dict[str, Any]]:
         """What the learner's code raised inside the app since last asked: each
         {"phase", "sent", "error"} ("http", "websocket" or "lifespan")."""
@@ -584,12 +589,31 @@ class RemoteClient(httpx.Client):
         super().__init__(transport=transport, verify=_tls(), trust_env=False, **kwargs)
         self.host = host
         self.raise_server_exceptions = raise_server_exceptions
+        self._active = 0  # requests this client is sending now (a check may send concurrently)
+        self._active_lock = threading.Lock()
         self.event_hooks = {"request": [grading._remember_request], "response": []}
 
     def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:
         from workbook import grading
 
         grading._thread.sending = None
+        with self._active_lock:
+            alone = self._active == 0
+            self._active += 1
+        try:
+            if alone:
+                # The previous request's work may go on after its response (a `yield`
+                # dependency's commit, a background task): TestClient returned only once it
+                # was done, and a check's next request expects to see it done.
+                self.host.settle()
+            return self._request(method, url, **kwargs)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+    def _request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:
+        from workbook import grading
+
         follow = kwargs.pop("follow_redirects", self.follow_redirects)
         auth = kwargs.pop("auth", httpx.USE_CLIENT_DEFAULT)
         try:
