@@ -1050,7 +1050,10 @@ def open_host(
             raise
         state["import_hung"] = True
         where = f": {site.describe()}" if site is not None else ""
-        raise LearnerImportError(f"Importing your code did not finish within {limit:g} s{where}.") from None
+        raise LearnerImportError(
+            f"Importing your code did not finish within {limit:g} s{where}. "
+            "Is there an endless loop, or a blocking call, at module level?"
+        ) from None
     except BaseException:
         if not register:
             host.close()
