@@ -39,7 +39,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from workbook.safetext import capped
+
 MAX_TEXT = 2000  # characters of one exception text sent back
+MAX_IMPORT_TEXT = 20_000  # characters of the description of a failed import
 MAX_FRAMES = 40
 MAX_CHAIN = 6
 MAX_LOG_BYTES = 64 << 10
@@ -115,7 +118,7 @@ def describe_exception(exc: BaseException, folder: Path | None, depth: int = 0) 
         "type": type(exc).__name__,
         "module": type(exc).__module__,
         "bases": [cls.__name__ for cls in type(exc).__mro__ if cls.__module__ == "builtins"][:8],
-        "text": text[:MAX_TEXT],
+        "text": capped(text, MAX_TEXT),
         "frames": frames,
     }
     attribute = _missing_attribute(exc, folder)
@@ -195,7 +198,7 @@ class Host:
         try:
             return {"ok": True, "value": handler(self, request)}
         except LearnerImportFailed as failed:
-            return {"ok": False, "import_error": str(failed)}
+            return {"ok": False, "import_error": capped(str(failed), MAX_IMPORT_TEXT)}
         except HostProblem as problem:
             return {"ok": False, "error": str(problem), **problem.extra}
         except BaseException as exc:  # noqa: BLE001 - whatever the learner's code raised, as data

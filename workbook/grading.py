@@ -1042,7 +1042,7 @@ def open_host(
             workdir=workdir,
             timeout=limit,
         )
-    except hostkit.HostGone:
+    except hostkit.HostTimeout:
         site = next(iter(hangs_of(host)), None)
         if not register:
             host.close()

@@ -58,6 +58,10 @@ class HostGone(HostError):
     """The app host ended (its code called os._exit, or was killed) or stopped answering."""
 
 
+class HostTimeout(HostGone):
+    """The app host did not answer a request in time (its code may be stuck)."""
+
+
 class StarterGone(HostError):
     """The fork server that starts the app hosts did not take a request or start a host in
     time (a submission may stop it with SIGSTOP): every later host of this grading process
@@ -118,7 +122,7 @@ class _Line:
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise HostGone(f"the app host did not answer within {timeout:g} s")
+                raise HostTimeout(f"the app host did not answer within {timeout:g} s")
             readable, _, _ = select.select([self.sock], [], [], remaining)
             if not readable:
                 continue
@@ -385,11 +389,12 @@ def _write_request(fd: int, request: dict[str, Any]) -> None:
 
 def _failure(answer: dict[str, Any]) -> Any:
     from workbook.grading import LearnerImportError, learner_visible
+    from workbook.safetext import capped
 
     if "raised" in answer:
         raise rebuild(answer["raised"])
     if "import_error" in answer:
-        raise LearnerImportError(learner_visible(_text(answer["import_error"], 6000)))
+        raise LearnerImportError(learner_visible(capped(_text(answer["import_error"], 40_000), 20_000)))
     text = _text(answer.get("error", "the app host failed"), 500)
     if text in ("startup raised", "shutdown raised") and isinstance(answer.get("raised"), dict):
         raise rebuild(answer["raised"])
@@ -486,7 +491,7 @@ def _with_attribute(exc: BaseException, data: Any) -> None:
 def _instance(data: dict[str, Any], members: list[BaseException]) -> BaseException:
     name = _identifier(data.get("type"), "Exception")
     module = _text(data.get("module", "builtins"), 100)
-    text = _text(data.get("text", ""), 2000)
+    text = _text(data.get("text", ""), 2200)  # the host caps at 2000, plus its note of what it cut
     base = _library_base(module, name) or _builtin_base(data.get("bases", []))
     cls = _exception_class(name, module, base)  # type: ignore[arg-type]
     try:
