@@ -218,8 +218,8 @@ def test_an_instructors_private_graders_add_hidden_weighted_checks(tmp_path):
     shutil.copytree(integrity.BUNDLED_GRADERS, private, ignore=shutil.ignore_patterns("__pycache__"))
     extra = private / P1.slug / "test_hidden.py"
     extra.write_text(
-        'WEIGHTS = {"app_has_routes": 3}\n\n\ndef test_app_has_routes(learner):\n'
-        '    """The app declares its routes."""\n    assert learner.app.routes\n',
+        'WEIGHTS = {"app_has_routes": 3}\n\n\ndef test_app_has_routes(host):\n'
+        '    """The app declares its routes."""\n    assert host.client().get("/openapi.json").json()["paths"]\n',
         encoding="utf-8",
     )
     result = run("check", "1", "--solutions", "--graders", str(private), "--format", "gradescope")
