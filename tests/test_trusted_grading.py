@@ -405,8 +405,8 @@ def assert_interference_contained(school: Class, seconds: float, output: str) ->
         assert set(statuses(reports[honest]).values()) == {"pass"}, messages(reports[honest])
     mallory = statuses(reports["mallory"])
     assert mallory and set(mallory.values()) != {"pass"}, mallory
-    # Said in words, on the checks whose grading process the ended server took with it.
-    assert "interfered with the process that starts the grading processes" in messages(reports["mallory"])
+    # Said in words, on the checks that could not get an app host from the stopped server.
+    assert "the process that starts your app in the sandbox stopped working" in messages(reports["mallory"])
     rows = (school.out / "gradebook.csv").read_text(encoding="utf-8")
     assert "mallory" in rows, rows
 
