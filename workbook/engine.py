@@ -254,10 +254,11 @@ def grade(
     return result
 
 
-# Each part costs a grading process and an import of the learner's code (0.3-0.5 s): problem 1
-# (21 checks) was slower in two parts than in one, problem 4 (51) faster, so a
-# part is worth it only with this many checks to run.
-MIN_CHECKS_PER_PART = 15
+# Each part costs a grading process (0.3-0.5 s). With app hosts a check costs more (a fork,
+# an import and a server start, ~50 ms), so two parts pay from fewer checks than before:
+# problem 1 (22 checks) 1.82 s in one part, 1.63 s in two; problem 6 (29) 2.02 s -> 1.80 s
+# (benchmarks/RESULTS.md).
+MIN_CHECKS_PER_PART = 10
 
 
 def _graded_in_parts(
