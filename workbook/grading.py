@@ -33,6 +33,7 @@ import pytest
 
 from workbook import hangs
 from workbook.manifest import Manifest, Problem, load_manifest
+from workbook.spies import TrackedConnection, counting_connect
 from workbook.words import counted
 from workbook.workspace import BUNDLED_EXERCISES
 
@@ -737,14 +738,14 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     worker = threading.Thread(target=run, daemon=True, name="workbook-within")
     started = time.monotonic()
     worker.start()
-    sampler = _sampler()
+    sampler = learner_sampler()
     blocked = _join_unless_blocked(worker, started + limit, sampler)
     if worker.is_alive():
         waits.expired()
         site = blocked[0] if blocked else sampler.any_site({threading.get_ident()})
         # Only a thread left running the learner's code needs a fresh process for the next
         # check; an app host's stuck code ends with the host, at the end of the check.
-        hosted_code = isinstance(sampler, _remote_sampler_class())
+        hosted_code = not isinstance(sampler, hangs.Sampler)
         if site is not None and not hosted_code and not hangs.stop_stuck_threads(sampler, {threading.get_ident()}):
             state["tainted"] = True
         where = f"; {site.describe()}" if site is not None else ""
@@ -766,20 +767,14 @@ def within(seconds: float, action: Callable[[], T], what: str) -> T:
     return outcome["value"]
 
 
-def _sampler() -> Any:
-    """Where to look for the learner's code: this check's app hosts for a hosted problem,
-    else this process."""
-    if this_run.problem is not None and hosted(this_run.problem):
+def learner_sampler() -> Any:
+    """Where to look for the learner's code (workbook/hangs.py): this check's app hosts for
+    a hosted problem (hostkit.RemoteSampler), else this process (hangs.Sampler)."""
+    if this_run.problem is not None and this_run.problem.hosted:
         from workbook import hostkit
 
         return hostkit.RemoteSampler(hostkit.current_hosts)
     return hangs.Sampler(state.get("problem_dir"))
-
-
-def _remote_sampler_class() -> type:
-    from workbook import hostkit
-
-    return hostkit.RemoteSampler
 
 
 def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any) -> tuple[Any, str] | None:
@@ -811,7 +806,7 @@ def _join_unless_blocked(worker: threading.Thread, deadline: float, sampler: Any
 
 
 def _threads_in_learner_code() -> set[int]:
-    return set(_sampler().threads(set()))
+    return set(learner_sampler().threads(set()))
 
 
 def note_stuck(site: Any, check_id: str) -> None:
@@ -880,33 +875,13 @@ state["waits"] = WaitHistory()
 # --- watching SQLite ------------------------------------------------------------------
 
 
-REAL_SQLITE_CONNECT = sqlite3.connect
-
-
-class TrackedConnection(sqlite3.Connection):
-    """A real SQLite connection that remembers whether close() was called."""
-
-    was_closed = False
-
-    def close(self) -> None:
-        self.was_closed = True
-        super().close()
-
-
 @pytest.fixture
 def sqlite_connections(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnection]:
-    """Every connection the learner's code opens with sqlite3.connect, in order. Request it
-    from `before_import`, so even `from sqlite3 import connect` is seen; the grader's own
-    queries use REAL_SQLITE_CONNECT and are not counted."""
+    """Every connection the learner's code opens with sqlite3.connect, in order
+    (workbook.spies.counting_connect). Request it from `before_import`, for a grader that
+    imports the learner's code; a hosted grader installs the spy from its probe menu."""
     connections: list[TrackedConnection] = []
-
-    def spy_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        kwargs.setdefault("factory", TrackedConnection)
-        connection = REAL_SQLITE_CONNECT(*args, **kwargs)
-        connections.append(connection)
-        return connection
-
-    monkeypatch.setattr(sqlite3, "connect", spy_connect)
+    monkeypatch.setattr(sqlite3, "connect", counting_connect(connections))
     return connections
 
 
@@ -939,18 +914,12 @@ def before_import() -> None:
 def learner(problem: Problem, before_import: None) -> ModuleType:
     """The learner's module for this problem, imported afresh for this check (graders of
     problems not yet moved to app hosts only: a hosted grader uses `host`)."""
-    if hosted(problem):
+    if problem.hosted:
         raise RuntimeError("a hosted grader must not import the learner's code: use the `host` fixture")
     return import_learner(problem)
 
 
 # --- app hosts (issue 11, item 1): the learner's code in a process of its own ---------------
-
-
-def hosted(problem: Problem) -> bool:
-    """Whether `problem`'s graders reach the learner's code only through app hosts: its
-    grader folder has a probe menu, `probes.py` (workbook/hostkit.py)."""
-    return (problem.grader_dir / "probes.py").is_file()
 
 
 def host_folder(problem: Problem) -> str:
@@ -1038,7 +1007,7 @@ def open_host(
             env=env,
             unset=unset,
             setup=setup,
-            probes=problem.grader_dir / "probes.py",
+            probes=problem.probes,
             workdir=workdir,
             timeout=limit,
         )

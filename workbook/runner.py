@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
 
     # The one read of the manifest in this process: the graders get the problem from here.
     problem = load_manifest().by_slug(args.problem)
-    if not grading.hosted(problem):
+    if not problem.hosted:
         # Warm imports, so the import time limit is the learner's alone.
         from fastapi.testclient import TestClient  # noqa: F401
 
@@ -100,7 +100,7 @@ def _import_once(problem: Any) -> None:
     learner code then, issue 11), else here. Raises LearnerImportError."""
     from workbook import grading, hostkit
 
-    if not grading.hosted(problem):
+    if not problem.hosted:
         grading.import_learner(problem)
         return
     try:
@@ -187,18 +187,13 @@ class Reporter:
         names = pyfuncitem._fixtureinfo.argnames
         kwargs = {name: pyfuncitem.funcargs[name] for name in names}
         folder = grading.state.get("problem_dir")
-        sampler = None
-        if grading.this_run.problem is not None and grading.hosted(grading.this_run.problem):
-            from workbook import hostkit
-
-            sampler = hostkit.RemoteSampler(hostkit.current_hosts)
         try:
             hangs.run_check(
                 lambda: grading.work_for_current_check(lambda: _call_guarded(pyfuncitem.obj, kwargs)),
                 self.check_timeout,
                 folder,
                 self.known_hang,
-                sampler,
+                grading.learner_sampler(),
             )
         except hangs.Hang as hang:
             if not hang.clean:

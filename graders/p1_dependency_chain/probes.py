@@ -19,9 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-# Saved when the host loads this menu, before the spy and the learner's import: the grader's
-# own reads and writes of a database file go through it and are never counted.
-REAL_CONNECT = sqlite3.connect
+# The grader's own reads and writes of a database file go through REAL_SQLITE_CONNECT (saved
+# before any spy) and are never counted.
+from workbook.spies import REAL_SQLITE_CONNECT, counting_connect
+
 USERS_TABLE = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
 )
@@ -43,27 +44,10 @@ def _observed(value: Any) -> Any:
 # --- the sqlite3 spy (a setup probe: installed before the learner's import) -----------------
 
 
-class TrackedConnection(sqlite3.Connection):
-    """A real SQLite connection that remembers whether close() was called."""
-
-    was_closed = False
-
-    def close(self) -> None:
-        self.was_closed = True
-        super().close()
-
-
 def spy_on_sqlite_connect(host: Any) -> None:
     """Count every sqlite3.connect of the learner's code, so even `from sqlite3 import
     connect` at its import is seen."""
-
-    def spy_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        kwargs.setdefault("factory", TrackedConnection)
-        connection = REAL_CONNECT(*args, **kwargs)
-        _connections.append(connection)
-        return connection
-
-    sqlite3.connect = spy_connect  # type: ignore[assignment]
+    sqlite3.connect = counting_connect(_connections)  # type: ignore[assignment]
 
 
 def learner_connections(host: Any, settle: float = 2.0) -> list[bool]:
@@ -179,7 +163,7 @@ def plain_repository(host: Any, path: str, call: str, args: list[Any]) -> dict[s
     if call not in REPOSITORY_CALLS:
         raise ValueError(f"no repository call {call!r}")
     if path not in _plain_repositories:
-        connection = REAL_CONNECT(path)
+        connection = REAL_SQLITE_CONNECT(path)
         connection.execute(USERS_TABLE)
         _plain_repositories[path] = (connection, host.module.UserRepository(connection))
     connection, repository = _plain_repositories[path]
@@ -194,7 +178,7 @@ def plain_repository(host: Any, path: str, call: str, args: list[Any]) -> dict[s
 def seed_users(host: Any, path: str, users: list[dict[str, str]]) -> int:
     """Create the `users` table in `path`, insert `users`, then delete the one with the highest
     id (a gap only the table remembers). Returns that highest id."""
-    connection = REAL_CONNECT(path)
+    connection = REAL_SQLITE_CONNECT(path)
     try:
         connection.execute(USERS_TABLE)
         for user in users:
@@ -216,7 +200,7 @@ def rows_in(host: Any, path: str, settle: float = 2.0) -> dict[str, Any]:
     _requests_finished(settle)
     if not os.path.exists(path):
         return {"exists": False}
-    connection = REAL_CONNECT(path)
+    connection = REAL_SQLITE_CONNECT(path)
     try:
         rows = connection.execute("SELECT id, name, email FROM users ORDER BY id").fetchall()
         return {"exists": True, "rows": [list(row) for row in rows]}

@@ -20,6 +20,8 @@ import time
 import warnings
 from typing import Any
 
+from workbook.spies import counting_connect
+
 MAX_TEXT = 100_000
 MAX_KEPT = 50
 
@@ -28,16 +30,6 @@ renames: list[dict[str, Any]] = []
 caught: list[dict[str, Any]] = []
 failing: dict[str, str | None] = {"onto": None}
 cycle: dict[str, Any] = {}
-
-
-class TrackedConnection(sqlite3.Connection):
-    """A real SQLite connection that remembers whether close() was called."""
-
-    was_closed = False
-
-    def close(self) -> None:
-        self.was_closed = True
-        super().close()
 
 
 def real_path(path: Any, dir_fd: Any = None) -> str | None:
@@ -59,15 +51,7 @@ def text_of(path: str | None) -> str | None:
 
 
 def _spy_connect() -> None:
-    real = sqlite3.connect
-
-    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        kwargs.setdefault("factory", TrackedConnection)
-        connection = real(*args, **kwargs)
-        connections.append(connection)
-        return connection
-
-    sqlite3.connect = connect  # type: ignore[assignment]
+    sqlite3.connect = counting_connect(connections)  # type: ignore[assignment]
 
 
 def _spy_rename(function: str) -> None:
