@@ -18,9 +18,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import secrets
-import signal
 import socket
 import textwrap
 import threading
@@ -29,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support import SUCCEEDED, kill_all, needs_sandbox, survivors
 
 from workbook import engine
 from workbook.jsonout import to_data
@@ -36,7 +35,6 @@ from workbook.manifest import BUNDLED_GRADERS, MANIFEST_ENV, ROOT, load_manifest
 from workbook.sandbox import isolation
 
 SLUG = "h1_echo"
-SUCCEEDED = "ATTACK SUCCEEDED"
 # The wrong app's verdicts without any attack: what an attack must not improve on.
 BASELINE = {"reverses_a_word": "fail", "score_sums_the_values": "fail", "health_answers_ok": "pass"}
 # Three checks of a trivial app take about 1 s; an attacked run may wait out a host's
@@ -44,10 +42,6 @@ BASELINE = {"reverses_a_word": "fail", "score_sums_the_values": "fail", "health_
 GRADE_BOUND_S = 45
 MAX_REPORT_MESSAGE_CHARS = 10_000
 
-needs_sandbox = pytest.mark.skipif(
-    not isolation().active,
-    reason=f"needs the bubblewrap sandbox ({isolation().reason}); CI installs it: apt-get install bubblewrap",
-)
 
 MANIFEST_TEXT = f"""
 [workbook]
@@ -217,29 +211,15 @@ def assert_gains_nothing(result: engine.ProblemResult) -> None:
     assert result.isolation == isolation().label
 
 
+def assert_same_verdicts_as_the_wrong_app(result: engine.ProblemResult) -> None:
+    """The attack gained nothing and lost nothing: every check as the plain wrong app's."""
+    assert_gains_nothing(result)
+    assert statuses(result) == BASELINE, messages(result)
+
+
 def assert_unchanged(before: dict[str, str], after: dict[str, str]) -> None:
     changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
     assert changed == [], f"the attack changed {changed}"
-
-
-def survivors(marker: str, wait_s: float = 3.0) -> list[int]:
-    """The processes whose command line holds `marker`, after up to `wait_s` for them to go."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            with contextlib.suppress(OSError):
-                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
 
 
 # --- the problem itself --------------------------------------------------------------------
@@ -249,7 +229,7 @@ def kill_all(pids: list[int]) -> None:
 def test_the_tiny_problem_is_hosted_and_tells_right_from_wrong(tiny):
     """The ground every other test stands on: hosted, sandboxed, and the checks discriminate."""
     problem = load_manifest(tiny.manifest).by_slug(SLUG)
-    assert engine.is_hosted(dataclasses.replace(problem, graders=tiny.graders))
+    assert dataclasses.replace(problem, graders=tiny.graders).hosted
     right = tiny.grade(tiny.submission("alice", RIGHT_APP))
     wrong = tiny.grade(tiny.submission("mallory", WRONG_APP))
     assert set(statuses(right).values()) == {"pass"}, messages(right)
@@ -314,8 +294,7 @@ def test_patching_runner_grading_pytest_and_hostkit_at_import_gains_nothing(tiny
     """The patches land in the host, which judges nothing: the verdicts are the wrong app's,
     the same as without the patches."""
     result = tiny.grade(tiny.attacker(SELF_FORGERY))
-    assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_same_verdicts_as_the_wrong_app(result)
 
 
 @needs_sandbox
@@ -333,8 +312,7 @@ def test_a_canned_lie_from_the_host_fails_against_the_trusted_sides_random_data(
     _apphost._encoded = _lying
     """
     result = tiny.grade(tiny.attacker(attack))
-    assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_same_verdicts_as_the_wrong_app(result)
 
 
 # --- 2. walking gc for the channel and its token ---------------------------------------------
@@ -357,8 +335,7 @@ def test_walking_gc_and_the_environment_finds_no_channel_and_no_token(tiny):
         raise RuntimeError("{SUCCEEDED}: " + ", ".join(sorted(set(_found))))
     """
     result = tiny.grade(tiny.attacker(attack))
-    assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_same_verdicts_as_the_wrong_app(result)
 
 
 # --- 3. reading /proc of the trusted side ------------------------------------------------------
@@ -387,8 +364,7 @@ def test_proc_shows_no_trusted_grading_process_and_no_events_path(tiny):
         raise RuntimeError("{SUCCEEDED}: " + "; ".join(_seen))
     """
     result = tiny.grade(tiny.attacker(attack))
-    assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_same_verdicts_as_the_wrong_app(result)
 
 
 # --- 4. writing outside the host's scratch -----------------------------------------------------
@@ -447,8 +423,7 @@ def test_writing_into_the_checkout_the_sockets_folder_and_home_fails_and_changes
     checkout = {path: path.read_bytes() for path in targets[:2]}
     try:
         result = tiny.grade(attacker)
-        assert_gains_nothing(result)
-        assert statuses(result) == BASELINE, messages(result)
+        assert_same_verdicts_as_the_wrong_app(result)
         assert_unchanged(before, tiny.snapshot())
         neighbour_result = tiny.grade(neighbour)
         assert set(statuses(neighbour_result).values()) == {"pass"}, messages(neighbour_result)
@@ -507,8 +482,7 @@ def test_detached_children_do_not_survive_grading(tiny):
     attacker = tiny.attacker(start, on_reverse=start)
     try:
         result = tiny.grade(attacker)
-        assert_gains_nothing(result)
-        assert statuses(result) == BASELINE, messages(result)
+        assert_same_verdicts_as_the_wrong_app(result)
         # The submission's fork server stays warm (as under `watch`): its hosts' children must go anyway.
         assert survivors(marker) == []
     finally:
@@ -552,8 +526,7 @@ def test_the_app_cannot_reach_a_listener_on_loopback(tiny):
         finally:
             stop.set()
             thread.join(timeout=2)
-    assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_same_verdicts_as_the_wrong_app(result)
     assert accepted == []
 
 
@@ -720,5 +693,4 @@ def test_the_app_reads_neither_the_grader_files_nor_the_reference_solutions(tiny
         raise RuntimeError("{SUCCEEDED}: read " + ", ".join(_read))
     """
     result = tiny.grade(tiny.attacker(attack))
-    assert_gains_nothing(result)
-    assert statuses(result) == BASELINE, messages(result)
+    assert_same_verdicts_as_the_wrong_app(result)

@@ -243,7 +243,7 @@ class Host:
             ws=request.get("ws", "auto"),
             timeout_graceful_shutdown=1,
         )
-        self.server = _Server(config, self)
+        self.server = _server_class()(config, self)
         # A copy: uvicorn closes the socket it serves on when it stops, and a check may
         # serve the same host again (a restart).
         sockets = [self.listener.dup()]
@@ -430,10 +430,6 @@ def _server_class() -> type:
             await super().startup(sockets=sockets)
 
     return Server
-
-
-def _Server(config: Any, host: Host) -> Any:
-    return _server_class()(config, host)
 
 
 def run(request: dict[str, Any], log_path: str) -> None:

@@ -353,7 +353,7 @@ class _Session:
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
-        hosted = is_hosted(self.problem)
+        hosted = self.problem.hosted
         # A hosted problem's graders run outside the sandbox, and only its app hosts inside.
         server = _running_fork_server(self.problem, self.target) if hosted or _use_fork_server() else None
         if hosted and (server is None or server.interfered):
@@ -433,7 +433,7 @@ class _Session:
                 _running.discard(child)
             _kill(child)
             sweep_orphans()
-        ended_server = server if is_hosted(self.problem) else getattr(child, "server", None)
+        ended_server = server if self.problem.hosted else getattr(child, "server", None)
         if ended_server is not None and ended_server.interfered:
             self._explain_ended_server(set(self.results) - graded_before, ended_server)
 
@@ -476,12 +476,6 @@ NO_HOSTS_MESSAGE = (
     "sandbox ({reason}), so this check was not graded. Does your code send signals to other "
     "processes (os.kill) or write to files under /proc?"
 )
-
-
-def is_hosted(problem: Problem) -> bool:
-    """Whether `problem`'s graders reach the learner's code only through app hosts
-    (workbook/hostkit.py): its grader folder has a probe menu, `probes.py`."""
-    return (problem.grader_dir / "probes.py").is_file()
 
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
@@ -651,7 +645,7 @@ class _Spawn:
         ]
         if not self.sandboxed:
             _adopt_orphans()
-        if is_hosted(self.problem):
+        if self.problem.hosted:
             return self._start_trusted(arguments, server, output_path)
         if server is not None:
             from workbook.forkserver import ForkServerGone
@@ -663,11 +657,15 @@ class _Spawn:
             except ForkServerGone:
                 pass  # fall back to a fresh interpreter below
         command, env, work_dir = self.command(arguments)
+        return self._popen(command, env, work_dir)
+
+    def _popen(self, argv: list[str], env: dict[str, str], work_dir: Path) -> subprocess.Popen[bytes]:
+        """A grading process in a fresh interpreter, its output in a new private file of scratch."""
         name = f"output-{secrets.token_hex(8)}.txt"
         output_fd = create_private(self.scratch, name, self.scratch_fd, os.O_WRONLY | os.O_APPEND)
         with os.fdopen(output_fd, "ab") as output:
             child = subprocess.Popen(
-                command,
+                argv,
                 cwd=work_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -687,8 +685,8 @@ class _Spawn:
             WORKBOOK_TARGET=str(self.target.root),
             WORKBOOK_HOST_TARGET=str(self.target.shown if self.sandboxed else self.target.root),
             WORKBOOK_HOST_SOCKETS=str(server.sockets),
+            WORKBOOK_HOST_REQUESTS=str(server.host_requests),
         )
-        env["WORKBOOK_HOST_REQUESTS"] = str(server.host_requests)
         work_dir = self.scratch / "cwd"
         work_dir.mkdir(exist_ok=True)
         trusted = _trusted_fork_server() if _use_fork_server() else None
@@ -697,21 +695,7 @@ class _Spawn:
 
             with contextlib.suppress(ForkServerGone):
                 return trusted.fork(arguments, env, str(work_dir), str(output_path))
-        argv = [sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments]
-        name = f"output-{secrets.token_hex(8)}.txt"
-        output_fd = create_private(self.scratch, name, self.scratch_fd, os.O_WRONLY | os.O_APPEND)
-        with os.fdopen(output_fd, "ab") as output:
-            child = subprocess.Popen(
-                argv,
-                cwd=work_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                **sandbox.popen_options(cpu_seconds=_cpu_seconds(self.problem)),
-            )
-        _children.add(child.pid)
-        return child
+        return self._popen([sys.executable, "-I", "-c", BOOT, str(ROOT), *arguments], env, work_dir)
 
 
 def _open_folder(folder: Path) -> int:

@@ -106,7 +106,7 @@ def _obey(line: bytes, from_engine: bool, running: set[int], hosts: set[int]) ->
         if not isinstance(request, dict):
             return
         if "host" in request and isinstance(request["host"], dict):
-            hosts.add(_start_host(request["host"], closing=[fd for fd in (HOST_FD,) if fd >= 0]))
+            hosts.add(_start_host(request["host"], closing=[HOST_FD] if HOST_FD >= 0 else []))
         elif "end_host" in request:
             # Asked by the trusted side when it is done with a host, in case the learner's
             # code keeps it from noticing that its connections closed.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbook.manifest import BUNDLED_GRADERS
+from workbook.manifest import BUNDLED_GRADERS, has_probe_menu
 from workbook.sandbox import isolation
 from workbook.words import counted, plural
 
@@ -132,9 +132,7 @@ def _in_process_warning(folder: Path) -> str | None:
     where that code can change their verdicts."""
     with contextlib.suppress(OSError):
         beside = sorted(
-            f.name
-            for f in folder.iterdir()
-            if f.is_dir() and any(f.glob("test_*.py")) and not (f / "probes.py").exists()
+            f.name for f in folder.iterdir() if f.is_dir() and any(f.glob("test_*.py")) and not has_probe_menu(f)
         )
         if beside:
             return (

@@ -49,8 +49,28 @@ class Problem:
     def grader_dir(self) -> Path:
         return (self.graders or graders_root()) / self.slug
 
+    @property
+    def probes(self) -> Path:
+        """The grader's probe menu (workbook/hostkit.py)."""
+        return self.grader_dir / PROBES_FILE
+
+    @property
+    def hosted(self) -> bool:
+        """Whether the graders reach the learner's code only through app hosts (issue 11):
+        the grader folder has a probe menu."""
+        return has_probe_menu(self.grader_dir)
+
     def weight(self, check_id: str) -> float:
         return float(self.weights.get(check_id, 1.0))
+
+
+PROBES_FILE = "probes.py"
+
+
+def has_probe_menu(grader_folder: Path) -> bool:
+    """Whether a problem's grader folder has a probe menu, so its checks run apart from the
+    learner's code (issue 11)."""
+    return (grader_folder / PROBES_FILE).is_file()
 
 
 @dataclass(frozen=True)

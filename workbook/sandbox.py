@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbook.manifest import MANIFEST_ENV, ROOT
+from workbook.manifest import MANIFEST_ENV, PROBES_FILE, ROOT, has_probe_menu
 from workbook.workspace import BUNDLED_GRADERS, BUNDLED_SOLUTIONS, MANIFEST_PATH
 
 try:
@@ -132,8 +132,8 @@ def grader_view(graders: Path) -> list[Path]:
     still import the learner's code in the sandbox."""
     with contextlib.suppress(OSError):
         folders = sorted(f for f in graders.iterdir() if f.is_dir() and any(f.glob("test_*.py")))
-        if folders and all((f / "probes.py").is_file() for f in folders):
-            return [f / "probes.py" for f in folders]
+        if folders and all(has_probe_menu(f) for f in folders):
+            return [f / PROBES_FILE for f in folders]
     return [graders]
 
 
