@@ -3,7 +3,11 @@ read the wrong/alternative-solution corpus in tests/corpus/<slug>.toml."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import pytest
 from workbook import workspace
 from workbook.engine import ProblemResult, grade
 from workbook.manifest import ROOT, Problem, load_manifest
+from workbook.sandbox import isolation
 
 MANIFEST = load_manifest()
 PROBLEMS = MANIFEST.problems
@@ -96,3 +101,34 @@ def engine_errors(result: ProblemResult) -> list[str]:
 
 
 __all__ = ["grade", "ROOT", "MANIFEST"]
+
+
+# --- attack tests (test_trusted_grading.py, test_app_hosts.py) -----------------------------
+
+# What an attack in learner code raises when it got what it wanted; never in a report.
+SUCCEEDED = "ATTACK SUCCEEDED"
+
+needs_sandbox = pytest.mark.skipif(
+    not isolation().active,
+    reason=f"needs the bubblewrap sandbox ({isolation().reason}); CI installs it: apt-get install bubblewrap",
+)
+
+
+def survivors(marker: str, wait_s: float = 3.0) -> list[int]:
+    """The processes whose command line holds `marker`, after up to `wait_s` for them to go."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

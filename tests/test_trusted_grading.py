@@ -28,7 +28,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import EXERCISES, MANIFEST, ROOT, SOLUTIONS, learner_workspace, write_problem
+from support import (
+    EXERCISES,
+    MANIFEST,
+    ROOT,
+    SOLUTIONS,
+    SUCCEEDED,
+    kill_all,
+    learner_workspace,
+    needs_sandbox,
+    survivors,
+    write_problem,
+)
 
 from workbook import cli, engine, forkserver, integrity, sandbox
 from workbook.gradebook import grade_class
@@ -42,13 +53,7 @@ STUB = (EXERCISES / P1.slug / "app.py").read_text(encoding="utf-8")
 SOLUTION = (SOLUTIONS / P1.slug / "app.py").read_text(encoding="utf-8")
 # A few checks are enough: every attack runs when the learner's module is imported.
 KEYWORD = "delete"
-SUCCEEDED = "ATTACK SUCCEEDED"
 HANG_GUARD_S = 120
-
-needs_sandbox = pytest.mark.skipif(
-    not isolation().active,
-    reason=f"needs the bubblewrap sandbox ({isolation().reason}); CI installs it: apt-get install bubblewrap",
-)
 
 
 # --- the class, its graders and what must not change -------------------------------------
@@ -125,26 +130,6 @@ def assert_unchanged(before: dict[str, str], school: Class) -> None:
     expected_out |= {str(school.out / "submissions" / f"{name}.json") for name in ("alice", "mallory")}
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert [path for path in changed if path not in expected_out] == []
-
-
-def survivors(marker: str, wait_s: float = 3.0) -> list[int]:
-    """The processes whose command line holds `marker`, after up to `wait_s` for them to go."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            with contextlib.suppress(OSError):
-                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
 
 
 # --- attacks on the machine and the neighbours ---------------------------------------------
