@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -218,3 +219,34 @@ def test_a_sandbox_over_an_installed_package_hides_the_checks_but_not_the_probes
         *("--ro-bind", str(graders / "p2_two" / "probes.py"), str(graders / "p2_two" / "probes.py")),
     ]
     assert sandbox._checks_hidden(graders, [tmp_path / "elsewhere"]) == []
+
+
+def test_a_fork_server_that_died_on_its_own_is_replaced_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a heavy load bubblewrap may fail to start a submission's fork server: no verdict on
+    the code, so the checks left without an app host are graded again with a new server."""
+    from support import MANIFEST, SOLUTIONS
+
+    from workbook import engine
+
+    problem = MANIFEST.by_number(1)
+    real = engine._running_fork_server
+    served: list[object] = []
+
+    def first_one_dead(problem: object, target: object) -> object:
+        server = real(problem, target)  # type: ignore[arg-type]
+        if not served:
+            server.end("")  # killed, not by the submission: no reason, no attack
+            deadline = time.monotonic() + 10
+            while server.alive and time.monotonic() < deadline:
+                time.sleep(0.01)
+        served.append(server)
+        return server
+
+    monkeypatch.setattr(engine, "_running_fork_server", first_one_dead)
+    result = engine.grade(problem, SOLUTIONS, only=["list_starts_empty", "create_user_answers_201"])
+
+    assert [(check.id, str(check.status)) for check in result.checks] == [
+        ("list_starts_empty", "pass"),
+        ("create_user_answers_201", "pass"),
+    ], [check.message for check in result.checks]
+    assert len(served) == 2 and served[0] is not served[1]

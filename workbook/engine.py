@@ -27,7 +27,7 @@ from typing import Any
 from workbook import sandbox
 from workbook.causes import assign_causes
 from workbook.manifest import GRADERS_ENV, MANIFEST_ENV, ROOT, Problem, check_id_of
-from workbook.results import Kind, Phase, Status, overall
+from workbook.results import STARTER_STOPPED, Kind, Phase, Status, overall
 from workbook.safetext import OUTPUT_LIMIT, learner_text, shown_name
 from workbook.sandbox import isolation
 from workbook.target import GradedTarget
@@ -350,12 +350,16 @@ class _Session:
         self.seed = seed
         self.results: dict[str, CheckResult] = {}
         self.known_hang = ""  # JSON {site, check} of the first check that hung, for later children
+        self.server: Any = None  # the submission's fork server (app hosts, or grading processes)
+        self.starter_died = False  # a check was left pending because the server died on its own
+        self.starter_restarted = False
         self.deadline = time.monotonic() + problem.time_limit_s
 
     def run(self) -> dict[str, CheckResult]:
         hosted = self.problem.hosted
         # A hosted problem's graders run outside the sandbox, and only its app hosts inside.
         server = _running_fork_server(self.problem, self.target) if hosted or _use_fork_server() else None
+        self.server = server
         if hosted and (server is None or server.interfered):
             return self._without_hosts(server)
         # A fork server's graders can only reach the scratch folder of its own sandbox.
@@ -375,6 +379,11 @@ class _Session:
                         self._without_hosts(server)
                         break
                     self._run_child(Path(scratch), scratch_fd, usable)
+                    if self.starter_died:
+                        # Once per problem: a fresh server, for the checks left without a host.
+                        self.starter_died, self.starter_restarted = False, True
+                        server = self.server = _running_fork_server(self.problem, self.target)
+                        continue
                     if len(self.results) == before:
                         break  # the child made no progress: do not spin
             finally:
@@ -437,6 +446,21 @@ class _Session:
         if ended_server is not None and ended_server.interfered:
             self._explain_ended_server(set(self.results) - graded_before, ended_server)
 
+    def _lost_to_a_dead_starter(self, result: CheckResult) -> bool:
+        """A check that got no app host because the submission's fork server died on its own
+        (bubblewrap failing to start under a heavy load, say), not stopped or flooded by the
+        submission: no verdict on the code, so it is graded again, once, with a new server."""
+        server = self.server
+        return (
+            self.problem.hosted
+            and not self.starter_restarted
+            and result.kind == Kind.EXIT
+            and (result.message or "").startswith(STARTER_STOPPED.split("(", 1)[0])
+            and server is not None
+            and not server.alive
+            and not server.attacked
+        )
+
     def _explain_ended_server(self, check_ids: set[str], server: Any) -> None:
         """Say why these checks' grading process ended: the engine ended the fork server that
         started it (ForkServer.end), attacked by the submission's code or unresponsive. Their
@@ -449,6 +473,9 @@ class _Session:
                 self.results[check_id] = _errored(self.checks[check_id], message, Kind.EXIT, result.duration_s)
 
     def record(self, result: CheckResult) -> None:
+        if self._lost_to_a_dead_starter(result):
+            self.starter_died = True  # left pending: run() grades it again with a new server
+            return
         if result.id in self.checks and result.id not in self.results:
             self.results[result.id] = result
             if result.site and not self.known_hang:

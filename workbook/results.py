@@ -78,3 +78,11 @@ class Phase(StrEnum):
     def unlimited(self) -> bool:
         """True in the phases no time limit applies to (the problem's deadline still does)."""
         return self in (Phase.READY, Phase.CHECKS)
+
+
+# A check that could get no app host because the sandboxed server that starts them stopped
+# (workbook/hostkit.StarterGone). Written by the runner; the engine recognises it by its start.
+STARTER_STOPPED = (
+    "Stopped: the process that starts your app in the sandbox stopped working ({reason}), so this "
+    "check could not run. Does your code send signals to other processes (os.kill)?"
+)

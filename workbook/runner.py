@@ -21,7 +21,7 @@ import pytest
 
 from workbook import causes, hangs, translate
 from workbook.manifest import BUNDLED_GRADERS, ROOT, check_id_of, graders_root, load_manifest
-from workbook.results import Kind, Status
+from workbook.results import STARTER_STOPPED, Kind, Status
 from workbook.safetext import learner_text
 from workbook.sandbox import limit_processes
 
@@ -340,10 +340,6 @@ def classify(exc: BaseException) -> dict[str, Any]:
 HOST_ENDED = (
     "Your app's process ended{during}: {reason}. Does your code call os._exit() or kill its own "
     "process, or use more than 1 GiB of memory?"
-)
-STARTER_STOPPED = (
-    "Stopped: the process that starts your app in the sandbox stopped working ({reason}), so this "
-    "check could not run. Does your code send signals to other processes (os.kill)?"
 )
 
 
