@@ -28,6 +28,7 @@ import importlib
 import importlib.util
 import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -186,7 +187,7 @@ class Host:
         # HTTP requests the app has not finished: FastAPI runs a `yield` dependency's clean-up
         # (a commit, say) and background tasks after the response is sent.
         self.in_flight = 0
-        self.log_path: str = ""
+        self.output = _Output()
 
     # -- requests ---------------------------------------------------------------------
 
@@ -324,15 +325,11 @@ class Host:
         return taken
 
     def log_tail(self, limit: int = MAX_LOG_BYTES) -> str:
-        # Output to a file is block-buffered: what was printed must reach it first.
+        # Python's own streams buffer: what was printed must reach the pipe first.
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        with contextlib.suppress(OSError), open(self.log_path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - limit))
-            return log.read().decode("utf-8", "replace")
-        return ""
+        return self.output.tail(limit)
 
 
 class HostProblem(Exception):
@@ -432,7 +429,45 @@ def _server_class() -> type:
     return Server
 
 
-def run(request: dict[str, Any], log_path: str) -> None:
+class _Output:
+    """What the host printed (its stdout and stderr, one pipe), drained by a thread of its
+    own so that printing never blocks: the last MAX_LOG_BYTES are kept, the rest dropped."""
+
+    def __init__(self) -> None:
+        self.kept = bytearray()
+        self.fd = -1
+        self.lock = threading.Lock()
+
+    def drain(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        while True:
+            select.select([fd], [], [])
+            with self.lock:
+                if not self._read_available():
+                    return
+
+    def tail(self, limit: int) -> str:
+        """The last `limit` bytes printed, as text, everything flushed so far included."""
+        with self.lock:
+            if self.fd >= 0:
+                self._read_available()
+            return bytes(self.kept[-limit:]).decode("utf-8", "replace")
+
+    def _read_available(self) -> bool:
+        """Keep what the pipe holds now; False at its end."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.kept += chunk
+            del self.kept[: max(0, len(self.kept) - MAX_LOG_BYTES)]
+
+
+def run(request: dict[str, Any], output_fd: int) -> None:
     """In the forked child: connect to the trusted side twice (requests, and a monitor that
     answers where the learner's code is while a request is busy) and answer until it hangs
     up. Never returns; the process ends with `os._exit`."""
@@ -443,7 +478,7 @@ def run(request: dict[str, Any], log_path: str) -> None:
         if not fds:
             raise HostProblem("no listening socket")
         host = Host(control, socket.socket(fileno=fds[0]))
-        host.log_path = log_path
+        threading.Thread(target=host.output.drain, args=(output_fd,), daemon=True).start()
         monitor = _connect(request, "monitor")
         threading.Thread(target=_answer_until_closed, args=(host, monitor, MONITOR_OPS), daemon=True).start()
         _answer_until_closed(host, control, OPS)

@@ -125,14 +125,16 @@ def _start_host(request: dict[str, Any], closing: list[int]) -> int:
             os.setsid()
             for fd in closing:  # a host must not read its siblings' requests
                 os.close(fd)
-            log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"host-{os.getpid()}.log")
-            output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A pipe the host drains itself, not a file: a file would stop the learner's
+            # prints with EFBIG at the sandbox's file size limit, and fail their requests.
+            output, written = os.pipe()
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-            os.dup2(output, 1)
-            os.dup2(output, 2)
+            os.dup2(written, 1)
+            os.dup2(written, 2)
+            os.close(written)
             from workbook.apphost import run
 
-            run(request, log)
+            run(request, output)
         finally:
             os._exit(code)
     return pid
