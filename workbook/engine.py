@@ -765,7 +765,10 @@ def sweep_orphans() -> None:
     PID namespace ends them."""
     if not _subreaper or isolation().active:
         return
-    known = _children | {server.process.pid for server in list(_fork_servers.values())}
+    servers = [*_fork_servers.values(), *([_trusted_server] if _trusted_server is not None else [])]
+    # The warm server of trusted grading processes is this process's own child too: ending
+    # it as an orphan took the grading processes it had forked (a neighbour's checks) with it.
+    known = _children | {server.process.pid for server in servers}
     for pid in sandbox.adopted_children(known):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
