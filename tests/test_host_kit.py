@@ -250,3 +250,133 @@ def test_a_fork_server_that_died_on_its_own_is_replaced_once(monkeypatch: pytest
         ("create_user_answers_201", "pass"),
     ], [check.message for check in result.checks]
     assert len(served) == 2 and served[0] is not served[1]
+
+
+# --- recycling a host between checks -------------------------------------------------------
+
+RECYCLED_APP = """
+import logging
+import os
+import threading
+import time
+
+from fastapi import FastAPI
+
+SETTING = os.environ.get("WB_TEST_SETTING", "unset")
+HITS = []
+logging.getLogger("learner").addHandler(logging.NullHandler())
+app = FastAPI()
+
+
+@app.post("/hit")
+def hit() -> dict:
+    HITS.append(1)
+    os.environ["WB_TEST_LEAK"] = "leaked"
+    files = sorted(os.listdir("."))
+    with open("left-behind.txt", "w") as file:
+        file.write("x")
+    return {
+        "hits": len(HITS),
+        "setting": SETTING,
+        "files": files,
+        "handlers": len(logging.getLogger("learner").handlers),
+        "pid": os.getpid(),
+    }
+
+
+@app.get("/leak")
+def leak() -> dict:
+    return {"leak": os.environ.get("WB_TEST_LEAK")}
+
+
+@app.post("/linger")
+def linger() -> dict:
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    return {"started": True}
+"""
+
+RECYCLED_PROBES = """
+import sqlite3
+import time
+
+PATCHED = ("sqlite3.connect",)
+
+
+def spy(host):
+    sqlite3.connect = lambda *args, **kwargs: None
+
+
+def connect_name(host):
+    return sqlite3.connect.__name__
+
+
+def sleepy(host):
+    time.sleep(2)
+"""
+
+
+@pytest.fixture
+def recycled_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "p9_recycled"
+    folder.mkdir()
+    (folder / "app.py").write_text(RECYCLED_APP, encoding="utf-8")
+    (tmp_path / "probes.py").write_text(RECYCLED_PROBES, encoding="utf-8")
+    grading.state["problem_dir"] = folder
+    hostkit.ensure_hosts()
+    return folder
+
+
+def hit(host: hostkit.AppHost) -> dict:
+    with host.client() as client:
+        answer = client.post("/hit")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+def test_a_recycled_host_imports_the_module_afresh_and_puts_the_process_back(recycled_folder: Path) -> None:
+    probes = recycled_folder.parent / "probes.py"
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(recycled_folder), env={"WB_TEST_SETTING": "first"}, setup=[("spy", {})], probes=probes)
+        first = hit(host)
+        assert host.probe("connect_name") == "<lambda>"
+        hostkit.give_back(host)
+        again = hostkit.take_host()
+        assert again is host
+        host.start("app", str(recycled_folder), env={"WB_TEST_SETTING": "second"}, probes=probes)
+        with host.client() as client:
+            leak = client.get("/leak")  # the first check's request had set it
+        assert leak.status_code == 200, leak.text
+        assert leak.json() == {"leak": None}
+        second = hit(host)
+        assert host.probe("connect_name") == "connect"
+    finally:
+        host.close()
+    assert first == {"hits": 1, "setting": "first", "files": [], "handlers": 1, "pid": first["pid"]}
+    assert second == {"hits": 1, "setting": "second", "files": [], "handlers": 1, "pid": first["pid"]}
+
+
+def test_a_host_whose_check_left_a_thread_running_is_ended_not_recycled(recycled_folder: Path) -> None:
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(recycled_folder))
+        with host.client() as client:
+            answer = client.post("/linger")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"started": True}
+        assert host.recycle() is False
+        assert host.closed
+    finally:
+        host.close()
+
+
+def test_a_host_that_did_not_answer_in_time_is_ended_not_recycled(recycled_folder: Path) -> None:
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(recycled_folder), probes=recycled_folder.parent / "probes.py")
+        with pytest.raises(hostkit.HostTimeout):
+            host.probe("sleepy", timeout=0.3)
+        assert host.recycle() is False
+        assert host.closed
+    finally:
+        host.close()

@@ -390,8 +390,13 @@ def assert_interference_contained(school: Class, seconds: float, output: str) ->
         assert set(statuses(reports[honest]).values()) == {"pass"}, messages(reports[honest])
     mallory = statuses(reports["mallory"])
     assert mallory and set(mallory.values()) != {"pass"}, mallory
-    # Said in words, on the checks that could not get an app host from the stopped server.
-    assert "the process that starts your app in the sandbox stopped working" in messages(reports["mallory"])
+    # Said in words, on the checks that could not get an app host from the stopped server (a
+    # host recycled from check to check may need none after the first).
+    errored = [
+        check["message"] for p in reports["mallory"]["problems"] for check in p["checks"] if check["status"] == "error"
+    ]
+    for message in errored:
+        assert "the process that starts your app in the sandbox stopped working" in message, message
     rows = (school.out / "gradebook.csv").read_text(encoding="utf-8")
     assert "mallory" in rows, rows
 

@@ -18,6 +18,10 @@ Every answer is an *observation*: the trusted side chooses the test data and jud
 here runs beside learner code and may be patched by it; that can fake an observation, never
 a verdict. End of the connection ends the host (`os._exit`), and everything it started dies
 with the sandbox's PID namespace or is reaped by the fork server, a child subreaper.
+
+A host serves one check at a time and, recycled (`Host.recycle`, asked by the grading
+process between two of its checks), the next: a fork, an exit and a cold import cost ~40 ms
+a check more than a fresh import in a warm process (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ MAX_CHAIN = 6
 MAX_LOG_BYTES = 64 << 10
 STARTUP_WAIT_S = 10.0
 SHUTDOWN_WAIT_S = 5.0
+RECYCLE_WAIT_S = 1.0  # for the server of the check that ended to stop
 # What a host is told to import before it is told what to do: libraries only (fork server).
 WARM_MODULES = (
     "fastapi",
@@ -176,6 +181,7 @@ class Host:
     def __init__(self, connection: socket.socket, listener: socket.socket) -> None:
         self.connection = connection
         self.listener = listener
+        self.own_listener = listener  # a probe may serve on a copy: put back between checks
         self.folder: Path | None = None
         self.module: ModuleType | None = None
         self.probes: ModuleType | None = None
@@ -188,6 +194,9 @@ class Host:
         # (a commit, say) and background tasks after the response is sent.
         self.in_flight = 0
         self.output = _Output()
+        self.baseline: _Baseline | None = None  # the process as it was before the first check
+        self.used = False
+        self.checks = 0
 
     # -- requests ---------------------------------------------------------------------
 
@@ -207,21 +216,29 @@ class Host:
 
     def start(self, request: dict[str, Any]) -> None:
         """Set the environment and working folder, run the setup probes, import the module."""
+        if self.used:
+            raise HostProblem("a host imports one module per check: recycle it first")
+        self.used = True
+        if self.baseline is None:
+            self.baseline = _Baseline()
         self.folder = Path(request["folder"]).resolve()
         os.environ.update({str(k): str(v) for k, v in request.get("env", {}).items()})
         for name in request.get("unset", []):
             os.environ.pop(str(name), None)
-        name = str(request.get("workdir") or f"host-{os.getpid()}")
+        self.checks += 1  # a recycled host's next check works in a folder of its own
+        name = str(request.get("workdir") or f"host-{os.getpid()}-{self.checks}")
         work = Path(os.environ.get("TMPDIR", "/tmp")) / f"work-{Path(name).name}"
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)
-        sys.path.insert(0, str(self.folder))
+        if str(self.folder) not in sys.path:
+            sys.path.insert(0, str(self.folder))
         # Compiled once per submission, in its scratch folder: each host imports the module
         # afresh, and compiling it again each time cost a check milliseconds.
         sys.pycache_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pycache")
         sys.dont_write_bytecode = False
         if request.get("probes"):
             self.probes = _load_probes(Path(request["probes"]))
+            self.baseline.keep(getattr(self.probes, "PATCHED", ()))
         for name, args in request.get("setup", []):
             self._probe_function(name)(self, **args)
         self.module = _import_learner(request["module"], self.folder)
@@ -267,7 +284,7 @@ class Host:
         """Stop the server: uvicorn closes the connections and runs the lifespan's shutdown."""
         if self.server is None or self.thread is None:
             return
-        self.server.should_exit = True
+        self.server.exit_soon()
         self.thread.join(float(request.get("wait", SHUTDOWN_WAIT_S)))
         if self.thread.is_alive():
             raise HostProblem("shutdown did not finish", threads=self.learner_threads())
@@ -275,6 +292,32 @@ class Host:
         if shutdown:
             self.raised = [e for e in self.raised if e.get("phase") != "lifespan"]
             raise HostProblem("shutdown raised", raised=shutdown[-1]["error"])
+
+    def recycle(self, request: dict[str, Any]) -> None:
+        """Make this process ready for the next check, as if it were new: the server stopped
+        (without its lifespan's shutdown: a host used to end there), the learner's modules
+        forgotten so the next `start` imports them afresh, and what the setup probes and the
+        learner's code changed put back (`_Baseline`). Raises HostProblem when the process
+        cannot be trusted to be as new: a thread the check started still runs (the learner's
+        code, a timer, a pool: it would act in the next check); the host is then ended."""
+        if self.server is not None and self.thread is not None:
+            self.server.exit_soon(force=True)
+            self.thread.join(float(request.get("wait", RECYCLE_WAIT_S)))
+            if self.thread.is_alive():
+                raise HostProblem("its server did not stop")
+        if self.baseline is not None and self.baseline.new_threads():
+            raise HostProblem("a thread the check started still runs")
+        if self.baseline is not None:
+            self.baseline.restore(self.folder)
+        if self.listener is not self.own_listener:
+            with contextlib.suppress(OSError):
+                self.listener.close()
+            self.listener = self.own_listener
+        self.module = self.probes = self.server = self.thread = self.loop = None
+        self.raised, self.pending_errors, self.in_flight = [], 0, 0
+        self.log_tail(0)
+        self.output.clear()
+        self.used = False
 
     def attribute(self, path: str) -> Any:
         value: Any = self.module
@@ -332,6 +375,106 @@ class Host:
         return self.output.tail(limit)
 
 
+class _Baseline:
+    """What a check may change in a host's process, as it was before the first check, to be
+    put back between checks (`Host.recycle`): the environment (and the time zone read from
+    it), the working folder, `sys.path`, the standard streams, warnings, every logger's
+    handlers and level, and the module attributes the probe menu's setup probes replace
+    (`PATCHED` in graders/<slug>/probes.py: "module.attribute" names)."""
+
+    def __init__(self) -> None:
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.path = list(sys.path)
+        self.modules = set(sys.modules)
+        self.streams = (sys.stdout, sys.stderr)
+        self.warning_filters = list(warnings.filters)
+        self.showwarning = warnings.showwarning
+        self.loggers = {name: _logger_state(logger) for name, logger in _loggers()}
+        self.attributes: dict[tuple[str, str], Any] = {}
+        self.threads = {thread.ident for thread in threading.enumerate()}
+
+    def new_threads(self, wait: float = 0.2) -> list[threading.Thread]:
+        """Threads started since, still running after `wait` seconds (a server's worker
+        threads end soon after its event loop)."""
+        deadline = time.monotonic() + wait
+        started = [thread for thread in threading.enumerate() if thread.ident not in self.threads]
+        for thread in started:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [thread for thread in started if thread.is_alive()]
+
+    def keep(self, names: Any) -> None:
+        """Remember the values of `names` ("module.attribute"), a missing one as missing."""
+        for dotted in names:
+            module_name, _, attribute = str(dotted).rpartition(".")
+            key = (module_name, attribute)
+            if key not in self.attributes:
+                module = importlib.import_module(module_name)
+                self.attributes[key] = getattr(module, attribute, _MISSING)
+
+    def restore(self, folder: Path | None) -> None:
+        for (module_name, attribute), value in self.attributes.items():
+            module = sys.modules[module_name]
+            if value is _MISSING:
+                with contextlib.suppress(AttributeError):
+                    delattr(module, attribute)
+            else:
+                setattr(module, attribute, value)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        if hasattr(time, "tzset"):
+            time.tzset()
+        os.chdir(self.cwd)
+        sys.path[:] = self.path
+        sys.stdout, sys.stderr = self.streams
+        warnings.filters[:] = self.warning_filters  # type: ignore[index]  # a list at run time
+        warnings.showwarning = self.showwarning
+        mutated = getattr(warnings, "_filters_mutated", None)  # the filters' cache (CPython)
+        if callable(mutated):
+            mutated()
+        for name, logger in _loggers():
+            _set_logger_state(logger, self.loggers.get(name))
+        for name in [name for name in sys.modules if name not in self.modules]:
+            if _is_learners(sys.modules.get(name), folder):
+                del sys.modules[name]
+        self.modules = set(sys.modules)  # libraries the check imported stay: not asked again
+        importlib.invalidate_caches()  # the learner's folder may hold new files by now
+
+
+_MISSING = object()
+
+
+def _loggers() -> list[tuple[str, Any]]:
+    import logging
+
+    found: list[tuple[str, Any]] = [("", logging.getLogger())]
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            found.append((name, logger))
+    return found
+
+
+def _logger_state(logger: Any) -> tuple[Any, ...]:
+    return (list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+
+
+def _set_logger_state(logger: Any, state: tuple[Any, ...] | None) -> None:
+    import logging
+
+    handlers, level, propagate, disabled = state or ([], logging.NOTSET, True, False)
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate, logger.disabled = propagate, disabled
+
+
+def _is_learners(module: ModuleType | None, folder: Path | None) -> bool:
+    """Whether `module` came from the learner's folder (or is a probe menu, loaded afresh)."""
+    if module is None or folder is None:
+        return True
+    places = [getattr(module, "__file__", None), *list(getattr(module, "__path__", None) or [])]
+    return any(place and Path(place).resolve().is_relative_to(folder) for place in places)
+
+
 class HostProblem(Exception):
     """A request the host could not carry out, for a reason that is not a learner exception."""
 
@@ -351,6 +494,7 @@ OPS: dict[str, Callable[[Host, dict[str, Any]], Any]] = {
     "probe": Host.probe,
     "raised": lambda host, _: host.take_raised(),
     "settle": Host.settle,
+    "recycle": Host.recycle,
 }
 # Asked on the second connection, answered while the first one's request is busy.
 MONITOR_OPS: dict[str, Callable[[Host, dict[str, Any]], Any]] = {
@@ -424,7 +568,41 @@ def _server_class() -> type:
 
         async def startup(self, sockets: Any = None) -> None:
             self.host.loop = asyncio.get_running_loop()
+            self.wakeup = asyncio.Event()
             await super().startup(sockets=sockets)
+
+        async def main_loop(self) -> None:
+            # uvicorn's own loop looks at `should_exit` every 0.1 s: a check that stops the
+            # server, and each recycled host, would wait that long (`exit_soon` wakes it).
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            while not should_exit:
+                counter = (counter + 1) % 864000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), 0.1)
+                should_exit = await self.on_tick(counter)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            if not self.force_exit:
+                await super().shutdown(sockets=sockets)
+                return
+            # Recycling: nobody waits for this app any more (uvicorn's graceful path would
+            # sleep 0.1 s for the connections to notice); asyncio.run cancels what is left.
+            for server in self.servers:
+                server.close()
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
+            for task in list(self.server_state.tasks):
+                task.cancel()
+
+        def exit_soon(self, force: bool = False) -> None:
+            """Stop serving (without the lifespan's shutdown with `force`), from any thread."""
+            self.force_exit = self.force_exit or force
+            self.should_exit = True
+            loop = self.host.loop
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self.wakeup.set)
 
     return Server
 
@@ -446,6 +624,10 @@ class _Output:
             with self.lock:
                 if not self._read_available():
                     return
+
+    def clear(self) -> None:
+        with self.lock:
+            self.kept.clear()
 
     def tail(self, limit: int) -> str:
         """The last `limit` bytes printed, as text, everything flushed so far included."""

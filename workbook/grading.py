@@ -950,8 +950,9 @@ def host_setup() -> list[tuple[str, dict[str, Any]]]:
 @pytest.fixture
 def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
     """A factory of app hosts for this check: `new_host(env=..., setup=..., workdir=...)`
-    starts one more host (its own process, the module imported afresh); all end with the
-    check. A shared `workdir` name lets a second host see the files of the first (a restart)."""
+    starts one more host (a process of its own, the module imported afresh); all end with
+    the check, or are recycled for a later one (hostkit.give_back). A shared `workdir` name
+    lets a second host see the files of the first (a restart)."""
     from workbook import hostkit
 
     def start(
@@ -967,7 +968,7 @@ def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
     finally:
         for host in list(hostkit.current_hosts):
             _show_output(host)
-            host.close()
+            hostkit.give_back(host)
         hostkit.current_hosts.clear()
 
 
@@ -1082,9 +1083,10 @@ def host(
     host_unset: list[str],
     host_setup: list[tuple[str, dict[str, Any]]],
 ) -> Any:
-    """This check's app host: the learner's module imported afresh in its own sandboxed
-    process, not yet served (`host.client()` serves it, lifespan on; `host.serve(...)` to
-    choose). Raises LearnerImportError when the import fails, as `learner` did."""
+    """This check's app host: the learner's module imported afresh in a sandboxed process
+    (new, or recycled from an earlier check with its state put back), not yet served
+    (`host.client()` serves it, lifespan on; `host.serve(...)` to choose). Raises
+    LearnerImportError when the import fails, as `learner` did."""
     return new_host(env=host_env, unset=host_unset, setup=host_setup)
 
 

@@ -1,8 +1,10 @@
 """The trusted side of an app host (issue 11, item 1): what graders use to reach a learner's
 app without importing it.
 
-A grader gets an `AppHost` from the `host` fixture (workbook/grading.py): a fresh process in
-the submission's sandbox that imported the learner's module (workbook/apphost.py). From it:
+A grader gets an `AppHost` from the `host` fixture (workbook/grading.py): a process in the
+submission's sandbox that imported the learner's module afresh for this check
+(workbook/apphost.py), new or recycled from an earlier check of this grading process
+(`give_back`). From it:
 
 - `host.client()`: an httpx client with TestClient's calls (`get`, `post`, ...,
   `websocket_connect`) talking to the app served by a real uvicorn over a Unix socket;
@@ -48,6 +50,10 @@ MAX_RESPONSE_BYTES = 32 << 20  # of one HTTP answer of the app
 CONNECT_WAIT_S = 5.0
 ANSWER_WAIT_S = 30.0
 MONITOR_WAIT_S = 0.5
+RECYCLE_WAIT_S = 3.0
+# A host serves this many checks at most, then a new process takes over: what a check leaves
+# behind that the recycling does not put back (library caches, memory) stays bounded.
+MAX_CHECKS_PER_HOST = 40
 
 
 class HostError(Exception):
@@ -60,6 +66,10 @@ class HostGone(HostError):
 
 class HostTimeout(HostGone):
     """The app host did not answer a request in time (its code may be stuck)."""
+
+
+class HostBusy(HostError):
+    """The host still works on an earlier request (a check that timed out left it there)."""
 
 
 class StarterGone(HostError):
@@ -112,10 +122,16 @@ class _Line:
         self.buffer = b""
         self.lock = threading.Lock()
 
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        with self.lock:
+    def ask(self, request: dict[str, Any], timeout: float, wait_turn: bool = True) -> dict[str, Any]:
+        """The answer to `request`; with `wait_turn` False, HostBusy at once when another
+        thread's request is still waiting for its answer."""
+        if not self.lock.acquire(blocking=wait_turn):
+            raise HostBusy("the app host is busy with another request")
+        try:
             self.sock.sendall(json.dumps(request).encode() + b"\n")
             return self._read(timeout)
+        finally:
+            self.lock.release()
 
     def _read(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -149,7 +165,8 @@ def _tls() -> ssl.SSLContext:
 
 
 class AppHost:
-    """One app host: a process in the sandbox that imported the learner's module afresh.
+    """One app host: a process in the sandbox that imports the learner's module afresh for
+    each check it serves (`start`; `recycle` between checks).
 
     Raises HostError when no host could be had (no fork server, or it did not answer in
     CONNECT_WAIT_S)."""
@@ -164,6 +181,10 @@ class AppHost:
         name = secrets.token_hex(6)
         self.closed = False
         self.served = False
+        # Cleared by any failure of the host itself (a time-out, a startup that did not
+        # finish): such a host is ended, never given to another check.
+        self.reusable = True
+        self.checks = 0  # checks this host has served
         self.threads_answered = False
         self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
         self.request_fd = -1
@@ -215,10 +236,49 @@ class AppHost:
         try:
             answer = self.control.ask({"op": op, **fields}, timeout)
         except OSError as exc:
+            self.reusable = False
             raise HostGone(f"the app host ended ({exc.__class__.__name__})") from None
+        except HostError:
+            self.reusable = False
+            raise
         if answer.get("ok") is True:
             return answer.get("value")
-        return _failure(answer)
+        try:
+            return _failure(answer)
+        except HostError:
+            self.reusable = False
+            raise
+
+    def recycle(self) -> bool:
+        """Make this host ready for another check (workbook/apphost.py, `Host.recycle`):
+        True if it is, else it is ended. At most MAX_CHECKS_PER_HOST checks share a host."""
+        self.checks += 1
+        if self.closed or not self.reusable or self.checks >= MAX_CHECKS_PER_HOST:
+            self.close()
+            return False
+        try:
+            answer = self.control.ask({"op": "recycle"}, RECYCLE_WAIT_S, wait_turn=False)
+        except (HostError, OSError):
+            answer = {}
+        if answer.get("ok") is not True:
+            self.close()
+            return False
+        self.served = self.threads_answered = False
+        self._drop_waiting_connections()
+        return True
+
+    def _drop_waiting_connections(self) -> None:
+        """A connection the last check opened that the stopped server never accepted would
+        reach the next check's app: close every one still waiting."""
+        self.app_listener.setblocking(False)
+        try:
+            while True:
+                connection, _ = self.app_listener.accept()
+                connection.close()
+        except OSError:
+            pass
+        finally:
+            self.app_listener.setblocking(True)
 
     def start(
         self,
@@ -329,11 +389,19 @@ _spare: Future[AppHost] | None = None
 _spare_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbook-spare-host")
 
 
+# Hosts an earlier check of this grading process gave back, recycled (`give_back`).
+_idle: list[AppHost] = []
+MAX_IDLE_HOSTS = 2
+
+
 def take_host() -> AppHost:
-    """A new connected host (its module not imported yet): the one made ahead if it is
-    ready, else a new one; either way, the next one is started ahead. Raises HostError."""
+    """A connected host whose module is not imported yet: one an earlier check gave back,
+    else the one made ahead if it is ready, else a new one (then the next one is started
+    ahead). Raises HostError."""
     global _spare
     with _spare_lock:
+        if _idle:
+            return _idle.pop()
         made, _spare = _spare, None
     host = None
     if made is not None:
@@ -345,6 +413,18 @@ def take_host() -> AppHost:
         if _spare is None and _starter_failed is None:
             _spare = _spare_maker.submit(AppHost)
     return host
+
+
+def give_back(host: AppHost) -> None:
+    """The check that used `host` is over: keep it for the next check if it can be recycled
+    (the learner's module is then imported afresh in it, ~40 ms less than a new process,
+    benchmarks/RESULTS.md), else end it."""
+    if host.recycle():
+        with _spare_lock:
+            if len(_idle) < MAX_IDLE_HOSTS:
+                _idle.append(host)
+                return
+    host.close()
 
 
 def _starter_gone(reason: str) -> None:

@@ -109,7 +109,7 @@ def _import_once(problem: Any) -> None:
         pass  # no verdict on the learner's code: each check meets it and says so
     finally:
         for host in list(hostkit.current_hosts):
-            host.close()
+            hostkit.give_back(host)  # the first check imports the module afresh in it
         hostkit.current_hosts.clear()
 
 

@@ -235,7 +235,7 @@ GRADER = '''\
 
 $todo: what every check can rely on (the environment, patched modules) and what it varies.
 Each check gets its own app host (the `host` fixture): a sandboxed process that imported the
-learner's module afresh and serves it with uvicorn. This grader never imports the learner's
+learner's module afresh for it and serves it with uvicorn. This grader never imports the learner's
 code; it talks to the app over HTTP and asks the probes in probes.py for anything else.
 graders/README.md lists the kit's helpers and the conventions.
 """
@@ -269,11 +269,18 @@ PROBES = '''\
 code, `def name(host, **json_arguments) -> JSON` (workbook/apphost.py; `host.module` is the
 learner's module). Their answers are observations the grader judges, never verdicts: the
 grader chooses the test data and passes it in.
+
+A host serves several checks in turn: between two checks it forgets the learner's modules and
+puts back the environment, the working folder, warnings and loggers. A probe that replaces
+something in a library (`sqlite3.connect = spy`) names it in PATCHED, so it is put back too.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# "module.attribute" names the probes below replace in libraries (none in this example).
+PATCHED: tuple[str, ...] = ()
 
 
 # $todo: replace this example with what the checks must observe besides HTTP answers.

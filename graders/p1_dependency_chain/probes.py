@@ -23,6 +23,10 @@ from typing import Any
 # before any spy) and are never counted.
 from workbook.spies import REAL_SQLITE_CONNECT, counting_connect
 
+# What probes of this menu replace in libraries, put back before the host's next
+# check (workbook/apphost.py, `Host.recycle`).
+PATCHED = ("sqlite3.connect", "anyio.to_thread.run_sync")
+
 USERS_TABLE = (
     "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE)"
 )

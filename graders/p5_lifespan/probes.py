@@ -22,6 +22,10 @@ from typing import Any
 
 from workbook.spies import counting_connect
 
+# What probes of this menu replace in libraries, put back before the host's next
+# check (workbook/apphost.py, `Host.recycle`).
+PATCHED = ("sqlite3.connect", "os.replace", "os.rename", "tempfile.tempdir")
+
 MAX_TEXT = 100_000
 MAX_KEPT = 50
 
