@@ -380,3 +380,13 @@ def test_a_host_that_did_not_answer_in_time_is_ended_not_recycled(recycled_folde
         assert host.closed
     finally:
         host.close()
+
+
+def test_an_exception_keeps_the_request_it_was_raised_for_whichever_thread_collects_it() -> None:
+    posted = 'POST /users with body {"name":"Ada"}'
+    assert hostkit._request_of({"sent": "POST /users"}, posted) == posted
+    assert hostkit._request_of({"sent": "GET /users"}, "GET /users?limit=2") == "GET /users?limit=2"
+    # Collected by a GET's thread, raised for another thread's POST: the POST, as the host saw it.
+    assert hostkit._request_of({"sent": "POST /users"}, "GET /users") == "POST /users"
+    assert hostkit._request_of({}, "GET /users") == "GET /users"
+    assert hostkit._request_of({"sent": "GET /\udcff" + "x" * 400}, None) == "GET /\ufffd" + "x" * 294

@@ -719,7 +719,7 @@ class RemoteClient(httpx.Client):
 
         for item in self.host.raised():
             exc = rebuild(item.get("error"))
-            grading._tag(exc, sent)
+            grading._tag(exc, _request_of(item, sent))
             if self.raise_server_exceptions:
                 raise exc
             grading.note_server_error(exc)
@@ -735,6 +735,21 @@ class RemoteClient(httpx.Client):
         sent = f"WebSocket {url}"
         grading.state["last_sent"] = sent
         return RemoteWebSocket(self.host, url, headers, subprotocols, sent)
+
+
+def _request_of(item: dict[str, Any], sent: str | None) -> str | None:
+    """The request an exception the host recorded was raised for: `sent` (this thread's
+    request, described with its body) when the host's record ("METHOD /path") is that
+    request, else the host's record. Under concurrent requests one thread may collect what
+    another's request raised, and a cause must not depend on which thread asked first."""
+    own = item.get("sent")
+    if not isinstance(own, str) or not own:
+        return sent
+    own = _text(own, 300)
+    method, _, path = (sent or "").partition(" ")
+    if sent and own == f"{method} {path.split(' ', 1)[0].split('?', 1)[0]}":
+        return sent
+    return own
 
 
 def _read_bounded(response: httpx.Response) -> None:
