@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+from support import needs_sandbox
 
 from workbook import apphost, grading, hostkit
 
@@ -250,6 +251,29 @@ def test_a_fork_server_that_died_on_its_own_is_replaced_once(monkeypatch: pytest
         ("create_user_answers_201", "pass"),
     ], [check.message for check in result.checks]
     assert len(served) == 2 and served[0] is not served[1]
+
+
+@needs_sandbox
+def test_a_submissions_fork_server_outlives_the_thread_that_started_it() -> None:
+    """bubblewrap's --die-with-parent ends the sandbox when the *thread* that started it ends:
+    the thread grading one part of a problem must not take the submission's server with it."""
+    from support import MANIFEST, SOLUTIONS
+
+    from workbook import engine
+    from workbook.target import GradedTarget
+
+    problem = MANIFEST.by_number(1)
+    started: list[object] = []
+    part = threading.Thread(
+        target=lambda: started.append(engine._running_fork_server(problem, GradedTarget(SOLUTIONS, SOLUTIONS)))
+    )
+    part.start()
+    part.join()
+    try:
+        time.sleep(0.5)  # the kernel's signal to a process whose parent thread ended is at once
+        assert started and started[0].process.poll() is None  # type: ignore[attr-defined]
+    finally:
+        engine.release(SOLUTIONS)
 
 
 # --- recycling a host between checks -------------------------------------------------------

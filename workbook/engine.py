@@ -507,6 +507,7 @@ NO_HOSTS_MESSAGE = (
 
 _fork_servers: dict[tuple[str, ...], Any] = {}
 _fork_server_lock = threading.Lock()
+_starter_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbook-sandbox-starter")
 # workbook.forkserver is imported where a fork server is used: a single `workbook check`
 # grades in a plain subprocess and need not load it.
 _warm = False
@@ -549,7 +550,11 @@ def _running_fork_server(problem: Problem, target: GradedTarget) -> Any:
             command, env, cwd = spawn.server_command(sockets)
             if sandbox.grader_view(problem.grader_dir.parent) != [problem.grader_dir.parent]:
                 env[SERVER_ROLE_ENV] = "hosts"  # every grader is hosted: no grading process runs in it
-            server = _fork_servers[key] = ForkServer(ROOT, env, command=command, cwd=cwd, scratch=scratch)
+            # Started from a thread that lives as long as this process: bubblewrap's
+            # --die-with-parent (PR_SET_PDEATHSIG) ends the sandbox when the *thread* that
+            # started it ends, and the thread grading a part of a problem ends with the part.
+            started = _starter_thread.submit(ForkServer, ROOT, env, command=command, cwd=cwd, scratch=scratch)
+            server = _fork_servers[key] = started.result()
             server.sockets = sockets
         return server
 
