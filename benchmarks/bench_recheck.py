@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from workbook import engine  # noqa: E402
 from workbook.manifest import load_manifest  # noqa: E402
+from workbook.watcher import WATCH_PARTS  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     times = []
     for _ in range(args.runs):
         started = time.perf_counter()
-        result = engine.grade(problem, ROOT / "solutions")
+        result = engine.grade(problem, ROOT / "solutions", parts=WATCH_PARTS)
         times.append(time.perf_counter() - started)
         assert result.status == "pass", [c.message for c in result.checks if c.status != "pass"]
     isolation = getattr(result, "isolation", "sandbox: none")
