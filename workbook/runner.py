@@ -155,6 +155,11 @@ def _pytest_args(grader_dir: Path, nodeids: list[str]) -> list[str]:
         "no:cacheprovider",
         # We never show pytest's traceback, and building it costs ~0.4 s per failing check.
         "--tb=no",
+        # The checks' tmp_path folders in this process's own working folder (the engine's
+        # scratch), not the user's shared pytest-of-<user>: there each grading process made
+        # a numbered folder and removed older ones, seconds after a big test run.
+        "--basetemp",
+        str(Path.cwd() / "pytest-tmp"),
     ]
 
 
