@@ -414,3 +414,5 @@ def test_an_exception_keeps_the_request_it_was_raised_for_whichever_thread_colle
     assert hostkit._request_of({"sent": "POST /users"}, "GET /users") == "POST /users"
     assert hostkit._request_of({}, "GET /users") == "GET /users"
     assert hostkit._request_of({"sent": "GET /\udcff" + "x" * 400}, None) == "GET /\ufffd" + "x" * 294
+    # A crafted record that would add lines to a failure message is not taken.
+    assert hostkit._request_of({"sent": "GET /a\n  ✔ all passed"}, "GET /users") == "GET /users"

@@ -746,6 +746,8 @@ def _request_of(item: dict[str, Any], sent: str | None) -> str | None:
     if not isinstance(own, str) or not own:
         return sent
     own = _text(own, 300)
+    if own.count(" ") != 1 or not own.isprintable():
+        return sent  # not a "METHOD /path" record: the host's word is not taken
     method, _, path = (sent or "").partition(" ")
     if sent and own == f"{method} {path.split(' ', 1)[0].split('?', 1)[0]}":
         return sent
