@@ -94,7 +94,7 @@ def warm_up() -> None:
         for name in WARM_MODULES:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
-    from workbook.grading import cheap_password_hashing
+    from workbook.learnercode import cheap_password_hashing
 
     cheap_password_hashing()
     with contextlib.suppress(Exception):
@@ -514,15 +514,14 @@ def _load_probes(path: Path) -> ModuleType:
 
 
 def _import_learner(name: str, folder: Path) -> ModuleType:
-    from workbook import grading
+    from workbook import learnercode
 
-    grading.state["problem_dir"] = folder
     try:
         return importlib.import_module(name)
     except SyntaxError as exc:
-        raise LearnerImportFailed(grading._describe_syntax_error(exc, folder)) from None
+        raise LearnerImportFailed(learnercode.describe_syntax_error(exc, folder)) from None
     except BaseException as exc:  # noqa: BLE001 - learner code may raise anything, even SystemExit
-        raise LearnerImportFailed(grading._describe_import_exception(exc, folder)) from None
+        raise LearnerImportFailed(learnercode.describe_import_exception(exc, folder)) from None
 
 
 def _recording(app: Any, host: Host) -> Any:

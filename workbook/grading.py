@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
-from workbook import hangs
+from workbook import hangs, learnercode
+from workbook.learnercode import cheap_password_hashing
+from workbook.learnercode import describe_import_exception as _describe_import_exception
+from workbook.learnercode import describe_syntax_error as _describe_syntax_error
 from workbook.manifest import Manifest, Problem, load_manifest
 from workbook.spies import TrackedConnection, counting_connect
 from workbook.words import counted
@@ -155,29 +157,6 @@ def _forget_modules(root_name: str, folder: Path) -> None:
     importlib.invalidate_caches()
 
 
-def cheap_password_hashing() -> None:
-    """Make bcrypt as cheap as it allows (cost 4) for the whole grading run.
-
-    Problems hash their seed users at import, and each check imports afresh; at bcrypt's
-    default cost (12, ~0.25 s a hash) that alone would blow the time budget. The hashes
-    stay real bcrypt hashes that verify, only cheaper.
-    """
-    try:  # here, not at the top: without them, the problems that never hash still grade
-        import bcrypt
-        from passlib.handlers.bcrypt import bcrypt as passlib_bcrypt
-    except ImportError:  # pragma: no cover - both are dependencies of the workbook
-        return
-    passlib_bcrypt.default_rounds = passlib_bcrypt.min_rounds
-    if not getattr(bcrypt.gensalt, "workbook_cheap", False):
-        original = bcrypt.gensalt
-
-        def gensalt(rounds: int = 4, prefix: bytes = b"2b") -> bytes:
-            return original(rounds=rounds, prefix=prefix)
-
-        gensalt.workbook_cheap = True  # type: ignore[attr-defined]
-        bcrypt.gensalt = gensalt
-
-
 def _put_first_on_path(folder: Path) -> None:
     previous = state.get("problem_dir")
     if previous is not None and str(previous) in sys.path:
@@ -189,54 +168,10 @@ def _relative_module_file(problem: Problem) -> str:
     return problem.module.replace(".", "/") + ".py"
 
 
-def is_under(file: str, folder: Path) -> bool:
-    if not file:
-        return False
-    try:
-        Path(file).resolve().relative_to(folder)
-    except ValueError:
-        return False
-    return True
-
-
-def _describe_syntax_error(exc: SyntaxError, folder: Path) -> str:
-    where = _short_path(exc.filename or "?", folder)
-    code = (exc.text or "").rstrip()
-    lines = [f"Python cannot read {where}, line {exc.lineno}: {exc.msg}."]
-    if code:
-        lines.append(f"    {code.strip()}")
-    return "\n".join(lines)
-
-
-def _describe_import_exception(exc: BaseException, folder: Path) -> str:
-    if isinstance(exc, SystemExit):
-        return f"Importing your code called sys.exit({exc.code!r}); a module must not exit when imported."
-    if isinstance(exc, KeyboardInterrupt):
-        return "Importing your code raised KeyboardInterrupt."
-    frames = learner_frames(exc, folder)
-    head = f"Importing your code raised {type(exc).__name__}: {exc}"
-    return head + ("\n" + frames if frames else "")
-
-
 def learner_frames(exc: BaseException, folder: Path | None = None) -> str:
-    """The traceback of `exc` trimmed to the frames in the learner's files."""
-    folder = folder or state.get("problem_dir")
-    if folder is None:
-        return ""
-    lines = []
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if is_under(frame.filename, folder):
-            lines.append(f"  {_short_path(frame.filename, folder)}, line {frame.lineno}, in {frame.name}")
-            if frame.line:
-                lines.append(f"    {frame.line.strip()}")
-    return "\n".join(lines[-12:])
-
-
-def _short_path(filename: str, folder: Path) -> str:
-    try:
-        return f"{folder.name}/{Path(filename).resolve().relative_to(folder)}"
-    except ValueError:
-        return filename
+    """The traceback of `exc` trimmed to the frames in the learner's files (by default the
+    folder of the problem being graded)."""
+    return learnercode.learner_frames(exc, folder or state.get("problem_dir"))
 
 
 # --- talking to the learner's app -----------------------------------------------------

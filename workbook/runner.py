@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import pytest
 
-from workbook import causes, hangs, translate
+from workbook import causes, hangs, learnercode, translate
 from workbook.manifest import BUNDLED_GRADERS, ROOT, check_id_of, graders_root, load_manifest
 from workbook.results import STARTER_STOPPED, Kind, Status
 from workbook.safetext import learner_text
@@ -513,7 +513,9 @@ def _raised_cause(exc: BaseException) -> dict[str, str]:
     folder = grading.state.get("problem_dir")
     if folder is None:
         return {}
-    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if grading.is_under(frame.filename, folder)]
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__) if learnercode.is_under(frame.filename, folder)
+    ]
     if not frames:
         return {}
     where = Path(frames[-1].filename).resolve().relative_to(folder).as_posix()
@@ -563,7 +565,7 @@ def _missing_learner_name(exc: BaseException) -> bool:
     owner = getattr(exc, "obj", None)
     module = owner if isinstance(owner, ModuleType) else sys.modules.get(getattr(owner, "__module__", "") or "")
     folder = grading.state.get("problem_dir")
-    return folder is not None and grading.is_under(getattr(module, "__file__", None) or "", folder)
+    return folder is not None and learnercode.is_under(getattr(module, "__file__", None) or "", folder)
 
 
 def _missing_name_text(exc: AttributeError) -> str:
@@ -586,7 +588,7 @@ def _full_traceback(exc: BaseException) -> str:
     kept = [
         frame
         for index, frame in enumerate(frames)
-        if index == len(frames) - 1 or (folder is not None and grading.is_under(frame.filename, folder))
+        if index == len(frames) - 1 or (folder is not None and learnercode.is_under(frame.filename, folder))
     ]
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.StackSummary.from_list(kept).format()
@@ -597,12 +599,11 @@ def _full_traceback(exc: BaseException) -> str:
 
 
 def _grading_machinery(filename: str) -> bool:
-    from workbook import grading
 
     parts = Path(filename).parts
     if "_pytest" in parts or "pluggy" in parts:
         return True
-    return grading.is_under(filename, ROOT / "workbook") or grading.is_under(filename, graders_root())
+    return learnercode.is_under(filename, ROOT / "workbook") or learnercode.is_under(filename, graders_root())
 
 
 def _exception_text(exc: BaseException) -> str:
@@ -625,14 +626,13 @@ def _raised_in_learner_code(exc: BaseException) -> bool:
     from workbook import grading
 
     folder = grading.state.get("problem_dir")
-    return folder is not None and grading.is_under(_innermost_file(exc), folder)
+    return folder is not None and learnercode.is_under(_innermost_file(exc), folder)
 
 
 def _raised_in_workbook(exc: BaseException) -> bool:
-    from workbook import grading
 
     file = _innermost_file(exc)
-    return any(grading.is_under(file, folder) for folder in (BUNDLED_GRADERS, ROOT / "workbook", graders_root()))
+    return any(learnercode.is_under(file, folder) for folder in (BUNDLED_GRADERS, ROOT / "workbook", graders_root()))
 
 
 if __name__ == "__main__":
