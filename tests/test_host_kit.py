@@ -279,12 +279,17 @@ def test_a_submissions_fork_server_outlives_the_thread_that_started_it() -> None
 # --- recycling a host between checks -------------------------------------------------------
 
 RECYCLED_APP = """
+import _thread
 import logging
 import os
+import subprocess
 import threading
 import time
 
 from fastapi import FastAPI
+
+# Where a module says it lives does not decide whether it is forgotten between checks.
+__file__ = "/usr/lib/python3/dist-packages/elsewhere.py"
 
 SETTING = os.environ.get("WB_TEST_SETTING", "unset")
 HITS = []
@@ -316,6 +321,18 @@ def leak() -> dict:
 @app.post("/linger")
 def linger() -> dict:
     threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    return {"started": True}
+
+
+@app.post("/raw-thread")
+def raw_thread() -> dict:
+    _thread.start_new_thread(time.sleep, (30,))
+    return {"started": True}
+
+
+@app.post("/child")
+def child() -> dict:
+    subprocess.Popen(["sleep", "30"])
     return {"started": True}
 """
 
@@ -380,12 +397,15 @@ def test_a_recycled_host_imports_the_module_afresh_and_puts_the_process_back(rec
     assert second == {"hits": 1, "setting": "second", "files": [], "handlers": 1, "pid": first["pid"]}
 
 
-def test_a_host_whose_check_left_a_thread_running_is_ended_not_recycled(recycled_folder: Path) -> None:
+@pytest.mark.parametrize("leftover", ["linger", "raw-thread", "child"])
+def test_a_host_whose_check_left_a_thread_or_process_running_is_ended_not_recycled(
+    recycled_folder: Path, leftover: str
+) -> None:
     host = hostkit.take_host()
     try:
         host.start("app", str(recycled_folder))
         with host.client() as client:
-            answer = client.post("/linger")
+            answer = client.post(f"/{leftover}")
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"started": True}
         assert host.recycle() is False
@@ -408,11 +428,36 @@ def test_a_host_that_did_not_answer_in_time_is_ended_not_recycled(recycled_folde
 
 def test_an_exception_keeps_the_request_it_was_raised_for_whichever_thread_collects_it() -> None:
     posted = 'POST /users with body {"name":"Ada"}'
-    assert hostkit._request_of({"sent": "POST /users"}, posted) == posted
-    assert hostkit._request_of({"sent": "GET /users"}, "GET /users?limit=2") == "GET /users?limit=2"
-    # Collected by a GET's thread, raised for another thread's POST: the POST, as the host saw it.
-    assert hostkit._request_of({"sent": "POST /users"}, "GET /users") == "POST /users"
-    assert hostkit._request_of({}, "GET /users") == "GET /users"
-    assert hostkit._request_of({"sent": "GET /\udcff" + "x" * 400}, None) == "GET /\ufffd" + "x" * 294
-    # A crafted record that would add lines to a failure message is not taken.
-    assert hostkit._request_of({"sent": "GET /a\n  ✔ all passed"}, "GET /users") == "GET /users"
+    known = {"POST /users": posted, "GET /users": "GET /users"}
+    assert hostkit._request_of({"sent": "POST /users"}, posted, known) == posted
+    assert hostkit._request_of({"sent": "GET /users"}, "GET /users?limit=2", known) == "GET /users?limit=2"
+    # Collected by a GET's thread, raised for another thread's POST: the POST, as it was sent.
+    assert hostkit._request_of({"sent": "POST /users"}, "GET /users", known) == posted
+    assert hostkit._request_of({}, "GET /users", known) == "GET /users"
+    # A request this client never sent is not shown, whatever the host says.
+    assert hostkit._request_of({"sent": "DELETE /admin/everything"}, "GET /users", known) == "GET /users"
+
+
+def test_a_recycling_that_does_not_answer_ends_recycling_in_this_grading_process(
+    recycled_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same code would hold every later check's recycling as long (here: forever)."""
+    (recycled_folder / "app.py").write_text(
+        RECYCLED_APP + "\nos.environ.clear = lambda: time.sleep(60)\n", encoding="utf-8"
+    )
+    monkeypatch.setattr(hostkit, "RECYCLE_WAIT_S", 0.5)
+    monkeypatch.setattr(hostkit, "_recycling", True)
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(recycled_folder))
+        assert host.recycle() is False
+        assert hostkit._recycling is False
+    finally:
+        host.close()
+    fresh = hostkit.take_host()
+    try:
+        assert fresh is not host
+        assert fresh.recycle() is False  # not even asked: a new process for each check now
+        assert fresh.closed
+    finally:
+        fresh.close()

@@ -307,6 +307,8 @@ class Host:
                 raise HostProblem("its server did not stop")
         if self.baseline is not None and self.baseline.new_threads():
             raise HostProblem("a thread the check started still runs")
+        if _child_processes():
+            raise HostProblem("a process the check started still runs")
         if self.baseline is not None:
             self.baseline.restore(self.folder)
         if self.listener is not self.own_listener:
@@ -393,15 +395,22 @@ class _Baseline:
         self.loggers = {name: _logger_state(logger) for name, logger in _loggers()}
         self.attributes: dict[tuple[str, str], Any] = {}
         self.threads = {thread.ident for thread in threading.enumerate()}
+        self.os_threads = _os_thread_count()
 
-    def new_threads(self, wait: float = 0.2) -> list[threading.Thread]:
+    def new_threads(self, wait: float = 0.2) -> list[Any]:
         """Threads started since, still running after `wait` seconds (a server's worker
-        threads end soon after its event loop)."""
+        threads end soon after its event loop). Counted by the kernel too: a thread started
+        with `_thread.start_new_thread` is not in `threading.enumerate()`."""
         deadline = time.monotonic() + wait
         started = [thread for thread in threading.enumerate() if thread.ident not in self.threads]
         for thread in started:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return [thread for thread in started if thread.is_alive()]
+        running: list[Any] = [thread for thread in started if thread.is_alive()]
+        while not running and _os_thread_count() > self.os_threads:
+            if time.monotonic() > deadline:  # a joined thread's task goes a moment later
+                return ["a thread threading does not list"]
+            time.sleep(0.002)
+        return running
 
     def keep(self, names: Any) -> None:
         """Remember the values of `names` ("module.attribute"), a missing one as missing."""
@@ -434,8 +443,10 @@ class _Baseline:
             mutated()
         for name, logger in _loggers():
             _set_logger_state(logger, self.loggers.get(name))
+        # By the folder's own file names too: a module can say it lives anywhere (`__file__`).
+        own_names = _top_level_names(folder)
         for name in [name for name in sys.modules if name not in self.modules]:
-            if _is_learners(sys.modules.get(name), folder):
+            if name.split(".", 1)[0] in own_names or _is_learners(sys.modules.get(name), folder):
                 del sys.modules[name]
         self.modules = set(sys.modules)  # libraries the check imported stay: not asked again
         importlib.invalidate_caches()  # the learner's folder may hold new files by now
@@ -465,6 +476,40 @@ def _set_logger_state(logger: Any, state: tuple[Any, ...] | None) -> None:
     logger.handlers[:] = handlers
     logger.setLevel(level)
     logger.propagate, logger.disabled = propagate, disabled
+
+
+def _os_thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no /proc (macOS): threading's own list is all there is
+        return 0
+
+
+def _child_processes() -> list[int]:
+    """The host's child processes (a zombie too), from /proc; none where there is no /proc."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children", encoding="ascii") as listing:
+                found += [int(pid) for pid in listing.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _top_level_names(folder: Path | None) -> set[str]:
+    """The names a module or package in `folder` is imported by (`app` for app.py or app/)."""
+    if folder is None:
+        return set()
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return set()
+    return {entry[:-3] if entry.endswith(".py") else entry for entry in entries if not entry.startswith(".")}
 
 
 def _is_learners(module: ModuleType | None, folder: Path | None) -> bool:
@@ -531,6 +576,9 @@ def _recording(app: Any, host: Host) -> Any:
     async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         failing = False
         http = scope.get("type") == "http"
+        kind = scope.get("type", "")
+        # As it arrived: the app may rewrite its scope before it raises.
+        sent = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path', '')}" if kind != "lifespan" else None
         host.in_flight += http
 
         async def watched_send(message: dict[str, Any]) -> None:
@@ -545,8 +593,6 @@ def _recording(app: Any, host: Host) -> Any:
         try:
             await app(scope, receive, watched_send)
         except BaseException as exc:
-            kind = scope.get("type", "")
-            sent = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path', '')}" if kind != "lifespan" else None
             host.raised.append({"phase": kind, "sent": sent, "error": describe_exception(exc, host.folder)})
             raise
         finally:

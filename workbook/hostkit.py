@@ -252,12 +252,18 @@ class AppHost:
     def recycle(self) -> bool:
         """Make this host ready for another check (workbook/apphost.py, `Host.recycle`):
         True if it is, else it is ended. At most MAX_CHECKS_PER_HOST checks share a host."""
+        global _recycling
         self.checks += 1
-        if self.closed or not self.reusable or self.checks >= MAX_CHECKS_PER_HOST:
+        if self.closed or not self.reusable or self.checks >= MAX_CHECKS_PER_HOST or not _recycling:
             self.close()
             return False
         try:
             answer = self.control.ask({"op": "recycle"}, RECYCLE_WAIT_S, wait_turn=False)
+        except HostTimeout:
+            # The same code would hold every later check's recycling as long: a new
+            # process for each check from now on costs less.
+            _recycling = False
+            answer = {}
         except (HostError, OSError):
             answer = {}
         if answer.get("ok") is not True:
@@ -389,6 +395,8 @@ _spare: Future[AppHost] | None = None
 _spare_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbook-spare-host")
 
 
+# False once a recycling timed out in this grading process (`AppHost.recycle`).
+_recycling = True
 # Hosts an earlier check of this grading process gave back, recycled (`give_back`).
 _idle: list[AppHost] = []
 MAX_IDLE_HOSTS = 2
@@ -676,7 +684,14 @@ class RemoteClient(httpx.Client):
         self.raise_server_exceptions = raise_server_exceptions
         self._active = 0  # requests this client is sending now (a check may send concurrently)
         self._active_lock = threading.Lock()
-        self.event_hooks = {"request": [grading._remember_request], "response": []}
+        self.event_hooks = {"request": [grading._remember_request, self._note_sent], "response": []}
+        # "METHOD /path" -> how the last request sent there is described (`_request_of`).
+        self.sent_requests: dict[str, str] = {}
+
+    def _note_sent(self, request: httpx.Request) -> None:
+        from workbook import grading
+
+        self.sent_requests[f"{request.method} {request.url.path}"] = grading.describe_request(request)
 
     def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:
         from workbook import grading
@@ -719,7 +734,7 @@ class RemoteClient(httpx.Client):
 
         for item in self.host.raised():
             exc = rebuild(item.get("error"))
-            grading._tag(exc, _request_of(item, sent))
+            grading._tag(exc, _request_of(item, sent, self.sent_requests))
             if self.raise_server_exceptions:
                 raise exc
             grading.note_server_error(exc)
@@ -737,21 +752,19 @@ class RemoteClient(httpx.Client):
         return RemoteWebSocket(self.host, url, headers, subprotocols, sent)
 
 
-def _request_of(item: dict[str, Any], sent: str | None) -> str | None:
-    """The request an exception the host recorded was raised for: `sent` (this thread's
-    request, described with its body) when the host's record ("METHOD /path") is that
-    request, else the host's record. Under concurrent requests one thread may collect what
-    another's request raised, and a cause must not depend on which thread asked first."""
+def _request_of(item: dict[str, Any], sent: str | None, known: dict[str, str]) -> str | None:
+    """The request an exception the host recorded was raised for, as this client described
+    it: under concurrent requests one thread may collect what another thread's request
+    raised, and a cause must not depend on which thread asked first. The host's record
+    ("METHOD /path") only chooses among the requests this client sent (`known`); its text
+    is never shown. `sent`: the collecting thread's own request, the default."""
     own = item.get("sent")
-    if not isinstance(own, str) or not own:
+    if not isinstance(own, str) or sent is None:
         return sent
-    own = _text(own, 300)
-    if own.count(" ") != 1 or not own.isprintable():
-        return sent  # not a "METHOD /path" record: the host's word is not taken
-    method, _, path = (sent or "").partition(" ")
-    if sent and own == f"{method} {path.split(' ', 1)[0].split('?', 1)[0]}":
+    method, _, rest = sent.partition(" ")
+    if own == f"{method} {rest.split(' ', 1)[0].split('?', 1)[0]}":
         return sent
-    return own
+    return known.get(own, sent)
 
 
 def _read_bounded(response: httpx.Response) -> None:
