@@ -602,10 +602,11 @@ def test_the_closing_summary_names_the_slowest_and_those_that_hit_a_time_limit()
         ClassDocument(submission="ann", duration_s=3.0, timed_out=[]),
         ClassDocument(submission="bo\x1b[2J", duration_s=95.0, timed_out=[1]),
         ClassDocument(submission="cy", duration_s=12.0, timed_out=[]),
-        ClassDocument(submission="di", duration_s=1.0, timed_out=[2]),
+        ClassDocument(submission="di\nname", duration_s=1.0, timed_out=[2]),
     ]
+    # One line, whatever the folder names hold.
     assert closing_summary(documents) == (
-        "Slowest: bo\\x1b[2J (1 min 35 s), cy (12 s), ann (3 s). Hit a time limit: bo\\x1b[2J, di."
+        "Slowest: bo\\x1b[2J (1 min 35 s), cy (12 s), ann (3 s). Hit a time limit: bo\\x1b[2J, di\\x0aname."
     )
 
 

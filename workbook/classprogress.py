@@ -9,7 +9,7 @@ import time
 from typing import TextIO
 
 from workbook.documents import ClassDocument
-from workbook.safetext import log_safe
+from workbook.safetext import log_safe_line
 from workbook.terminal import ERASE_LINE, is_terminal
 from workbook.words import counted
 
@@ -81,8 +81,10 @@ def duration(seconds: float) -> str:
 def closing_summary(documents: list[ClassDocument]) -> str:
     """One line: the slowest submissions, and those where a check hit a time limit."""
     timed = sorted(documents, key=lambda d: float(d.duration_s), reverse=True)
-    slowest = ", ".join(f"{log_safe(d.submission)} ({duration(float(d.duration_s))})" for d in timed[:SLOWEST_SHOWN])
-    limited = [log_safe(d.submission) for d in documents if d.timed_out]
+    slowest = ", ".join(
+        f"{log_safe_line(d.submission)} ({duration(float(d.duration_s))})" for d in timed[:SLOWEST_SHOWN]
+    )
+    limited = [log_safe_line(d.submission) for d in documents if d.timed_out]
     text = f"Slowest: {slowest or 'none'}."
     if not limited:
         return text + " None hit a time limit."

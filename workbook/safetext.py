@@ -120,6 +120,12 @@ def log_safe(text: str) -> str:
     return no_workflow_commands(terminal_safe(valid_text(text)))
 
 
+def log_safe_line(text: str) -> str:
+    """Learner text for within one line of a terminal or CI log: as `log_safe`, with every
+    newline and tab shown escaped too (`\x0a`)."""
+    return _CSV_CONTROL.sub(_escaped, log_safe(text))
+
+
 def csv_cell(value: object) -> object:
     """A CSV cell that a spreadsheet opens as text (OWASP CSV injection: prefix `'`).
     Numbers stay numbers; strings are also made safe for a CI log, and every control
