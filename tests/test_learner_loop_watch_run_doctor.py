@@ -112,6 +112,16 @@ def test_watch_regrades_after_a_save_and_moves_on_when_solved(exercises):
     assert load_state().problems[P1.slug].status == "pass"
 
 
+def test_watch_of_a_chosen_problem_stays_on_it_once_solved(exercises):
+    screens: list[str] = []
+    watch = watcher.Watcher(MANIFEST, exercises, style=plain(), clear_screen=False, echo=screens.append)
+    shutil.copy(SOLUTIONS / P1.slug / "app.py", exercises / P1.slug / "app.py")
+    assert watch.run(P1, max_runs=1, stay=True) == 0
+    last = screens[-1]
+    assert "Every check passes." in last and "Problem 1 solved" in last, last
+    assert "Checking problem 2" not in last and "Ctrl-C to quit" in last, last
+
+
 def test_a_half_written_file_is_graded_only_once_it_settles(tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()

@@ -100,7 +100,8 @@ class Watcher:
 
     def run(self, problem: Problem, *, max_runs: int | None = None, stay: bool = False) -> int:
         """Watch `problem`, moving on as problems get solved. `stay`: the learner chose this
-        problem, so keep watching it even if it already passes."""
+        problem (README: "moves on when it passes, unless you chose the problem"), so keep
+        watching it once it passes, newly solved or not."""
         notice = ""
         while True:
             folder = self.exercises / problem.slug
@@ -111,7 +112,7 @@ class Watcher:
             elapsed = time.monotonic() - started
             self.runs += 1
             newly_solved, state = self._remember(progress, result)
-            if result.status == Status.PASS and (newly_solved or not stay):
+            if result.status == Status.PASS and not stay:
                 following = next_unsolved(self.manifest, state, after=problem)
                 if following is None:
                     footer = self._finished(problem, state, newly_solved)
@@ -137,6 +138,8 @@ class Watcher:
             footer = self._keys(problem)
             if result.status == Status.PASS:
                 footer = f"Reference solution for comparison: {solution_path(problem)}\n{footer}"
+            if newly_solved:
+                footer = f"{congratulation(problem, self.manifest, state, self.style)}\n{footer}"
             self._draw(result, elapsed, state, notice=notice, footer=footer)
             notice = ""
             if self._done(max_runs):
