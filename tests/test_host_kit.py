@@ -324,6 +324,12 @@ def linger() -> dict:
     return {"started": True}
 
 
+@app.get("/say")
+def say() -> dict:
+    print("said it", flush=True)
+    return {}
+
+
 @app.post("/raw-thread")
 def raw_thread() -> dict:
     _thread.start_new_thread(time.sleep, (30,))
@@ -461,3 +467,17 @@ def test_a_recycling_that_does_not_answer_ends_recycling_in_this_grading_process
         assert fresh.closed
     finally:
         fresh.close()
+
+
+def test_a_host_ended_for_a_hang_keeps_what_it_printed(recycled_folder: Path) -> None:
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(recycled_folder))
+        with host.client() as client:
+            answer = client.get("/say")
+        assert answer.status_code == 200, answer.text
+        hostkit.RemoteSampler([host]).stop()
+        assert host.closed
+        assert "said it" in host.log()
+    finally:
+        host.close()

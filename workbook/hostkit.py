@@ -51,6 +51,7 @@ CONNECT_WAIT_S = 5.0
 ANSWER_WAIT_S = 30.0
 MONITOR_WAIT_S = 0.5
 RECYCLE_WAIT_S = 3.0
+KEPT_LOG_CHARS = 8000  # of a host's output, kept when it is ended for a hang (grading shows 8000)
 # A host serves this many checks at most, then a new process takes over: what a check leaves
 # behind that the recycling does not put back (library caches, memory) stays bounded.
 MAX_CHECKS_PER_HOST = 40
@@ -185,6 +186,7 @@ class AppHost:
         # finish): such a host is ended, never given to another check.
         self.reusable = True
         self.checks = 0  # checks this host has served
+        self.last_log = ""  # what it printed, kept when it is ended for a hang
         self.threads_answered = False
         self.pid: int | None = None  # in the sandbox's PID namespace: only the fork server uses it
         self.request_fd = -1
@@ -349,6 +351,10 @@ class AppHost:
         return self._monitor("tasks") or []
 
     def log(self, limit: int = 4000) -> str:
+        """The end of what the host printed (at most `limit` characters); once the host
+        was ended for a hang, what it had printed by then."""
+        if self.closed:
+            return self.last_log[-limit:]
         text = self._monitor("log", limit=limit)
         return text if isinstance(text, str) else ""
 
@@ -919,8 +925,10 @@ class RemoteSampler:
         return next(iter(self.threads(ignore).values()), None) or next(iter(self.waiting_tasks()), None)
 
     def stop(self) -> bool:
-        """Stop the stuck code: end the hosts (the next check gets fresh ones)."""
+        """Stop the stuck code: end the hosts (the next check gets fresh ones), keeping
+        what they printed: a learner's prints are most wanted where the code got stuck."""
         for host in list(self.hosts):
+            host.last_log = host.log(KEPT_LOG_CHARS)
             host.close()
         return True
 
