@@ -71,6 +71,15 @@ def test_plan_check_refuses_solutions_and_a_folder_together(tmp_path):
     assert (str(raised.value), raised.value.option) == ("Use either --solutions or --dir, not both.", None)
 
 
+def test_plan_check_of_another_folder_needs_no_exercises_argument():
+    """The README: `solutions=` or `directory=` instead of `exercises=` grades another folder."""
+    plan = api.plan_check(MANIFEST, [P1], directory=SOLUTIONS)
+
+    assert (plan.target, plan.submission, plan.learner_run) == (SOLUTIONS, True, False)
+    with pytest.raises(api.NoWorkspace):
+        api.plan_check(MANIFEST, [P1])
+
+
 def test_hint_reveals_one_more_hint_each_call_and_remembers_it():
     first = api.hint(P1)
     second = api.hint(P1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from workbook import integrity
 from workbook.engine import CheckResult, GraderError, ProblemResult, discover_checks, grade_many, select_checks
@@ -146,7 +146,7 @@ def plan_check(
     manifest: Manifest,
     problems: Iterable[Problem] = (),
     *,
-    exercises: Path | None,
+    exercises: Path | None = None,
     solutions: Path | None = None,
     directory: Path | None = None,
     all_problems: bool = False,
@@ -163,7 +163,7 @@ def plan_check(
     that contradict each other, an unusable --dir or a -k that matches no check;
     WorkbookError when someone else's code would run unsandboxed.
 
-    `exercises` is the learner's own folder, None outside a workspace (a wheel install):
+    `exercises` is the learner's own folder, None (the default) outside a workspace:
     grading `solutions` or `directory` then works all the same, since only a run of the
     learner's own folder records progress; grading nothing else raises NoWorkspace."""
     problems = list(problems)
@@ -239,9 +239,9 @@ def run_check(
 
 
 class CheckOptions(TypedDict, total=False):
-    """The keyword options of plan_check (see there); `exercises` is required."""
+    """The keyword options of plan_check (see there)."""
 
-    exercises: Required[Path | None]
+    exercises: Path | None
     solutions: Path | None
     directory: Path | None
     all_problems: bool
