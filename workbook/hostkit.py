@@ -350,20 +350,21 @@ class AppHost:
     def tasks(self) -> list[Any]:
         return self._monitor("tasks") or []
 
-    def log(self, limit: int = 4000) -> str:
+    def log(self, limit: int = 4000, wait_turn: bool = True) -> str:
         """The end of what the host printed (at most `limit` characters); once the host
-        was ended for a hang, what it had printed by then."""
+        was ended for a hang, what it had printed by then. `wait_turn` False: "" at once
+        while another thread waits for the monitor's answer."""
         if self.closed:
             return self.last_log[-limit:]
-        text = self._monitor("log", limit=limit)
+        text = self._monitor("log", wait_turn=wait_turn, limit=limit)
         return text if isinstance(text, str) else ""
 
-    def _monitor(self, op: str, **fields: Any) -> Any:
+    def _monitor(self, op: str, wait_turn: bool = True, **fields: Any) -> Any:
         if self.closed:
             return None
         # ValueError: the host was closed (its socket too) while the runner sampled it.
         with contextlib.suppress(HostError, OSError, ValueError):
-            answer = self.monitor.ask({"op": op, **fields}, MONITOR_WAIT_S)
+            answer = self.monitor.ask({"op": op, **fields}, MONITOR_WAIT_S, wait_turn=wait_turn)
             return answer.get("value") if answer.get("ok") is True else None
         return None
 
@@ -928,7 +929,8 @@ class RemoteSampler:
         """Stop the stuck code: end the hosts (the next check gets fresh ones), keeping
         what they printed: a learner's prints are most wanted where the code got stuck."""
         for host in list(self.hosts):
-            host.last_log = host.log(KEPT_LOG_CHARS)
+            if host.threads_answered:  # else its code holds the interpreter: no answer would come
+                host.last_log = host.log(KEPT_LOG_CHARS, wait_turn=False)
             host.close()
         return True
 
