@@ -9,7 +9,9 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import needs_sandbox
@@ -373,6 +375,17 @@ def recycled_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def started(folder: Path, **options: Any) -> Iterator[hostkit.AppHost]:
+    """A host that imported the app of `folder`, ended when the block ends."""
+    host = hostkit.take_host()
+    try:
+        host.start("app", str(folder), **options)
+        yield host
+    finally:
+        host.close()
+
+
 def hit(host: hostkit.AppHost) -> dict:
     with host.client() as client:
         answer = client.post("/hit")
@@ -407,29 +420,21 @@ def test_a_recycled_host_imports_the_module_afresh_and_puts_the_process_back(rec
 def test_a_host_whose_check_left_a_thread_or_process_running_is_ended_not_recycled(
     recycled_folder: Path, leftover: str
 ) -> None:
-    host = hostkit.take_host()
-    try:
-        host.start("app", str(recycled_folder))
+    with started(recycled_folder) as host:
         with host.client() as client:
             answer = client.post(f"/{leftover}")
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"started": True}
         assert host.recycle() is False
         assert host.closed
-    finally:
-        host.close()
 
 
 def test_a_host_that_did_not_answer_in_time_is_ended_not_recycled(recycled_folder: Path) -> None:
-    host = hostkit.take_host()
-    try:
-        host.start("app", str(recycled_folder), probes=recycled_folder.parent / "probes.py")
+    with started(recycled_folder, probes=recycled_folder.parent / "probes.py") as host:
         with pytest.raises(hostkit.HostTimeout):
             host.probe("sleepy", timeout=0.3)
         assert host.recycle() is False
         assert host.closed
-    finally:
-        host.close()
 
 
 def test_an_exception_keeps_the_request_it_was_raised_for_whichever_thread_collects_it() -> None:
@@ -453,13 +458,9 @@ def test_a_recycling_that_does_not_answer_ends_recycling_in_this_grading_process
     )
     monkeypatch.setattr(hostkit, "RECYCLE_WAIT_S", 0.5)
     monkeypatch.setattr(hostkit, "_recycling", True)
-    host = hostkit.take_host()
-    try:
-        host.start("app", str(recycled_folder))
+    with started(recycled_folder) as host:
         assert host.recycle() is False
         assert hostkit._recycling is False
-    finally:
-        host.close()
     fresh = hostkit.take_host()
     try:
         assert fresh is not host
@@ -470,9 +471,7 @@ def test_a_recycling_that_does_not_answer_ends_recycling_in_this_grading_process
 
 
 def test_a_host_ended_for_a_hang_keeps_what_it_printed(recycled_folder: Path) -> None:
-    host = hostkit.take_host()
-    try:
-        host.start("app", str(recycled_folder))
+    with started(recycled_folder) as host:
         with host.client() as client:
             answer = client.get("/say")
         assert answer.status_code == 200, answer.text
@@ -481,5 +480,3 @@ def test_a_host_ended_for_a_hang_keeps_what_it_printed(recycled_folder: Path) ->
         sampler.stop()
         assert host.closed
         assert "said it" in host.log()
-    finally:
-        host.close()
