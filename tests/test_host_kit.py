@@ -445,6 +445,7 @@ def test_an_exception_keeps_the_request_it_was_raised_for_whichever_thread_colle
     # Collected by a GET's thread, raised for another thread's POST: the POST, as it was sent.
     assert hostkit._request_of({"sent": "POST /users"}, "GET /users", known) == posted
     assert hostkit._request_of({}, "GET /users", known) == "GET /users"
+    assert hostkit._request_of({"sent": "POST /users"}, None, known) == posted
     # A request this client never sent is not shown, whatever the host says.
     assert hostkit._request_of({"sent": "DELETE /admin/everything"}, "GET /users", known) == "GET /users"
 

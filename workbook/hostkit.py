@@ -698,7 +698,9 @@ class RemoteClient(httpx.Client):
     def _note_sent(self, request: httpx.Request) -> None:
         from workbook import grading
 
-        self.sent_requests[f"{request.method} {request.url.path}"] = grading.describe_request(request)
+        # grading._remember_request, the hook before this one, has just described it.
+        described = getattr(grading._thread, "sending", None) or grading.describe_request(request)
+        self.sent_requests[f"{request.method} {request.url.path}"] = described
 
     def request(self, method: str, url: Any, **kwargs: Any) -> httpx.Response:
         from workbook import grading
@@ -766,10 +768,10 @@ def _request_of(item: dict[str, Any], sent: str | None, known: dict[str, str]) -
     ("METHOD /path") only chooses among the requests this client sent (`known`); its text
     is never shown. `sent`: the collecting thread's own request, the default."""
     own = item.get("sent")
-    if not isinstance(own, str) or sent is None:
+    if not isinstance(own, str):
         return sent
-    method, _, rest = sent.partition(" ")
-    if own == f"{method} {rest.split(' ', 1)[0].split('?', 1)[0]}":
+    method, _, rest = (sent or "").partition(" ")
+    if sent is not None and own == f"{method} {rest.split(' ', 1)[0].split('?', 1)[0]}":
         return sent
     return known.get(own, sent)
 
