@@ -53,7 +53,7 @@ MAX_CHAIN = 6
 MAX_LOG_BYTES = 64 << 10
 STARTUP_WAIT_S = 10.0
 SHUTDOWN_WAIT_S = 5.0
-RECYCLE_WAIT_S = 1.0  # for the server of the check that ended to stop
+SERVER_STOP_WAIT_S = 1.0  # when recycling: for the server of the check that ended to stop
 # What a host is told to import before it is told what to do: libraries only (fork server).
 WARM_MODULES = (
     "fastapi",
@@ -298,11 +298,12 @@ class Host:
         (without its lifespan's shutdown: a host used to end there), the learner's modules
         forgotten so the next `start` imports them afresh, and what the setup probes and the
         learner's code changed put back (`_Baseline`). Raises HostProblem when the process
-        cannot be trusted to be as new: a thread the check started still runs (the learner's
-        code, a timer, a pool: it would act in the next check); the host is then ended."""
+        cannot be trusted to be as new: a thread or a process the check started still runs
+        (the learner's code, a timer, a pool: it would act in the next check); the host is
+        then ended."""
         if self.server is not None and self.thread is not None:
             self.server.exit_soon(force=True)
-            self.thread.join(float(request.get("wait", RECYCLE_WAIT_S)))
+            self.thread.join(float(request.get("wait", SERVER_STOP_WAIT_S)))
             if self.thread.is_alive():
                 raise HostProblem("its server did not stop")
         if self.baseline is not None and self.baseline.new_threads():
@@ -381,8 +382,8 @@ class _Baseline:
     """What a check may change in a host's process, as it was before the first check, to be
     put back between checks (`Host.recycle`): the environment (and the time zone read from
     it), the working folder, `sys.path`, the standard streams, warnings, every logger's
-    handlers and level, and the module attributes the probe menu's setup probes replace
-    (`PATCHED` in graders/<slug>/probes.py: "module.attribute" names)."""
+    handlers and level, and the module attributes the probe menu's probes replace (`PATCHED`
+    in graders/<slug>/probes.py: "module.attribute" names)."""
 
     def __init__(self) -> None:
         self.environ = dict(os.environ)
@@ -513,7 +514,8 @@ def _top_level_names(folder: Path | None) -> set[str]:
 
 
 def _is_learners(module: ModuleType | None, folder: Path | None) -> bool:
-    """Whether `module` came from the learner's folder (or is a probe menu, loaded afresh)."""
+    """Whether `module` came from the learner's folder, by where it says it lives (None, a
+    placeholder left by a failed import, is forgotten too)."""
     if module is None or folder is None:
         return True
     places = [getattr(module, "__file__", None), *list(getattr(module, "__path__", None) or [])]
