@@ -54,6 +54,7 @@ MAX_LOG_BYTES = 64 << 10
 STARTUP_WAIT_S = 10.0
 SHUTDOWN_WAIT_S = 5.0
 SERVER_STOP_WAIT_S = 1.0  # when recycling: for the server of the check that ended to stop
+SERVER_WORKER_THREAD = "AnyIO worker thread"  # anyio's name for the threads of a sync endpoint
 # What a host is told to import before it is told what to do: libraries only (fork server).
 WARM_MODULES = (
     "fastapi",
@@ -398,14 +399,16 @@ class _Baseline:
         self.threads = {thread.ident for thread in threading.enumerate()}
         self.os_threads = _os_thread_count()
 
-    def new_threads(self, wait: float = 0.2) -> list[Any]:
-        """Threads started since, still running after `wait` seconds (a server's worker
-        threads end soon after its event loop). Counted by the kernel too: a thread started
-        with `_thread.start_new_thread` is not in `threading.enumerate()`."""
+    def new_threads(self, wait: float = 1.0) -> list[Any]:
+        """Threads started since that still run: the server's worker threads are given up
+        to `wait` seconds to end (they end soon after its event loop, later on a busy
+        machine), any other thread none. Counted by the kernel too: a thread started with
+        `_thread.start_new_thread` is not in `threading.enumerate()`."""
         deadline = time.monotonic() + wait
         started = [thread for thread in threading.enumerate() if thread.ident not in self.threads]
         for thread in started:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.name.startswith(SERVER_WORKER_THREAD):
+                thread.join(max(0.0, deadline - time.monotonic()))
         running: list[Any] = [thread for thread in started if thread.is_alive()]
         while not running and _os_thread_count() > self.os_threads:
             if time.monotonic() > deadline:  # a joined thread's task goes a moment later
