@@ -901,10 +901,9 @@ def new_host(problem: Problem) -> Iterator[Callable[..., Any]]:
     try:
         yield start
     finally:
-        for host in list(hostkit.current_hosts):
+        for host in hostkit.current_hosts:
             _show_output(host)
-            hostkit.give_back(host)
-        hostkit.current_hosts.clear()
+        hostkit.give_back_all()
 
 
 def _show_output(host: Any) -> None:

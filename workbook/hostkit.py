@@ -35,7 +35,6 @@ import tempfile
 import threading
 import time
 import types
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -941,12 +940,8 @@ class RemoteSampler:
 current_hosts: list[AppHost] = []
 
 
-@contextlib.contextmanager
-def hosts_of_check() -> Iterator[list[AppHost]]:
+def give_back_all() -> None:
+    """The check is over: give back each of its hosts (`current_hosts`, `give_back`)."""
+    for host in list(current_hosts):
+        give_back(host)
     current_hosts.clear()
-    try:
-        yield current_hosts
-    finally:
-        for host in list(current_hosts):
-            host.close()
-        current_hosts.clear()

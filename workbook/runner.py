@@ -108,9 +108,7 @@ def _import_once(problem: Any) -> None:
     except hostkit.HostError:
         pass  # no verdict on the learner's code: each check meets it and says so
     finally:
-        for host in list(hostkit.current_hosts):
-            hostkit.give_back(host)  # the first check imports the module afresh in it
-        hostkit.current_hosts.clear()
+        hostkit.give_back_all()  # the first check imports the module afresh in its host
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
