@@ -7,8 +7,11 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
+import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,31 @@ def kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def loopback_listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A listener on 127.0.0.1 outside any sandbox, for attacks that try to reach it: its port,
+    and what each connection it accepted sent (first 100 bytes), until the block ends."""
+    accepted: list[bytes] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    connection, _ = listener.accept()
+                    with connection:
+                        connection.settimeout(1)
+                        accepted.append(connection.recv(100))
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], accepted
+        finally:
+            stop.set()
+            thread.join(timeout=2)

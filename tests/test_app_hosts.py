@@ -14,20 +14,17 @@ bombs) run only inside it (WORKBOOK_SANDBOXED=1), from the app's handlers.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import secrets
-import socket
 import textwrap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import SUCCEEDED, kill_all, needs_sandbox, survivors
+from support import SUCCEEDED, kill_all, loopback_listener, needs_sandbox, survivors
 
 from workbook import engine
 from workbook.jsonout import to_data
@@ -495,24 +492,7 @@ def test_detached_children_do_not_survive_grading(tiny):
 
 @needs_sandbox
 def test_the_app_cannot_reach_a_listener_on_loopback(tiny):
-    accepted: list[bytes] = []
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.settimeout(0.2)
-        port = listener.getsockname()[1]
-        stop = threading.Event()
-
-        def accept() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(OSError):
-                    connection, _ = listener.accept()
-                    with connection:
-                        connection.settimeout(1)
-                        accepted.append(connection.recv(100))
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
+    with loopback_listener() as (port, accepted):
         connect = f"""
         import socket as _socket
         try:
@@ -521,11 +501,7 @@ def test_the_app_cannot_reach_a_listener_on_loopback(tiny):
         except OSError:
             pass
         """
-        try:
-            result = tiny.grade(tiny.attacker(connect, on_reverse=connect))
-        finally:
-            stop.set()
-            thread.join(timeout=2)
+        result = tiny.grade(tiny.attacker(connect, on_reverse=connect))
     assert_same_verdicts_as_the_wrong_app(result)
     assert accepted == []
 

@@ -18,11 +18,9 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from support import (
     SUCCEEDED,
     kill_all,
     learner_workspace,
+    loopback_listener,
     needs_sandbox,
     survivors,
     write_problem,
@@ -607,24 +606,7 @@ def assert_contained_without_sandbox(documents: dict[str, dict], baseline: dict[
 
 @needs_sandbox
 def test_a_listener_on_loopback_outside_the_sandbox_gets_no_connection(school, stub_baseline):
-    accepted: list[bytes] = []
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.settimeout(0.2)
-        port = listener.getsockname()[1]
-        stop = threading.Event()
-
-        def accept() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(OSError):
-                    connection, _ = listener.accept()
-                    with connection:
-                        connection.settimeout(1)
-                        accepted.append(connection.recv(100))
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
+    with loopback_listener() as (port, accepted):
         school.attack(
             f"""
             import socket as _socket
@@ -635,11 +617,7 @@ def test_a_listener_on_loopback_outside_the_sandbox_gets_no_connection(school, s
                 pass
             """
         )
-        try:
-            assert_contained(school.grade(), stub_baseline)
-        finally:
-            stop.set()
-            thread.join(timeout=2)
+        assert_contained(school.grade(), stub_baseline)
     assert accepted == []
 
 
