@@ -14,12 +14,14 @@ bombs) run only inside it (WORKBOOK_SANDBOXED=1), from the app's handlers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import secrets
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -467,6 +469,17 @@ def test_a_signal_from_the_app_ends_in_a_clear_verdict_and_spares_a_neighbour(ti
 # --- 6. detached children ----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def released(attacker: Path, marker: str) -> Iterator[Path]:
+    """`attacker`, graded in the block; then its sandbox goes, and every process of it still
+    running (its command line holds `marker`) is killed, whatever the block asserted."""
+    try:
+        yield attacker
+    finally:
+        engine.release(attacker)
+        kill_all(survivors(marker, wait_s=0))
+
+
 @needs_sandbox
 def test_detached_children_do_not_survive_grading(tiny):
     marker = f"workbook-detached-{secrets.token_hex(6)}"
@@ -476,15 +489,11 @@ def test_detached_children_do_not_survive_grading(tiny):
     _subprocess.Popen([_sys.executable, "-c", "import time\\nwhile True: time.sleep(1)", {marker!r}],
                       start_new_session=True)
     """
-    attacker = tiny.attacker(start, on_reverse=start)
-    try:
+    with released(tiny.attacker(start, on_reverse=start), marker) as attacker:
         result = tiny.grade(attacker)
         assert_same_verdicts_as_the_wrong_app(result)
         # The submission's fork server stays warm (as under `watch`): its hosts' children must go anyway.
         assert survivors(marker) == []
-    finally:
-        engine.release(attacker)
-        kill_all(survivors(marker, wait_s=0))
 
 
 # --- 7. network --------------------------------------------------------------------------------
@@ -594,15 +603,11 @@ def test_a_bounded_fork_bomb_in_the_app_dies_with_grading_and_later_checks_still
             except OSError:
                 break
     """
-    attacker = tiny.attacker("", on_reverse=bomb)
-    try:
+    with released(tiny.attacker("", on_reverse=bomb), marker) as attacker:
         result = tiny.grade(attacker)
         assert_gains_nothing(result)
         assert_later_checks_ran(result)
         assert survivors(marker) == []
-    finally:
-        engine.release(attacker)
-        kill_all(survivors(marker, wait_s=0))
 
 
 # --- what the trusted side reads on the host's word --------------------------------------------
